@@ -1,0 +1,175 @@
+//! Extension types the layers share through `http::Extensions`.
+//!
+//! | type | written by | read by |
+//! | --- | --- | --- |
+//! | [`Route`] | ModelResolve | CostMeter, ResponseCache, Fallback |
+//! | [`Target`] | Fallback | ModelTimeout, ProviderTranslate |
+//! | [`CallerKey`] | the host app's auth | CostMeter (budgets), per-key limits |
+//! | [`ServedBy`] | Fallback (response) | CostMeter, the edge (headers) |
+//! | [`CacheStatus`] | ResponseCache (response) | CostMeter, the edge |
+
+use std::sync::Arc;
+
+use crate::catalog::{Deadlines, Endpoint, Model, Pricing, Provider};
+use crate::ErrorKind;
+
+/// One way to answer a request: a model served by one provider endpoint.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The public model id (what the response's `model` says).
+    pub model: Arc<str>,
+    /// The provider.
+    pub provider: Arc<Provider>,
+    /// The provider's model name.
+    pub upstream_model: Arc<str>,
+    /// Prices, if known.
+    pub pricing: Option<Pricing>,
+    /// Deadlines for one attempt.
+    pub deadlines: Deadlines,
+    /// Context window, if known.
+    pub context_length: Option<u32>,
+    /// Output cap, if known.
+    pub max_output: Option<u32>,
+}
+
+impl Candidate {
+    /// A candidate from a catalog model and one of its endpoints.
+    pub fn from_endpoint(model: &Model, endpoint: &Endpoint) -> Self {
+        Self {
+            model: model.id.clone(),
+            provider: endpoint.provider.clone(),
+            upstream_model: endpoint.upstream.clone(),
+            pricing: endpoint.pricing,
+            deadlines: endpoint.deadlines,
+            context_length: model.context_length,
+            max_output: model.max_output,
+        }
+    }
+
+    /// A candidate for a model the catalog does not list (pass-through).
+    pub fn passthrough(model: Arc<str>, provider: Arc<Provider>, upstream: Arc<str>) -> Self {
+        Self {
+            model,
+            deadlines: provider.deadlines,
+            provider,
+            upstream_model: upstream,
+            pricing: None,
+            context_length: None,
+            max_output: None,
+        }
+    }
+
+    /// `provider/upstream`, for logs and attempt lists.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.provider.name, self.upstream_model)
+    }
+}
+
+/// The ordered candidates for a request (written by ModelResolve).
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// What the client asked for (model id or alias).
+    pub requested: Arc<str>,
+    /// Candidates in the order to try them.
+    pub candidates: Arc<[Candidate]>,
+}
+
+impl Route {
+    /// A route of one candidate.
+    pub fn single(requested: Arc<str>, c: Candidate) -> Self {
+        Self {
+            requested,
+            candidates: Arc::from(vec![c]),
+        }
+    }
+}
+
+/// The candidate being tried (written by Fallback, read by ModelTimeout and
+/// ProviderTranslate).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// 1-based attempt number within the request.
+    pub attempt: u32,
+    /// Deadlines for this attempt, already clipped to what is left of the request budget.
+    pub deadlines: Deadlines,
+}
+
+impl Target {
+    /// The first attempt at `candidate`, with its own deadlines.
+    pub fn new(candidate: Candidate) -> Self {
+        Self {
+            deadlines: candidate.deadlines,
+            candidate,
+            attempt: 1,
+        }
+    }
+}
+
+/// Who pays for the request: set by the host app's authentication, never taken from a header
+/// the client controls.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallerKey(pub Arc<str>);
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Provider name.
+    pub provider: Arc<str>,
+    /// Public model id.
+    pub model: Arc<str>,
+    /// `None` on success, else the error kind.
+    pub error: Option<ErrorKind>,
+}
+
+/// Which candidate answered, and every attempt made (response extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy {
+    /// Provider that served.
+    pub provider: Arc<str>,
+    /// Public model id that served.
+    pub model: Arc<str>,
+    /// All attempts in order, the serving one last.
+    pub attempts: Vec<Attempt>,
+}
+
+impl ServedBy {
+    /// `provider/model:outcome` entries joined by `, ` (the `x-switchboard-attempts` header).
+    pub fn attempts_header(attempts: &[Attempt]) -> String {
+        let mut s = String::new();
+        for (i, a) in attempts.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&a.provider);
+            s.push(':');
+            s.push_str(&a.model);
+            s.push('=');
+            s.push_str(a.error.map_or("ok", ErrorKind::as_str));
+        }
+        s
+    }
+}
+
+/// Whether the response cache answered (response extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Not in the cache; the answer was fetched (and stored if eligible).
+    Miss,
+    /// The cache was skipped for this request.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// `HIT`, `MISS` or `BYPASS`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Bypass => "BYPASS",
+        }
+    }
+}

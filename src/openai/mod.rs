@@ -1,0 +1,59 @@
+//! The canonical wire types: the OpenAI chat-completions API as clients send it, plus
+//! OpenRouter's extensions (`models`, `route`, `provider`, `reasoning`).
+//!
+//! The data model is the performance model: [`ChatRequest`] types what the gateway reads and
+//! keeps what it only forwards (`messages`, `tools`, unknown fields) as raw JSON, so an
+//! OpenAI-compatible pass-through re-emits those bytes without re-encoding them. Provider codecs
+//! that must look inside call [`ChatRequest::parse_messages`] / [`ChatRequest::parse_tools`].
+//! Requests travel as `http::Request<Arc<ChatRequest>>`, so layers that retry or cache share one
+//! copy.
+
+mod chunk;
+mod error;
+mod message;
+mod request;
+mod response;
+pub mod sse;
+
+pub use chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+pub use error::{ErrorBody, ErrorResponse};
+pub use message::{
+    ContentPart, FunctionCall, ImageUrl, Message, MessageContent, Role, Tool, ToolCall, ToolChoice,
+    ToolFunction,
+};
+pub use request::{
+    ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, Reasoning, ResponseFormat, Stop,
+    StreamOptions,
+};
+pub use response::{
+    AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, FinishReason,
+    PromptTokensDetails, Usage,
+};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Seconds since the Unix epoch (for `created`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh completion id (`chatcmpl-…`): unique per process run, cheap, not cryptographic.
+pub fn new_completion_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ (u64::from(std::process::id()) << 32)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64 so consecutive ids do not look sequential
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    format!("chatcmpl-{z:016x}{n:x}")
+}

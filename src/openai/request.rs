@@ -1,0 +1,748 @@
+//! [`ChatRequest`]: parsed once at the edge, shared behind an `Arc`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use super::message::{Message, Role, Tool, ToolChoice};
+use crate::Error;
+
+/// A chat-completions request.
+///
+/// Typed fields are the ones the gateway reads. `messages`, `tools`, `tool_choice`,
+/// `response_format`, `metadata` and every unknown field stay raw JSON and are re-emitted
+/// byte for byte by the OpenAI-compatible codec; other codecs parse what they need.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ChatRequest {
+    /// The requested model id, alias or slot.
+    pub model: String,
+    /// The conversation, raw.
+    pub messages: Box<RawValue>,
+    /// OpenRouter: models to try in order.
+    pub models: Option<Vec<String>>,
+    /// OpenRouter: `"fallback"`.
+    pub route: Option<String>,
+    /// OpenRouter provider preferences.
+    pub provider: Option<ProviderPreferences>,
+    /// Stream the answer as SSE.
+    pub stream: Option<bool>,
+    /// Stream options (`include_usage`).
+    pub stream_options: Option<StreamOptions>,
+    /// Legacy output cap.
+    pub max_tokens: Option<u32>,
+    /// Output cap (reasoning included).
+    pub max_completion_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Top-k sampling (OpenRouter, Anthropic, Gemini).
+    pub top_k: Option<u32>,
+    /// Number of choices.
+    pub n: Option<u32>,
+    /// Stop sequences.
+    pub stop: Option<Stop>,
+    /// Sampling seed.
+    pub seed: Option<i64>,
+    /// End-user id.
+    pub user: Option<String>,
+    /// Metadata map, raw.
+    pub metadata: Option<Box<RawValue>>,
+    /// Return log probabilities.
+    pub logprobs: Option<bool>,
+    /// Number of top log probabilities.
+    pub top_logprobs: Option<u32>,
+    /// Frequency penalty.
+    pub frequency_penalty: Option<f64>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f64>,
+    /// OpenAI reasoning effort (`minimal` … `high`).
+    pub reasoning_effort: Option<String>,
+    /// OpenRouter reasoning config.
+    pub reasoning: Option<Reasoning>,
+    /// Response format, raw.
+    pub response_format: Option<Box<RawValue>>,
+    /// Tools, raw.
+    pub tools: Option<Box<RawValue>>,
+    /// Tool choice, raw.
+    pub tool_choice: Option<Box<RawValue>>,
+    /// Allow parallel tool calls.
+    pub parallel_tool_calls: Option<bool>,
+    /// Fields the gateway does not know, forwarded verbatim in their original order.
+    pub extra: Vec<(String, Box<RawValue>)>,
+    /// What a cheap scan of `messages` found.
+    pub summary: MessagesSummary,
+}
+
+/// Facts about `messages` gathered while parsing, without building message values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessagesSummary {
+    /// Number of messages.
+    pub count: usize,
+    /// Bytes of text content (a prompt-size estimate).
+    pub text_bytes: usize,
+    /// Whether any content part is an image.
+    pub has_images: bool,
+    /// Whether the conversation contains tool calls or tool results.
+    pub has_tool_messages: bool,
+}
+
+impl MessagesSummary {
+    /// A rough prompt-token estimate (4 bytes a token, plus per-message overhead).
+    pub fn estimated_tokens(&self) -> u64 {
+        (self.text_bytes as u64).div_ceil(4) + 4 * self.count as u64
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Send a final chunk with usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+}
+
+/// `stop`: a string or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One sequence.
+    One(String),
+    /// Several sequences.
+    Many(Vec<String>),
+}
+
+impl Stop {
+    /// The sequences as a slice-like list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// OpenRouter `reasoning`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reasoning {
+    /// `minimal`, `low`, `medium`, `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// Thinking token budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Think but don't return the reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<bool>,
+    /// Turn reasoning on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// OpenRouter provider preferences.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderPreferences {
+    /// Providers to try first, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Vec<String>>,
+    /// Only these providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
+    /// Never these providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<Vec<String>>,
+    /// `false`: use only the first candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_fallbacks: Option<bool>,
+    /// `price`, `latency` or `throughput`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Price ceilings in USD per million tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<MaxPrice>,
+    /// `allow` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_collection: Option<String>,
+    /// Only providers supporting every parameter used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_parameters: Option<bool>,
+}
+
+/// `provider.max_price`, USD per million tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaxPrice {
+    /// Ceiling for input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<f64>,
+    /// Ceiling for output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<f64>,
+}
+
+/// `response_format`, typed (parsed on demand by codecs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Plain text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// `{name, schema, strict}`.
+        json_schema: serde_json::Value,
+    },
+}
+
+impl ChatRequest {
+    /// Parses a request body. Errors are client errors (400) with a clear message.
+    pub fn from_slice(body: &[u8]) -> Result<Self, Error> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let req = Self::deserialize(&mut de).map_err(|e| json_error(&e))?;
+        de.end().map_err(|e| json_error(&e))?;
+        req.validate()?;
+        Ok(req)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.model.is_empty() && self.models.as_ref().is_none_or(Vec::is_empty) {
+            return Err(Error::invalid_request("`model` is required").with_param("model"));
+        }
+        if self.summary.count == 0 {
+            return Err(
+                Error::invalid_request("`messages` must contain at least one message")
+                    .with_param("messages"),
+            );
+        }
+        if let Some(t) = self.temperature {
+            if !(0.0..=2.0).contains(&t) {
+                return Err(
+                    Error::invalid_request("`temperature` must be between 0 and 2")
+                        .with_param("temperature"),
+                );
+            }
+        }
+        if let Some(p) = self.top_p {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(
+                    Error::invalid_request("`top_p` must be between 0 and 1").with_param("top_p")
+                );
+            }
+        }
+        if self.n == Some(0) {
+            return Err(Error::invalid_request("`n` must be at least 1").with_param("n"));
+        }
+        if self.stream_options.is_some() && !self.is_stream() {
+            return Err(Error::invalid_request(
+                "`stream_options` is only allowed when `stream` is true",
+            )
+            .with_param("stream_options"));
+        }
+        Ok(())
+    }
+
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether the client asked for the final usage chunk of a stream.
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+
+    /// The output cap the client set (`max_completion_tokens` wins over `max_tokens`).
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Parses `messages` into typed values (for codecs that translate them).
+    pub fn parse_messages(&self) -> Result<Vec<Message>, Error> {
+        serde_json::from_str(self.messages.get()).map_err(|e| {
+            Error::invalid_request(format!("invalid `messages`: {e}")).with_param("messages")
+        })
+    }
+
+    /// Parses `tools` into typed values.
+    pub fn parse_tools(&self) -> Result<Vec<Tool>, Error> {
+        match &self.tools {
+            None => Ok(Vec::new()),
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+                Error::invalid_request(format!("invalid `tools`: {e}")).with_param("tools")
+            }),
+        }
+    }
+
+    /// Parses `tool_choice`.
+    pub fn parse_tool_choice(&self) -> Result<Option<ToolChoice>, Error> {
+        let Some(raw) = &self.tool_choice else {
+            return Ok(None);
+        };
+        let v: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| {
+            Error::invalid_request(format!("invalid `tool_choice`: {e}")).with_param("tool_choice")
+        })?;
+        ToolChoice::from_value(&v).map(Some).ok_or_else(|| {
+            Error::invalid_request(
+                "`tool_choice` must be \"auto\", \"none\", \"required\" or a named function",
+            )
+            .with_param("tool_choice")
+        })
+    }
+
+    /// Parses `response_format`.
+    pub fn parse_response_format(&self) -> Result<Option<ResponseFormat>, Error> {
+        match &self.response_format {
+            None => Ok(None),
+            Some(raw) => serde_json::from_str(raw.get()).map(Some).map_err(|e| {
+                Error::invalid_request(format!("invalid `response_format`: {e}"))
+                    .with_param("response_format")
+            }),
+        }
+    }
+
+    /// Reads one string entry of `metadata` (e.g. `task`).
+    pub fn metadata_str(&self, key: &str) -> Option<String> {
+        let raw = self.metadata.as_ref()?;
+        let map: std::collections::HashMap<Cow<'_, str>, serde_json::Value> =
+            serde_json::from_str(raw.get()).ok()?;
+        map.get(key)?.as_str().map(str::to_owned)
+    }
+
+    /// Whether any tools are offered.
+    pub fn has_tools(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| t.get() != "[]")
+    }
+
+    /// Serializes the request with OpenAI's field names, for an OpenAI-compatible upstream:
+    /// `model` replaced by `model`, OpenRouter routing fields dropped unless `keep_routing`,
+    /// `stream_options.include_usage` forced on for streams when `force_usage`.
+    pub fn to_openai_json(&self, model: &str, force_usage: bool, keep_routing: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.messages.get().len() + 256);
+        let wire = Wire {
+            req: self,
+            model,
+            force_usage,
+            keep_routing,
+        };
+        // Serializing plain data into a Vec cannot fail.
+        if serde_json::to_writer(&mut out, &wire).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> Error {
+    let msg = match e.classify() {
+        serde_json::error::Category::Data => format!("invalid request: {e}"),
+        _ => format!("malformed JSON body: {e}"),
+    };
+    Error::invalid_request(msg).with_code("invalid_json")
+}
+
+struct Wire<'a> {
+    req: &'a ChatRequest,
+    model: &'a str,
+    force_usage: bool,
+    keep_routing: bool,
+}
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.req;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("model", self.model)?;
+        m.serialize_entry("messages", &r.messages)?;
+        macro_rules! opt {
+            ($($f:ident),*) => {$(
+                if let Some(v) = &r.$f { m.serialize_entry(stringify!($f), v)?; }
+            )*};
+        }
+        if self.keep_routing {
+            opt!(models, route, provider);
+        }
+        opt!(stream);
+        if r.is_stream() && self.force_usage {
+            m.serialize_entry(
+                "stream_options",
+                &StreamOptions {
+                    include_usage: Some(true),
+                },
+            )?;
+        } else {
+            opt!(stream_options);
+        }
+        opt!(
+            max_tokens,
+            max_completion_tokens,
+            temperature,
+            top_p,
+            top_k,
+            n,
+            stop,
+            seed,
+            user,
+            metadata,
+            logprobs,
+            top_logprobs,
+            frequency_penalty,
+            presence_penalty,
+            reasoning_effort,
+            reasoning,
+            response_format,
+            tools,
+            tool_choice,
+            parallel_tool_calls
+        );
+        for (k, v) in &r.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for ChatRequest {
+    /// The request as the client sent it (routing fields kept).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            req: self,
+            model: &self.model,
+            force_usage: false,
+            keep_routing: true,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChatRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = ChatRequest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a chat completions request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
+        let mut r = ChatRequest::default();
+        let mut have_messages = false;
+        let mut have_model = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            macro_rules! field {
+                ($f:ident) => {{
+                    r.$f = map.next_value()?;
+                }};
+            }
+            match &*key {
+                "model" => {
+                    r.model = map.next_value()?;
+                    have_model = true;
+                }
+                "messages" => {
+                    let raw: Box<RawValue> = map.next_value()?;
+                    r.summary = scan_messages(raw.get()).map_err(de::Error::custom)?;
+                    r.messages = raw;
+                    have_messages = true;
+                }
+                "models" => field!(models),
+                "route" => field!(route),
+                "provider" => field!(provider),
+                "stream" => field!(stream),
+                "stream_options" => field!(stream_options),
+                "max_tokens" => field!(max_tokens),
+                "max_completion_tokens" => field!(max_completion_tokens),
+                "temperature" => field!(temperature),
+                "top_p" => field!(top_p),
+                "top_k" => field!(top_k),
+                "n" => field!(n),
+                "stop" => field!(stop),
+                "seed" => field!(seed),
+                "user" => field!(user),
+                "metadata" => field!(metadata),
+                "logprobs" => field!(logprobs),
+                "top_logprobs" => field!(top_logprobs),
+                "frequency_penalty" => field!(frequency_penalty),
+                "presence_penalty" => field!(presence_penalty),
+                "reasoning_effort" => field!(reasoning_effort),
+                "reasoning" => field!(reasoning),
+                "response_format" => field!(response_format),
+                "tools" => field!(tools),
+                "tool_choice" => field!(tool_choice),
+                "parallel_tool_calls" => field!(parallel_tool_calls),
+                _ => {
+                    let v: Box<RawValue> = map.next_value()?;
+                    r.extra.push((key.into_owned(), v));
+                }
+            }
+        }
+        if !have_messages {
+            return Err(de::Error::missing_field("messages"));
+        }
+        if !have_model && r.models.is_none() {
+            return Err(de::Error::missing_field("model"));
+        }
+        Ok(r)
+    }
+}
+
+/// Checks the shape of `messages` (an array of objects with a known `role` and a string,
+/// array or null `content`) and gathers a [`MessagesSummary`] without building values.
+fn scan_messages(raw: &str) -> Result<MessagesSummary, String> {
+    let mut summary = MessagesSummary::default();
+    let mut de = serde_json::Deserializer::from_str(raw);
+    MessagesScan(&mut summary)
+        .deserialize(&mut de)
+        .map_err(|e| format!("invalid `messages`: {e}"))?;
+    Ok(summary)
+}
+
+struct MessagesScan<'s>(&'s mut MessagesSummary);
+
+impl<'de> DeserializeSeed<'de> for MessagesScan<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessagesScan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of messages")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(MessageScan(self.0))?.is_some() {
+            self.0.count += 1;
+        }
+        Ok(())
+    }
+}
+
+struct MessageScan<'s>(&'s mut MessagesSummary);
+
+impl<'de> DeserializeSeed<'de> for MessageScan<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageScan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message object with a `role`")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut role = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "role" => {
+                    let r: Cow<'de, str> = map.next_value()?;
+                    role = Some(Role::parse(&r).ok_or_else(|| {
+                        de::Error::custom(format_args!(
+                            "unknown role `{r}` (expected system, developer, user, assistant or tool)"
+                        ))
+                    })?);
+                }
+                "content" => map.next_value_seed(ContentScan(self.0))?,
+                "tool_calls" | "tool_call_id" => {
+                    self.0.has_tool_messages = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if role.is_none() {
+            return Err(de::Error::missing_field("role"));
+        }
+        Ok(())
+    }
+}
+
+struct ContentScan<'s>(&'s mut MessagesSummary);
+
+impl<'de> DeserializeSeed<'de> for ContentScan<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContentScan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, an array of content parts or null")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.text_bytes += v.len();
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(PartScan(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+struct PartScan<'s>(&'s mut MessagesSummary);
+
+impl<'de> DeserializeSeed<'de> for PartScan<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PartScan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a content part object with a `type`")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut have_type = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "type" => {
+                    let t: Cow<'de, str> = map.next_value()?;
+                    if t == "image_url" {
+                        self.0.has_images = true;
+                    }
+                    have_type = true;
+                }
+                "text" => {
+                    let t: Cow<'de, str> = map.next_value()?;
+                    self.0.text_bytes += t.len();
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !have_type {
+            return Err(de::Error::missing_field("type"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_keeps_unknown_fields_verbatim() {
+        let body = br#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}],"x_custom":{"a": [1, 2]},"temperature":0.5}"#;
+        let r = ChatRequest::from_slice(body).unwrap();
+        assert_eq!(r.model, "openai/gpt-4o");
+        assert_eq!(r.extra.len(), 1);
+        assert_eq!(r.extra[0].1.get(), r#"{"a": [1, 2]}"#);
+        let out = r.to_openai_json("gpt-4o", true, false);
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(s.contains(r#""x_custom":{"a": [1, 2]}"#), "{s}");
+        assert!(s.starts_with(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]"#));
+    }
+
+    #[test]
+    fn forces_usage_on_streams_and_drops_routing_fields() {
+        let body = br#"{"model":"a/b","models":["a/b","c/d"],"provider":{"sort":"price"},"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let r = ChatRequest::from_slice(body).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.to_openai_json("b", true, false)).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(v.get("models").is_none());
+        assert!(v.get("provider").is_none());
+    }
+
+    #[test]
+    fn summary_counts_text_and_images() {
+        let body = br#"{"model":"m","messages":[{"role":"system","content":"abcd"},{"role":"user","content":[{"type":"text","text":"12345678"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#;
+        let r = ChatRequest::from_slice(body).unwrap();
+        assert_eq!(r.summary.count, 2);
+        assert_eq!(r.summary.text_bytes, 12);
+        assert!(r.summary.has_images);
+        assert!(!r.summary.has_tool_messages);
+    }
+
+    #[test]
+    fn bad_inputs_are_clear_400s() {
+        for (body, needle) in [
+            (&b"{not json"[..], "malformed JSON"),
+            (br#"{"model":"m","messages":[]}"#, "at least one message"),
+            (br#"{"model":"m"}"#, "missing field `messages`"),
+            (
+                br#"{"messages":[{"role":"user","content":"x"}]}"#,
+                "missing field `model`",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#,
+                "unknown role",
+            ),
+            (
+                br#"{"model":"m","messages":[{"content":"x"}]}"#,
+                "missing field `role`",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+                "content part",
+            ),
+            (br#"{"model":"m","messages":"hi"}"#, "array of messages"),
+            (
+                br#"{"model":5,"messages":[{"role":"user","content":"x"}]}"#,
+                "invalid type",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "invalid type",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (br#"[1,2]"#, "request object"),
+        ] {
+            let e = ChatRequest::from_slice(body).unwrap_err();
+            assert_eq!(e.status(), 400);
+            assert!(
+                e.message().contains(needle),
+                "{} does not contain {needle}",
+                e.message()
+            );
+        }
+    }
+
+    #[test]
+    fn typed_views_parse_on_demand() {
+        let body = br#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":{"type":"function","function":{"name":"f"}},"stop":"END"}"#;
+        let r = ChatRequest::from_slice(body).unwrap();
+        assert!(r.summary.has_tool_messages);
+        let m = r.parse_messages().unwrap();
+        assert_eq!(m[0].tool_calls.as_ref().unwrap()[0].function.name, "f");
+        assert_eq!(r.parse_tools().unwrap()[0].function.name, "f");
+        assert_eq!(
+            r.parse_tool_choice().unwrap(),
+            Some(ToolChoice::Function("f".into()))
+        );
+        assert_eq!(r.stop, Some(Stop::One("END".into())));
+    }
+}

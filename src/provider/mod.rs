@@ -1,0 +1,228 @@
+//! Pure provider codecs: typed values in, typed values out, no I/O.
+//!
+//! Each codec turns a [`ChatRequest`] into the provider's native HTTP request, its answer back
+//! into a [`ChatCompletion`], its SSE events into [`ChatCompletionChunk`]s, and its error bodies
+//! into [`Error`]s with the right [`ErrorKind`](crate::ErrorKind). The
+//! [`ProviderTranslate`](crate::translate::ProviderTranslate) layer does the I/O around them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use crate::catalog::{Provider, ProviderKind};
+use crate::openai::sse::SseEvent;
+use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
+use crate::{Error, ErrorKind};
+
+pub mod openai_compat;
+
+/// What a codec needs to know to encode one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeContext<'a> {
+    /// The provider (base URL, key).
+    pub provider: &'a Provider,
+    /// The provider's model name.
+    pub upstream_model: &'a str,
+    /// The model's output cap from the catalog (Anthropic needs `max_tokens`).
+    pub max_output: Option<u32>,
+}
+
+/// What a codec needs to know to decode an answer.
+#[derive(Debug, Clone)]
+pub struct DecodeContext {
+    /// The public model id reported in `model`.
+    pub model: Arc<str>,
+    /// The provider name (OpenRouter's `provider` field).
+    pub provider: Arc<str>,
+}
+
+/// A provider wire format.
+pub trait ProviderCodec: fmt::Debug + Send + Sync {
+    /// Builds the upstream HTTP request (absolute URI, auth and content-type headers, body).
+    fn encode(
+        &self,
+        req: &ChatRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Result<http::Request<Bytes>, Error>;
+
+    /// Decodes a successful non-streaming body.
+    fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error>;
+
+    /// Maps a non-success upstream answer to an [`Error`] per the error table.
+    fn decode_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error;
+
+    /// A decoder for one SSE stream.
+    fn stream_decoder(&self, ctx: &DecodeContext) -> Box<dyn StreamDecode>;
+}
+
+/// Turns one provider's SSE events into chunks, keeping whatever state the format needs
+/// (ids, tool-call indices, usage).
+pub trait StreamDecode: fmt::Debug + Send + Sync {
+    /// Decodes one event, pushing zero or more chunks. An error ends the stream.
+    fn event(&mut self, event: SseEvent, out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error>;
+
+    /// Whether the provider's end-of-stream marker has been seen.
+    fn is_done(&self) -> bool;
+
+    /// The upstream closed the connection: push what is left, or fail if the stream was cut
+    /// short (a truncated stream must never look like success).
+    fn finish(&mut self, out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error>;
+}
+
+/// The codec for a provider kind.
+pub fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
+    match kind {
+        ProviderKind::Openai => &openai_compat::OpenAiCompat,
+        ProviderKind::Anthropic | ProviderKind::Gemini => &openai_compat::OpenAiCompat,
+    }
+}
+
+/// Joins a base URL and a path.
+pub(crate) fn join_url(base: &str, path: &str) -> Result<http::Uri, Error> {
+    let mut s = String::with_capacity(base.len() + path.len());
+    s.push_str(base.trim_end_matches('/'));
+    s.push_str(path);
+    s.parse().map_err(|e| {
+        Error::upstream("provider base URL is invalid").with_source(Box::new(e) as crate::BoxError)
+    })
+}
+
+/// Reads `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Maps an upstream status (and the provider's message and code) to an [`Error`], following
+/// the error table. Auth failures never pass the upstream's message on: it is about the
+/// gateway's provider key, not the client's.
+pub fn error_for_status(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: Option<String>,
+    code: Option<String>,
+) -> Error {
+    let msg = |fallback: &str| {
+        message
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| format!("{fallback} (upstream status {})", status.as_u16()))
+    };
+    let mut err = match status.as_u16() {
+        401 | 403 => Error::new(
+            ErrorKind::Upstream,
+            format!(
+                "the provider rejected the gateway's credentials (upstream status {})",
+                status.as_u16()
+            ),
+        ),
+        404 => Error::new(
+            ErrorKind::UpstreamNotFound,
+            msg("the provider does not know this model"),
+        ),
+        408 => Error::new(ErrorKind::Timeout, msg("the provider timed out")),
+        429 => Error::new(
+            ErrorKind::RateLimited,
+            msg("the provider is rate limiting requests"),
+        ),
+        503 | 529 => Error::new(ErrorKind::Overloaded, msg("the provider is overloaded")),
+        400..=499 => {
+            let m = msg("the provider rejected the request");
+            let ctx = is_context_length(&m, code.as_deref());
+            let e = Error::new(ErrorKind::UpstreamInvalidRequest, m);
+            if ctx {
+                e.with_code("context_length_exceeded")
+            } else {
+                e
+            }
+        }
+        _ => Error::new(ErrorKind::Upstream, msg("the provider failed")),
+    };
+    if let Some(after) = retry_after(headers) {
+        err = err.with_retry_after(after);
+    }
+    if let Some(c) = code {
+        if err.kind() == ErrorKind::UpstreamInvalidRequest && err.code().is_none() {
+            err = err.with_code(c);
+        }
+    }
+    err
+}
+
+fn is_context_length(message: &str, code: Option<&str>) -> bool {
+    code == Some("context_length_exceeded")
+        || message.contains("context length")
+        || message.contains("context_length")
+        || message.contains("prompt is too long")
+        || message.contains("input token count")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_table() {
+        let h = HeaderMap::new();
+        let k = |s: u16| error_for_status(StatusCode::from_u16(s).unwrap(), &h, None, None);
+        assert_eq!(k(401).kind(), ErrorKind::Upstream);
+        assert_eq!(k(401).status(), 502);
+        assert_eq!(k(403).status(), 502);
+        assert_eq!(k(404).status(), 404);
+        assert_eq!(k(408).status(), 504);
+        assert_eq!(k(429).status(), 429);
+        assert_eq!(k(500).status(), 502);
+        assert_eq!(k(503).status(), 503);
+        assert_eq!(k(529).status(), 503);
+        assert_eq!(k(400).status(), 400);
+        assert!(!k(400).is_retryable());
+    }
+
+    #[test]
+    fn auth_errors_hide_upstream_message() {
+        let e = error_for_status(
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            Some("Incorrect API key provided: sk-abc".into()),
+            None,
+        );
+        assert!(!e.message().contains("sk-abc"));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+}

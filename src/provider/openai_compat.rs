@@ -1,0 +1,369 @@
+//! The OpenAI-compatible codec: OpenAI, OpenRouter, Groq, Together, Fireworks, vLLM, Ollama,
+//! llama.cpp and anything else speaking `POST {base}/chat/completions`.
+//!
+//! The request is passed through: only `model` is replaced by the upstream name, OpenRouter's
+//! routing fields (`models`, `route`, `provider`) are dropped (the gateway did the routing), and
+//! streams always ask for `stream_options.include_usage` so cost can be metered (the edge hides
+//! the usage chunk from clients that did not ask). `messages`, `tools` and unknown fields are
+//! re-emitted byte for byte.
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::{
+    error_for_status, join_url, DecodeContext, EncodeContext, ProviderCodec, StreamDecode,
+};
+use crate::openai::sse::SseEvent;
+use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse};
+use crate::Error;
+
+/// The OpenAI-compatible codec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenAiCompat;
+
+impl ProviderCodec for OpenAiCompat {
+    fn encode(
+        &self,
+        req: &ChatRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Result<http::Request<Bytes>, Error> {
+        let body = req.to_openai_json(ctx.upstream_model, true, false);
+        let mut b = http::Request::builder()
+            .method(Method::POST)
+            .uri(join_url(&ctx.provider.base_url, "/chat/completions")?)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &ctx.provider.api_key {
+            let mut v = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                .map_err(|_| Error::upstream("provider API key is not a valid header value"))?;
+            v.set_sensitive(true);
+            b = b.header(AUTHORIZATION, v);
+        }
+        b.body(Bytes::from(body))
+            .map_err(|_| Error::upstream("could not build the upstream request"))
+    }
+
+    fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error> {
+        let mut c: ChatCompletion = match serde_json::from_slice(body) {
+            Ok(c) => c,
+            Err(e) => {
+                // Some compatible servers answer 200 with an error object.
+                if let Ok(err) = serde_json::from_slice::<ErrorResponse>(body) {
+                    return Err(Error::upstream(format!(
+                        "the provider failed: {}",
+                        err.error.message
+                    )));
+                }
+                return Err(
+                    Error::upstream("the provider sent an invalid response body")
+                        .with_source(Box::new(e) as crate::BoxError),
+                );
+            }
+        };
+        finish_completion(&mut c, ctx);
+        Ok(c)
+    }
+
+    fn decode_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
+        let (message, code) = match serde_json::from_slice::<ErrorResponse>(body) {
+            Ok(e) => (
+                Some(e.error.message),
+                e.error.code.and_then(|c| match c {
+                    serde_json::Value::String(s) => Some(s),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }),
+            ),
+            Err(_) => (None, None),
+        };
+        error_for_status(status, headers, message, code)
+    }
+
+    fn stream_decoder(&self, ctx: &DecodeContext) -> Box<dyn StreamDecode> {
+        Box::new(OpenAiStream {
+            ctx: ctx.clone(),
+            done: false,
+            finished: false,
+        })
+    }
+}
+
+fn finish_completion(c: &mut ChatCompletion, ctx: &DecodeContext) {
+    c.model.clear();
+    c.model.push_str(&ctx.model);
+    c.provider = Some(ctx.provider.to_string());
+    for ch in &mut c.choices {
+        if ch.native_finish_reason.is_none() {
+            ch.native_finish_reason = ch.finish_reason.map(|f| f.as_str().to_owned());
+        }
+    }
+}
+
+/// Stream state: OpenAI chunks are already canonical; this checks them, renames the model and
+/// watches for the end.
+#[derive(Debug)]
+struct OpenAiStream {
+    ctx: DecodeContext,
+    done: bool,
+    finished: bool,
+}
+
+impl StreamDecode for OpenAiStream {
+    fn event(&mut self, ev: SseEvent, out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
+        let data = ev.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        if self.done || data.is_empty() {
+            return Ok(());
+        }
+        let mut chunk: ChatCompletionChunk = serde_json::from_str(data).map_err(|e| {
+            if let Ok(err) = serde_json::from_str::<ErrorResponse>(data) {
+                return Error::upstream(format!(
+                    "the provider failed mid-stream: {}",
+                    err.error.message
+                ));
+            }
+            Error::upstream("the provider sent a malformed stream event")
+                .with_source(Box::new(e) as crate::BoxError)
+        })?;
+        if let Some(err) = chunk.error.take() {
+            return Err(Error::upstream(format!(
+                "the provider failed mid-stream: {}",
+                err.message
+            )));
+        }
+        chunk.model.clear();
+        chunk.model.push_str(&self.ctx.model);
+        for ch in &mut chunk.choices {
+            if let Some(f) = ch.finish_reason {
+                self.finished = true;
+                if ch.native_finish_reason.is_none() {
+                    ch.native_finish_reason = Some(f.as_str().to_owned());
+                }
+            }
+        }
+        out.push(chunk);
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn finish(&mut self, _out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
+        if self.done || self.finished {
+            Ok(())
+        } else {
+            Err(Error::upstream(
+                "the provider's stream ended before it was complete",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Provider, ProviderKind};
+    use crate::openai::sse::SseDecoder;
+    use crate::openai::FinishReason;
+    use crate::ErrorKind;
+
+    fn ctx() -> DecodeContext {
+        DecodeContext {
+            model: "openai/gpt-4o".into(),
+            provider: "openai".into(),
+        }
+    }
+
+    #[test]
+    fn encodes_url_auth_and_body() {
+        let p = Provider::new("openai", ProviderKind::Openai, "https://api.openai.com/v1/")
+            .with_api_key("sk-test");
+        let req = ChatRequest::from_slice(
+            br#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"Hello!"}],"stream":true,"logit_bias":{"50256":-100}}"#,
+        )
+        .unwrap();
+        let r = OpenAiCompat
+            .encode(
+                &req,
+                &EncodeContext {
+                    provider: &p,
+                    upstream_model: "gpt-4o",
+                    max_output: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(r.uri(), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(r.headers()["authorization"], "Bearer sk-test");
+        assert!(r.headers()["authorization"].is_sensitive());
+        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "Hello!"}],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "logit_bias": {"50256": -100}
+            })
+        );
+    }
+
+    // From OpenAI's API reference (chat object example).
+    const COMPLETION: &str = r#"{
+      "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+      "object": "chat.completion",
+      "created": 1741569952,
+      "model": "gpt-4.1-2025-04-14",
+      "choices": [{
+        "index": 0,
+        "message": {"role": "assistant", "content": "Hello! How can I assist you today?", "refusal": null, "annotations": []},
+        "logprobs": null,
+        "finish_reason": "stop"
+      }],
+      "usage": {
+        "prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+      },
+      "service_tier": "default"
+    }"#;
+
+    #[test]
+    fn decodes_documented_completion() {
+        let c = OpenAiCompat.decode(COMPLETION.as_bytes(), &ctx()).unwrap();
+        assert_eq!(c.model, "openai/gpt-4o");
+        assert_eq!(
+            c.choices[0].message.content.as_deref(),
+            Some("Hello! How can I assist you today?")
+        );
+        assert_eq!(c.choices[0].finish_reason, Some(FinishReason::Stop));
+        assert_eq!(c.choices[0].native_finish_reason.as_deref(), Some("stop"));
+        let u = c.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (19, 10, 29)
+        );
+    }
+
+    #[test]
+    fn decodes_tool_call_completion() {
+        let body = r#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1699896916,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_abc123","type":"function","function":{"name":"get_current_weather","arguments":"{\n\"location\": \"Boston, MA\"\n}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":82,"completion_tokens":17,"total_tokens":99,"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+        let c = OpenAiCompat.decode(body.as_bytes(), &ctx()).unwrap();
+        let tc = &c.choices[0].message.tool_calls.as_ref().unwrap()[0];
+        assert_eq!(tc.function.name, "get_current_weather");
+        assert_eq!(c.choices[0].finish_reason, Some(FinishReason::ToolCalls));
+        let out = serde_json::to_value(&c).unwrap();
+        assert!(out["choices"][0]["message"]["content"].is_null());
+    }
+
+    #[test]
+    fn garbage_body_is_502() {
+        let e = OpenAiCompat.decode(b"<html>oops", &ctx()).unwrap_err();
+        assert_eq!(e.status(), 502);
+    }
+
+    #[test]
+    fn maps_error_bodies() {
+        let body = br#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        let e = OpenAiCompat.decode_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), body);
+        assert_eq!(e.kind(), ErrorKind::UpstreamInvalidRequest);
+        assert_eq!(e.code(), Some("context_length_exceeded"));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        let e = OpenAiCompat.decode_error(StatusCode::TOO_MANY_REQUESTS, &h, b"not json");
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
+    }
+
+    // Text stream with usage, as documented (stream_options.include_usage).
+    const STREAM: &str = "data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"created\":1694268190,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"created\":1694268190,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"created\":1694268190,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n\
+data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"created\":1694268190,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n\
+data: [DONE]\n\n";
+
+    // Parallel tool calls in a stream: two calls with their own indices.
+    const TOOL_STREAM: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":\"{\\\"city\\\":\\\"Rome\\\"}\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n\
+data: [DONE]\n\n";
+
+    fn decode_all(input: &[u8], splits: &[usize]) -> Result<Vec<ChatCompletionChunk>, Error> {
+        let mut sse = SseDecoder::new();
+        let mut dec = OpenAiCompat.stream_decoder(&ctx());
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &s in splits.iter().chain(std::iter::once(&input.len())) {
+            let s = s.clamp(last, input.len());
+            sse.push(&input[last..s]);
+            last = s;
+            while let Some(ev) = sse.next_event()? {
+                dec.event(ev, &mut out)?;
+            }
+        }
+        dec.finish(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_text_stream_with_usage() {
+        let chunks = decode_all(STREAM.as_bytes(), &[]).unwrap();
+        assert_eq!(chunks.len(), 4);
+        assert!(!chunks[0].has_output());
+        assert!(chunks[1].has_output());
+        assert_eq!(chunks[1].choices[0].delta.content.as_deref(), Some("Hello"));
+        assert_eq!(chunks[2].choices[0].finish_reason, Some(FinishReason::Stop));
+        assert!(chunks[3].is_usage_only());
+        assert_eq!(chunks[3].usage.as_ref().unwrap().total_tokens, 11);
+        assert!(chunks.iter().all(|c| c.model == "openai/gpt-4o"));
+    }
+
+    #[test]
+    fn decodes_parallel_tool_calls() {
+        let chunks = decode_all(TOOL_STREAM.as_bytes(), &[]).unwrap();
+        let calls: Vec<_> = chunks
+            .iter()
+            .flat_map(|c| c.choices.iter())
+            .filter_map(|c| c.delta.tool_calls.as_ref())
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 4);
+        assert_eq!(calls[0].id.as_deref(), Some("call_a"));
+        assert_eq!(calls[2].index, 1);
+        assert_eq!(
+            calls[3].function.as_ref().unwrap().arguments.as_deref(),
+            Some("{\"city\":\"Rome\"}")
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_an_error() {
+        let cut = &STREAM.as_bytes()[..STREAM.find("data: {\"id\":\"chatcmpl-123\",\"object\":\"chat.completion.chunk\",\"created\":1694268190,\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":[{\"index\":0,\"delta\":{},").unwrap()];
+        assert!(decode_all(cut, &[]).is_err());
+    }
+
+    #[test]
+    fn mid_stream_error_event_is_an_error() {
+        let s = "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+        let e = decode_all(s.as_bytes(), &[]).unwrap_err();
+        assert!(e.message().contains("boom"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        #[test]
+        fn any_split_decodes_identically(mut splits in proptest::collection::vec(0usize..TOOL_STREAM.len(), 0..10)) {
+            splits.sort_unstable();
+            proptest::prop_assert_eq!(
+                decode_all(TOOL_STREAM.as_bytes(), &splits).unwrap(),
+                decode_all(TOOL_STREAM.as_bytes(), &[]).unwrap()
+            );
+        }
+    }
+}
