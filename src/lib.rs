@@ -10,3 +10,15 @@ pub mod provider;
 
 pub use catalog::Catalog;
 pub use error::{BoxError, Error, ErrorKind};
+pub mod chat;
+pub mod client;
+pub mod translate;
+
+pub use chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
+pub mod fallback;
+pub mod future;
+pub mod resolve;
+pub mod edge;
+mod builder;
+
+pub use builder::{Gateway, GatewayBuilder, GatewayService};

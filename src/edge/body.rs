@@ -1,0 +1,152 @@
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::chat::ChunkStream;
+use crate::openai::sse::{data_event, DONE};
+use crate::openai::{unix_now, ChatCompletionChunk};
+use crate::Error;
+
+/// The edge's response body: a whole JSON document or an SSE stream.
+pub struct EdgeBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Sse(Box<SseState>),
+}
+
+struct SseState {
+    stream: ChunkStream,
+    wants_usage: bool,
+    id: String,
+    model: String,
+    created: u64,
+    finished: bool,
+}
+
+impl EdgeBody {
+    /// A complete body.
+    pub fn full(b: Bytes) -> Self {
+        Self {
+            kind: Kind::Full((!b.is_empty()).then_some(b)),
+        }
+    }
+
+    /// An SSE body rendering `stream`; usage-only chunks are dropped unless `wants_usage`.
+    pub fn sse(stream: ChunkStream, wants_usage: bool) -> Self {
+        Self {
+            kind: Kind::Sse(Box::new(SseState {
+                stream,
+                wants_usage,
+                id: String::new(),
+                model: String::new(),
+                created: 0,
+                finished: false,
+            })),
+        }
+    }
+}
+
+impl fmt::Debug for EdgeBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Full(b) => f.debug_tuple("EdgeBody::Full").field(b).finish(),
+            Kind::Sse(_) => f.write_str("EdgeBody::Sse"),
+        }
+    }
+}
+
+impl Body for EdgeBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Sse(s) => s.poll_event(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Sse(s) => s.finished,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Sse(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl SseState {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match self.stream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Bytes::from_static(DONE)));
+                }
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    self.remember(&chunk);
+                    if !self.wants_usage {
+                        if chunk.is_usage_only() {
+                            continue;
+                        }
+                        chunk.usage = None;
+                    }
+                    match serde_json::to_vec(&chunk) {
+                        Ok(json) => return Poll::Ready(Some(data_event(&json))),
+                        Err(_) => {
+                            let e = Error::upstream("could not encode a stream chunk");
+                            return Poll::Ready(Some(self.fail(&e)));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "stream failed after it started");
+                    return Poll::Ready(Some(self.fail(&e)));
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, c: &ChatCompletionChunk) {
+        if self.id.is_empty() {
+            self.id.clone_from(&c.id);
+            self.model.clone_from(&c.model);
+            self.created = c.created;
+        }
+    }
+
+    /// The error chunk followed by `[DONE]`, in one frame.
+    fn fail(&mut self, e: &Error) -> Bytes {
+        self.finished = true;
+        if self.id.is_empty() {
+            self.id = crate::openai::new_completion_id();
+            self.created = unix_now();
+        }
+        let chunk = ChatCompletionChunk::error_chunk(&self.id, &self.model, self.created, e);
+        let json = serde_json::to_vec(&chunk).unwrap_or_default();
+        let mut out = Vec::with_capacity(json.len() + 32);
+        out.extend_from_slice(&data_event(&json));
+        out.extend_from_slice(DONE);
+        Bytes::from(out)
+    }
+}

@@ -1,0 +1,295 @@
+//! The HTTP edge: turns HTTP requests into typed ones and typed answers (and every [`Error`])
+//! into HTTP, OpenAI-style.
+//!
+//! [`ChatCompletions`] serves chat completions: it reads the body once (size limit → 413, an
+//! optional read deadline → 408), parses it into a [`ChatRequest`](crate::openai::ChatRequest)
+//! (malformed → 400), calls the typed stack, and renders the answer as JSON or as SSE
+//! (`data: {...}` … `data: [DONE]`). The final usage chunk of a stream is shown only when the
+//! client asked with `stream_options.include_usage`. A stream that fails after it started ends
+//! with an error chunk and `data: [DONE]`. [`Models`] serves `GET /v1/models` from the catalog
+//! in OpenRouter's shape.
+//!
+//! Neither matches paths: the host app routes them (`Router::route_service`, `nest_service`).
+//! Both are `Service<http::Request<B>, Error = Infallible>`, as axum requires.
+
+mod body;
+mod models;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use body::EdgeBody;
+pub use models::Models;
+
+use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::ext::{CacheStatus, ServedBy};
+use crate::openai::ChatRequest;
+use crate::{BoxError, Error, ErrorKind};
+
+/// Default request body limit: 8 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Layer for [`ChatCompletions`].
+#[derive(Debug, Clone)]
+pub struct ChatCompletionsLayer {
+    config: EdgeConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EdgeConfig {
+    max_body_bytes: usize,
+    body_timeout: Option<Duration>,
+}
+
+impl Default for ChatCompletionsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChatCompletionsLayer {
+    /// An edge with an 8 MiB body limit and no read deadline.
+    pub const fn new() -> Self {
+        Self {
+            config: EdgeConfig {
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                body_timeout: None,
+            },
+        }
+    }
+
+    /// The largest accepted request body (larger → 413).
+    #[must_use]
+    pub const fn max_body_bytes(mut self, n: usize) -> Self {
+        self.config.max_body_bytes = n;
+        self
+    }
+
+    /// How long the client may take to send its body (slower → 408).
+    #[must_use]
+    pub const fn body_timeout(mut self, d: Duration) -> Self {
+        self.config.body_timeout = Some(d);
+        self
+    }
+}
+
+impl<S> Layer<S> for ChatCompletionsLayer {
+    type Service = ChatCompletions<S>;
+    fn layer(&self, inner: S) -> ChatCompletions<S> {
+        ChatCompletions {
+            inner,
+            config: self.config,
+        }
+    }
+}
+
+/// The chat-completions edge service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ChatCompletions<S> {
+    inner: S,
+    config: EdgeConfig,
+}
+
+impl<S> ChatCompletions<S> {
+    /// Wraps the typed stack with default settings.
+    pub fn new(inner: S) -> Self {
+        ChatCompletionsLayer::new().layer(inner)
+    }
+    /// The typed stack.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The typed stack, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Unwraps the typed stack.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Future of [`ChatCompletions`].
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<EdgeBody>, Infallible>> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for ChatCompletions<S>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<EdgeBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> ResponseFuture {
+        let inner = self.inner.clone();
+        let config = self.config;
+        Box::pin(async move { Ok(handle(inner, config, req).await) })
+    }
+}
+
+async fn handle<S, B>(inner: S, config: EdgeConfig, req: http::Request<B>) -> http::Response<EdgeBody>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match read_request_body(&parts.headers, body, config).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
+    let chat = match ChatRequest::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
+    drop(bytes);
+    let wants_usage = chat.wants_stream_usage();
+    let typed = http::Request::from_parts(parts, Arc::new(chat));
+    match inner.oneshot(typed).await {
+        Ok(resp) => render(resp, wants_usage),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn read_request_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    config: EdgeConfig,
+) -> Result<Bytes, Error>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let too_large = || {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "request body is larger than the {} byte limit",
+                config.max_body_bytes
+            ),
+        )
+    };
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > config.max_body_bytes as u64 {
+            return Err(too_large());
+        }
+    }
+    let collect = Limited::new(body, config.max_body_bytes).collect();
+    let collected = match config.body_timeout {
+        Some(d) => tokio::time::timeout(d, collect).await.map_err(|_| {
+            Error::new(
+                ErrorKind::ClientTimeout,
+                "the request body was not received in time",
+            )
+        })?,
+        None => collect.await,
+    };
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Error::invalid_request("could not read the request body").with_source(e)),
+    }
+}
+
+fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody> {
+    let (parts, answer) = resp.into_parts();
+    let mut out = match answer {
+        ChatResponse::Complete(c) => match serde_json::to_vec(&c) {
+            Ok(json) => {
+                let mut r = http::Response::new(EdgeBody::full(Bytes::from(json)));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            Err(_) => return error_response(&Error::upstream("could not encode the answer")),
+        },
+        ChatResponse::Stream(s) => {
+            let mut r = http::Response::new(EdgeBody::sse(s, wants_usage));
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
+    };
+    let h = out.headers_mut();
+    if let Some(served) = parts.extensions.get::<ServedBy>() {
+        insert_header(h, "x-switchboard-model", &served.model);
+        insert_header(h, "x-switchboard-provider", &served.provider);
+        insert_header(h, "x-switchboard-attempts", &ServedBy::attempts_header(&served.attempts));
+    }
+    if let Some(cache) = parts.extensions.get::<CacheStatus>() {
+        h.insert("x-switchboard-cache", HeaderValue::from_static(cache.as_str()));
+    }
+    for (name, value) in &parts.headers {
+        if name.as_str().starts_with("x-switchboard-") {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+    *out.extensions_mut() = parts.extensions;
+    out
+}
+
+fn insert_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// Renders an [`Error`] as an OpenAI-style JSON response with the status from the error table
+/// (and `Retry-After` when known).
+pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
+    let mut r = http::Response::new(EdgeBody::full(Bytes::from(e.to_json())));
+    *r.status_mut() = e.status();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(after) = e.retry_after() {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> http::Response<EdgeBody> {
+    let body = format!(
+        r#"{{"error":{{"message":"method not allowed; use {allow}","type":"invalid_request_error","param":null,"code":"method_not_allowed"}}}}"#
+    );
+    let mut r = http::Response::new(EdgeBody::full(Bytes::from(body)));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}

@@ -1,0 +1,375 @@
+//! ProviderTranslate: the innermost layer. Turns a [`ChatRequest`] and the [`Target`] being
+//! tried into the provider's native HTTP request, calls the HTTP client, and turns the answer
+//! (a body or an SSE stream, decoded as bytes arrive) back into a [`ChatResponse`].
+//!
+//! Requires: [`Target`] (written by [`Fallback`](crate::fallback::Fallback)); without one the
+//! layer's default target is used, and without that the request fails with a clear 502.
+//! Provides: the canonical answer; upstream errors mapped to [`ErrorKind`](crate::ErrorKind)
+//! per the error table.
+//!
+//! # Streaming
+//! The stream yields chunks as the upstream's bytes arrive; nothing is buffered beyond one
+//! partial SSE event. A stream that breaks (connection reset, malformed event, missing end
+//! marker) yields one `Err` and ends.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::ext::{Candidate, Target};
+use crate::openai::sse::SseDecoder;
+use crate::openai::ChatCompletionChunk;
+use crate::provider::{self, DecodeContext, EncodeContext, StreamDecode};
+use crate::{BoxError, Error};
+
+/// Default cap on a non-streaming upstream body: 32 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Cap on an upstream error body that is read for its message.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Layer for [`ProviderTranslate`].
+#[derive(Debug, Clone)]
+pub struct ProviderTranslateLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    max_response_bytes: usize,
+    default_target: Option<Candidate>,
+}
+
+impl Default for ProviderTranslateLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProviderTranslateLayer {
+    /// A layer with default settings.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+                default_target: None,
+            }),
+        }
+    }
+
+    /// The largest non-streaming upstream body accepted (larger → 502).
+    #[must_use]
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_response_bytes = n;
+        self
+    }
+
+    /// The candidate used when a request carries no [`Target`].
+    #[must_use]
+    pub fn default_target(mut self, c: Candidate) -> Self {
+        Arc::make_mut(&mut self.config).default_target = Some(c);
+        self
+    }
+}
+
+impl<C> Layer<C> for ProviderTranslateLayer {
+    type Service = ProviderTranslate<C>;
+    fn layer(&self, client: C) -> ProviderTranslate<C> {
+        ProviderTranslate {
+            client,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The translating service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ProviderTranslate<C> {
+    client: C,
+    config: Arc<Config>,
+}
+
+impl<C> ProviderTranslate<C> {
+    /// Wraps a client with default settings.
+    pub fn new(client: C) -> Self {
+        ProviderTranslateLayer::new().layer(client)
+    }
+    /// The client.
+    pub fn get_ref(&self) -> &C {
+        &self.client
+    }
+    /// The client, mutably.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+    /// Unwraps the client.
+    pub fn into_inner(self) -> C {
+        self.client
+    }
+}
+
+/// Future of [`ProviderTranslate`].
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ChatHttpResponse, Error>> + Send>>;
+
+impl<C, B> Service<ChatHttpRequest> for ProviderTranslate<C>
+where
+    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>, Error = Error>
+        + Clone
+        + Send
+        + 'static,
+    C::Future: Send,
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = ChatHttpResponse;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.client.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: ChatHttpRequest) -> ResponseFuture {
+        let (parts, chat) = req.into_parts();
+        let candidate = match parts.extensions.get::<Target>() {
+            Some(t) => t.candidate.clone(),
+            None => match &self.config.default_target {
+                Some(c) => c.clone(),
+                None => {
+                    return Box::pin(std::future::ready(Err(Error::upstream(
+                        "no provider target for this request (ModelResolve and Fallback must run first)",
+                    ))))
+                }
+            },
+        };
+        let codec = provider::codec(candidate.provider.kind);
+        let encoded = codec.encode(
+            &chat,
+            &EncodeContext {
+                provider: &candidate.provider,
+                upstream_model: &candidate.upstream_model,
+                max_output: candidate.max_output,
+            },
+        );
+        let upstream_req = match encoded {
+            Ok(r) => r.map(Full::new),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        // Readiness was driven by poll_ready on `self.client`; take it and leave a clone.
+        let clone = self.client.clone();
+        let mut client = std::mem::replace(&mut self.client, clone);
+        let fut = client.call(upstream_req);
+        let max = self.config.max_response_bytes;
+        let provider_name = candidate.provider.name.clone();
+        Box::pin(async move {
+            let ctx = DecodeContext {
+                model: candidate.model.clone(),
+                provider: provider_name.clone(),
+            };
+            let resp = fut
+                .await
+                .map_err(|e| e.with_provider(provider_name.clone()))?;
+            let (rparts, body) = resp.into_parts();
+            if !rparts.status.is_success() {
+                let bytes = read_body(body, MAX_ERROR_BYTES, true).await.unwrap_or_default();
+                return Err(codec
+                    .decode_error(rparts.status, &rparts.headers, &bytes)
+                    .with_provider(provider_name));
+            }
+            let answer = if chat.is_stream() {
+                ChatResponse::Stream(Box::pin(TranslateStream::new(
+                    body,
+                    codec.stream_decoder(&ctx),
+                )))
+            } else {
+                let bytes = read_body(body, max, false)
+                    .await
+                    .map_err(|e| e.with_provider(provider_name.clone()))?;
+                ChatResponse::Complete(Box::new(
+                    codec
+                        .decode(&bytes, &ctx)
+                        .map_err(|e| e.with_provider(provider_name))?,
+                ))
+            };
+            let mut out = http::Response::new(answer);
+            if let Some(id) = rparts
+                .headers
+                .get("x-request-id")
+                .or_else(|| rparts.headers.get("request-id"))
+            {
+                out.extensions_mut().insert(UpstreamRequestId(id.clone()));
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// The upstream's own request id (`x-request-id` / `request-id`), for logs (response extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequestId(pub http::HeaderValue);
+
+async fn read_body<B>(body: B, max: usize, truncate: bool) -> Result<Bytes, Error>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if truncate {
+        // Error bodies: read at most `max` bytes, ignore the rest.
+        let mut body = std::pin::pin!(body);
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::upstream("reading the error body failed").with_source(e))?;
+            if let Ok(data) = frame.into_data() {
+                let room = max.saturating_sub(buf.len());
+                buf.extend_from_slice(&data[..data.len().min(room)]);
+                if buf.len() >= max {
+                    break;
+                }
+            }
+        }
+        return Ok(Bytes::from(buf));
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(Error::upstream(format!(
+                    "the provider's response is larger than the {max} byte limit"
+                ))
+                .with_code("upstream_response_too_large"))
+            } else {
+                Err(Error::upstream("the connection to the provider failed while reading the response")
+                    .with_source(e))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Decodes an upstream SSE body into chunks as bytes arrive.
+    pub struct TranslateStream<B> {
+        #[pin]
+        body: B,
+        sse: SseDecoder,
+        decoder: Box<dyn StreamDecode>,
+        queue: VecDeque<ChatCompletionChunk>,
+        scratch: Vec<ChatCompletionChunk>,
+        state: StreamState,
+        error: Option<Error>,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    Open,
+    Draining,
+    Done,
+}
+
+impl<B> fmt::Debug for TranslateStream<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TranslateStream")
+            .field("state", &self.state)
+            .field("queued", &self.queue.len())
+            .finish()
+    }
+}
+
+impl<B> TranslateStream<B> {
+    fn new(body: B, decoder: Box<dyn StreamDecode>) -> Self {
+        Self {
+            body,
+            sse: SseDecoder::new(),
+            decoder,
+            queue: VecDeque::new(),
+            scratch: Vec::new(),
+            state: StreamState::Open,
+            error: None,
+        }
+    }
+}
+
+impl<B> Stream for TranslateStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Item = Result<ChatCompletionChunk, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        loop {
+            if let Some(c) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(c)));
+            }
+            if let Some(e) = this.error.take() {
+                *this.state = StreamState::Done;
+                return Poll::Ready(Some(Err(e)));
+            }
+            match *this.state {
+                StreamState::Done => return Poll::Ready(None),
+                StreamState::Draining => {
+                    // The end marker was seen: read what is already buffered (so an HTTP/1.1
+                    // connection can go back to the pool) but never wait for more.
+                    match this.body.as_mut().poll_frame(cx) {
+                        Poll::Ready(Some(Ok(_))) => continue,
+                        _ => {
+                            *this.state = StreamState::Done;
+                            return Poll::Ready(None);
+                        }
+                    }
+                }
+                StreamState::Open => {}
+            }
+            let step = match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.sse.push(&data);
+                        decode_events(this.sse, this.decoder.as_mut(), this.scratch)
+                    }
+                    Err(_) => Ok(()),
+                },
+                Some(Err(e)) => Err(Error::upstream(
+                    "the connection to the provider broke mid-stream",
+                )
+                .with_source(e)),
+                None => {
+                    *this.state = StreamState::Done;
+                    this.decoder.finish(this.scratch)
+                }
+            };
+            // Chunks decoded before a failure go out first, then the error.
+            this.queue.extend(this.scratch.drain(..));
+            match step {
+                Err(e) => *this.error = Some(e),
+                Ok(()) if *this.state == StreamState::Open && this.decoder.is_done() => {
+                    *this.state = StreamState::Draining;
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+}
+
+fn decode_events(
+    sse: &mut SseDecoder,
+    decoder: &mut dyn StreamDecode,
+    out: &mut Vec<ChatCompletionChunk>,
+) -> Result<(), Error> {
+    while let Some(ev) = sse.next_event()? {
+        decoder.event(ev, out)?;
+    }
+    Ok(())
+}
