@@ -10,6 +10,7 @@
 //! kind = "openai"               # openai (any OpenAI-compatible server) | anthropic | gemini
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"  # or api_key = "sk-…"
+//! base_url_env = "OPENAI_BASE_URL" # optional: overrides base_url when set
 //! deadlines = { total_ms = 120000, first_token_ms = 20000, idle_ms = 30000 }
 //!
 //! [[models]]
@@ -644,6 +645,7 @@ mod toml_format {
     struct ProviderFile {
         kind: ProviderKind,
         base_url: String,
+        base_url_env: Option<String>,
         api_key: Option<String>,
         api_key_env: Option<String>,
         #[serde(default)]
@@ -687,13 +689,18 @@ mod toml_format {
         pub(super) fn build(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Error> {
             let mut b = Catalog::builder();
             for (name, p) in self.providers {
-                let mut prov = Provider::new(name.as_str(), p.kind, &p.base_url)
+                let base_url = p
+                    .base_url_env
+                    .as_deref()
+                    .and_then(env)
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or(p.base_url);
+                let mut prov = Provider::new(name.as_str(), p.kind, &base_url)
                     .with_deadlines(p.deadlines.into());
                 prov.data_collection = p.data_collection;
-                if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
                     b.errors.push(format!(
-                        "providers.{name}.base_url: `{}` must start with http:// or https://",
-                        p.base_url
+                        "providers.{name}.base_url: `{base_url}` must start with http:// or https://"
                     ));
                 }
                 let key = p
