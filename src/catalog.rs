@@ -319,6 +319,41 @@ impl Catalog {
         self.inner.settings
     }
 
+    /// A copy of this catalog with every provider rewritten by `f` (e.g. to point all of
+    /// them at local demo servers); models keep their endpoints on the rewritten providers.
+    #[must_use]
+    pub fn map_providers(&self, mut f: impl FnMut(&Provider) -> Provider) -> Self {
+        let providers: HashMap<Arc<str>, Arc<Provider>> = self
+            .inner
+            .providers
+            .iter()
+            .map(|(k, p)| (k.clone(), Arc::new(f(p))))
+            .collect();
+        let models = self
+            .inner
+            .models
+            .iter()
+            .map(|m| {
+                let mut m = Model::clone(m);
+                for e in &mut m.endpoints {
+                    if let Some(p) = providers.get(&e.provider.name) {
+                        e.provider = p.clone();
+                    }
+                }
+                Arc::new(m)
+            })
+            .collect();
+        Self {
+            inner: Arc::new(CatalogInner {
+                providers,
+                models,
+                by_id: self.inner.by_id.clone(),
+                aliases: self.inner.aliases.clone(),
+                settings: self.inner.settings,
+            }),
+        }
+    }
+
     /// Up to three known ids or aliases closest to `id` (for "did you mean" messages).
     pub fn close_matches(&self, id: &str) -> Vec<&str> {
         let mut scored: Vec<(usize, &str)> = self

@@ -15,10 +15,10 @@ pub mod client;
 pub mod translate;
 
 pub use chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
+mod builder;
+pub mod edge;
 pub mod fallback;
 pub mod future;
 pub mod resolve;
-pub mod edge;
-mod builder;
 
 pub use builder::{Gateway, GatewayBuilder, GatewayService};

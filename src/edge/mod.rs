@@ -151,7 +151,11 @@ where
     }
 }
 
-async fn handle<S, B>(inner: S, config: EdgeConfig, req: http::Request<B>) -> http::Response<EdgeBody>
+async fn handle<S, B>(
+    inner: S,
+    config: EdgeConfig,
+    req: http::Request<B>,
+) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
     B: Body<Data = Bytes>,
@@ -247,10 +251,17 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
     if let Some(served) = parts.extensions.get::<ServedBy>() {
         insert_header(h, "x-switchboard-model", &served.model);
         insert_header(h, "x-switchboard-provider", &served.provider);
-        insert_header(h, "x-switchboard-attempts", &ServedBy::attempts_header(&served.attempts));
+        insert_header(
+            h,
+            "x-switchboard-attempts",
+            &ServedBy::attempts_header(&served.attempts),
+        );
     }
     if let Some(cache) = parts.extensions.get::<CacheStatus>() {
-        h.insert("x-switchboard-cache", HeaderValue::from_static(cache.as_str()));
+        h.insert(
+            "x-switchboard-cache",
+            HeaderValue::from_static(cache.as_str()),
+        );
     }
     for (name, value) in &parts.headers {
         if name.as_str().starts_with("x-switchboard-") {

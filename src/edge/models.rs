@@ -112,7 +112,9 @@ fn pricing_json(p: Pricing) -> Value {
     }
     o.insert(
         "request".into(),
-        p.per_request.map_or_else(|| "0".to_owned(), |r| trim(format!("{r}"))).into(),
+        p.per_request
+            .map_or_else(|| "0".to_owned(), |r| trim(format!("{r}")))
+            .into(),
     );
     Value::Object(o)
 }

@@ -217,7 +217,10 @@ fn final_error(mut errors: Vec<Error>) -> Error {
         }
         return e;
     }
-    errors
-        .pop()
-        .unwrap_or_else(|| Error::new(ErrorKind::Overloaded, "no candidate could serve the request"))
+    errors.pop().unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::Overloaded,
+            "no candidate could serve the request",
+        )
+    })
 }

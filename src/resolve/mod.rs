@@ -141,7 +141,11 @@ fn resolve_id(catalog: &Catalog, id: &str, out: &mut Vec<Candidate>) -> Result<(
         if let Some((prefix, rest)) = current.split_once('/') {
             if let Some(p) = catalog.provider(prefix) {
                 if !rest.is_empty() {
-                    out.push(Candidate::passthrough(current.into(), p.clone(), rest.into()));
+                    out.push(Candidate::passthrough(
+                        current.into(),
+                        p.clone(),
+                        rest.into(),
+                    ));
                     return Ok(());
                 }
             }
@@ -197,13 +201,24 @@ mod tests {
     #[test]
     fn resolves_ids_aliases_lists_and_passthrough() {
         let c = catalog(true);
-        let r = resolve(&c, &req(r#"{"model":"quick","messages":[{"role":"user","content":"x"}]}"#)).unwrap();
+        let r = resolve(
+            &c,
+            &req(r#"{"model":"quick","messages":[{"role":"user","content":"x"}]}"#),
+        )
+        .unwrap();
         assert_eq!(&*r.candidates[0].upstream_model, "gpt-4o-mini");
         assert_eq!(&*r.requested, "quick");
         let r = resolve(&c, &req(r#"{"model":"meta-llama/llama-3.1-70b","models":["fast"],"messages":[{"role":"user","content":"x"}]}"#)).unwrap();
         let labels: Vec<_> = r.candidates.iter().map(Candidate::label).collect();
-        assert_eq!(labels, ["groq/llama-70b", "openai/llama", "openai/gpt-4o-mini"]);
-        let r = resolve(&c, &req(r#"{"model":"openai/gpt-4.1-nano","messages":[{"role":"user","content":"x"}]}"#)).unwrap();
+        assert_eq!(
+            labels,
+            ["groq/llama-70b", "openai/llama", "openai/gpt-4o-mini"]
+        );
+        let r = resolve(
+            &c,
+            &req(r#"{"model":"openai/gpt-4.1-nano","messages":[{"role":"user","content":"x"}]}"#),
+        )
+        .unwrap();
         assert_eq!(&*r.candidates[0].upstream_model, "gpt-4.1-nano");
         assert!(r.candidates[0].pricing.is_none());
     }
@@ -211,10 +226,22 @@ mod tests {
     #[test]
     fn unknown_model_is_404_with_close_matches() {
         let c = catalog(false);
-        let e = resolve(&c, &req(r#"{"model":"openai/gpt-4o-mni","messages":[{"role":"user","content":"x"}]}"#)).unwrap_err();
+        let e = resolve(
+            &c,
+            &req(r#"{"model":"openai/gpt-4o-mni","messages":[{"role":"user","content":"x"}]}"#),
+        )
+        .unwrap_err();
         assert_eq!(e.status(), 404);
-        assert!(e.message().contains("`openai/gpt-4o-mini`"), "{}", e.message());
-        let e = resolve(&catalog(true), &req(r#"{"model":"nobody/x","messages":[{"role":"user","content":"x"}]}"#)).unwrap_err();
+        assert!(
+            e.message().contains("`openai/gpt-4o-mini`"),
+            "{}",
+            e.message()
+        );
+        let e = resolve(
+            &catalog(true),
+            &req(r#"{"model":"nobody/x","messages":[{"role":"user","content":"x"}]}"#),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);
     }
 }

@@ -183,7 +183,9 @@ where
                 .map_err(|e| e.with_provider(provider_name.clone()))?;
             let (rparts, body) = resp.into_parts();
             if !rparts.status.is_success() {
-                let bytes = read_body(body, MAX_ERROR_BYTES, true).await.unwrap_or_default();
+                let bytes = read_body(body, MAX_ERROR_BYTES, true)
+                    .await
+                    .unwrap_or_default();
                 return Err(codec
                     .decode_error(rparts.status, &rparts.headers, &bytes)
                     .with_provider(provider_name));
@@ -230,7 +232,8 @@ where
         let mut body = std::pin::pin!(body);
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Error::upstream("reading the error body failed").with_source(e))?;
+            let frame = frame
+                .map_err(|e| Error::upstream("reading the error body failed").with_source(e))?;
             if let Ok(data) = frame.into_data() {
                 let room = max.saturating_sub(buf.len());
                 buf.extend_from_slice(&data[..data.len().min(room)]);
@@ -250,8 +253,10 @@ where
                 ))
                 .with_code("upstream_response_too_large"))
             } else {
-                Err(Error::upstream("the connection to the provider failed while reading the response")
-                    .with_source(e))
+                Err(Error::upstream(
+                    "the connection to the provider failed while reading the response",
+                )
+                .with_source(e))
             }
         }
     }

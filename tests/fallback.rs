@@ -1,0 +1,193 @@
+//! Fallback alone, over scripted mock inner services.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use support::*;
+use switchboard::ext::{ServedBy, Target};
+use switchboard::fallback::FallbackLayer;
+use switchboard::{ChatHttpRequest, ChatHttpResponse, ChatResponse, Error, ErrorKind};
+use tower::{service_fn, Layer, ServiceExt};
+
+type Script = Arc<Mutex<Vec<Result<ChatResponse, Error>>>>;
+
+/// An inner service answering from a script, one entry per call, recording the targets.
+fn scripted(
+    script: Vec<Result<ChatResponse, Error>>,
+    seen: Arc<Mutex<Vec<String>>>,
+) -> impl tower::Service<
+    ChatHttpRequest,
+    Response = ChatHttpResponse,
+    Error = Error,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    let script: Script = Arc::new(Mutex::new(script.into_iter().rev().collect()));
+    service_fn(move |req: ChatHttpRequest| {
+        let script = script.clone();
+        let seen = seen.clone();
+        async move {
+            let t = req
+                .extensions()
+                .get::<Target>()
+                .expect("Fallback writes a Target");
+            seen.lock()
+                .unwrap()
+                .push(format!("{}#{}", t.candidate.label(), t.attempt));
+            let next = script.lock().unwrap().pop().expect("script long enough");
+            next.map(http::Response::new)
+        }
+    })
+}
+
+fn with_route(body: &str, cands: &[(&str, &str)]) -> ChatHttpRequest {
+    let mut r = request(body);
+    r.extensions_mut().insert(route(cands));
+    r
+}
+
+#[tokio::test]
+async fn falls_back_on_429_then_reports_served_by() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = FallbackLayer::new().layer(scripted(
+        vec![
+            Err(Error::new(ErrorKind::RateLimited, "slow down")),
+            Ok(completion("b/m", "hi").into()),
+        ],
+        seen.clone(),
+    ));
+    let resp = svc
+        .oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["a/m#1", "b/m#2"]);
+    let served = resp.extensions().get::<ServedBy>().unwrap();
+    assert_eq!(&*served.provider, "b");
+    assert_eq!(served.attempts.len(), 2);
+    assert_eq!(served.attempts[0].error, Some(ErrorKind::RateLimited));
+    assert_eq!(served.attempts[1].error, None);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = FallbackLayer::new().layer(scripted(
+        vec![Err(Error::new(ErrorKind::UpstreamInvalidRequest, "bad"))],
+        seen.clone(),
+    ));
+    let e = svc
+        .oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UpstreamInvalidRequest);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn all_rate_limited_gives_429_with_smallest_retry_after() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = FallbackLayer::new().layer(scripted(
+        vec![
+            Err(Error::new(ErrorKind::RateLimited, "a").with_retry_after(Duration::from_secs(9))),
+            Err(Error::new(ErrorKind::RateLimited, "b").with_retry_after(Duration::from_secs(2))),
+        ],
+        seen,
+    ));
+    let e = svc
+        .oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 429);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+}
+
+#[tokio::test]
+async fn mixed_failures_give_the_last_error() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = FallbackLayer::new().layer(scripted(
+        vec![
+            Err(Error::new(ErrorKind::RateLimited, "a")),
+            Err(Error::new(ErrorKind::Timeout, "b")),
+        ],
+        seen,
+    ));
+    let e = svc
+        .oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+}
+
+#[tokio::test]
+async fn stream_failing_before_first_output_falls_back_invisibly() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let broken = ChatResponse::stream(futures_util::stream::iter(vec![
+        Ok(role_chunk()),
+        Err(Error::upstream("reset")),
+    ]));
+    let good = ChatResponse::stream(futures_util::stream::iter(vec![
+        Ok(role_chunk()),
+        Ok(text_chunk("hello")),
+        Ok(finish_chunk()),
+    ]));
+    let svc = FallbackLayer::new().layer(scripted(vec![Ok(broken), Ok(good)], seen.clone()));
+    let resp = svc
+        .oneshot(with_route(HELLO_STREAM, &[("a", "m"), ("b", "m")]))
+        .await
+        .unwrap();
+    let items: Vec<_> = resp.into_body().into_stream().unwrap().collect().await;
+    assert!(items.iter().all(Result::is_ok));
+    assert_eq!(
+        items.len(),
+        3,
+        "one role chunk from the serving attempt only"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn stream_failing_after_commit_is_not_retried() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let inner = service_fn(move |_req: ChatHttpRequest| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        async move {
+            Ok::<_, Error>(http::Response::new(ChatResponse::stream(
+                futures_util::stream::iter(vec![
+                    Ok(role_chunk()),
+                    Ok(text_chunk("partial")),
+                    Err(Error::upstream("reset")),
+                ]),
+            )))
+        }
+    });
+    let resp = FallbackLayer::new()
+        .layer(inner)
+        .oneshot(with_route(HELLO_STREAM, &[("a", "m"), ("b", "m")]))
+        .await
+        .unwrap();
+    let items: Vec<_> = resp.into_body().into_stream().unwrap().collect().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(items[1].is_ok());
+    assert_eq!(items[2].as_ref().unwrap_err().kind(), ErrorKind::Upstream);
+}
+
+#[tokio::test]
+async fn without_route_or_target_is_a_clear_error() {
+    let inner = service_fn(|_req: ChatHttpRequest| async {
+        Ok::<_, Error>(http::Response::new(ChatResponse::from(completion(
+            "x", "y",
+        ))))
+    });
+    let e = FallbackLayer::new()
+        .layer(inner)
+        .oneshot(request(HELLO))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("ModelResolve"));
+}

@@ -1,0 +1,267 @@
+"""Drives the ready gateway (examples/gateway.rs, demo providers, port 0) with the official
+`openai` Python package.
+
+Run by .ci/run in its own venv:
+    python tests/python/test_openai_sdk.py [path/to/gateway-binary]
+"""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import unittest
+import urllib.error
+import urllib.request
+
+import openai
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "google/gemini-2.5-flash"]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"],
+        },
+    },
+}
+# A 1x1 transparent PNG.
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+    )
+).decode()
+
+GATEWAY = None
+BASE_URL = None
+
+
+def start_gateway(binary):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
+    proc = subprocess.Popen(
+        [binary, "--config", os.path.join(ROOT, "examples", "gateway.toml"), "--listen", "127.0.0.1:0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"listening on (http://\S+)", line)
+        if m:
+            # Keep draining output so the pipe never fills.
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            return proc, m.group(1), "".join(lines)
+        if len(lines) > 50:
+            break
+    proc.kill()
+    raise RuntimeError("gateway did not start:\n" + "".join(lines))
+
+
+def client():
+    return openai.OpenAI(api_key="unused", base_url=BASE_URL + "/v1", max_retries=0, timeout=20)
+
+
+class Gateway(unittest.TestCase):
+    def test_says_it_uses_demo_providers(self):
+        self.assertIn("demo providers", STARTUP)
+
+    def test_models_list(self):
+        ids = [m.id for m in client().models.list().data]
+        for m in MODELS:
+            self.assertIn(m, ids)
+
+    def test_unknown_model_is_not_found(self):
+        with self.assertRaises(openai.NotFoundError) as cm:
+            client().chat.completions.create(model="nobody/nothing", messages=[{"role": "user", "content": "hi"}])
+        self.assertIn("nobody/nothing", str(cm.exception))
+
+    def test_malformed_json_is_400_and_server_keeps_serving(self):
+        for body in [b"{not json", b'{"model": 5, "messages": []}', b'{"model":"fast","messages":[]}']:
+            req = urllib.request.Request(
+                BASE_URL + "/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+            )
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                urllib.request.urlopen(req, timeout=10)
+            self.assertEqual(cm.exception.code, 400)
+            err = json.loads(cm.exception.read())["error"]
+            self.assertEqual(err["type"], "invalid_request_error")
+            self.assertTrue(err["message"])
+        big = b'{"model":"fast","messages":[{"role":"user","content":"' + b"a" * (10 * 1024 * 1024) + b'"}]}'
+        req = urllib.request.Request(BASE_URL + "/v1/chat/completions", data=big)
+        try:
+            urllib.request.urlopen(req, timeout=20)
+            self.fail("10 MiB body accepted")
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 413)
+        except (ConnectionError, urllib.error.URLError):
+            pass  # the server may close the connection after answering 413 mid-upload
+        r = client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "still there?"}])
+        self.assertTrue(r.choices[0].message.content)
+
+    def test_alias(self):
+        r = client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        self.assertEqual(r.model, "openai/gpt-4o-mini")
+
+
+class PerModel(unittest.TestCase):
+    def each(self):
+        for m in MODELS:
+            with self.subTest(model=m):
+                yield m
+
+    def test_chat_with_system_prompt(self):
+        for m in self.each():
+            r = client().chat.completions.create(
+                model=m,
+                messages=[
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": "Say hello to the tests"},
+                ],
+            )
+            self.assertEqual(r.model, m)
+            self.assertEqual(r.object, "chat.completion")
+            c = r.choices[0]
+            self.assertIn("hello to the tests", c.message.content)
+            self.assertEqual(c.finish_reason, "stop")
+            self.assertGreater(r.usage.prompt_tokens, 0)
+            self.assertGreater(r.usage.completion_tokens, 0)
+            self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+
+    def test_streaming(self):
+        for m in self.each():
+            chunks = list(
+                client().chat.completions.create(
+                    model=m, messages=[{"role": "user", "content": "stream me a greeting"}], stream=True
+                )
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            self.assertIn("stream me a greeting", text)
+            self.assertEqual(len({c.id for c in chunks}), 1)
+            self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+            self.assertEqual(finish, ["stop"])
+            self.assertTrue(all(c.usage is None for c in chunks), "usage chunk shown without include_usage")
+
+    def test_streaming_usage_when_asked(self):
+        for m in self.each():
+            chunks = list(
+                client().chat.completions.create(
+                    model=m,
+                    messages=[{"role": "user", "content": "count my tokens"}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )
+            last = chunks[-1]
+            self.assertEqual(last.choices, [])
+            self.assertGreater(last.usage.total_tokens, 0)
+
+    def test_tool_call_and_follow_up(self):
+        for m in self.each():
+            msgs = [{"role": "user", "content": "What's the weather in Paris?"}]
+            r = client().chat.completions.create(model=m, messages=msgs, tools=[WEATHER_TOOL])
+            c = r.choices[0]
+            self.assertEqual(c.finish_reason, "tool_calls")
+            call = c.message.tool_calls[0]
+            self.assertEqual(call.function.name, "get_weather")
+            self.assertIn("city", json.loads(call.function.arguments))
+            self.assertTrue(call.id)
+            msgs.append(c.message.model_dump(exclude_none=True))
+            msgs.append({"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"})
+            r2 = client().chat.completions.create(model=m, messages=msgs, tools=[WEATHER_TOOL])
+            self.assertEqual(r2.choices[0].finish_reason, "stop")
+            self.assertIn("18 degrees and sunny", r2.choices[0].message.content)
+
+    def test_tool_call_streaming(self):
+        for m in self.each():
+            calls = {}
+            finish = None
+            for ch in client().chat.completions.create(
+                model=m,
+                messages=[{"role": "user", "content": "Weather in Rome?"}],
+                tools=[WEATHER_TOOL],
+                stream=True,
+            ):
+                if not ch.choices:
+                    continue
+                d = ch.choices[0].delta
+                for tc in d.tool_calls or []:
+                    slot = calls.setdefault(tc.index, {"id": None, "name": "", "args": ""})
+                    if tc.id:
+                        slot["id"] = tc.id
+                    if tc.function and tc.function.name:
+                        slot["name"] += tc.function.name
+                    if tc.function and tc.function.arguments:
+                        slot["args"] += tc.function.arguments
+                finish = ch.choices[0].finish_reason or finish
+            self.assertEqual(finish, "tool_calls")
+            self.assertTrue(calls)
+            first = calls[min(calls)]
+            self.assertEqual(first["name"], "get_weather")
+            self.assertTrue(first["id"])
+            self.assertIn("city", json.loads(first["args"]))
+
+    def test_image_input(self):
+        for m in self.each():
+            r = client().chat.completions.create(
+                model=m,
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is in this image?"},
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}},
+                        ],
+                    }
+                ],
+            )
+            self.assertIn("1 image", r.choices[0].message.content)
+
+    def test_max_tokens_gives_length(self):
+        for m in self.each():
+            r = client().chat.completions.create(
+                model=m, messages=[{"role": "user", "content": "write a long story"}], max_tokens=3
+            )
+            self.assertEqual(r.choices[0].finish_reason, "length")
+            self.assertLessEqual(r.usage.completion_tokens, 3)
+
+    def test_stop_sequence(self):
+        for m in self.each():
+            r = client().chat.completions.create(
+                model=m, messages=[{"role": "user", "content": "greet me"}], stop=["demo"]
+            )
+            self.assertEqual(r.choices[0].finish_reason, "stop")
+            self.assertNotIn("demo", r.choices[0].message.content)
+
+
+def main():
+    global GATEWAY, BASE_URL, STARTUP
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "examples", "gateway"
+    )
+    GATEWAY, BASE_URL, STARTUP = start_gateway(binary)
+    try:
+        prog = unittest.main(argv=[sys.argv[0], "-v"], exit=False)
+        ok = prog.result.wasSuccessful()
+    finally:
+        GATEWAY.terminate()
+        try:
+            GATEWAY.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            GATEWAY.kill()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
