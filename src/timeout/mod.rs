@@ -1,0 +1,226 @@
+//! ModelTimeout: per-attempt deadlines from the [`Target`]: `total` for a whole answer,
+//! `first_token` until a stream's first output, `idle` between stream chunks.
+//!
+//! Requires: [`Target`] (its `deadlines`, already clipped by
+//! [`Fallback`](crate::fallback::Fallback) to what is left of the request's budget); without
+//! one the layer's default deadlines apply. Provides: nothing.
+//!
+//! No timer is armed when no deadline applies. A missed deadline is
+//! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (504, retryable): before a stream's
+//! commit point Fallback tries the next candidate; after it the stream ends with that error.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use switchboard::catalog::Deadlines;
+//! use switchboard::timeout::ModelTimeoutLayer;
+//! use switchboard::{ChatHttpRequest, ChatHttpResponse, Error, ErrorKind};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! let slow = service_fn(|_req: ChatHttpRequest| async {
+//!     tokio::time::sleep(Duration::from_secs(60)).await;
+//!     Err::<ChatHttpResponse, _>(Error::upstream("unreachable"))
+//! });
+//! let svc = ModelTimeoutLayer::new(Deadlines {
+//!     total: Some(Duration::from_secs(5)),
+//!     ..Deadlines::default()
+//! })
+//! .layer(slow);
+//! let req = http::Request::new(std::sync::Arc::new(
+//!     switchboard::openai::ChatRequest::from_slice(
+//!         br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+//!     )
+//!     .unwrap(),
+//! ));
+//! let err = svc.oneshot(req).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Timeout);
+//! # }
+//! ```
+
+mod stream;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use stream::TimeoutStream;
+
+use crate::catalog::Deadlines;
+use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::ext::Target;
+use crate::{Error, ErrorKind};
+
+/// Layer for [`ModelTimeout`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelTimeoutLayer {
+    defaults: Deadlines,
+}
+
+impl ModelTimeoutLayer {
+    /// Deadlines used when a request carries no [`Target`].
+    pub const fn new(defaults: Deadlines) -> Self {
+        Self { defaults }
+    }
+}
+
+impl<S> Layer<S> for ModelTimeoutLayer {
+    type Service = ModelTimeout<S>;
+    fn layer(&self, inner: S) -> ModelTimeout<S> {
+        ModelTimeout {
+            inner,
+            defaults: self.defaults,
+        }
+    }
+}
+
+/// The deadline service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ModelTimeout<S> {
+    inner: S,
+    defaults: Deadlines,
+}
+
+impl<S> ModelTimeout<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<ChatHttpRequest> for ModelTimeout<S>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+{
+    type Response = ChatHttpResponse;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: ChatHttpRequest) -> Self::Future {
+        let d = req
+            .extensions()
+            .get::<Target>()
+            .map_or(self.defaults, |t| t.deadlines);
+        let stream = req.body().is_stream();
+        let fut = self.inner.call(req);
+        if d.is_none() {
+            return ResponseFuture {
+                inner: fut,
+                sleep: None,
+                plan: None,
+            };
+        }
+        let now = Instant::now();
+        let total = d.total.map(|t| now + t);
+        let first = if stream {
+            d.first_token.map(|t| now + t)
+        } else {
+            None
+        };
+        let until_headers = earliest(total, first);
+        ResponseFuture {
+            inner: fut,
+            sleep: until_headers.map(tokio::time::sleep_until),
+            plan: Some(Plan {
+                total,
+                first,
+                idle: d.idle,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    total: Option<Instant>,
+    first: Option<Instant>,
+    idle: Option<std::time::Duration>,
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub(crate) fn deadline_error(what: &'static str) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!("the provider missed the {what} deadline"),
+    )
+}
+
+pin_project! {
+    /// Future of [`ModelTimeout`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        plan: Option<Plan>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ChatHttpResponse, Error>>,
+{
+    type Output = Result<ChatHttpResponse, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(res) = this.inner.poll(cx) {
+            let resp = res?;
+            let Some(plan) = *this.plan else {
+                return Poll::Ready(Ok(resp));
+            };
+            let (parts, body) = resp.into_parts();
+            let body = match body {
+                ChatResponse::Stream(s) => ChatResponse::Stream(Box::pin(TimeoutStream::new(
+                    s, plan.total, plan.first, plan.idle,
+                ))),
+                complete => complete,
+            };
+            return Poll::Ready(Ok(http::Response::from_parts(parts, body)));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+            let what = match *this.plan {
+                Some(Plan {
+                    first: Some(f),
+                    total,
+                    ..
+                }) if total.is_none_or(|t| f <= t) => "first-token",
+                _ => "total",
+            };
+            return Poll::Ready(Err(deadline_error(what)));
+        }
+        Poll::Pending
+    }
+}
