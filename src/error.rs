@@ -165,6 +165,7 @@ struct Inner {
     param: Option<Cow<'static, str>>,
     retry_after: Option<Duration>,
     provider: Option<Arc<str>>,
+    attempts: Option<Arc<[crate::ext::Attempt]>>,
     source: Option<BoxError>,
 }
 
@@ -179,6 +180,7 @@ impl Error {
                 param: None,
                 retry_after: None,
                 provider: None,
+                attempts: None,
                 source: None,
             }),
         }
@@ -205,6 +207,7 @@ impl Error {
                 param: i.param.clone(),
                 retry_after: i.retry_after,
                 provider: i.provider.clone(),
+                attempts: i.attempts.clone(),
                 source: None,
             });
         }
@@ -237,6 +240,18 @@ impl Error {
     pub fn with_provider(mut self, provider: Arc<str>) -> Self {
         self.inner_mut().provider = Some(provider);
         self
+    }
+
+    /// Records every attempt made before failing (the `x-switchboard-attempts` header).
+    #[must_use]
+    pub fn with_attempts(mut self, attempts: impl Into<Arc<[crate::ext::Attempt]>>) -> Self {
+        self.inner_mut().attempts = Some(attempts.into());
+        self
+    }
+
+    /// The attempts made before failing, if a Fallback recorded them.
+    pub fn attempts(&self) -> Option<&[crate::ext::Attempt]> {
+        self.inner.attempts.as_deref()
     }
 
     /// Attaches the underlying cause (logged, never shown to clients).

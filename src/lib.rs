@@ -77,6 +77,7 @@ mod error;
 pub mod ext;
 pub mod fallback;
 pub mod future;
+pub mod health;
 pub mod openai;
 pub mod provider;
 pub mod resolve;

@@ -289,6 +289,13 @@ pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
+    if let Some(attempts) = e.attempts() {
+        insert_header(
+            r.headers_mut(),
+            "x-switchboard-attempts",
+            &ServedBy::attempts_header(attempts),
+        );
+    }
     r
 }
 

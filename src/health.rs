@@ -1,0 +1,291 @@
+//! [`Health`]: per-target outcomes and a latency EWMA, shared by every clone of a stack.
+//!
+//! [`Fallback`](crate::fallback::Fallback) writes it; [`ModelResolve`](crate::resolve::ModelResolve)
+//! reads it to skip targets that are cooling down and to sort by latency. A target (provider +
+//! upstream model) that fails with a retryable error `failure_threshold` times in a row cools
+//! down for `cooldown`; after that one half-open probe request decides: success closes the
+//! circuit, failure opens it again. Client errors and client hang-ups never count.
+//!
+//! The lock is a plain mutex held for a few map operations, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::ext::Candidate;
+use crate::ErrorKind;
+
+/// Health settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    /// Consecutive retryable failures that cool a target down (default 3).
+    pub failure_threshold: u32,
+    /// How long a target cools down (default 30 s).
+    pub cooldown: Duration,
+    /// Weight of the newest latency sample in the EWMA (default 0.2).
+    pub ewma_alpha: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+            ewma_alpha: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Circuit {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    circuit: Circuit,
+    latency_ewma: Option<f64>,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            circuit: Circuit::Closed,
+            latency_ewma: None,
+        }
+    }
+}
+
+/// Shared per-target health. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    config: HealthConfig,
+    map: Mutex<HashMap<Arc<str>, Entry>>,
+}
+
+/// What [`Health::state`] says about a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    /// Serving normally.
+    Healthy,
+    /// Cooled down; a probe may go now.
+    Probe,
+    /// Cooling down (or a probe is in flight): skip it.
+    CoolingDown,
+}
+
+fn key(c: &Candidate) -> Arc<str> {
+    let mut s = String::with_capacity(c.provider.name.len() + c.upstream_model.len() + 1);
+    s.push_str(&c.provider.name);
+    s.push('/');
+    s.push_str(&c.upstream_model);
+    s.into()
+}
+
+impl Health {
+    /// Health with these settings.
+    pub fn new(config: HealthConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                map: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> HealthConfig {
+        self.inner.config
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        // A poisoned map only means a panic elsewhere mid-update; the data is still usable.
+        self.inner.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The state of a target now.
+    pub fn state(&self, c: &Candidate) -> TargetState {
+        let map = self.map();
+        let Some(e) = map.get(&*key(c)) else {
+            return TargetState::Healthy;
+        };
+        match e.circuit {
+            Circuit::Closed => TargetState::Healthy,
+            Circuit::Open { until } if Instant::now() >= until => TargetState::Probe,
+            Circuit::HalfOpen { probing: false } => TargetState::Probe,
+            Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => TargetState::CoolingDown,
+        }
+    }
+
+    /// The latency EWMA of a target, if it has served before.
+    pub fn latency(&self, c: &Candidate) -> Option<Duration> {
+        self.map()
+            .get(&*key(c))
+            .and_then(|e| e.latency_ewma)
+            .map(Duration::from_secs_f64)
+    }
+
+    /// Asks to send a request to a target. `None` while it cools down or while another
+    /// request probes it; the permit records the outcome (dropping it unrecorded, e.g. on a
+    /// client hang-up, releases a probe without counting anything).
+    pub fn acquire(&self, c: &Candidate) -> Option<Permit> {
+        let k = key(c);
+        let mut map = self.map();
+        let e = map.entry(k.clone()).or_default();
+        let probe = match e.circuit {
+            Circuit::Closed => false,
+            Circuit::Open { until } if Instant::now() >= until => {
+                e.circuit = Circuit::HalfOpen { probing: true };
+                true
+            }
+            Circuit::HalfOpen { probing: false } => {
+                e.circuit = Circuit::HalfOpen { probing: true };
+                true
+            }
+            Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => return None,
+        };
+        Some(Permit {
+            health: self.clone(),
+            key: k,
+            probe,
+            done: false,
+        })
+    }
+}
+
+/// Permission to try one target; records its outcome in [`Health`].
+#[derive(Debug)]
+pub struct Permit {
+    health: Health,
+    key: Arc<str>,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit {
+    /// Whether this request is the half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The target answered; `latency` is the time to its answer (or first token).
+    pub fn success(mut self, latency: Duration) {
+        self.done = true;
+        let alpha = self.health.inner.config.ewma_alpha;
+        let mut map = self.health.map();
+        let e = map.entry(self.key.clone()).or_default();
+        e.failures = 0;
+        e.circuit = Circuit::Closed;
+        let sample = latency.as_secs_f64();
+        e.latency_ewma = Some(match e.latency_ewma {
+            Some(old) => old + alpha * (sample - old),
+            None => sample,
+        });
+    }
+
+    /// The target failed with `kind`. Only retryable kinds count against it.
+    pub fn failure(mut self, kind: ErrorKind) {
+        self.done = true;
+        let cfg = self.health.inner.config;
+        let mut map = self.health.map();
+        let e = map.entry(self.key.clone()).or_default();
+        if !kind.is_retryable() {
+            if self.probe {
+                e.circuit = Circuit::HalfOpen { probing: false };
+            }
+            return;
+        }
+        e.failures = e.failures.saturating_add(1);
+        if self.probe || e.failures >= cfg.failure_threshold {
+            e.circuit = Circuit::Open {
+                until: Instant::now() + cfg.cooldown,
+            };
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            let mut map = self.health.map();
+            if let Some(e) = map.get_mut(&*self.key) {
+                e.circuit = Circuit::HalfOpen { probing: false };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Provider, ProviderKind};
+
+    fn cand() -> Candidate {
+        let p = Arc::new(Provider::new("p", ProviderKind::Openai, "http://x/v1"));
+        Candidate::passthrough("p/m".into(), p, "m".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cools_down_after_threshold_then_probes() {
+        let h = Health::new(HealthConfig {
+            failure_threshold: 2,
+            cooldown: Duration::from_secs(10),
+            ewma_alpha: 0.5,
+        });
+        let c = cand();
+        h.acquire(&c).unwrap().failure(ErrorKind::Upstream);
+        assert_eq!(h.state(&c), TargetState::Healthy);
+        h.acquire(&c).unwrap().failure(ErrorKind::Overloaded);
+        assert_eq!(h.state(&c), TargetState::CoolingDown);
+        assert!(h.acquire(&c).is_none());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(h.state(&c), TargetState::Probe);
+        let probe = h.acquire(&c).unwrap();
+        assert!(probe.is_probe());
+        assert!(h.acquire(&c).is_none(), "one probe at a time");
+        probe.failure(ErrorKind::Timeout);
+        assert_eq!(h.state(&c), TargetState::CoolingDown);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        h.acquire(&c).unwrap().success(Duration::from_millis(100));
+        assert_eq!(h.state(&c), TargetState::Healthy);
+        assert_eq!(h.latency(&c), Some(Duration::from_millis(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_errors_and_hangups_do_not_count() {
+        let h = Health::new(HealthConfig {
+            failure_threshold: 1,
+            ..HealthConfig::default()
+        });
+        let c = cand();
+        h.acquire(&c).unwrap().failure(ErrorKind::UpstreamInvalidRequest);
+        assert_eq!(h.state(&c), TargetState::Healthy);
+        h.acquire(&c).unwrap().failure(ErrorKind::Upstream);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        drop(h.acquire(&c).unwrap()); // a probe whose client hung up
+        assert_eq!(h.state(&c), TargetState::Probe);
+    }
+
+    #[test]
+    fn latency_ewma() {
+        let h = Health::new(HealthConfig {
+            ewma_alpha: 0.5,
+            ..HealthConfig::default()
+        });
+        let c = cand();
+        h.acquire(&c).unwrap().success(Duration::from_millis(100));
+        h.acquire(&c).unwrap().success(Duration::from_millis(300));
+        assert_eq!(h.latency(&c), Some(Duration::from_millis(200)));
+    }
+}
