@@ -111,7 +111,10 @@ impl Health {
 
     fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
         // A poisoned map only means a panic elsewhere mid-update; the data is still usable.
-        self.inner.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The state of a target now.
@@ -269,7 +272,9 @@ mod tests {
             ..HealthConfig::default()
         });
         let c = cand();
-        h.acquire(&c).unwrap().failure(ErrorKind::UpstreamInvalidRequest);
+        h.acquire(&c)
+            .unwrap()
+            .failure(ErrorKind::UpstreamInvalidRequest);
         assert_eq!(h.state(&c), TargetState::Healthy);
         h.acquire(&c).unwrap().failure(ErrorKind::Upstream);
         tokio::time::advance(Duration::from_secs(30)).await;

@@ -191,3 +191,184 @@ async fn without_route_or_target_is_a_clear_error() {
         .unwrap_err();
     assert!(e.message().contains("ModelResolve"));
 }
+
+mod health_retries_budget {
+    use super::*;
+    use switchboard::fallback::TIMEOUT_HEADER;
+    use switchboard::health::{Health, HealthConfig, TargetState};
+    use tokio::time::Instant;
+
+    fn failing_then_ok(
+        fail_first: usize,
+        kind: ErrorKind,
+        retry_after: Option<Duration>,
+        seen: Arc<Mutex<Vec<(String, Option<Duration>)>>>,
+    ) -> impl tower::Service<
+        ChatHttpRequest,
+        Response = ChatHttpResponse,
+        Error = Error,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        let calls = Arc::new(AtomicUsize::new(0));
+        service_fn(move |req: ChatHttpRequest| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            let t = req.extensions().get::<Target>().unwrap().clone();
+            seen.lock()
+                .unwrap()
+                .push((t.candidate.label(), t.deadlines.total));
+            async move {
+                if n < fail_first {
+                    let mut e = Error::new(kind, "fail");
+                    if let Some(r) = retry_after {
+                        e = e.with_retry_after(r);
+                    }
+                    Err(e)
+                } else {
+                    Ok(http::Response::new(ChatResponse::from(completion(
+                        "x", "ok",
+                    ))))
+                }
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_one_target_honouring_retry_after() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let svc = FallbackLayer::new().retries(2).layer(failing_then_ok(
+            2,
+            ErrorKind::RateLimited,
+            Some(Duration::from_secs(3)),
+            seen.clone(),
+        ));
+        let start = Instant::now();
+        let resp = svc.oneshot(with_route(HELLO, &[("a", "m")])).await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        assert!(
+            start.elapsed() >= Duration::from_secs(6),
+            "slept Retry-After twice"
+        );
+        assert_eq!(
+            resp.extensions().get::<ServedBy>().unwrap().attempts.len(),
+            3
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_longer_than_budget_moves_on_without_sleeping() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let svc = FallbackLayer::new().retries(3).layer(failing_then_ok(
+            1,
+            ErrorKind::RateLimited,
+            Some(Duration::from_secs(60)),
+            seen.clone(),
+        ));
+        let mut req = with_route(HELLO, &[("a", "m"), ("b", "m")]);
+        req.headers_mut()
+            .insert(TIMEOUT_HEADER, "10000".parse().unwrap());
+        let start = Instant::now();
+        svc.oneshot(req).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].0, "a/m");
+        assert_eq!(seen[1].0, "b/m");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_spans_attempts_and_clips_deadlines() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let inner = {
+            let seen = seen.clone();
+            service_fn(move |req: ChatHttpRequest| {
+                let t = req.extensions().get::<Target>().unwrap().clone();
+                seen.lock()
+                    .unwrap()
+                    .push((t.candidate.label(), t.deadlines.total));
+                async move {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    Err::<ChatHttpResponse, _>(Error::new(ErrorKind::Upstream, "500"))
+                }
+            })
+        };
+        let svc = FallbackLayer::new()
+            .default_budget(Duration::from_secs(10))
+            .layer(inner);
+        let start = Instant::now();
+        let e = svc
+            .oneshot(with_route(
+                HELLO,
+                &[("a", "m"), ("b", "m"), ("c", "m"), ("d", "m")],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(10),
+            "never past the budget"
+        );
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(e.status(), 504);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].1, Some(Duration::from_secs(10)));
+        assert_eq!(seen[1].1, Some(Duration::from_secs(6)));
+        assert_eq!(seen[2].1, Some(Duration::from_secs(2)));
+        assert_eq!(e.attempts().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooling_down_target_is_skipped_then_probed() {
+        let health = Health::new(HealthConfig {
+            failure_threshold: 1,
+            cooldown: Duration::from_secs(30),
+            ..HealthConfig::default()
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let svc = FallbackLayer::new()
+            .health(health.clone())
+            .layer(failing_then_ok(1, ErrorKind::Upstream, None, seen.clone()));
+        // First request: a fails (and cools down), b serves.
+        svc.clone()
+            .oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+            .await
+            .unwrap();
+        assert_eq!(health.state(&candidate("a", "m")), TargetState::CoolingDown);
+        // Second: a is skipped.
+        svc.clone()
+            .oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+            .await
+            .unwrap();
+        let labels: Vec<_> = seen.lock().unwrap().iter().map(|s| s.0.clone()).collect();
+        assert_eq!(labels, ["a/m", "b/m", "b/m"]);
+        // After the cool-down, a half-open probe goes to a and closes the circuit.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        svc.oneshot(with_route(HELLO, &[("a", "m"), ("b", "m")]))
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().last().unwrap().0, "a/m");
+        assert_eq!(health.state(&candidate("a", "m")), TargetState::Healthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_cooling_down_is_503() {
+        let health = Health::new(HealthConfig {
+            failure_threshold: 1,
+            ..HealthConfig::default()
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let svc = FallbackLayer::new().health(health).layer(failing_then_ok(
+            10,
+            ErrorKind::Upstream,
+            None,
+            seen,
+        ));
+        let _ = svc.clone().oneshot(with_route(HELLO, &[("a", "m")])).await;
+        let e = svc
+            .oneshot(with_route(HELLO, &[("a", "m")]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 503);
+    }
+}

@@ -13,41 +13,123 @@
 //! candidate; a stream that fails before its first output counts as such a failure. After it
 //! nothing is retried: the stream carries the error to the client.
 //!
+//! # Health, retries and the request budget
+//! With a [`Health`] attached, targets that are cooling down are skipped (one half-open probe
+//! at a time), and each outcome is recorded: success with the time to the commit point,
+//! retryable failures counted, client errors and hang-ups never. Optional retries of one
+//! target (`retries`) back off exponentially with full jitter, honouring `Retry-After`; a
+//! `Retry-After` longer than the time left moves on to the next candidate instead of sleeping.
+//! The request has one budget (the `x-switchboard-timeout-ms` header, capped by
+//! `max_budget`, else `default_budget`); it spans every attempt and each attempt's deadlines
+//! on its [`Target`] are clipped to what is left. With nothing left the answer is 504.
+//!
 //! # Errors
 //! A non-retryable error is returned at once. When every candidate failed: a 429 with the
 //! smallest `Retry-After` if every attempt was rate limited, else the last attempt's error.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use tokio::time::Instant;
+
+use crate::catalog::Deadlines;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
 use crate::ext::{Attempt, Route, ServedBy, Target};
+use crate::health::Health;
 use crate::openai::ChatCompletionChunk;
 use crate::{Error, ErrorKind};
+
+/// Request header carrying the client's time budget in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-switchboard-timeout-ms";
 
 /// Layer for [`Fallback`].
 #[derive(Debug, Clone, Default)]
 pub struct FallbackLayer {
-    _priv: (),
+    config: Arc<Config>,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    health: Option<Health>,
+    retries: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    default_budget: Option<Duration>,
+    max_budget: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            health: None,
+            retries: 0,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            default_budget: None,
+            max_budget: None,
+        }
+    }
 }
 
 impl FallbackLayer {
-    /// A fallback layer.
-    pub const fn new() -> Self {
-        Self { _priv: () }
+    /// A fallback layer: no health tracking, no retries of one target, no request budget.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records outcomes in, and skips cooling-down targets of, `health`.
+    #[must_use]
+    pub fn health(mut self, health: Health) -> Self {
+        Arc::make_mut(&mut self.config).health = Some(health);
+        self
+    }
+
+    /// Retries of the same target before moving on (default 0).
+    #[must_use]
+    pub fn retries(mut self, n: u32) -> Self {
+        Arc::make_mut(&mut self.config).retries = n;
+        self
+    }
+
+    /// Base and cap of the exponential backoff between retries of one target.
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        let c = Arc::make_mut(&mut self.config);
+        c.backoff_base = base;
+        c.backoff_max = max;
+        self
+    }
+
+    /// The request budget when the client sends no `x-switchboard-timeout-ms`.
+    #[must_use]
+    pub fn default_budget(mut self, d: Duration) -> Self {
+        Arc::make_mut(&mut self.config).default_budget = Some(d);
+        self
+    }
+
+    /// The largest budget a client may ask for with `x-switchboard-timeout-ms`.
+    #[must_use]
+    pub fn max_budget(mut self, d: Duration) -> Self {
+        Arc::make_mut(&mut self.config).max_budget = Some(d);
+        self
     }
 }
 
 impl<S> Layer<S> for FallbackLayer {
     type Service = Fallback<S>;
     fn layer(&self, inner: S) -> Fallback<S> {
-        Fallback { inner }
+        Fallback {
+            inner,
+            config: self.config.clone(),
+        }
     }
 }
 
@@ -55,12 +137,13 @@ impl<S> Layer<S> for FallbackLayer {
 #[derive(Debug, Clone)]
 pub struct Fallback<S> {
     inner: S,
+    config: Arc<Config>,
 }
 
 impl<S> Fallback<S> {
-    /// Wraps `inner`.
+    /// Wraps `inner` with default settings.
     pub fn new(inner: S) -> Self {
-        Self { inner }
+        FallbackLayer::new().layer(inner)
     }
     /// The inner service.
     pub fn get_ref(&self) -> &S {
@@ -98,11 +181,66 @@ where
 
     fn call(&mut self, req: ChatHttpRequest) -> ResponseFuture {
         let inner = self.inner.clone();
-        Box::pin(run(inner, req))
+        Box::pin(run(inner, self.config.clone(), req))
     }
 }
 
-async fn run<S>(inner: S, req: ChatHttpRequest) -> Result<ChatHttpResponse, Error>
+fn budget(config: &Config, headers: &http::HeaderMap) -> Option<Duration> {
+    let asked = headers
+        .get(TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis);
+    match (asked, config.max_budget) {
+        (Some(a), Some(max)) => Some(a.min(max)),
+        (Some(a), None) => Some(a),
+        (None, _) => config.default_budget,
+    }
+}
+
+fn clip(d: Deadlines, left: Option<Duration>) -> Deadlines {
+    let Some(left) = left else { return d };
+    let min = |x: Option<Duration>| Some(x.map_or(left, |x| x.min(left)));
+    Deadlines {
+        total: min(d.total),
+        first_token: d.first_token.map(|x| x.min(left)),
+        idle: d.idle,
+    }
+}
+
+/// Full-jitter exponential backoff for retry `n` (1-based), at least `retry_after`.
+fn backoff(config: &Config, n: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = config
+        .backoff_base
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(config.backoff_max);
+    let jittered = exp.mul_f64(jitter());
+    retry_after.map_or(jittered, |r| r.max(jittered))
+}
+
+/// A number in [0, 1) from a per-thread xorshift state (not cryptographic).
+fn jitter() -> f64 {
+    use std::cell::Cell;
+    thread_local!(static STATE: Cell<u64> = Cell::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1
+    ));
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+async fn run<S>(
+    inner: S,
+    config: Arc<Config>,
+    req: ChatHttpRequest,
+) -> Result<ChatHttpResponse, Error>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Clone + Send,
     S::Future: Send,
@@ -116,63 +254,127 @@ where
             "no route for this request (ModelResolve must run before Fallback)",
         ));
     };
+    let started = Instant::now();
+    let deadline = budget(&config, req.headers()).map(|b| started + b);
     let (parts, body) = req.into_parts();
     let mut attempts: Vec<Attempt> = Vec::with_capacity(route.candidates.len());
     let mut errors: Vec<Error> = Vec::new();
+    let mut n: u32 = 0;
     let total = route.candidates.len();
-    for (i, candidate) in route.candidates.iter().enumerate() {
-        let mut attempt_req = http::Request::new(body.clone());
-        *attempt_req.method_mut() = parts.method.clone();
-        *attempt_req.uri_mut() = parts.uri.clone();
-        *attempt_req.version_mut() = parts.version;
-        *attempt_req.headers_mut() = parts.headers.clone();
-        *attempt_req.extensions_mut() = parts.extensions.clone();
-        let target = Target {
-            deadlines: candidate.deadlines,
-            candidate: candidate.clone(),
-            attempt: u32::try_from(i + 1).unwrap_or(u32::MAX),
-        };
-        attempt_req.extensions_mut().insert(target);
-        let result = match inner.clone().oneshot(attempt_req).await {
-            Ok(resp) => commit(resp).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(mut resp) => {
-                attempts.push(Attempt {
-                    provider: candidate.provider.name.clone(),
-                    model: candidate.model.clone(),
-                    error: None,
-                });
-                resp.extensions_mut().insert(ServedBy {
-                    provider: candidate.provider.name.clone(),
-                    model: candidate.model.clone(),
-                    attempts,
-                });
-                return Ok(resp);
+    'candidates: for (i, candidate) in route.candidates.iter().enumerate() {
+        let last_candidate = i + 1 == total;
+        for retry in 0..=config.retries {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                errors.push(Error::new(
+                    ErrorKind::Timeout,
+                    "the request's time budget ran out before a provider answered",
+                ));
+                break 'candidates;
             }
-            Err(e) => {
-                tracing::debug!(
-                    provider = %candidate.provider.name,
-                    model = %candidate.model,
-                    attempt = i + 1,
-                    error = %e,
-                    "attempt failed"
-                );
-                attempts.push(Attempt {
-                    provider: candidate.provider.name.clone(),
-                    model: candidate.model.clone(),
-                    error: Some(e.kind()),
-                });
-                if !e.is_retryable() || i + 1 == total {
-                    errors.push(e);
-                    break;
+            let permit = match &config.health {
+                Some(h) => match h.acquire(candidate) {
+                    Some(p) => Some(p),
+                    None => {
+                        errors.push(Error::new(
+                            ErrorKind::Overloaded,
+                            "every candidate is cooling down after repeated failures",
+                        ));
+                        attempts.push(Attempt {
+                            provider: candidate.provider.name.clone(),
+                            model: candidate.model.clone(),
+                            error: Some(ErrorKind::Overloaded),
+                        });
+                        continue 'candidates;
+                    }
+                },
+                None => None,
+            };
+            n += 1;
+            let mut attempt_req = http::Request::new(body.clone());
+            *attempt_req.method_mut() = parts.method.clone();
+            *attempt_req.uri_mut() = parts.uri.clone();
+            *attempt_req.version_mut() = parts.version;
+            *attempt_req.headers_mut() = parts.headers.clone();
+            *attempt_req.extensions_mut() = parts.extensions.clone();
+            attempt_req.extensions_mut().insert(Target {
+                deadlines: clip(candidate.deadlines, left),
+                candidate: candidate.clone(),
+                attempt: n,
+            });
+            let attempt_started = Instant::now();
+            let svc = inner.clone();
+            let call = async move {
+                let resp = svc.oneshot(attempt_req).await?;
+                commit(resp).await
+            };
+            let result = match left {
+                // A safety net for stacks without ModelTimeout: the budget bounds the wait.
+                Some(left) => tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "the request's time budget ran out before a provider answered",
+                    ))
+                }),
+                None => call.await,
+            };
+            match result {
+                Ok(mut resp) => {
+                    if let Some(p) = permit {
+                        p.success(attempt_started.elapsed());
+                    }
+                    attempts.push(Attempt {
+                        provider: candidate.provider.name.clone(),
+                        model: candidate.model.clone(),
+                        error: None,
+                    });
+                    resp.extensions_mut().insert(ServedBy {
+                        provider: candidate.provider.name.clone(),
+                        model: candidate.model.clone(),
+                        attempts,
+                    });
+                    return Ok(resp);
                 }
-                errors.push(e);
+                Err(e) => {
+                    if let Some(p) = permit {
+                        p.failure(e.kind());
+                    }
+                    tracing::debug!(
+                        provider = %candidate.provider.name,
+                        model = %candidate.model,
+                        attempt = n,
+                        error = %e,
+                        "attempt failed"
+                    );
+                    attempts.push(Attempt {
+                        provider: candidate.provider.name.clone(),
+                        model: candidate.model.clone(),
+                        error: Some(e.kind()),
+                    });
+                    let retryable = e.is_retryable();
+                    let retry_after = e.retry_after();
+                    errors.push(e);
+                    if !retryable {
+                        break 'candidates;
+                    }
+                    if retry == config.retries {
+                        continue 'candidates;
+                    }
+                    let wait = backoff(&config, retry + 1, retry_after);
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|l| wait >= l) {
+                        // Sleeping would spend the budget: try the next candidate now.
+                        if last_candidate {
+                            break 'candidates;
+                        }
+                        continue 'candidates;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     }
-    Err(final_error(errors))
+    Err(final_error(errors).with_attempts(attempts))
 }
 
 /// Waits for the commit point of a response: immediate for a completion, the first real
@@ -207,6 +409,9 @@ async fn first_output(
 }
 
 fn final_error(mut errors: Vec<Error>) -> Error {
+    if let Some(pos) = errors.iter().position(|e| !e.is_retryable()) {
+        return errors.swap_remove(pos);
+    }
     let all_rate_limited =
         !errors.is_empty() && errors.iter().all(|e| e.kind() == ErrorKind::RateLimited);
     if all_rate_limited {
