@@ -171,8 +171,8 @@ pub struct Usage {
     /// Breakdown of completion tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
-    /// Cost in USD (set by the CostMeter).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Cost in USD, set by the CostMeter; `null` when the serving target has no prices.
+    #[serde(default)]
     pub cost: Option<f64>,
     /// Cost breakdown (set by the CostMeter).
     #[serde(default, skip_serializing_if = "Option::is_none")]

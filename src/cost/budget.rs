@@ -1,0 +1,249 @@
+//! Spend budgets per [`CallerKey`](crate::ext::CallerKey) over UTC calendar windows.
+//!
+//! Before a call the CostMeter reserves an estimate atomically (`reserve` fails when spent +
+//! reserved + estimate would pass the limit); after it the reservation is settled with the
+//! real cost. Concurrent requests can therefore overspend by no more than the difference
+//! between their estimates and their real costs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use super::price::Picodollars;
+
+/// A boxed future returned by [`BudgetStore`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The calendar window a budget covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// One UTC day.
+    Day,
+    /// One UTC calendar month.
+    Month,
+    /// Forever.
+    Total,
+}
+
+impl Window {
+    /// The id of the window containing `unix_secs` (`d:2026-11-21`, `m:2026-11`, `total`).
+    pub fn id_at(self, unix_secs: u64) -> String {
+        let days = unix_secs / 86_400;
+        let (y, m, d) = civil_from_days(days as i64);
+        match self {
+            Self::Day => format!("d:{y:04}-{m:02}-{d:02}"),
+            Self::Month => format!("m:{y:04}-{m:02}"),
+            Self::Total => "total".to_owned(),
+        }
+    }
+
+    /// The id of the current window.
+    pub fn current_id(self) -> String {
+        self.id_at(crate::openai::unix_now())
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A spend limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The limit.
+    pub limit: Picodollars,
+    /// The window it applies to.
+    pub window: Window,
+}
+
+impl Budget {
+    /// A limit of `usd` per `window`.
+    pub fn usd(usd: f64, window: Window) -> Self {
+        Self {
+            limit: Picodollars::from_usd(usd),
+            window,
+        }
+    }
+}
+
+/// The budget is exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted {
+    /// Spent plus reserved in the window.
+    pub committed: Picodollars,
+    /// The limit.
+    pub limit: Picodollars,
+}
+
+/// Where spend is kept. Implementations must make `reserve` atomic.
+pub trait BudgetStore: fmt::Debug + Send + Sync + 'static {
+    /// Adds `amount` to the window's committed spend unless that would pass `limit`.
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        window: &'a str,
+        limit: Picodollars,
+        amount: Picodollars,
+    ) -> BoxFuture<'a, Result<(), Exhausted>>;
+
+    /// Replaces a reservation with the real cost.
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        window: &'a str,
+        reserved: Picodollars,
+        actual: Picodollars,
+    ) -> BoxFuture<'a, ()>;
+
+    /// Committed spend (spent + reserved) in a window.
+    fn committed<'a>(&'a self, key: &'a str, window: &'a str) -> BoxFuture<'a, Picodollars>;
+}
+
+/// The in-process store (one gateway instance).
+#[derive(Debug, Default)]
+pub struct MemoryBudgetStore {
+    map: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl MemoryBudgetStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<(String, String), u64>) -> R) -> R {
+        let mut g = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut g)
+    }
+}
+
+impl BudgetStore for MemoryBudgetStore {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        window: &'a str,
+        limit: Picodollars,
+        amount: Picodollars,
+    ) -> BoxFuture<'a, Result<(), Exhausted>> {
+        let r = self.with(|m| {
+            let v = m.entry((key.to_owned(), window.to_owned())).or_insert(0);
+            let next = v.saturating_add(amount.0);
+            if next > limit.0 || (*v >= limit.0 && limit.0 > 0) {
+                Err(Exhausted {
+                    committed: Picodollars(*v),
+                    limit,
+                })
+            } else {
+                *v = next;
+                Ok(())
+            }
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        window: &'a str,
+        reserved: Picodollars,
+        actual: Picodollars,
+    ) -> BoxFuture<'a, ()> {
+        self.with(|m| {
+            let v = m.entry((key.to_owned(), window.to_owned())).or_insert(0);
+            *v = v.saturating_sub(reserved.0).saturating_add(actual.0);
+        });
+        Box::pin(std::future::ready(()))
+    }
+
+    fn committed<'a>(&'a self, key: &'a str, window: &'a str) -> BoxFuture<'a, Picodollars> {
+        let v = self.with(|m| m.get(&(key.to_owned(), window.to_owned())).copied());
+        Box::pin(std::future::ready(Picodollars(v.unwrap_or(0))))
+    }
+}
+
+/// Budgets per caller, and the store that keeps their spend.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    store: Arc<dyn BudgetStore>,
+    per_caller: Arc<HashMap<Arc<str>, Budget>>,
+    default: Option<Budget>,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryBudgetStore::new()))
+    }
+}
+
+impl Budgets {
+    /// No budgets yet, spend kept in `store`.
+    pub fn new(store: Arc<dyn BudgetStore>) -> Self {
+        Self {
+            store,
+            per_caller: Arc::new(HashMap::new()),
+            default: None,
+        }
+    }
+
+    /// Sets the budget of one caller.
+    #[must_use]
+    pub fn with(mut self, caller: impl Into<Arc<str>>, budget: Budget) -> Self {
+        Arc::make_mut(&mut self.per_caller).insert(caller.into(), budget);
+        self
+    }
+
+    /// The budget of callers without their own.
+    #[must_use]
+    pub fn with_default(mut self, budget: Budget) -> Self {
+        self.default = Some(budget);
+        self
+    }
+
+    /// The budget that applies to `caller`.
+    pub fn for_caller(&self, caller: &str) -> Option<Budget> {
+        self.per_caller.get(caller).copied().or(self.default)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn BudgetStore> {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_windows() {
+        // 2026-11-21T23:45:00Z
+        let t = 1_795_391_100;
+        assert_eq!(Window::Day.id_at(t), "d:2026-11-21");
+        assert_eq!(Window::Month.id_at(t), "m:2026-11");
+        assert_eq!(Window::Day.id_at(951_782_400), "d:2000-02-29");
+        assert_eq!(Window::Total.id_at(0), "total");
+    }
+
+    #[tokio::test]
+    async fn reserve_is_bounded_and_settles() {
+        let s = MemoryBudgetStore::new();
+        let limit = Picodollars(100);
+        assert!(s.reserve("k", "w", limit, Picodollars(60)).await.is_ok());
+        assert!(s.reserve("k", "w", limit, Picodollars(50)).await.is_err());
+        s.settle("k", "w", Picodollars(60), Picodollars(10)).await;
+        assert_eq!(s.committed("k", "w").await, Picodollars(10));
+        assert!(s.reserve("k", "w", limit, Picodollars(50)).await.is_ok());
+    }
+}
