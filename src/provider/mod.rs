@@ -17,6 +17,7 @@ use crate::openai::sse::SseEvent;
 use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use crate::{Error, ErrorKind};
 
+pub mod gemini;
 pub mod openai_compat;
 
 /// What a codec needs to know to encode one attempt.
@@ -76,7 +77,8 @@ pub trait StreamDecode: fmt::Debug + Send + Sync {
 pub fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
     match kind {
         ProviderKind::Openai => &openai_compat::OpenAiCompat,
-        ProviderKind::Anthropic | ProviderKind::Gemini => &openai_compat::OpenAiCompat,
+        ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Anthropic => &openai_compat::OpenAiCompat,
     }
 }
 
