@@ -18,6 +18,7 @@ use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
 use crate::{Error, ErrorKind};
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai_compat;
 
 /// What a codec needs to know to encode one attempt.
@@ -78,7 +79,7 @@ pub fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
     match kind {
         ProviderKind::Openai => &openai_compat::OpenAiCompat,
         ProviderKind::Anthropic => &anthropic::Anthropic,
-        ProviderKind::Gemini => &openai_compat::OpenAiCompat,
+        ProviderKind::Gemini => &gemini::Gemini,
     }
 }
 
