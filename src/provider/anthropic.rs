@@ -27,7 +27,7 @@
 //! | `tool_choice` | `tool_choice` | mapped: `auto` → `auto`, `required` → `any`, named → `tool`, `none` → `none`; dropped without tools; forced choices refused while thinking (Anthropic rejects them) |
 //! | `parallel_tool_calls: false` | `tool_choice.disable_parallel_tool_use: true` | mapped |
 //! | `reasoning` / `reasoning_effort` | `thinking: {type: enabled, budget_tokens}` | mapped: `reasoning.max_tokens` is the budget (at least 1024); an effort is a share of `max_tokens` (`minimal` 10 %, `low` 20 %, `medium` 50 %, `high` 80 %, `xhigh` 95 %, OpenRouter's ratios) clamped to `1024..=128000`; `enabled: true` alone means `medium`; `enabled: false`, effort `none` or a zero budget turn thinking off; the budget always stays below `max_tokens` |
-//! | `reasoning.exclude: true` | `thinking.display: "omitted"` | mapped: Anthropic returns signed thinking blocks without their text, so no reasoning text reaches the client while multi-turn signatures still round-trip |
+//! | `reasoning.exclude: true` | thinking stays on | emulated: the ProviderTranslate layer drops `reasoning` from the answer; `reasoning_details` stay, since the signature covers the thinking text and multi-turn tool use needs it back |
 //! | `response_format: json_object` / `json_schema` | a forced tool | emulated, see below |
 //! | `response_format: text` | — | dropped (the default) |
 //! | `user` | `metadata.user_id` | mapped |
@@ -337,8 +337,6 @@ struct WireThinking {
     #[serde(rename = "type")]
     kind: &'static str,
     budget_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -464,13 +462,11 @@ fn output_plan(
             ));
         }
     }
-    let exclude = req.reasoning.as_ref().and_then(|r| r.exclude) == Some(true);
     Ok((
         max_tokens,
         Some(WireThinking {
             kind: "enabled",
             budget_tokens: budget,
-            display: exclude.then_some("omitted"),
         }),
     ))
 }
@@ -1939,9 +1935,10 @@ mod tests {
         let v = with(json!({"max_tokens": 500, "reasoning": {"effort": "low"}}));
         assert_eq!(v["thinking"]["budget_tokens"], 1024);
         assert_eq!(v["max_tokens"], 1524);
-        // Exclude: Anthropic omits the thinking text.
+        // Exclude still thinks (the translate layer strips the text from the answer).
         let v = with(json!({"reasoning": {"effort": "medium", "exclude": true}}));
-        assert_eq!(v["thinking"]["display"], "omitted");
+        assert_eq!(v["thinking"]["type"], "enabled");
+        assert!(v["thinking"].get("display").is_none());
         // Off.
         for extra in [
             json!({"reasoning": {"enabled": false, "effort": "high"}}),

@@ -7,6 +7,10 @@
 //! Provides: the canonical answer; upstream errors mapped to [`ErrorKind`](crate::ErrorKind)
 //! per the error table.
 //!
+//! With `reasoning.exclude: true` the reasoning text (`reasoning`) is removed from the answer;
+//! structured `reasoning_details` stay, because providers need them back (with their
+//! signatures) on the next turn.
+//!
 //! # Streaming
 //! The stream yields chunks as the upstream's bytes arrive; nothing is buffered beyond one
 //! partial SSE event. A stream that breaks (connection reset, malformed event, missing end
@@ -190,20 +194,24 @@ where
                     .decode_error(rparts.status, &rparts.headers, &bytes)
                     .with_provider(provider_name));
             }
+            let exclude_reasoning = chat.reasoning.as_ref().and_then(|r| r.exclude) == Some(true);
             let answer = if chat.is_stream() {
-                ChatResponse::Stream(Box::pin(TranslateStream::new(
-                    body,
-                    codec.stream_decoder(&ctx),
-                )))
+                let mut s = TranslateStream::new(body, codec.stream_decoder(&ctx));
+                s.exclude_reasoning = exclude_reasoning;
+                ChatResponse::Stream(Box::pin(s))
             } else {
                 let bytes = read_body(body, max, false)
                     .await
                     .map_err(|e| e.with_provider(provider_name.clone()))?;
-                ChatResponse::Complete(Box::new(
-                    codec
-                        .decode(&bytes, &ctx)
-                        .map_err(|e| e.with_provider(provider_name))?,
-                ))
+                let mut c = codec
+                    .decode(&bytes, &ctx)
+                    .map_err(|e| e.with_provider(provider_name))?;
+                if exclude_reasoning {
+                    for ch in &mut c.choices {
+                        ch.message.reasoning = None;
+                    }
+                }
+                ChatResponse::Complete(Box::new(c))
             };
             let mut out = http::Response::new(answer);
             if let Some(id) = rparts
@@ -273,6 +281,7 @@ pin_project! {
         scratch: Vec<ChatCompletionChunk>,
         state: StreamState,
         error: Option<Error>,
+        exclude_reasoning: bool,
     }
 }
 
@@ -302,6 +311,7 @@ impl<B> TranslateStream<B> {
             scratch: Vec::new(),
             state: StreamState::Open,
             error: None,
+            exclude_reasoning: false,
         }
     }
 }
@@ -316,7 +326,12 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         loop {
-            if let Some(c) = this.queue.pop_front() {
+            if let Some(mut c) = this.queue.pop_front() {
+                if *this.exclude_reasoning {
+                    for ch in &mut c.choices {
+                        ch.delta.reasoning = None;
+                    }
+                }
                 return Poll::Ready(Some(Ok(c)));
             }
             if let Some(e) = this.error.take() {
