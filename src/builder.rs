@@ -3,9 +3,12 @@
 //! Order, outermost first (the edge is separate, see [`Gateway::chat_completions`]):
 //!
 //! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` → `Route`
-//! 2. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`
-//! 3. [`ProviderTranslate`](crate::translate::ProviderTranslate): canonical ⇄ provider wire
-//! 4. [`HttpClient`]: pooled hyper client
+//! 2. [`CostMeter`](crate::cost::CostMeter): budget reservation, `usage.cost`, metrics
+//! 3. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`,
+//!    [`Health`]
+//! 4. [`ModelTimeout`](crate::timeout::ModelTimeout): per-attempt deadlines
+//! 5. [`ProviderTranslate`](crate::translate::ProviderTranslate): canonical ⇄ provider wire
+//! 6. [`HttpClient`]: pooled hyper client
 
 use std::time::Duration;
 
@@ -15,9 +18,12 @@ use tower::ServiceBuilder;
 use crate::catalog::Catalog;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::client::HttpClient;
+use crate::cost::CostMeterLayer;
 use crate::edge::{ChatCompletions, ChatCompletionsLayer, Models};
 use crate::fallback::FallbackLayer;
+use crate::health::Health;
 use crate::resolve::ModelResolveLayer;
+use crate::timeout::ModelTimeoutLayer;
 use crate::translate::ProviderTranslateLayer;
 use crate::Error;
 
@@ -31,6 +37,7 @@ pub struct Gateway {
     service: GatewayService,
     catalog: Catalog,
     edge: ChatCompletionsLayer,
+    health: Health,
 }
 
 impl Gateway {
@@ -41,7 +48,15 @@ impl Gateway {
             client: None,
             edge: ChatCompletionsLayer::new(),
             translate: ProviderTranslateLayer::new(),
+            cost: CostMeterLayer::new(),
+            fallback: FallbackLayer::new(),
+            health: Health::default(),
         }
+    }
+
+    /// Per-target health shared by every clone of the stack.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The typed stack.
@@ -72,9 +87,34 @@ pub struct GatewayBuilder {
     client: Option<HttpClient>,
     edge: ChatCompletionsLayer,
     translate: ProviderTranslateLayer,
+    cost: CostMeterLayer,
+    fallback: FallbackLayer,
+    health: Health,
 }
 
 impl GatewayBuilder {
+    /// Configures the CostMeter (sink, budgets).
+    #[must_use]
+    pub fn cost_meter(mut self, layer: CostMeterLayer) -> Self {
+        self.cost = layer;
+        self
+    }
+
+    /// Configures Fallback (retries, request budget). Its health is replaced by the
+    /// gateway's shared [`Health`].
+    #[must_use]
+    pub fn fallback(mut self, layer: FallbackLayer) -> Self {
+        self.fallback = layer;
+        self
+    }
+
+    /// Uses this [`Health`] (e.g. with a custom cool-down).
+    #[must_use]
+    pub fn health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
     /// Uses this HTTP client (default: [`HttpClient::new`]).
     #[must_use]
     pub fn client(mut self, client: HttpClient) -> Self {
@@ -108,13 +148,16 @@ impl GatewayBuilder {
         let client = self.client.unwrap_or_default();
         let svc = ServiceBuilder::new()
             .layer(ModelResolveLayer::new(self.catalog.clone()))
-            .layer(FallbackLayer::new())
+            .layer(self.cost)
+            .layer(self.fallback.health(self.health.clone()))
+            .layer(ModelTimeoutLayer::default())
             .layer(self.translate)
             .service(client);
         Gateway {
             service: BoxCloneSyncService::new(svc),
             catalog: self.catalog,
             edge: self.edge,
+            health: self.health,
         }
     }
 }

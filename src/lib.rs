@@ -72,6 +72,7 @@ mod builder;
 pub mod catalog;
 pub mod chat;
 pub mod client;
+pub mod cost;
 pub mod edge;
 mod error;
 pub mod ext;

@@ -124,7 +124,10 @@ impl MemoryBudgetStore {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<(String, String), u64>) -> R) -> R {
-        let mut g = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut g)
     }
 }

@@ -1,0 +1,548 @@
+//! CostMeter: normalised token usage, cost from the catalog's prices, `usage.cost`, metrics,
+//! a per-request [`CostSink`] record and spend [`Budgets`].
+//!
+//! Requires: [`Route`] (prices of every candidate, for the budget estimate), [`ServedBy`] on
+//! the response (which target served, so its prices apply), [`CacheStatus`] (a hit costs 0),
+//! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate,
+//! without `ServedBy` no price (cost `null`), without `CallerKey` no budget. Provides:
+//! `usage.cost` and `usage.cost_details` (USD) on completions and on the usage chunk of
+//! streams, the `x-switchboard-cost` response header on completions.
+//!
+//! # Cost model
+//! Usage is in OpenAI semantics whatever the provider (cached and cache-write tokens are part
+//! of `prompt_tokens`, reasoning tokens part of `completion_tokens`):
+//! `cost = uncached_input × input + cached × cached_input + cache_write × cache_write +
+//! completion × output + per_request`, with prices per million tokens from the catalog
+//! (`cached_input` and `cache_write` default to `input`). Money is counted in integer
+//! picodollars. A target without prices gets `cost: null` and one warning per target, never a
+//! guessed number.
+//!
+//! # Streams
+//! A [`MeteredStream`] watches the chunks inline: time to first token, the usage chunk (priced
+//! in place), and the streamed text. If the client hangs up before the usage chunk arrives,
+//! what was generated is still metered from an estimate (prompt estimate + streamed text / 4)
+//! and the record says so.
+//!
+//! # Budgets
+//! Before the call an estimate is reserved for the caller (prompt estimate + `max_tokens`, or
+//! the Route's largest `max_output`, or 4096, each at the Route's highest price); exhausted →
+//! 402. After it the reservation is settled with the real cost.
+//!
+//! # Metrics
+//! Through the `metrics` facade (labels: `provider`, `model`, `cache`; errors by `kind`):
+//! `switchboard_requests_total`, `switchboard_errors_total`,
+//! `switchboard_tokens_total{type=input|output|cached|cache_write|reasoning}`,
+//! `switchboard_cost_nanodollars_total`, `switchboard_cache_savings_nanodollars_total`,
+//! `switchboard_request_duration_seconds`, `switchboard_time_to_first_token_seconds`,
+//! `switchboard_budget_rejections_total`.
+
+mod budget;
+mod price;
+mod stream;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use budget::{BoxFuture, Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
+pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
+pub use stream::MeteredStream;
+
+use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::ext::{Attempt, CacheStatus, CallerKey, Route, ServedBy};
+use crate::openai::Usage;
+use crate::{Error, ErrorKind};
+
+/// One record per request, for apps that log or bill.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CostRecord {
+    /// Who paid, if known.
+    pub caller: Option<CallerKey>,
+    /// The provider that served (`None` when every attempt failed).
+    pub provider: Option<Arc<str>>,
+    /// The public model id that served.
+    pub model: Option<Arc<str>>,
+    /// Every attempt.
+    pub attempts: Vec<Attempt>,
+    /// Token usage, if any.
+    pub usage: Option<Usage>,
+    /// Whether `usage` is an estimate (the client hung up before the usage chunk).
+    pub usage_estimated: bool,
+    /// Cost, if the serving target has prices.
+    pub cost: Option<CostBreakdown>,
+    /// Time from the request to the end of the answer.
+    pub latency: Duration,
+    /// Time to the first output chunk (streams).
+    pub time_to_first_token: Option<Duration>,
+    /// The response cache's verdict.
+    pub cache: Option<CacheStatus>,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+    /// The error, if the request failed.
+    pub error: Option<ErrorKind>,
+}
+
+/// Receives one [`CostRecord`] per request. Called on the request's task: keep it quick
+/// (send to a channel for slow work).
+pub trait CostSink: Send + Sync + 'static {
+    /// Records one request.
+    fn record(&self, record: &CostRecord);
+}
+
+impl<F: Fn(&CostRecord) + Send + Sync + 'static> CostSink for F {
+    fn record(&self, record: &CostRecord) {
+        self(record);
+    }
+}
+
+/// Layer for [`CostMeter`].
+#[derive(Clone, Default)]
+pub struct CostMeterLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone, Default)]
+struct Config {
+    sink: Option<Arc<dyn CostSink>>,
+    budgets: Option<Budgets>,
+}
+
+impl fmt::Debug for CostMeterLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CostMeterLayer")
+            .field("sink", &self.config.sink.is_some())
+            .field("budgets", &self.config.budgets)
+            .finish()
+    }
+}
+
+impl CostMeterLayer {
+    /// A meter with metrics only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends a [`CostRecord`] per request to `sink`.
+    #[must_use]
+    pub fn sink(mut self, sink: impl CostSink) -> Self {
+        Arc::make_mut(&mut self.config).sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Enforces spend budgets per [`CallerKey`].
+    #[must_use]
+    pub fn budgets(mut self, budgets: Budgets) -> Self {
+        Arc::make_mut(&mut self.config).budgets = Some(budgets);
+        self
+    }
+}
+
+impl<S> Layer<S> for CostMeterLayer {
+    type Service = CostMeter<S>;
+    fn layer(&self, inner: S) -> CostMeter<S> {
+        CostMeter {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The metering service; see the [module docs](self).
+#[derive(Clone)]
+pub struct CostMeter<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for CostMeter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CostMeter")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> CostMeter<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Future of [`CostMeter`].
+pub type ResponseFuture = BoxFuture<'static, Result<ChatHttpResponse, Error>>;
+
+/// A budget reservation to settle exactly once (on drop if the request was abandoned).
+struct Reservation {
+    budgets: Budgets,
+    caller: Arc<str>,
+    window: String,
+    amount: Picodollars,
+    settled: bool,
+}
+
+impl Reservation {
+    fn settle(mut self, actual: Picodollars) {
+        self.settled = true;
+        spawn_settle(
+            &self.budgets,
+            &self.caller,
+            &self.window,
+            self.amount,
+            actual,
+        );
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            spawn_settle(
+                &self.budgets,
+                &self.caller,
+                &self.window,
+                self.amount,
+                Picodollars::ZERO,
+            );
+        }
+    }
+}
+
+fn spawn_settle(
+    b: &Budgets,
+    caller: &Arc<str>,
+    window: &str,
+    reserved: Picodollars,
+    actual: Picodollars,
+) {
+    let store = b.store().clone();
+    let caller = caller.clone();
+    let window = window.to_owned();
+    let fut = async move { store.settle(&caller, &window, reserved, actual).await };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(fut);
+        }
+        Err(_) => tracing::warn!("no tokio runtime: a budget reservation was not settled"),
+    }
+}
+
+/// What the meter knows about the request, carried to the end of the answer.
+pub(crate) struct Meter {
+    config: Arc<Config>,
+    started: Instant,
+    route: Option<Route>,
+    caller: Option<CallerKey>,
+    reservation: Option<Reservation>,
+    stream: bool,
+    prompt_estimate: u64,
+    served: Option<ServedBy>,
+    cache: Option<CacheStatus>,
+    prices: Option<TokenPrices>,
+}
+
+impl Meter {
+    fn labels(&self) -> [(&'static str, String); 3] {
+        let (p, m) = self
+            .served
+            .as_ref()
+            .map_or(("none".to_owned(), "none".to_owned()), |s| {
+                (s.provider.to_string(), s.model.to_string())
+            });
+        let cache = self.cache.map_or("none", |c| match c {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        });
+        [("provider", p), ("model", m), ("cache", cache.to_owned())]
+    }
+
+    /// Prices usage (0 for a cache hit; `None` without prices).
+    pub(crate) fn price(&self, usage: &Usage) -> Option<CostBreakdown> {
+        if self.cache == Some(CacheStatus::Hit) {
+            return Some(CostBreakdown::default());
+        }
+        self.prices.as_ref().map(|p| cost_of(usage, p))
+    }
+
+    /// Writes `cost` and `cost_details` into `usage`.
+    pub(crate) fn annotate(&self, usage: &mut Usage) -> Option<CostBreakdown> {
+        let c = self.price(usage);
+        usage.cost = c.map(|c| c.total().usd());
+        usage.cost_details = c.map(|c| c.to_json());
+        c
+    }
+
+    /// Ends the request: metrics, sink, budget settlement. Called exactly once.
+    pub(crate) fn finish(
+        mut self,
+        usage: Option<Usage>,
+        usage_estimated: bool,
+        ttft: Option<Duration>,
+        error: Option<ErrorKind>,
+    ) {
+        let latency = self.started.elapsed();
+        let cost = usage.as_ref().and_then(|u| self.price(u));
+        let labels = self.labels();
+        metrics::counter!("switchboard_requests_total", &labels).increment(1);
+        metrics::histogram!("switchboard_request_duration_seconds", &labels)
+            .record(latency.as_secs_f64());
+        if let Some(t) = ttft {
+            metrics::histogram!("switchboard_time_to_first_token_seconds", &labels)
+                .record(t.as_secs_f64());
+        }
+        if let Some(kind) = error {
+            metrics::counter!("switchboard_errors_total", "kind" => kind.as_str()).increment(1);
+        }
+        if let Some(u) = &usage {
+            let cached = u.cached_tokens();
+            let write = u.cache_write_tokens();
+            for (ty, n) in [
+                ("input", u.prompt_tokens),
+                ("output", u.completion_tokens),
+                ("cached", cached),
+                ("cache_write", write),
+                ("reasoning", u.reasoning_tokens()),
+            ] {
+                if n > 0 {
+                    let mut l = labels.to_vec();
+                    l.push(("type", ty.to_owned()));
+                    metrics::counter!("switchboard_tokens_total", &l).increment(n);
+                }
+            }
+            if self.cache == Some(CacheStatus::Hit) {
+                if let Some(p) = &self.prices {
+                    let saved = cost_of(u, p).total();
+                    metrics::counter!("switchboard_cache_savings_nanodollars_total", &labels)
+                        .increment(saved.nanodollars());
+                }
+            }
+        }
+        if let Some(c) = cost {
+            metrics::counter!("switchboard_cost_nanodollars_total", &labels)
+                .increment(c.total().nanodollars());
+        }
+        if let Some(r) = self.reservation.take() {
+            r.settle(cost.map_or(Picodollars::ZERO, |c| c.total()));
+        }
+        if let Some(sink) = &self.config.sink {
+            sink.record(&CostRecord {
+                caller: self.caller.clone(),
+                provider: self.served.as_ref().map(|s| s.provider.clone()),
+                model: self.served.as_ref().map(|s| s.model.clone()),
+                attempts: self
+                    .served
+                    .as_ref()
+                    .map(|s| s.attempts.clone())
+                    .unwrap_or_default(),
+                usage,
+                usage_estimated,
+                cost,
+                latency,
+                time_to_first_token: ttft,
+                cache: self.cache,
+                stream: self.stream,
+                error,
+            });
+        }
+    }
+
+    /// Usage estimated from the prompt and the streamed text, when the real one never came.
+    pub(crate) fn estimate(&self, streamed_bytes: usize) -> Usage {
+        let completion = (streamed_bytes as u64).div_ceil(4);
+        Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: completion,
+            total_tokens: self.prompt_estimate + completion,
+            ..Usage::default()
+        }
+    }
+}
+
+/// Targets already warned about for missing prices.
+static UNPRICED_WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn warn_unpriced(provider: &str, model: &str) {
+    let key = format!("{provider}/{model}");
+    let mut w = UNPRICED_WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !w.contains(&key) {
+        tracing::warn!(
+            provider,
+            model,
+            "no prices for this target: usage.cost is null"
+        );
+        w.push(key);
+    }
+}
+
+fn prices_for(route: Option<&Route>, served: Option<&ServedBy>) -> Option<TokenPrices> {
+    let served = served?;
+    let route = route?;
+    let c = route
+        .candidates
+        .iter()
+        .find(|c| c.provider.name == served.provider && c.model == served.model)?;
+    match c.pricing {
+        Some(p) => Some(TokenPrices::from(p)),
+        None => {
+            warn_unpriced(&served.provider, &served.model);
+            None
+        }
+    }
+}
+
+/// The reservation estimate: prompt estimate + output cap at the Route's highest prices.
+fn estimate(route: &Route, prompt: u64, max_out: Option<u32>) -> Picodollars {
+    let mut input = 0u64;
+    let mut output = 0u64;
+    let mut request = 0u64;
+    let mut route_max_out = 0u32;
+    for c in route.candidates.iter() {
+        if let Some(p) = c.pricing {
+            let t = TokenPrices::from(p);
+            input = input.max(t.input);
+            output = output.max(t.output);
+            request = request.max(t.request);
+        }
+        route_max_out = route_max_out.max(c.max_output.unwrap_or(0));
+    }
+    let out = u64::from(max_out.unwrap_or(if route_max_out > 0 {
+        route_max_out
+    } else {
+        4096
+    }));
+    Picodollars(
+        prompt
+            .saturating_mul(input)
+            .saturating_add(out.saturating_mul(output))
+            .saturating_add(request),
+    )
+}
+
+impl<S> Service<ChatHttpRequest> for CostMeter<S>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = ChatHttpResponse;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: ChatHttpRequest) -> ResponseFuture {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let route = req.extensions().get::<Route>().cloned();
+            let caller = req.extensions().get::<CallerKey>().cloned();
+            let chat = req.body().clone();
+            let prompt_estimate = chat.summary.estimated_tokens();
+            let mut reservation = None;
+            if let (Some(budgets), Some(caller)) = (&config.budgets, &caller) {
+                if let Some(budget) = budgets.for_caller(&caller.0) {
+                    let amount = route.as_ref().map_or(Picodollars::ZERO, |r| {
+                        estimate(r, prompt_estimate, chat.max_output_tokens())
+                    });
+                    let window = budget.window.current_id();
+                    if let Err(e) = budgets
+                        .store()
+                        .reserve(&caller.0, &window, budget.limit, amount)
+                        .await
+                    {
+                        metrics::counter!("switchboard_budget_rejections_total").increment(1);
+                        metrics::counter!("switchboard_errors_total", "kind" => ErrorKind::BudgetExhausted.as_str()).increment(1);
+                        return Err(Error::new(
+                            ErrorKind::BudgetExhausted,
+                            format!(
+                                "spend budget exhausted: ${:.6} of ${:.6} used in this period (this request needs up to ${:.6})",
+                                e.committed.usd(),
+                                e.limit.usd(),
+                                amount.usd()
+                            ),
+                        ));
+                    }
+                    reservation = Some(Reservation {
+                        budgets: budgets.clone(),
+                        caller: caller.0.clone(),
+                        window,
+                        amount,
+                        settled: false,
+                    });
+                }
+            }
+            let mut meter = Meter {
+                config,
+                started,
+                route,
+                caller,
+                reservation,
+                stream: chat.is_stream(),
+                prompt_estimate,
+                served: None,
+                cache: None,
+                prices: None,
+            };
+            drop(chat);
+            let result = tower::ServiceExt::ready(&mut inner).await;
+            let result = match result {
+                Ok(svc) => svc.call(req).await,
+                Err(e) => Err(e),
+            };
+            let resp = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    meter.served = None;
+                    meter.finish(None, false, None, Some(e.kind()));
+                    return Err(e);
+                }
+            };
+            let (mut parts, body) = resp.into_parts();
+            meter.served = parts.extensions.get::<ServedBy>().cloned();
+            meter.cache = parts.extensions.get::<CacheStatus>().copied();
+            meter.prices = prices_for(meter.route.as_ref(), meter.served.as_ref());
+            let body = match body {
+                ChatResponse::Complete(mut c) => {
+                    let cost = c.usage.as_mut().and_then(|u| meter.annotate(u));
+                    if let Some(cost) = cost {
+                        if let Ok(v) = HeaderValue::from_str(&format!("{:.9}", cost.total().usd()))
+                        {
+                            parts.headers.insert("x-switchboard-cost", v);
+                        }
+                    }
+                    let ttft = meter.started.elapsed();
+                    meter.finish(c.usage.clone(), false, Some(ttft), None);
+                    ChatResponse::Complete(c)
+                }
+                ChatResponse::Stream(s) => {
+                    ChatResponse::Stream(Box::pin(MeteredStream::new(s, meter)))
+                }
+            };
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+}

@@ -1,0 +1,112 @@
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use super::Meter;
+use crate::chat::ChunkStream;
+use crate::openai::{ChatCompletionChunk, Usage};
+use crate::{Error, ErrorKind};
+
+/// Meters a chunk stream inline: time to first token, the usage chunk (priced in place) and
+/// the streamed text; records once at the end, or on drop when the client hung up.
+pub struct MeteredStream {
+    inner: ChunkStream,
+    meter: Option<Meter>,
+    ttft: Option<Duration>,
+    usage: Option<Usage>,
+    streamed_bytes: usize,
+    error: Option<ErrorKind>,
+}
+
+impl fmt::Debug for MeteredStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeteredStream")
+            .field("ttft", &self.ttft)
+            .field("usage", &self.usage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeteredStream {
+    pub(crate) fn new(inner: ChunkStream, meter: Meter) -> Self {
+        Self {
+            inner,
+            meter: Some(meter),
+            ttft: None,
+            usage: None,
+            streamed_bytes: 0,
+            error: None,
+        }
+    }
+
+    fn observe(&mut self, chunk: &mut ChatCompletionChunk) {
+        let Some(meter) = &self.meter else { return };
+        if self.ttft.is_none() && chunk.has_output() {
+            self.ttft = Some(meter.started.elapsed());
+        }
+        for c in &chunk.choices {
+            let d = &c.delta;
+            self.streamed_bytes += d.content.as_ref().map_or(0, String::len)
+                + d.reasoning.as_ref().map_or(0, String::len)
+                + d.tool_calls.as_ref().map_or(0, |t| {
+                    t.iter()
+                        .filter_map(|t| t.function.as_ref())
+                        .map(|f| {
+                            f.arguments.as_ref().map_or(0, String::len)
+                                + f.name.as_ref().map_or(0, String::len)
+                        })
+                        .sum()
+                });
+        }
+        if let Some(u) = chunk.usage.as_mut() {
+            meter.annotate(u);
+            self.usage = Some(u.clone());
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            let (usage, estimated) = match self.usage.take() {
+                Some(u) => (Some(u), false),
+                None if self.streamed_bytes > 0 || self.error.is_none() => {
+                    (Some(meter.estimate(self.streamed_bytes)), true)
+                }
+                None => (None, false),
+            };
+            meter.finish(usage, estimated, self.ttft, self.error);
+        }
+    }
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<ChatCompletionChunk, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(mut chunk))) => {
+                this.observe(&mut chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.error = Some(e.kind());
+                this.finish();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
