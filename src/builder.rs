@@ -161,3 +161,93 @@ impl GatewayBuilder {
         }
     }
 }
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+/// Adds switchboard's layers to `tower::ServiceBuilder`, so a stack can be reordered, trimmed
+/// or interleaved with your own layers and tower-http's.
+///
+/// ```
+/// use switchboard::catalog::{ModelSpec, Provider, ProviderKind};
+/// use switchboard::client::HttpClient;
+/// use switchboard::{Catalog, ServiceBuilderExt};
+/// use tower::ServiceBuilder;
+///
+/// # fn main() -> Result<(), switchboard::Error> {
+/// let catalog = Catalog::builder()
+///     .provider(Provider::new("openai", ProviderKind::Openai, "http://127.0.0.1:1/v1"))
+///     .model(ModelSpec::new("openai/gpt-4o-mini"))
+///     .build()?;
+/// let stack = ServiceBuilder::new()
+///     .model_resolve(catalog)
+///     .fallback(Default::default())
+///     .model_timeout(Default::default())
+///     .provider_translate(Default::default())
+///     .service(HttpClient::new());
+/// # let _ = stack;
+/// # Ok(())
+/// # }
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Adds [`ModelResolve`](crate::resolve::ModelResolve) over `catalog`.
+    fn model_resolve(
+        self,
+        catalog: Catalog,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ModelResolveLayer, L>>;
+    /// Adds [`CostMeter`](crate::cost::CostMeter).
+    fn cost_meter(
+        self,
+        layer: CostMeterLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<CostMeterLayer, L>>;
+    /// Adds [`Fallback`](crate::fallback::Fallback).
+    fn fallback(
+        self,
+        layer: FallbackLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<FallbackLayer, L>>;
+    /// Adds [`ModelTimeout`](crate::timeout::ModelTimeout).
+    fn model_timeout(
+        self,
+        layer: ModelTimeoutLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ModelTimeoutLayer, L>>;
+    /// Adds [`ProviderTranslate`](crate::translate::ProviderTranslate).
+    fn provider_translate(
+        self,
+        layer: ProviderTranslateLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ProviderTranslateLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn model_resolve(
+        self,
+        catalog: Catalog,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ModelResolveLayer, L>> {
+        self.layer(ModelResolveLayer::new(catalog))
+    }
+    fn cost_meter(
+        self,
+        layer: CostMeterLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<CostMeterLayer, L>> {
+        self.layer(layer)
+    }
+    fn fallback(
+        self,
+        layer: FallbackLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<FallbackLayer, L>> {
+        self.layer(layer)
+    }
+    fn model_timeout(
+        self,
+        layer: ModelTimeoutLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ModelTimeoutLayer, L>> {
+        self.layer(layer)
+    }
+    fn provider_translate(
+        self,
+        layer: ProviderTranslateLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ProviderTranslateLayer, L>> {
+        self.layer(layer)
+    }
+}

@@ -85,7 +85,7 @@ pub mod resolve;
 pub mod timeout;
 pub mod translate;
 
-pub use builder::{Gateway, GatewayBuilder, GatewayService};
+pub use builder::{Gateway, GatewayBuilder, GatewayService, ServiceBuilderExt};
 pub use catalog::Catalog;
 pub use chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
 pub use error::{BoxError, Error, ErrorKind};
