@@ -79,6 +79,7 @@ pub mod ext;
 pub mod fallback;
 pub mod future;
 pub mod health;
+pub mod keys;
 pub mod openai;
 pub mod provider;
 pub mod resolve;

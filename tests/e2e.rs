@@ -53,7 +53,11 @@ async fn env_with(deadlines: Deadlines, key_a: &str, max_response: usize) -> Env
         .build()
         .unwrap();
     let gateway = Gateway::builder(catalog)
-        .client(HttpClient::builder().connect_timeout(Duration::from_secs(2)).build())
+        .client(
+            HttpClient::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build(),
+        )
         .max_response_bytes(max_response)
         .fallback(FallbackLayer::new().max_budget(Duration::from_secs(30)))
         .build();
@@ -125,9 +129,15 @@ async fn unknown_fields_are_forwarded_untouched() {
     assert_eq!(resp.status(), 200);
     let got = e.a.last_request().unwrap();
     let sent = std::str::from_utf8(&got.raw_body).unwrap();
-    assert!(sent.contains(r#""x_vendor":{"nested":[1, 2.50, "s"]}"#), "{sent}");
+    assert!(
+        sent.contains(r#""x_vendor":{"nested":[1, 2.50, "s"]}"#),
+        "{sent}"
+    );
     assert!(sent.contains(r#""logit_bias":{"50256": -100}"#), "{sent}");
-    assert!(sent.contains(r#""messages":[{"role":"user","content":"hi","name":"bob"}]"#), "{sent}");
+    assert!(
+        sent.contains(r#""messages":[{"role":"user","content":"hi","name":"bob"}]"#),
+        "{sent}"
+    );
     assert_eq!(got.body["model"], "gpt-4o-mini");
     assert_eq!(got.header("authorization"), Some("Bearer demo-key"));
 }
@@ -139,7 +149,10 @@ async fn completion_carries_model_usage_cost_and_headers() {
     assert_eq!(a.status, 200, "{}", a.body);
     let v = a.json();
     assert_eq!(v["model"], "a/gpt-4o-mini");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("hello there"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("hello there"));
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
     assert!(v["usage"]["cost"].as_f64().unwrap() > 0.0);
     assert_eq!(a.headers["x-switchboard-provider"], "a");
@@ -151,7 +164,10 @@ async fn usage_chunk_hidden_unless_asked_but_always_requested_upstream() {
     let e = env().await;
     let a = post(&e.gateway, hello_stream("a/gpt-4o-mini")).await;
     assert_eq!(a.status, 200);
-    assert_eq!(e.a.last_request().unwrap().body["stream_options"]["include_usage"], true);
+    assert_eq!(
+        e.a.last_request().unwrap().body["stream_options"]["include_usage"],
+        true
+    );
     let ev = a.events();
     assert_eq!(ev.last().unwrap(), "[DONE]");
     assert!(ev.iter().all(|e| !e.contains("\"usage\"")), "{ev:?}");
@@ -162,7 +178,10 @@ async fn usage_chunk_hidden_unless_asked_but_always_requested_upstream() {
     let ev = a.events();
     let usage: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
     assert!(usage["usage"]["total_tokens"].as_u64().unwrap() > 0);
-    assert!(usage["usage"]["cost"].as_f64().unwrap() > 0.0, "cost in the last chunk");
+    assert!(
+        usage["usage"]["cost"].as_f64().unwrap() > 0.0,
+        "cost in the last chunk"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +244,11 @@ async fn unknown_model_is_404_and_unknown_provider_too() {
     let _ = a;
     let a = post(&e.gateway, hello("nobody/gpt-4o-mini")).await;
     assert_eq!(a.status, 404);
-    assert!(a.body.contains("a/gpt-4o-mini"), "close match named: {}", a.body);
+    assert!(
+        a.body.contains("a/gpt-4o-mini"),
+        "close match named: {}",
+        a.body
+    );
 }
 
 #[tokio::test]
@@ -268,7 +291,10 @@ async fn mid_stream_drop_after_commit_ends_with_error_chunk_then_done() {
     e.a.faults().push(Fault::DropMidStream { after_chunks: 3 });
     let a = post(&e.gateway, hello_stream("x/model")).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.headers["x-switchboard-provider"], "a", "no fallback after commit");
+    assert_eq!(
+        a.headers["x-switchboard-provider"], "a",
+        "no fallback after commit"
+    );
     let ev = a.events();
     assert_eq!(ev.last().unwrap(), "[DONE]");
     let err: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
@@ -301,7 +327,10 @@ async fn hang_hits_the_deadline_then_falls_back() {
     let start = Instant::now();
     let a = post(&e.gateway, hello("x/model")).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.headers["x-switchboard-attempts"], "a:x/model=timeout, b:x/model=ok");
+    assert_eq!(
+        a.headers["x-switchboard-attempts"],
+        "a:x/model=timeout, b:x/model=ok"
+    );
     assert!(start.elapsed() < Duration::from_secs(3));
 
     // A stream that stalls after its first delta: the idle deadline ends it with an error.
@@ -319,7 +348,12 @@ async fn request_budget_bounds_total_time_across_retries() {
     e.a.faults().push(Fault::Hang);
     e.b.faults().push(Fault::Hang);
     let start = Instant::now();
-    let a = post_with(&e.gateway, hello("x/model"), &[("x-switchboard-timeout-ms", "400")]).await;
+    let a = post_with(
+        &e.gateway,
+        hello("x/model"),
+        &[("x-switchboard-timeout-ms", "400")],
+    )
+    .await;
     let took = start.elapsed();
     assert_eq!(a.status, 504, "{}", a.body);
     assert!(took >= Duration::from_millis(400));

@@ -1,0 +1,407 @@
+//! ClientKeys: the gateway's own API keys. Checks `Authorization: Bearer <key>` (401), sets
+//! the [`CallerKey`] (so budgets apply per key), enforces a per-key model allow-list (403) and
+//! rate limits in requests and tokens per minute (429 with `Retry-After`).
+//!
+//! Embedding apps with their own auth don't need it: they insert [`CallerKey`] themselves.
+//! Place it outermost in the typed stack (before ModelResolve). Keys are compared in constant
+//! time and never logged; the caller is known by the key's `name`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use switchboard::ext::CallerKey;
+//! use switchboard::keys::{ClientKeysLayer, KeyPolicy};
+//! use switchboard::{ChatHttpRequest, ChatHttpResponse, Error, ErrorKind};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! let inner = service_fn(|req: ChatHttpRequest| async move {
+//!     assert_eq!(req.extensions().get::<CallerKey>().unwrap().0.as_ref(), "alice");
+//!     Err::<ChatHttpResponse, _>(Error::upstream("not reached in this example"))
+//! });
+//! let svc = ClientKeysLayer::new()
+//!     .key("sk-alice", KeyPolicy::new("alice").allow_models(["openai/*"]))
+//!     .layer(inner);
+//! let chat = std::sync::Arc::new(
+//!     switchboard::openai::ChatRequest::from_slice(
+//!         br#"{"model":"anthropic/claude-sonnet-4","messages":[{"role":"user","content":"hi"}]}"#,
+//!     )
+//!     .unwrap(),
+//! );
+//! let req = http::Request::builder()
+//!     .header("authorization", "Bearer sk-alice")
+//!     .body(chat)
+//!     .unwrap();
+//! let err = svc.clone().oneshot(req).await.unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Forbidden);
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::chat::{ChatHttpRequest, ChatHttpResponse};
+use crate::ext::CallerKey;
+use crate::future::ResponseFuture;
+use crate::openai::ChatRequest;
+use crate::{Error, ErrorKind};
+
+/// What one client key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPolicy {
+    name: Arc<str>,
+    models: Option<Vec<String>>,
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u32>,
+}
+
+impl KeyPolicy {
+    /// A key known as `name` (its [`CallerKey`]), with no limits.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            models: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+        }
+    }
+
+    /// Only these model ids or aliases (a trailing `*` matches a prefix, e.g. `openai/*`).
+    #[must_use]
+    pub fn allow_models<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.models = Some(models.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// At most `n` requests per minute.
+    #[must_use]
+    pub fn requests_per_minute(mut self, n: u32) -> Self {
+        self.requests_per_minute = Some(n);
+        self
+    }
+
+    /// At most `n` tokens per minute (prompt estimate plus `max_tokens`).
+    #[must_use]
+    pub fn tokens_per_minute(mut self, n: u32) -> Self {
+        self.tokens_per_minute = Some(n);
+        self
+    }
+
+    /// The caller name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn allows(&self, model: &str) -> bool {
+        let Some(list) = &self.models else {
+            return true;
+        };
+        list.iter().any(|m| match m.strip_suffix('*') {
+            Some(prefix) => model.starts_with(prefix),
+            None => m == model,
+        })
+    }
+}
+
+/// A token bucket refilled continuously over a minute.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes `n` of a per-minute `capacity`, or says how long until they are there.
+    fn take(&mut self, n: f64, capacity: f64, now: Instant) -> Result<(), Duration> {
+        let rate = capacity / 60.0;
+        self.tokens =
+            (self.tokens + rate * now.duration_since(self.at).as_secs_f64()).min(capacity);
+        self.at = now;
+        if n > capacity {
+            return Err(Duration::from_secs(60));
+        }
+        if self.tokens >= n {
+            self.tokens -= n;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((n - self.tokens) / rate))
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Limits {
+    requests: HashMap<Arc<str>, Bucket>,
+    tokens: HashMap<Arc<str>, Bucket>,
+}
+
+/// Layer for [`ClientKeys`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientKeysLayer {
+    keys: Arc<HashMap<String, KeyPolicy>>,
+    limits: Arc<Mutex<Limits>>,
+}
+
+impl ClientKeysLayer {
+    /// No keys yet (every request is refused until keys are added).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts `secret` with `policy`.
+    #[must_use]
+    pub fn key(mut self, secret: impl Into<String>, policy: KeyPolicy) -> Self {
+        Arc::make_mut(&mut self.keys).insert(secret.into(), policy);
+        self
+    }
+
+    /// Whether any key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl<S> Layer<S> for ClientKeysLayer {
+    type Service = ClientKeys<S>;
+    fn layer(&self, inner: S) -> ClientKeys<S> {
+        ClientKeys {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The key-checking service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ClientKeys<S> {
+    inner: S,
+    layer: ClientKeysLayer,
+}
+
+/// Constant-time equality for secrets.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl ClientKeysLayer {
+    fn find(&self, presented: &str) -> Option<&KeyPolicy> {
+        let mut found = None;
+        for (secret, policy) in self.keys.iter() {
+            if ct_eq(secret.as_bytes(), presented.as_bytes()) {
+                found = Some(policy);
+            }
+        }
+        found
+    }
+
+    fn check(&self, req: &ChatHttpRequest) -> Result<CallerKey, Error> {
+        let presented = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unauthorized,
+                    "missing API key: send `Authorization: Bearer <key>`",
+                )
+            })?;
+        let policy = self
+            .find(presented)
+            .ok_or_else(|| Error::new(ErrorKind::Unauthorized, "invalid API key"))?;
+        let chat: &ChatRequest = req.body();
+        let requested = std::iter::once(chat.model.as_str())
+            .filter(|m| !m.is_empty())
+            .chain(chat.models.iter().flatten().map(String::as_str));
+        for m in requested {
+            if !policy.allows(m) {
+                return Err(Error::new(
+                    ErrorKind::Forbidden,
+                    format!("this API key may not use model `{m}`"),
+                )
+                .with_param("model"));
+            }
+        }
+        let now = Instant::now();
+        let mut limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(rpm) = policy.requests_per_minute {
+            let cap = f64::from(rpm);
+            let b = limits
+                .requests
+                .entry(policy.name.clone())
+                .or_insert(Bucket {
+                    tokens: cap,
+                    at: now,
+                });
+            b.take(1.0, cap, now)
+                .map_err(|wait| limited("requests", wait))?;
+        }
+        if let Some(tpm) = policy.tokens_per_minute {
+            let cap = f64::from(tpm);
+            let n =
+                chat.summary.estimated_tokens() + u64::from(chat.max_output_tokens().unwrap_or(0));
+            let b = limits.tokens.entry(policy.name.clone()).or_insert(Bucket {
+                tokens: cap,
+                at: now,
+            });
+            b.take(n as f64, cap, now)
+                .map_err(|wait| limited("tokens", wait))?;
+        }
+        Ok(CallerKey(policy.name.clone()))
+    }
+}
+
+fn limited(what: &str, wait: Duration) -> Error {
+    Error::new(
+        ErrorKind::RateLimited,
+        format!("rate limit for this API key exceeded ({what} per minute)"),
+    )
+    .with_retry_after(wait.max(Duration::from_secs(1)))
+}
+
+impl<S> Service<ChatHttpRequest> for ClientKeys<S>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+{
+    type Response = ChatHttpResponse;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: ChatHttpRequest) -> Self::Future {
+        match self.layer.check(&req) {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Err(e) => ResponseFuture::failed(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatResponse;
+    use tower::{service_fn, ServiceExt};
+
+    fn req(key: Option<&str>, body: &str) -> ChatHttpRequest {
+        let mut b = http::Request::builder();
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        b.body(Arc::new(ChatRequest::from_slice(body.as_bytes()).unwrap()))
+            .unwrap()
+    }
+
+    fn ok(
+    ) -> impl Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error, Future = impl Send>
+           + Clone {
+        service_fn(|r: ChatHttpRequest| async move {
+            let who = r.extensions().get::<CallerKey>().unwrap().0.to_string();
+            Ok(http::Response::new(ChatResponse::from(
+                crate::openai::ChatCompletion {
+                    id: who,
+                    object: "chat.completion".into(),
+                    created: 0,
+                    model: "m".into(),
+                    choices: vec![],
+                    usage: None,
+                    system_fingerprint: None,
+                    service_tier: None,
+                    provider: None,
+                },
+            )))
+        })
+    }
+
+    const BODY: &str = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[tokio::test]
+    async fn keys_callers_and_allow_lists() {
+        let svc = ClientKeysLayer::new()
+            .key(
+                "sk-a",
+                KeyPolicy::new("alice").allow_models(["openai/*", "fast"]),
+            )
+            .key("sk-b", KeyPolicy::new("bob"))
+            .layer(ok());
+        assert_eq!(
+            svc.clone()
+                .oneshot(req(None, BODY))
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            svc.clone()
+                .oneshot(req(Some("sk-x"), BODY))
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+        let r = svc.clone().oneshot(req(Some("sk-a"), BODY)).await.unwrap();
+        assert_eq!(r.into_body().into_complete().unwrap().id, "alice");
+        let other = r#"{"model":"openai/gpt-4o","models":["anthropic/claude"],"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            svc.clone()
+                .oneshot(req(Some("sk-a"), other))
+                .await
+                .unwrap_err()
+                .status(),
+            403
+        );
+        assert!(svc.oneshot(req(Some("sk-b"), other)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_in_requests_and_tokens() {
+        let svc = ClientKeysLayer::new()
+            .key("sk-a", KeyPolicy::new("a").requests_per_minute(2))
+            .key("sk-t", KeyPolicy::new("t").tokens_per_minute(100))
+            .layer(ok());
+        assert!(svc.clone().oneshot(req(Some("sk-a"), BODY)).await.is_ok());
+        assert!(svc.clone().oneshot(req(Some("sk-a"), BODY)).await.is_ok());
+        let e = svc
+            .clone()
+            .oneshot(req(Some("sk-a"), BODY))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(svc.clone().oneshot(req(Some("sk-a"), BODY)).await.is_ok());
+        let big = r#"{"model":"m","max_tokens":90,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(svc.clone().oneshot(req(Some("sk-t"), big)).await.is_ok());
+        let e = svc
+            .clone()
+            .oneshot(req(Some("sk-t"), big))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+    }
+}
