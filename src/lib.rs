@@ -73,6 +73,9 @@ pub mod catalog;
 pub mod chat;
 pub mod client;
 pub mod cost;
+#[cfg(feature = "demo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "demo")))]
+pub mod demo;
 pub mod edge;
 mod error;
 pub mod ext;
