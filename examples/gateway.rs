@@ -81,18 +81,23 @@ async fn run() -> Result<(), String> {
             "no provider API keys set: using the built-in local demo providers \
              (OpenAI-compatible at {}, Anthropic at {}, Gemini at {}); \
              set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use the real ones",
-            demo.openai_base_url(),
-            demo.anthropic_base_url(),
-            demo.gemini_base_url()
+            demo.openai.base_url(),
+            demo.anthropic.base_url(),
+            demo.gemini.base_url()
+        );
+        let (oa, an, ge) = (
+            demo.openai.base_url(),
+            demo.anthropic.base_url(),
+            demo.gemini.base_url(),
         );
         catalog = catalog.map_providers(|p| {
             let base = match p.kind {
-                ProviderKind::Anthropic => demo.anthropic_base_url(),
-                ProviderKind::Gemini => demo.gemini_base_url(),
-                _ => demo.openai_base_url(),
+                ProviderKind::Anthropic => &an,
+                ProviderKind::Gemini => &ge,
+                _ => &oa,
             };
             let mut p = p.clone();
-            p.base_url = base.into();
+            p.base_url = base.as_str().into();
             p.api_key = Some(ApiKey::new(DEMO_API_KEY));
             p
         });

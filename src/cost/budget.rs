@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn calendar_windows() {
         // 2026-11-21T23:45:00Z
-        let t = 1_795_391_100;
+        let t = 1_795_304_700;
         assert_eq!(Window::Day.id_at(t), "d:2026-11-21");
         assert_eq!(Window::Month.id_at(t), "m:2026-11");
         assert_eq!(Window::Day.id_at(951_782_400), "d:2000-02-29");

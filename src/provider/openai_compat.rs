@@ -83,7 +83,6 @@ impl ProviderCodec for OpenAiCompat {
         Box::new(OpenAiStream {
             ctx: ctx.clone(),
             done: false,
-            finished: false,
         })
     }
 }
@@ -105,7 +104,6 @@ fn finish_completion(c: &mut ChatCompletion, ctx: &DecodeContext) {
 struct OpenAiStream {
     ctx: DecodeContext,
     done: bool,
-    finished: bool,
 }
 
 impl StreamDecode for OpenAiStream {
@@ -138,7 +136,6 @@ impl StreamDecode for OpenAiStream {
         chunk.model.push_str(&self.ctx.model);
         for ch in &mut chunk.choices {
             if let Some(f) = ch.finish_reason {
-                self.finished = true;
                 if ch.native_finish_reason.is_none() {
                     ch.native_finish_reason = Some(f.as_str().to_owned());
                 }
@@ -153,11 +150,13 @@ impl StreamDecode for OpenAiStream {
     }
 
     fn finish(&mut self, _out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
-        if self.done || self.finished {
+        // Every OpenAI-compatible server we know ends with `data: [DONE]`; without it the
+        // stream was cut (and the usage chunk that comes last is missing too).
+        if self.done {
             Ok(())
         } else {
             Err(Error::upstream(
-                "the provider's stream ended before it was complete",
+                "the provider's stream ended without `[DONE]` (it was cut short)",
             ))
         }
     }
