@@ -317,13 +317,24 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
     })
 }
 
-#[derive(Default)]
 struct Gen {
     max_tokens: Option<u64>,
     stop: Vec<String>,
     thinking: bool,
     include_thoughts: bool,
     candidates: u64,
+}
+
+impl Default for Gen {
+    fn default() -> Self {
+        Self {
+            max_tokens: None,
+            stop: Vec::new(),
+            thinking: false,
+            include_thoughts: false,
+            candidates: 1,
+        }
+    }
 }
 
 fn generation_config(g: &Map<String, Value>) -> Result<Gen, Reply> {
@@ -353,10 +364,7 @@ fn generation_config(g: &Map<String, Value>) -> Result<Gen, Reply> {
         ],
         "generation_config",
     )?;
-    let mut out = Gen {
-        candidates: 1,
-        ..Gen::default()
-    };
+    let mut out = Gen::default();
     if let Some(v) = get(g, "maxOutputTokens") {
         out.max_tokens = Some(v.as_u64().ok_or_else(|| {
             invalid(format!(
