@@ -1,7 +1,10 @@
 //! The whole default stack against the demo providers on 127.0.0.1: pass-through, the error
 //! table end to end, fallback across providers, streams that break, deadlines.
 
-use std::time::{Duration, Instant};
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -1,5 +1,7 @@
 //! The HTTP edge alone, over mock typed services.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::{Arc, Mutex};

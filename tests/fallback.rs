@@ -1,5 +1,7 @@
 //! Fallback alone, over scripted mock inner services.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,7 @@
 //! ModelTimeout alone, over mock services with paused time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
