@@ -72,6 +72,7 @@ mod builder;
 pub mod catalog;
 pub mod chat;
 pub mod client;
+pub mod config;
 pub mod cost;
 #[cfg(feature = "demo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "demo")))]

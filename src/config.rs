@@ -1,0 +1,239 @@
+//! [`GatewayConfig`]: a catalog plus the ready gateway's own settings, from one TOML file.
+//!
+//! Besides the [catalog](crate::catalog) sections it reads:
+//!
+//! ```toml
+//! [gateway]
+//! max_body_bytes = 8388608          # request body limit (413 above)
+//! body_timeout_ms = 30000           # slow client bodies (408)
+//! request_timeout_ms = 300000       # default request budget across all attempts
+//! max_request_timeout_ms = 600000   # cap on the client's x-switchboard-timeout-ms
+//! retries = 0                       # retries of one target before the next candidate
+//!
+//! [[keys]]                          # gateway API keys; none configured = no auth
+//! name = "team-a"                   # the caller (budgets, logs)
+//! key_env = "TEAM_A_KEY"            # or key = "sk-…"
+//! models = ["openai/*", "fast"]     # allow-list (optional)
+//! requests_per_minute = 60          # optional
+//! tokens_per_minute = 100000        # optional
+//! budget = { usd = 5.0, window = "day" }   # day | month | total (optional)
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::catalog::Catalog;
+use crate::cost::{Budget, Budgets, Window};
+use crate::keys::{ClientKeysLayer, KeyPolicy};
+use crate::{Error, ErrorKind};
+
+/// The ready gateway's configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// Providers, models, aliases, rules.
+    pub catalog: Catalog,
+    /// Server settings.
+    pub settings: GatewaySettings,
+    /// Client keys (empty: no auth).
+    pub keys: ClientKeysLayer,
+    /// Per-key budgets.
+    pub budgets: Budgets,
+}
+
+/// `[gateway]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct GatewaySettings {
+    /// Request body limit in bytes.
+    pub max_body_bytes: usize,
+    /// Deadline for receiving the request body, in ms.
+    pub body_timeout_ms: Option<u64>,
+    /// Default request budget across attempts, in ms.
+    pub request_timeout_ms: Option<u64>,
+    /// Cap on the client's `x-switchboard-timeout-ms`.
+    pub max_request_timeout_ms: Option<u64>,
+    /// Retries of one target.
+    pub retries: u32,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: crate::edge::DEFAULT_MAX_BODY_BYTES,
+            body_timeout_ms: Some(30_000),
+            request_timeout_ms: None,
+            max_request_timeout_ms: None,
+            retries: 0,
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Body timeout as a duration.
+    pub fn body_timeout(&self) -> Option<Duration> {
+        self.body_timeout_ms.map(Duration::from_millis)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    name: String,
+    key: Option<String>,
+    key_env: Option<String>,
+    models: Option<Vec<String>>,
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u32>,
+    budget: Option<BudgetFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetFile {
+    usd: f64,
+    #[serde(default = "default_window")]
+    window: String,
+}
+
+fn default_window() -> String {
+    "month".to_owned()
+}
+
+fn config_error(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidRequest, msg).with_code("invalid_config")
+}
+
+impl GatewayConfig {
+    /// Parses a config file (keys named by `*_env` are read from the environment).
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        Self::from_toml_with_env(text, |k| std::env::var(k).ok())
+    }
+
+    /// Parses a config file, looking environment variables up with `env`.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| config_error(format!("invalid config: {e}")))?;
+        let settings: GatewaySettings = match table.remove("gateway") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("gateway: {e}")))?,
+            None => GatewaySettings::default(),
+        };
+        let keys: Vec<KeyFile> = match table.remove("keys") {
+            Some(v) => v.try_into().map_err(|e| config_error(format!("keys: {e}")))?,
+            None => Vec::new(),
+        };
+        let rest = toml::to_string(&table)
+            .map_err(|e| config_error(format!("invalid config: {e}")))?;
+        let catalog = Catalog::from_toml_with_env(&rest, &env)?;
+        let mut layer = ClientKeysLayer::new();
+        let mut budgets = Budgets::default();
+        let mut errors = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in keys.into_iter().enumerate() {
+            let at = format!("keys[{i}] ({})", k.name);
+            if !names.insert(k.name.clone()) {
+                errors.push(format!("{at}: duplicate key name"));
+            }
+            let secret = k.key.or_else(|| k.key_env.as_deref().and_then(&env));
+            let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+                errors.push(format!("{at}: no `key`, or `key_env` names an unset variable"));
+                continue;
+            };
+            let mut policy = KeyPolicy::new(k.name.as_str());
+            if let Some(models) = k.models {
+                for m in &models {
+                    let known = m.ends_with('*')
+                        || catalog.model(m).is_some()
+                        || catalog.alias(m).is_some();
+                    if !known {
+                        errors.push(format!("{at}.models: `{m}` is not a known model or alias"));
+                    }
+                }
+                policy = policy.allow_models(models);
+            }
+            if let Some(n) = k.requests_per_minute {
+                policy = policy.requests_per_minute(n);
+            }
+            if let Some(n) = k.tokens_per_minute {
+                policy = policy.tokens_per_minute(n);
+            }
+            if let Some(b) = k.budget {
+                let window = match b.window.as_str() {
+                    "day" => Window::Day,
+                    "month" => Window::Month,
+                    "total" => Window::Total,
+                    other => {
+                        errors.push(format!(
+                            "{at}.budget.window: `{other}` (expected day, month or total)"
+                        ));
+                        Window::Total
+                    }
+                };
+                if !b.usd.is_finite() || b.usd < 0.0 {
+                    errors.push(format!("{at}.budget.usd: must be a non-negative number"));
+                }
+                budgets = budgets.with(k.name.as_str(), Budget::usd(b.usd, window));
+            }
+            layer = layer.key(secret, policy);
+        }
+        if !errors.is_empty() {
+            return Err(config_error(errors.join("; ")));
+        }
+        Ok(Self {
+            catalog,
+            settings,
+            keys: layer,
+            budgets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+[[models]]
+id = "openai/gpt-4o-mini"
+[aliases]
+fast = "openai/gpt-4o-mini"
+"#;
+
+    #[test]
+    fn reads_gateway_and_keys() {
+        let text = format!(
+            "{BASE}\n[gateway]\nretries = 2\n[[keys]]\nname = \"a\"\nkey_env = \"K\"\nmodels = [\"fast\"]\nbudget = {{ usd = 1.5, window = \"day\" }}\n"
+        );
+        let c = GatewayConfig::from_toml_with_env(&text, |k| (k == "K").then(|| "sk-1".into())).unwrap();
+        assert_eq!(c.settings.retries, 2);
+        assert!(!c.keys.is_empty());
+        assert_eq!(c.budgets.for_caller("a"), Some(Budget::usd(1.5, Window::Day)));
+        assert!(c.catalog.model("openai/gpt-4o-mini").is_some());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = format!(
+            "{BASE}\n[[keys]]\nname = \"a\"\nkey_env = \"MISSING\"\n[[keys]]\nname = \"b\"\nkey = \"x\"\nmodels = [\"nope\"]\nbudget = {{ usd = -1.0, window = \"week\" }}\n"
+        );
+        let e = GatewayConfig::from_toml_with_env(&text, |_| None).unwrap_err().to_string();
+        assert!(e.contains("keys[0] (a): no `key`"), "{e}");
+        assert!(e.contains("keys[1] (b).models: `nope`"), "{e}");
+        assert!(e.contains("keys[1] (b).budget.window: `week`"), "{e}");
+        assert!(e.contains("keys[1] (b).budget.usd"), "{e}");
+        let e = GatewayConfig::from_toml_with_env("[gateway]\nbogus = 1\n", |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gateway: unknown field `bogus`"), "{e}");
+    }
+}
