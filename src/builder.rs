@@ -2,10 +2,14 @@
 //!
 //! Order, outermost first (the edge is separate, see [`Gateway::chat_completions`]):
 //!
-//! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` → `Route`
+//! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` / provider
+//!    preferences / rules → `Route`
 //! 2. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`
 //! 3. [`ProviderTranslate`](crate::translate::ProviderTranslate): canonical ⇄ provider wire
 //! 4. [`HttpClient`]: pooled hyper client
+//!
+//! ModelResolve and Fallback share one [`Health`]: Fallback records outcomes, ModelResolve
+//! moves cooling-down targets last and sorts by its latency.
 
 use std::time::Duration;
 
@@ -17,6 +21,7 @@ use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::client::HttpClient;
 use crate::edge::{ChatCompletions, ChatCompletionsLayer, Models};
 use crate::fallback::FallbackLayer;
+use crate::health::Health;
 use crate::resolve::ModelResolveLayer;
 use crate::translate::ProviderTranslateLayer;
 use crate::Error;
@@ -106,9 +111,10 @@ impl GatewayBuilder {
     /// Assembles the stack.
     pub fn build(self) -> Gateway {
         let client = self.client.unwrap_or_default();
+        let health = Health::default();
         let svc = ServiceBuilder::new()
-            .layer(ModelResolveLayer::new(self.catalog.clone()))
-            .layer(FallbackLayer::new())
+            .layer(ModelResolveLayer::new(self.catalog.clone()).health(health.clone()))
+            .layer(FallbackLayer::new().health(health))
             .layer(self.translate)
             .service(client);
         Gateway {
