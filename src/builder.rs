@@ -2,13 +2,16 @@
 //!
 //! Order, outermost first (the edge is separate, see [`Gateway::chat_completions`]):
 //!
-//! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` → `Route`
+//! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` / provider
+//!    preferences / rules → `Route`
 //! 2. [`CostMeter`](crate::cost::CostMeter): budget reservation, `usage.cost`, metrics
-//! 3. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`,
-//!    [`Health`]
+//! 3. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`
 //! 4. [`ModelTimeout`](crate::timeout::ModelTimeout): per-attempt deadlines
 //! 5. [`ProviderTranslate`](crate::translate::ProviderTranslate): canonical ⇄ provider wire
 //! 6. [`HttpClient`]: pooled hyper client
+//!
+//! ModelResolve and Fallback share one [`Health`]: Fallback records outcomes, ModelResolve
+//! moves cooling-down targets last and sorts by its latency.
 
 use std::time::Duration;
 
@@ -147,7 +150,7 @@ impl GatewayBuilder {
     pub fn build(self) -> Gateway {
         let client = self.client.unwrap_or_default();
         let svc = ServiceBuilder::new()
-            .layer(ModelResolveLayer::new(self.catalog.clone()))
+            .layer(ModelResolveLayer::new(self.catalog.clone()).health(self.health.clone()))
             .layer(self.cost)
             .layer(self.fallback.health(self.health.clone()))
             .layer(ModelTimeoutLayer::default())

@@ -12,6 +12,12 @@
 //! api_key_env = "OPENAI_API_KEY"  # or api_key = "sk-…"
 //! base_url_env = "OPENAI_BASE_URL" # optional: overrides base_url when set
 //! deadlines = { total_ms = 120000, first_token_ms = 20000, idle_ms = 30000 }
+//! data_collection = false       # the provider does not retain prompts (default true)
+//! throughput = 90.0             # optional tokens/s hint for `provider.sort = "throughput"`
+//!
+//! [providers.openai-eu]         # a second deployment of the same kind (another key or region)
+//! kind = "openai"
+//! base_url = "https://eu.api.openai.com/v1"
 //!
 //! [[models]]
 //! id = "openai/gpt-4o-mini"     # provider/model; upstream defaults to the part after the slash
@@ -20,9 +26,38 @@
 //! max_output = 16384
 //! pricing = { input = 0.15, output = 0.60, cached_input = 0.075 }   # USD per million tokens
 //!
+//! [[models]]
+//! id = "openai/gpt-4o"          # one id, several candidates (tried in this order by default)
+//! capabilities = { tools = true, images = true }
+//! # request parameters its endpoints accept (`provider.require_parameters`); default: the
+//! # provider kind's set, see `ProviderKind::default_parameters`
+//! supported_parameters = ["max_tokens", "temperature", "tools", "tool_choice", "response_format"]
+//! endpoints = [
+//!   { provider = "openai", pricing = { input = 2.5, output = 10.0 } },
+//!   { provider = "openai-eu", upstream = "gpt-4o", throughput = 70.0 },
+//! ]
+//!
 //! [aliases]
 //! fast = "openai/gpt-4o-mini"
+//!
+//! [routing]
+//! auto = "auto"                 # the "cheapest candidate able to serve" id ("" turns it off)
+//! auto_pool = ["openai/gpt-4o-mini", "openai/gpt-4o"]   # default: every model
+//!
+//! [[routing.rules]]             # first match wins; applies to requests for the auto id …
+//! task = "summarize"            # `x-switchboard-task` header, else `metadata.task`
+//! target = "fast"
+//!
+//! [[routing.rules]]
+//! min_prompt_tokens = 100000    # estimated prompt size
+//! applies_to = ["auto", "fast"] # … or for the ids listed here
+//! target = "openai/gpt-4o"
+//!
+//! [routing.splits.chat]         # a virtual id: weighted, sticky per `user`
+//! weights = { "openai/gpt-4o" = 90, "openai/gpt-4o-mini" = 10 }
 //! ```
+//!
+//! How requests are routed over these sections is described in [`crate::resolve`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -56,6 +91,146 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
         }
+    }
+
+    /// The request parameters this wire format can honour, used when the catalog names none
+    /// for an endpoint. OpenAI-compatible servers take them all; Anthropic has no `logprobs`,
+    /// `top_logprobs`, `n > 1`, `seed`, `frequency_penalty`, `presence_penalty`, `logit_bias`
+    /// or the open-model samplers (`min_p`, `top_a`, `repetition_penalty`); Gemini has no
+    /// `logit_bias` and none of those samplers.
+    pub const fn default_parameters(self) -> Parameters {
+        const SAMPLERS: Parameters = Parameters::MIN_P
+            .union(Parameters::TOP_A)
+            .union(Parameters::REPETITION_PENALTY);
+        match self {
+            Self::Openai => Parameters::ALL,
+            Self::Anthropic => Parameters::ALL.difference(
+                Parameters::LOGPROBS
+                    .union(Parameters::TOP_LOGPROBS)
+                    .union(Parameters::N)
+                    .union(Parameters::SEED)
+                    .union(Parameters::FREQUENCY_PENALTY)
+                    .union(Parameters::PRESENCE_PENALTY)
+                    .union(Parameters::LOGIT_BIAS)
+                    .union(SAMPLERS),
+            ),
+            Self::Gemini => Parameters::ALL.difference(Parameters::LOGIT_BIAS.union(SAMPLERS)),
+        }
+    }
+}
+
+macro_rules! parameters {
+    ($($bit:literal $konst:ident $name:literal,)*) => {
+        impl Parameters {
+            $(
+                #[doc = concat!("`", $name, "`.")]
+                pub const $konst: Self = Self(1 << $bit);
+            )*
+            const NAMES: &'static [(&'static str, Self)] = &[$(($name, Self::$konst),)*];
+        }
+    };
+}
+
+/// A set of request parameters, for `provider.require_parameters`: what a request uses
+/// (see [`crate::resolve`]) or what an endpoint accepts ([`Endpoint::supported_parameters`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Parameters(u32);
+
+parameters! {
+    0 MAX_TOKENS "max_tokens",
+    1 TEMPERATURE "temperature",
+    2 TOP_P "top_p",
+    3 TOP_K "top_k",
+    4 N "n",
+    5 STOP "stop",
+    6 SEED "seed",
+    7 LOGPROBS "logprobs",
+    8 TOP_LOGPROBS "top_logprobs",
+    9 FREQUENCY_PENALTY "frequency_penalty",
+    10 PRESENCE_PENALTY "presence_penalty",
+    11 LOGIT_BIAS "logit_bias",
+    12 TOOLS "tools",
+    13 TOOL_CHOICE "tool_choice",
+    14 PARALLEL_TOOL_CALLS "parallel_tool_calls",
+    15 RESPONSE_FORMAT "response_format",
+    16 REASONING "reasoning",
+    17 MIN_P "min_p",
+    18 TOP_A "top_a",
+    19 REPETITION_PENALTY "repetition_penalty",
+}
+
+impl Parameters {
+    /// No parameter.
+    pub const NONE: Self = Self(0);
+    /// Every parameter switchboard knows.
+    pub const ALL: Self = Self((1 << 20) - 1);
+
+    /// Both sets.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The parameters of `self` not in `other`.
+    #[must_use]
+    pub const fn difference(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// Whether every parameter of `other` is in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// One parameter by its request field name. `max_completion_tokens` counts as
+    /// `max_tokens`, `reasoning_effort` and `include_reasoning` as `reasoning`,
+    /// `structured_outputs` as `response_format`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "max_completion_tokens" => Some(Self::MAX_TOKENS),
+            "reasoning_effort" | "include_reasoning" => Some(Self::REASONING),
+            "structured_outputs" => Some(Self::RESPONSE_FORMAT),
+            _ => Self::NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, p)| *p),
+        }
+    }
+
+    /// A set from names; the error names the first unknown one.
+    pub fn from_names<I, S>(names: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = Self::NONE;
+        for n in names {
+            let n = n.as_ref();
+            set = set.union(Self::parse(n).ok_or_else(|| {
+                let known: Vec<&str> = Self::NAMES.iter().map(|(n, _)| *n).collect();
+                format!("unknown parameter `{n}` (known: {})", known.join(", "))
+            })?);
+        }
+        Ok(set)
+    }
+
+    /// The names in the set, in a fixed order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .iter()
+            .filter(move |(_, p)| self.contains(*p))
+            .map(|(n, _)| *n)
+    }
+}
+
+impl fmt::Debug for Parameters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
     }
 }
 
@@ -146,6 +321,9 @@ pub struct Provider {
     pub deadlines: Deadlines,
     /// Whether the provider may retain prompts (`provider.data_collection: "deny"` skips it).
     pub data_collection: bool,
+    /// Typical output speed in tokens per second, for `provider.sort: "throughput"` (an
+    /// endpoint's own hint wins).
+    pub throughput: Option<f64>,
 }
 
 impl Provider {
@@ -158,7 +336,22 @@ impl Provider {
             api_key: None,
             deadlines: Deadlines::default(),
             data_collection: true,
+            throughput: None,
         }
+    }
+
+    /// Sets whether the provider may retain prompts.
+    #[must_use]
+    pub fn with_data_collection(mut self, retains: bool) -> Self {
+        self.data_collection = retains;
+        self
+    }
+
+    /// Sets the throughput hint in tokens per second.
+    #[must_use]
+    pub fn with_throughput(mut self, tokens_per_second: f64) -> Self {
+        self.throughput = Some(tokens_per_second);
+        self
     }
 
     /// Sets the API key.
@@ -188,6 +381,24 @@ pub struct Endpoint {
     pub pricing: Option<Pricing>,
     /// Deadlines (already merged with the provider's defaults).
     pub deadlines: Deadlines,
+    /// Request parameters it accepts, if the catalog names them (else the provider kind's).
+    pub parameters: Option<Parameters>,
+    /// Output speed hint in tokens per second, if the catalog gives one for this endpoint.
+    pub throughput: Option<f64>,
+}
+
+impl Endpoint {
+    /// The request parameters it accepts: the catalog's list, else
+    /// [`ProviderKind::default_parameters`].
+    pub fn supported_parameters(&self) -> Parameters {
+        self.parameters
+            .unwrap_or_else(|| self.provider.kind.default_parameters())
+    }
+
+    /// Its throughput hint, else its provider's.
+    pub fn throughput_hint(&self) -> Option<f64> {
+        self.throughput.or(self.provider.throughput)
+    }
 }
 
 /// What a model can do.
@@ -245,6 +456,169 @@ impl Default for Settings {
     }
 }
 
+/// A routing rule ([`CatalogBuilder::rule`], TOML `[[routing.rules]]`): a request for one of
+/// the ids it applies to goes to `target` instead when every condition set holds.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Rule {
+    /// Holds when the request's task (`x-switchboard-task` header, else `metadata.task`) is
+    /// this one.
+    pub task: Option<Arc<str>>,
+    /// Holds when the estimated prompt has at least this many tokens.
+    pub min_prompt_tokens: Option<u64>,
+    /// The requested ids (models, aliases, splits, the auto id) the rule may reroute; empty:
+    /// only the auto id.
+    pub applies_to: Vec<Arc<str>>,
+    /// Where matching requests go: a model, an alias, a split or the auto id.
+    pub target: Arc<str>,
+}
+
+impl Rule {
+    /// A rule sending matching requests to `target`; add at least one condition.
+    pub fn new(target: impl Into<Arc<str>>) -> Self {
+        Self {
+            task: None,
+            min_prompt_tokens: None,
+            applies_to: Vec::new(),
+            target: target.into(),
+        }
+    }
+
+    /// Holds for requests of this task.
+    #[must_use]
+    pub fn task(mut self, task: impl Into<Arc<str>>) -> Self {
+        self.task = Some(task.into());
+        self
+    }
+
+    /// Holds for prompts of at least `tokens` estimated tokens.
+    #[must_use]
+    pub fn min_prompt_tokens(mut self, tokens: u64) -> Self {
+        self.min_prompt_tokens = Some(tokens);
+        self
+    }
+
+    /// The requested ids the rule may reroute (default: only the auto id).
+    #[must_use]
+    pub fn applies_to<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        self.applies_to = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    fn has_condition(&self) -> bool {
+        self.task.is_some() || self.min_prompt_tokens.is_some()
+    }
+}
+
+/// A weighted split under a virtual model id (A/B tests, gradual rollouts):
+/// [`CatalogBuilder::split`], TOML `[routing.splits.<id>] weights = { … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Split {
+    /// The virtual id clients request.
+    pub id: Arc<str>,
+    /// Targets (models or aliases) and their weights, in a fixed order (the builder's; TOML
+    /// sorts them by name). A draw modulo the total weight falls on the arm whose cumulative
+    /// range holds it, so a user keeps an arm while the weights stay the same.
+    pub arms: Vec<(Arc<str>, u32)>,
+}
+
+impl Split {
+    /// The sum of the weights.
+    pub fn total_weight(&self) -> u64 {
+        self.arms.iter().map(|(_, w)| u64::from(*w)).sum()
+    }
+
+    /// The arm a uniformly drawn number falls on (`draw` is reduced modulo the total weight).
+    pub fn pick(&self, draw: u64) -> Option<&str> {
+        let total = self.total_weight();
+        if total == 0 {
+            return None;
+        }
+        let mut point = draw % total;
+        for (target, w) in &self.arms {
+            let w = u64::from(*w);
+            if point < w {
+                return Some(target);
+            }
+            point -= w;
+        }
+        None
+    }
+}
+
+/// The default id of the "cheapest candidate able to serve" model.
+pub const DEFAULT_AUTO_MODEL: &str = "auto";
+
+/// Routing configuration: the auto model, rules and splits (TOML `[routing]`).
+#[derive(Debug, Clone)]
+pub struct Routing {
+    auto: Option<Arc<str>>,
+    auto_explicit: bool,
+    auto_pool: Vec<Arc<str>>,
+    rules: Vec<Rule>,
+    rule_ids: std::collections::HashSet<Arc<str>>,
+    splits: HashMap<Arc<str>, Split>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self {
+            auto: Some(DEFAULT_AUTO_MODEL.into()),
+            auto_explicit: false,
+            auto_pool: Vec::new(),
+            rules: Vec::new(),
+            rule_ids: std::collections::HashSet::new(),
+            splits: HashMap::new(),
+        }
+    }
+}
+
+impl Routing {
+    /// The id of the auto model, if on (default `auto`).
+    pub fn auto_model(&self) -> Option<&str> {
+        self.auto.as_deref()
+    }
+
+    /// The models the auto model chooses from; empty means every model.
+    pub fn auto_pool(&self) -> &[Arc<str>] {
+        &self.auto_pool
+    }
+
+    /// The rules, in the order they are tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether some rule may reroute a request for `id`.
+    pub fn has_rules_for(&self, id: &str) -> bool {
+        !self.rule_ids.is_empty() && self.rule_ids.contains(id)
+    }
+
+    /// Whether `rule` may reroute a request for `id`.
+    pub fn rule_applies_to(&self, rule: &Rule, id: &str) -> bool {
+        if rule.applies_to.is_empty() {
+            self.auto.as_deref() == Some(id)
+        } else {
+            rule.applies_to.iter().any(|a| &**a == id)
+        }
+    }
+
+    /// A split by its virtual id.
+    pub fn split(&self, id: &str) -> Option<&Split> {
+        self.splits.get(id)
+    }
+
+    /// All splits (in no particular order).
+    pub fn splits(&self) -> impl Iterator<Item = &Split> {
+        self.splits.values()
+    }
+}
+
 /// Providers, models and aliases. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -258,6 +632,7 @@ struct CatalogInner {
     by_id: HashMap<Arc<str>, usize>,
     aliases: HashMap<String, String>,
     settings: Settings,
+    routing: Routing,
 }
 
 impl Catalog {
@@ -319,6 +694,16 @@ impl Catalog {
         self.inner.settings
     }
 
+    /// Routing rules, splits and the auto model.
+    pub fn routing(&self) -> &Routing {
+        &self.inner.routing
+    }
+
+    /// The position of a model in [`Catalog::models`].
+    pub(crate) fn model_index(&self, id: &str) -> Option<usize> {
+        self.inner.by_id.get(id).copied()
+    }
+
     /// A copy of this catalog with every provider rewritten by `f` (e.g. to point all of
     /// them at local demo servers); models keep their endpoints on the rewritten providers.
     #[must_use]
@@ -350,6 +735,7 @@ impl Catalog {
                 by_id: self.inner.by_id.clone(),
                 aliases: self.inner.aliases.clone(),
                 settings: self.inner.settings,
+                routing: self.inner.routing.clone(),
             }),
         }
     }
@@ -362,6 +748,8 @@ impl Catalog {
             .iter()
             .map(|m| &*m.id)
             .chain(self.inner.aliases.keys().map(String::as_str))
+            .chain(self.inner.routing.splits.keys().map(|k| &**k))
+            .chain(self.inner.routing.auto.as_deref())
             .map(|cand| (distance(id, cand), cand))
             .collect();
         scored.sort_unstable();
@@ -410,15 +798,66 @@ pub struct ModelSpec {
     context_length: Option<u32>,
     max_output: Option<u32>,
     capabilities: Capabilities,
+    parameters: Option<Parameters>,
     endpoints: Vec<EndpointSpec>,
 }
 
+/// One way to serve a model, for [`ModelSpec::add_endpoint`].
 #[derive(Debug, Clone)]
-struct EndpointSpec {
+pub struct EndpointSpec {
     provider: String,
     upstream: Option<String>,
     pricing: Option<Pricing>,
     deadlines: Deadlines,
+    parameters: Option<Parameters>,
+    throughput: Option<f64>,
+}
+
+impl EndpointSpec {
+    /// An endpoint on the provider named `provider` (any configured provider: several
+    /// deployments of one kind, such as `openai-eu` and `openai-us`, are separate providers).
+    /// The upstream name defaults to the model id's part after the slash.
+    pub fn new(provider: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            upstream: None,
+            pricing: None,
+            deadlines: Deadlines::default(),
+            parameters: None,
+            throughput: None,
+        }
+    }
+    /// The provider's name for the model.
+    #[must_use]
+    pub fn upstream(mut self, upstream: impl Into<String>) -> Self {
+        self.upstream = Some(upstream.into());
+        self
+    }
+    /// Prices.
+    #[must_use]
+    pub fn pricing(mut self, p: Pricing) -> Self {
+        self.pricing = Some(p);
+        self
+    }
+    /// Deadlines (unset ones come from the provider).
+    #[must_use]
+    pub fn deadlines(mut self, d: Deadlines) -> Self {
+        self.deadlines = d;
+        self
+    }
+    /// The request parameters it accepts (default: the model's list, else the provider
+    /// kind's).
+    #[must_use]
+    pub fn supported_parameters(mut self, p: Parameters) -> Self {
+        self.parameters = Some(p);
+        self
+    }
+    /// Output speed hint in tokens per second.
+    #[must_use]
+    pub fn throughput(mut self, tokens_per_second: f64) -> Self {
+        self.throughput = Some(tokens_per_second);
+        self
+    }
 }
 
 impl ModelSpec {
@@ -430,6 +869,7 @@ impl ModelSpec {
             context_length: None,
             max_output: None,
             capabilities: Capabilities::default(),
+            parameters: None,
             endpoints: Vec::new(),
         }
     }
@@ -457,6 +897,13 @@ impl ModelSpec {
         self.capabilities = c;
         self
     }
+    /// The request parameters its endpoints accept, unless an endpoint names its own
+    /// (default: each provider kind's set).
+    #[must_use]
+    pub fn supported_parameters(mut self, p: Parameters) -> Self {
+        self.parameters = Some(p);
+        self
+    }
     /// Adds a way to serve the model. Without any, the id's prefix names the provider.
     #[must_use]
     pub fn endpoint(
@@ -465,12 +912,15 @@ impl ModelSpec {
         upstream: impl Into<String>,
         pricing: Option<Pricing>,
     ) -> Self {
-        self.endpoints.push(EndpointSpec {
-            provider: provider.into(),
-            upstream: Some(upstream.into()),
-            pricing,
-            deadlines: Deadlines::default(),
-        });
+        let mut e = EndpointSpec::new(provider).upstream(upstream);
+        e.pricing = pricing;
+        self.endpoints.push(e);
+        self
+    }
+    /// Adds a way to serve the model, with every endpoint setting.
+    #[must_use]
+    pub fn add_endpoint(mut self, e: EndpointSpec) -> Self {
+        self.endpoints.push(e);
         self
     }
     /// Prices for the default endpoint (the one named by the id's prefix).
@@ -485,14 +935,15 @@ impl ModelSpec {
         self.default_endpoint().deadlines = d;
         self
     }
+    /// Throughput hint (tokens per second) for the default endpoint.
+    #[must_use]
+    pub fn throughput(mut self, tokens_per_second: f64) -> Self {
+        self.default_endpoint().throughput = Some(tokens_per_second);
+        self
+    }
     fn default_endpoint(&mut self) -> &mut EndpointSpec {
         if self.endpoints.is_empty() {
-            self.endpoints.push(EndpointSpec {
-                provider: String::new(),
-                upstream: None,
-                pricing: None,
-                deadlines: Deadlines::default(),
-            });
+            self.endpoints.push(EndpointSpec::new(String::new()));
         }
         &mut self.endpoints[0]
     }
@@ -536,12 +987,7 @@ impl CatalogBuilder {
         let mut endpoints = Vec::new();
         let prefixed = spec.id.split_once('/');
         let specs = if spec.endpoints.is_empty() {
-            vec![EndpointSpec {
-                provider: String::new(),
-                upstream: None,
-                pricing: None,
-                deadlines: Deadlines::default(),
-            }]
+            vec![EndpointSpec::new(String::new())]
         } else {
             spec.endpoints
         };
@@ -575,11 +1021,19 @@ impl CatalogBuilder {
                     return Err(format!("models.{}: prices must be non-negative", spec.id));
                 }
             }
+            if e.throughput.is_some_and(|t| !t.is_finite() || t <= 0.0) {
+                return Err(format!(
+                    "models.{}: throughput must be a positive number of tokens per second",
+                    spec.id
+                ));
+            }
             endpoints.push(Endpoint {
                 provider: provider.clone(),
                 upstream: e.upstream.unwrap_or(default_upstream).into(),
                 pricing: e.pricing,
                 deadlines: e.deadlines.or(provider.deadlines),
+                parameters: e.parameters.or(spec.parameters),
+                throughput: e.throughput,
             });
         }
         Ok(Model {
@@ -606,18 +1060,138 @@ impl CatalogBuilder {
         self
     }
 
+    /// Adds a routing rule (tried in the order added; the first that holds wins).
+    #[must_use]
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.inner.routing.rules.push(rule);
+        self
+    }
+
+    /// Adds a weighted split under the virtual id `id`: each request picks one arm
+    /// (`target`, `weight`), sticky per `user`.
+    #[must_use]
+    pub fn split<I, S>(mut self, id: impl Into<Arc<str>>, arms: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<Arc<str>>,
+    {
+        let id = id.into();
+        let split = Split {
+            id: id.clone(),
+            arms: arms.into_iter().map(|(t, w)| (t.into(), w)).collect(),
+        };
+        if self
+            .inner
+            .routing
+            .splits
+            .insert(id.clone(), split)
+            .is_some()
+        {
+            self.errors
+                .push(format!("routing.splits.{id}: duplicate split"));
+        }
+        self
+    }
+
+    /// The id of the auto model (default `auto`); an empty id turns it off.
+    #[must_use]
+    pub fn auto_model(mut self, id: impl Into<String>) -> Self {
+        let id = id.into();
+        self.inner.routing.auto = (!id.is_empty()).then(|| id.into());
+        self.inner.routing.auto_explicit = true;
+        self
+    }
+
+    /// The models the auto model chooses from (default: every model).
+    #[must_use]
+    pub fn auto_pool<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        self.inner.routing.auto_pool = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Validates and builds.
     pub fn build(mut self) -> Result<Catalog, Error> {
-        for (alias, target) in &self.inner.aliases {
-            let known = self.inner.by_id.contains_key(target.as_str())
-                || self.inner.aliases.contains_key(target)
-                || (self.inner.settings.passthrough
-                    && target
+        let inner = &self.inner;
+        let routing = &inner.routing;
+        let is_model = |id: &str| inner.by_id.contains_key(id);
+        let is_alias = |id: &str| inner.aliases.contains_key(id);
+        let is_auto = |id: &str| routing.auto.as_deref() == Some(id);
+        let known = |id: &str| {
+            is_model(id)
+                || is_alias(id)
+                || routing.splits.contains_key(id)
+                || is_auto(id)
+                || (inner.settings.passthrough
+                    && id
                         .split_once('/')
-                        .is_some_and(|(p, _)| self.inner.providers.contains_key(p)));
-            if !known {
-                self.errors.push(format!(
+                        .is_some_and(|(p, _)| inner.providers.contains_key(p)))
+        };
+        let errors = &mut self.errors;
+        for (alias, target) in &inner.aliases {
+            if !known(target) {
+                errors.push(format!(
                     "aliases.{alias}: target `{target}` is not a known model"
+                ));
+            }
+        }
+        if let Some(auto) = routing.auto.as_deref() {
+            let taken = is_model(auto) || is_alias(auto) || routing.splits.contains_key(auto);
+            if routing.auto_explicit && taken {
+                errors.push(format!(
+                    "routing.auto: `{auto}` is already a model, alias or split"
+                ));
+            }
+        }
+        for id in &routing.auto_pool {
+            if !is_model(id) {
+                errors.push(format!("routing.auto_pool: `{id}` is not a model"));
+            }
+        }
+        for (id, split) in &routing.splits {
+            if is_model(id) || is_alias(id) {
+                errors.push(format!(
+                    "routing.splits.{id}: `{id}` is already a model or alias"
+                ));
+            }
+            if split.total_weight() == 0 {
+                errors.push(format!(
+                    "routing.splits.{id}.weights: at least one weight must be positive"
+                ));
+            }
+            for (target, _) in &split.arms {
+                if !known(target) || routing.splits.contains_key(&**target) || is_auto(target) {
+                    errors.push(format!(
+                        "routing.splits.{id}.weights: `{target}` is not a known model or alias"
+                    ));
+                }
+            }
+        }
+        for (i, rule) in routing.rules.iter().enumerate() {
+            if !rule.has_condition() {
+                errors.push(format!(
+                    "routing.rules[{i}]: set `task` or `min_prompt_tokens`"
+                ));
+            }
+            if !known(&rule.target) {
+                errors.push(format!(
+                    "routing.rules[{i}].target: `{}` is not a known model, alias or split",
+                    rule.target
+                ));
+            }
+            for id in &rule.applies_to {
+                if !known(id) {
+                    errors.push(format!(
+                        "routing.rules[{i}].applies_to: `{id}` is not a known model, alias, split or the auto id"
+                    ));
+                }
+            }
+            if rule.applies_to.is_empty() && routing.auto.is_none() {
+                errors.push(format!(
+                    "routing.rules[{i}].applies_to: required when the auto model is off"
                 ));
             }
         }
@@ -625,6 +1199,20 @@ impl CatalogBuilder {
             self.errors.sort();
             return Err(config_error(self.errors.join("; ")));
         }
+        let routing = &mut self.inner.routing;
+        let auto = routing.auto.clone();
+        routing.rule_ids = routing
+            .rules
+            .iter()
+            .flat_map(|r| {
+                let ids: Vec<Arc<str>> = if r.applies_to.is_empty() {
+                    auto.iter().cloned().collect()
+                } else {
+                    r.applies_to.clone()
+                };
+                ids
+            })
+            .collect();
         Ok(Catalog {
             inner: Arc::new(self.inner),
         })
@@ -649,6 +1237,35 @@ mod toml_format {
         models: Vec<ModelFile>,
         #[serde(default)]
         aliases: BTreeMap<String, String>,
+        #[serde(default)]
+        routing: RoutingFile,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct RoutingFile {
+        auto: Option<String>,
+        auto_pool: Option<Vec<String>>,
+        #[serde(default)]
+        rules: Vec<RuleFile>,
+        #[serde(default)]
+        splits: BTreeMap<String, SplitFile>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RuleFile {
+        task: Option<String>,
+        min_prompt_tokens: Option<u64>,
+        #[serde(default)]
+        applies_to: Vec<String>,
+        target: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SplitFile {
+        weights: BTreeMap<String, u32>,
     }
 
     #[derive(Deserialize, Default)]
@@ -687,6 +1304,7 @@ mod toml_format {
         deadlines: DeadlinesFile,
         #[serde(default = "yes")]
         data_collection: bool,
+        throughput: Option<f64>,
     }
 
     fn yes() -> bool {
@@ -706,6 +1324,8 @@ mod toml_format {
         pricing: Option<Pricing>,
         #[serde(default)]
         deadlines: DeadlinesFile,
+        supported_parameters: Option<Vec<String>>,
+        throughput: Option<f64>,
         #[serde(default)]
         endpoints: Vec<EndpointFile>,
     }
@@ -718,6 +1338,22 @@ mod toml_format {
         pricing: Option<Pricing>,
         #[serde(default)]
         deadlines: DeadlinesFile,
+        supported_parameters: Option<Vec<String>>,
+        throughput: Option<f64>,
+    }
+
+    fn parameters(
+        names: Option<Vec<String>>,
+        field: impl FnOnce() -> String,
+        errors: &mut Vec<String>,
+    ) -> Option<Parameters> {
+        match Parameters::from_names(names?) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("{}: {e}", field()));
+                None
+            }
+        }
     }
 
     impl File {
@@ -733,6 +1369,12 @@ mod toml_format {
                 let mut prov = Provider::new(name.as_str(), p.kind, &base_url)
                     .with_deadlines(p.deadlines.into());
                 prov.data_collection = p.data_collection;
+                prov.throughput = p.throughput;
+                if p.throughput.is_some_and(|t| !t.is_finite() || t <= 0.0) {
+                    b.errors.push(format!(
+                        "providers.{name}.throughput: must be a positive number of tokens per second"
+                    ));
+                }
                 if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
                     b.errors.push(format!(
                         "providers.{name}.base_url: `{base_url}` must start with http:// or https://"
@@ -753,11 +1395,17 @@ mod toml_format {
                 spec.context_length = m.context_length;
                 spec.max_output = m.max_output;
                 spec.capabilities = m.capabilities;
+                spec.parameters = parameters(
+                    m.supported_parameters,
+                    || format!("models.{}.supported_parameters", m.id),
+                    &mut b.errors,
+                );
                 if m.endpoints.is_empty() {
                     let ep = spec.default_endpoint();
                     ep.upstream = m.upstream;
                     ep.pricing = m.pricing;
                     ep.deadlines = m.deadlines.into();
+                    ep.throughput = m.throughput;
                 } else {
                     if m.upstream.is_some() || m.pricing.is_some() {
                         b.errors.push(format!(
@@ -765,12 +1413,19 @@ mod toml_format {
                             m.id
                         ));
                     }
-                    for e in m.endpoints {
+                    for (i, e) in m.endpoints.into_iter().enumerate() {
+                        let params = parameters(
+                            e.supported_parameters,
+                            || format!("models.{}.endpoints[{i}].supported_parameters", m.id),
+                            &mut b.errors,
+                        );
                         spec.endpoints.push(EndpointSpec {
                             provider: e.provider,
                             upstream: e.upstream,
                             pricing: e.pricing,
                             deadlines: Deadlines::from(e.deadlines).or(m.deadlines.into()),
+                            parameters: params,
+                            throughput: e.throughput.or(m.throughput),
                         });
                     }
                 }
@@ -781,6 +1436,24 @@ mod toml_format {
             }
             if let Some(p) = self.settings.passthrough {
                 b = b.passthrough(p);
+            }
+            let r = self.routing;
+            if let Some(auto) = r.auto {
+                b = b.auto_model(auto);
+            }
+            if let Some(pool) = r.auto_pool {
+                b = b.auto_pool(pool);
+            }
+            for rule in r.rules {
+                b = b.rule(Rule {
+                    task: rule.task.map(Into::into),
+                    min_prompt_tokens: rule.min_prompt_tokens,
+                    applies_to: rule.applies_to.into_iter().map(Into::into).collect(),
+                    target: rule.target.into(),
+                });
+            }
+            for (id, split) in r.splits {
+                b = b.split(id, split.weights);
             }
             b.build()
         }
@@ -869,5 +1542,157 @@ a = "nowhere"
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown variant"), "{e}");
+    }
+
+    const ROUTING_TOML: &str = r#"
+[providers.openai-eu]
+kind = "openai"
+base_url = "http://eu/v1"
+[providers.openai-us]
+kind = "openai"
+base_url = "http://us/v1"
+data_collection = false
+throughput = 80.0
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://a"
+
+[[models]]
+id = "openai/gpt-4o"
+supported_parameters = ["max_tokens", "temperature", "max_completion_tokens"]
+throughput = 40.0
+endpoints = [
+  { provider = "openai-eu" },
+  { provider = "openai-us", supported_parameters = ["seed"], throughput = 120.0 },
+]
+[[models]]
+id = "anthropic/claude-sonnet-4"
+
+[aliases]
+deep = "anthropic/claude-sonnet-4"
+smart = "ab"
+
+[routing]
+auto = "best"
+auto_pool = ["openai/gpt-4o"]
+
+[[routing.rules]]
+task = "code"
+target = "deep"
+
+[[routing.rules]]
+min_prompt_tokens = 1000
+applies_to = ["best", "deep"]
+target = "openai/gpt-4o"
+
+[routing.splits.ab]
+weights = { "openai/gpt-4o" = 3, "deep" = 1 }
+"#;
+
+    #[test]
+    fn loads_routing_sections() {
+        let c = Catalog::from_toml_with_env(ROUTING_TOML, |_| None).unwrap();
+        let m = c.model("openai/gpt-4o").unwrap();
+        assert_eq!(
+            m.endpoints[0].supported_parameters(),
+            Parameters::MAX_TOKENS.union(Parameters::TEMPERATURE)
+        );
+        assert_eq!(m.endpoints[1].supported_parameters(), Parameters::SEED);
+        assert_eq!(m.endpoints[0].throughput_hint(), Some(40.0));
+        assert_eq!(m.endpoints[1].throughput_hint(), Some(120.0));
+        assert!(!m.endpoints[1].provider.data_collection);
+        let s = c.model("anthropic/claude-sonnet-4").unwrap();
+        assert_eq!(
+            s.endpoints[0].supported_parameters(),
+            ProviderKind::Anthropic.default_parameters()
+        );
+        assert!(!s.endpoints[0]
+            .supported_parameters()
+            .contains(Parameters::LOGPROBS));
+        assert!(ProviderKind::Gemini
+            .default_parameters()
+            .contains(Parameters::SEED.union(Parameters::LOGPROBS)));
+        assert!(!ProviderKind::Gemini
+            .default_parameters()
+            .contains(Parameters::LOGIT_BIAS));
+        let r = c.routing();
+        assert_eq!(r.auto_model(), Some("best"));
+        assert_eq!(r.auto_pool().len(), 1);
+        assert_eq!(r.rules().len(), 2);
+        assert_eq!(r.rules()[0].task.as_deref(), Some("code"));
+        assert!(r.has_rules_for("best") && r.has_rules_for("deep"));
+        assert!(!r.has_rules_for("openai/gpt-4o"));
+        let ab = r.split("ab").unwrap();
+        assert_eq!(ab.total_weight(), 4);
+        // TOML arms are in name order: `deep` takes draw 0, `openai/gpt-4o` draws 1..=3.
+        assert_eq!(ab.pick(0), Some("deep"));
+        assert_eq!(ab.pick(3), Some("openai/gpt-4o"));
+        assert_eq!(ab.pick(4), Some("deep"));
+        assert_eq!(c.alias("smart"), Some("ab"));
+        // Without a [routing] section the auto model is `auto`.
+        let plain = Catalog::from_toml_with_env(TOML, |_| None).unwrap();
+        assert_eq!(plain.routing().auto_model(), Some(DEFAULT_AUTO_MODEL));
+        assert!(plain.routing().rules().is_empty());
+    }
+
+    #[test]
+    fn routing_config_errors_name_the_field() {
+        let bad = r#"
+[providers.x]
+kind = "openai"
+base_url = "http://x"
+throughput = -3.0
+[[models]]
+id = "x/m"
+supported_parameters = ["temperature", "warp_speed"]
+endpoints = [{ provider = "x", supported_parameters = ["nope"] }]
+[aliases]
+fast = "x/m"
+[routing]
+auto = "fast"
+auto_pool = ["x/unknown-model"]
+[[routing.rules]]
+target = "x/m"
+[[routing.rules]]
+task = "code"
+applies_to = ["ghost"]
+target = "nowhere"
+[routing.splits.zero]
+weights = { "x/m" = 0 }
+[routing.splits.fast]
+weights = { "elsewhere" = 1 }
+"#;
+        let e = Catalog::from_toml_with_env(bad, |_| None)
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "providers.x.throughput",
+            "models.x/m.supported_parameters: unknown parameter `warp_speed`",
+            "models.x/m.endpoints[0].supported_parameters: unknown parameter `nope`",
+            "routing.auto: `fast` is already",
+            "routing.auto_pool: `x/unknown-model`",
+            "routing.rules[0]: set `task` or `min_prompt_tokens`",
+            "routing.rules[1].target: `nowhere`",
+            "routing.rules[1].applies_to: `ghost`",
+            "routing.splits.zero.weights: at least one weight must be positive",
+            "routing.splits.fast: `fast` is already a model or alias",
+            "routing.splits.fast.weights: `elsewhere`",
+        ] {
+            assert!(e.contains(needle), "{needle} missing from {e}");
+        }
+        let e =
+            Catalog::from_toml_with_env("[[routing.rules]]\nwhen = \"x\"\ntarget = \"y\"", |_| {
+                None
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `when`"), "{e}");
+        let e = Catalog::builder()
+            .auto_model("")
+            .rule(Rule::new("x").task("t"))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("routing.rules[0].applies_to: required"), "{e}");
     }
 }

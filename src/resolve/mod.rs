@@ -1,43 +1,185 @@
-//! ModelResolve: turns `model`, OpenRouter's `models: [...]` and the catalog's aliases into a
-//! [`Route`] of ordered candidates.
+//! ModelResolve: the router. Turns `model`, OpenRouter's `models: [...]` and `provider`
+//! preferences, the catalog's aliases, rules, splits and the auto model into a [`Route`] of
+//! ordered candidates.
 //!
-//! Requires: nothing. Provides: [`Route`] (request extension).
+//! Requires: nothing (a shared [`Health`] is optional). Reads: the request's `model`,
+//! `models`, `provider`, `user`, `metadata.task`, `max_tokens` / `max_completion_tokens`, the
+//! parameters it uses, `tools` and the cheap scan of `messages`
+//! ([`MessagesSummary`](crate::openai::MessagesSummary): estimated prompt tokens, images, tool
+//! messages; messages are never parsed); the [`x-switchboard-task`](TASK_HEADER) header.
+//! Provides: [`Route`] (request extension). Configured by the [catalog](crate::catalog):
+//! endpoints, prices, capabilities, `supported_parameters`, `throughput`, `data_collection`,
+//! aliases and the `[routing]` section (auto model, rules, splits).
 //!
-//! - A catalog model id yields one candidate per endpoint, in catalog order.
-//! - An alias (`fast` → `openai/gpt-4o-mini`) is followed (aliases may point at aliases).
-//! - `models: [a, b, c]` yields the candidates of `model` (if set), then of `a`, `b`, `c`.
-//! - An id the catalog does not list whose prefix names a configured provider
-//!   (`openai/gpt-4.1-nano`) goes to that provider with the rest of the id as the upstream name,
-//!   unless pass-through is off in the catalog settings.
+//! # How a route is built
+//!
+//! 1. **Ids.** `model` (if set), then each of `models` not already listed, each tried in that
+//!    order: their candidates form one group per id and groups never mix. A `:floor` suffix
+//!    (sort that id's providers by price) or `:nitro` (by throughput) is stripped first.
+//! 2. **Expansion** of each id, following names up to 8 hops:
+//!    1. *Rules* — only for an id that a rule applies to (by default the auto id; a rule's
+//!       `applies_to` lists others): the first rule whose conditions all hold (`task` equals
+//!       the `x-switchboard-task` header, else `metadata.task`; the estimated prompt has at
+//!       least `min_prompt_tokens`) replaces the id with its `target`. Rules run once per id,
+//!       so an explicit model id is never rerouted unless a rule names it.
+//!    2. A *catalog model* yields one candidate per endpoint, in catalog order. Several
+//!       deployments of one provider kind (`openai-eu`, `openai-us`: two keys, two regions)
+//!       are several providers, hence several candidates, each named by its own provider name
+//!       in preferences and in health.
+//!    3. An *alias* (`fast`, `balanced`, `deep`, …) is followed.
+//!    4. A *split* picks one arm by weight: sticky per `user` (a stable hash of the split id
+//!       and `user`), else a draw from the layer's RNG ([`ModelResolveLayer::seed`] makes it
+//!       reproducible). Only the picked arm is routed to.
+//!    5. The *auto* id (default `auto`) yields every endpoint of the auto pool (default: all
+//!       models), cheapest first; the capability filter below leaves those able to serve.
+//!    6. An unknown `provider/model` whose prefix names a configured provider goes to it with
+//!       the rest of the id as the upstream name (pass-through, unless off in the settings).
+//!
+//!    The catalog refuses a split or an explicitly configured auto id that reuses a model or
+//!    alias name, so this order only matters for the default `auto` id (a model or alias
+//!    named `auto` shadows it) and for an alias named like a model (the model wins).
+//! 3. **Capabilities.** Candidates that cannot serve are dropped: context window smaller than
+//!    the estimated prompt plus the requested output, output cap below the requested
+//!    `max_tokens`, tools offered (or tool messages present) but no tool support, images but
+//!    no image support. Unknown limits never disqualify.
+//! 4. **Provider preferences**, in this order: `only`, `ignore` (provider names, ASCII case
+//!    ignored; empty lists are ignored), `data_collection: "deny"` (only providers the catalog
+//!    marks `data_collection = false`), `max_price {prompt, completion}` (USD per million
+//!    tokens; candidates above it or without a known price are dropped),
+//!    `require_parameters: true` (only endpoints whose `supported_parameters` cover every
+//!    parameter the request uses; the default set depends on the provider kind, see
+//!    [`ProviderKind::default_parameters`](crate::catalog::ProviderKind::default_parameters)).
+//! 5. **Order** within each group: `order`'s providers first, in its order; then the sort
+//!    key — `provider.sort` if given, else the id's suffix, else price for the auto id, else
+//!    catalog order. `price`: prompt + completion price, unknown last; `latency`: the
+//!    [`Health`] latency EWMA, unknown last; `throughput`: the catalog's tokens/s hint
+//!    (endpoint, else provider), highest first, then latency. Ties keep catalog order.
+//!    A target reached through two ids is kept once, at its first place.
+//! 6. **`allow_fallbacks: false`** keeps exactly one candidate, the first.
+//! 7. **Health.** With a [`Health`] ([`ModelResolveLayer::health`], shared with Fallback),
+//!    cooling-down candidates move to the end (not dropped, so Fallback can still probe them).
+//!
+//! A plain model id or alias with no `provider` preferences, no suffix and no rule for it
+//! takes a fast path: the model's candidate list is built once per layer and shared (an `Arc`
+//! clone), and nothing is sorted or filtered unless a candidate cannot serve or is cooling
+//! down. `metadata` is parsed only when a task rule must look at it.
 //!
 //! # Errors
-//! Unknown model → 404 ([`ErrorKind::NotFound`](crate::ErrorKind::NotFound)) naming close
-//! matches.
+//! - Unknown model → 404 ([`ErrorKind::NotFound`]) naming close matches.
+//! - Bad `provider` values (`sort`, `data_collection`, `max_price`) → 400 naming the field.
+//! - No candidate can serve → 400 ([`ErrorKind::InvalidRequest`]): code
+//!   `context_length_exceeded` when the context window was the reason for every candidate,
+//!   else `unsupported_parameter` (param `max_tokens`, `tools` or `messages`).
+//! - Preferences leave nothing → 400: `unsupported_parameter` (param: the first unsupported
+//!   parameter) for `require_parameters`, else `no_matching_provider` (param: the
+//!   preference, e.g. `provider.max_price`).
+//! - Every remaining candidate cooling down → 503 ([`ErrorKind::Overloaded`]).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use switchboard::catalog::{ModelSpec, Pricing, Provider, ProviderKind, Rule};
+//! use switchboard::ext::Route;
+//! use switchboard::openai::{ChatCompletion, ChatRequest};
+//! use switchboard::resolve::ModelResolveLayer;
+//! use switchboard::{Catalog, ChatResponse, Error};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! let price = |input, output| Pricing { input, output, ..Pricing::default() };
+//! let catalog = Catalog::builder()
+//!     .provider(Provider::new("openai-eu", ProviderKind::Openai, "https://eu.example/v1"))
+//!     .provider(Provider::new("openai-us", ProviderKind::Openai, "https://us.example/v1"))
+//!     .model(
+//!         ModelSpec::new("openai/gpt-4o")
+//!             .endpoint("openai-eu", "gpt-4o", Some(price(2.5, 10.0)))
+//!             .endpoint("openai-us", "gpt-4o", Some(price(2.0, 8.0))),
+//!     )
+//!     .model(ModelSpec::new("openai-us/gpt-4o-mini").pricing(price(0.15, 0.6)))
+//!     .rule(Rule::new("openai/gpt-4o").task("code"))
+//!     .build()?;
+//!
+//! // A fake inner service that checks the Route ModelResolve wrote.
+//! let inner = service_fn(|req: http::Request<Arc<ChatRequest>>| async move {
+//!     let route = req.extensions().get::<Route>().expect("ModelResolve writes a Route");
+//!     let labels: Vec<String> = route.candidates.iter().map(|c| c.label()).collect();
+//!     assert_eq!(labels, ["openai-us/gpt-4o", "openai-eu/gpt-4o"]);
+//!     let done: ChatCompletion = serde_json::from_str(r#"{"id":"1","model":"openai/gpt-4o","choices":[]}"#)
+//!         .map_err(|e| Error::upstream(e.to_string()))?;
+//!     Ok::<_, Error>(http::Response::new(ChatResponse::Complete(Box::new(done))))
+//! });
+//! let svc = ModelResolveLayer::new(catalog).layer(inner);
+//!
+//! // `auto` with the task `code` → the rule's target, its providers sorted by price.
+//! let body = br#"{"model":"auto","metadata":{"task":"code"},"provider":{"sort":"price"},
+//!     "messages":[{"role":"user","content":"Write a parser."}]}"#;
+//! let req = http::Request::new(Arc::new(ChatRequest::from_slice(body)?));
+//! let resp = svc.oneshot(req).await?;
+//! assert!(resp.body().as_complete().is_some());
+//! # Ok(())
+//! # }
+//! ```
+
+mod prefs;
+mod rules;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::HeaderMap;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Parameters};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::ext::{Candidate, Route};
+use crate::health::{Health, TargetState};
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
+use prefs::{Need, Prefs, Slot, SortBy};
+use rules::{Ctx, Rng};
+
 pub use crate::future::ResponseFuture;
+
+/// Request header naming the request's task for routing rules (else `metadata.task`).
+pub const TASK_HEADER: &str = "x-switchboard-task";
 
 /// Layer for [`ModelResolve`].
 #[derive(Debug, Clone)]
 pub struct ModelResolveLayer {
-    catalog: Catalog,
+    resolver: Resolver,
 }
 
 impl ModelResolveLayer {
-    /// Resolves against `catalog`.
+    /// Resolves against `catalog`, without health information, with a randomly seeded RNG
+    /// for splits.
     pub fn new(catalog: Catalog) -> Self {
-        Self { catalog }
+        Self {
+            resolver: Resolver::new(catalog),
+        }
+    }
+
+    /// Reads `health` (share it with [`FallbackLayer::health`](crate::fallback::FallbackLayer::health)):
+    /// cooling-down targets go last, and `sort: latency` uses its EWMA.
+    #[must_use]
+    pub fn health(mut self, health: Health) -> Self {
+        self.resolver = self.resolver.health(health);
+        self
+    }
+
+    /// Seeds the RNG behind split draws for requests without a `user` (reproducible tests).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.resolver = self.resolver.seed(seed);
+        self
+    }
+
+    /// The resolver this layer uses.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 }
 
@@ -46,7 +188,7 @@ impl<S> Layer<S> for ModelResolveLayer {
     fn layer(&self, inner: S) -> ModelResolve<S> {
         ModelResolve {
             inner,
-            catalog: self.catalog.clone(),
+            resolver: self.resolver.clone(),
         }
     }
 }
@@ -55,7 +197,7 @@ impl<S> Layer<S> for ModelResolveLayer {
 #[derive(Debug, Clone)]
 pub struct ModelResolve<S> {
     inner: S,
-    catalog: Catalog,
+    resolver: Resolver,
 }
 
 impl<S> ModelResolve<S> {
@@ -86,7 +228,7 @@ where
     }
 
     fn call(&mut self, mut req: ChatHttpRequest) -> Self::Future {
-        match resolve(&self.catalog, req.body()) {
+        match self.resolver.resolve(req.body(), req.headers()) {
             Ok(route) => {
                 req.extensions_mut().insert(route);
                 ResponseFuture::inner(self.inner.call(req))
@@ -96,62 +238,324 @@ where
     }
 }
 
-const MAX_ALIAS_HOPS: usize = 8;
+const MAX_HOPS: usize = 8;
 
-/// Resolves a request against the catalog.
-pub fn resolve(catalog: &Catalog, req: &ChatRequest) -> Result<Route, Error> {
-    let mut candidates = Vec::new();
-    let mut ids: Vec<&str> = Vec::new();
-    if !req.model.is_empty() {
-        ids.push(&req.model);
-    }
-    for m in req.models.iter().flatten() {
-        if !ids.contains(&m.as_str()) {
-            ids.push(m);
-        }
-    }
-    let requested: Arc<str> = ids.first().copied().unwrap_or_default().into();
-    for id in ids {
-        resolve_id(catalog, id, &mut candidates)?;
-    }
-    Ok(Route {
-        requested,
-        candidates: candidates.into(),
-    })
+/// The routing logic of [`ModelResolve`], usable without tower. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    shared: Arc<Shared>,
+    health: Option<Health>,
+    rng: Arc<Rng>,
 }
 
-fn resolve_id(catalog: &Catalog, id: &str, out: &mut Vec<Candidate>) -> Result<(), Error> {
-    let mut current = id;
-    for _ in 0..MAX_ALIAS_HOPS {
-        if let Some(model) = catalog.model(current) {
-            out.extend(
-                model
+#[derive(Debug)]
+struct Shared {
+    catalog: Catalog,
+    /// Per catalog model (same index): its candidates, built once.
+    models: Vec<Prepared>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    candidates: Arc<[Candidate]>,
+    params: Box<[Parameters]>,
+    throughput: Box<[Option<f64>]>,
+}
+
+impl Resolver {
+    /// A resolver over `catalog` (no health, randomly seeded).
+    pub fn new(catalog: Catalog) -> Self {
+        let models = catalog
+            .models()
+            .iter()
+            .map(|m| Prepared {
+                candidates: m
                     .endpoints
                     .iter()
-                    .map(|e| Candidate::from_endpoint(model, e)),
-            );
-            return Ok(());
-        }
-        match catalog.alias(current) {
-            Some(next) => current = next,
-            None => break,
+                    .map(|e| Candidate::from_endpoint(m, e))
+                    .collect(),
+                params: m
+                    .endpoints
+                    .iter()
+                    .map(crate::catalog::Endpoint::supported_parameters)
+                    .collect(),
+                throughput: m
+                    .endpoints
+                    .iter()
+                    .map(crate::catalog::Endpoint::throughput_hint)
+                    .collect(),
+            })
+            .collect();
+        Self {
+            shared: Arc::new(Shared { catalog, models }),
+            health: None,
+            rng: Arc::new(Rng::from_entropy()),
         }
     }
-    if catalog.settings().passthrough {
-        if let Some((prefix, rest)) = current.split_once('/') {
-            if let Some(p) = catalog.provider(prefix) {
-                if !rest.is_empty() {
-                    out.push(Candidate::passthrough(
-                        current.into(),
-                        p.clone(),
-                        rest.into(),
-                    ));
-                    return Ok(());
+
+    /// Reads `health` for cooling-down targets and latency.
+    #[must_use]
+    pub fn health(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Seeds the split RNG.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.rng = Arc::new(Rng::seeded(seed));
+        self
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// Resolves a request (with its headers, for `x-switchboard-task`) into a [`Route`]; see
+    /// the [module docs](self) for the steps and errors.
+    pub fn resolve(&self, req: &ChatRequest, headers: &HeaderMap) -> Result<Route, Error> {
+        let prefs = Prefs::parse(req)?;
+        if prefs.is_noop() {
+            if let Some(route) = self.fast_path(req) {
+                return Ok(route);
+            }
+        }
+        self.full(req, headers, &prefs)
+    }
+
+    /// A plain model id or alias with nothing to filter or reorder: the prepared list.
+    fn fast_path(&self, req: &ChatRequest) -> Option<Route> {
+        let id = req.model.as_str();
+        let single = req
+            .models
+            .as_ref()
+            .is_none_or(|m| m.is_empty() || (m.len() == 1 && m[0] == id));
+        if id.is_empty() || !single || strip_suffix(id).1.is_some() {
+            return None;
+        }
+        let catalog = &self.shared.catalog;
+        let mut cur = id;
+        for _ in 0..MAX_HOPS {
+            if catalog.routing().has_rules_for(cur) {
+                return None;
+            }
+            if let Some(i) = catalog.model_index(cur) {
+                let model = &catalog.models()[i];
+                let prepared = &self.shared.models[i];
+                let need = Need::of(req);
+                // Capabilities and limits are per model: all endpoints fit or none does.
+                if prepared
+                    .candidates
+                    .first()
+                    .is_some_and(|c| need.unfit(c, model.capabilities).is_some())
+                {
+                    return None;
+                }
+                if let Some(h) = &self.health {
+                    if prepared
+                        .candidates
+                        .iter()
+                        .any(|c| h.state(c) == TargetState::CoolingDown)
+                    {
+                        return None;
+                    }
+                }
+                let requested = if cur == id {
+                    model.id.clone()
+                } else {
+                    id.into()
+                };
+                return Some(Route {
+                    requested,
+                    candidates: prepared.candidates.clone(),
+                });
+            }
+            cur = catalog.alias(cur)?;
+        }
+        None
+    }
+
+    fn full(
+        &self,
+        req: &ChatRequest,
+        headers: &HeaderMap,
+        prefs: &Prefs<'_>,
+    ) -> Result<Route, Error> {
+        let mut ids: Vec<&str> = Vec::new();
+        if !req.model.is_empty() {
+            ids.push(&req.model);
+        }
+        for m in req.models.iter().flatten() {
+            if !ids.contains(&m.as_str()) {
+                ids.push(m);
+            }
+        }
+        let requested = ids.first().copied().unwrap_or_default();
+        let mut cx = Ctx::new(req, headers);
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut sorts: Vec<Option<SortBy>> = Vec::with_capacity(ids.len());
+        for raw in &ids {
+            let (id, suffix) = strip_suffix(raw);
+            let group = u32::try_from(sorts.len()).unwrap_or(u32::MAX);
+            let default_sort = self.expand(id, &mut cx, group, &mut slots)?;
+            sorts.push(prefs.sort.or(suffix).or(default_sort));
+        }
+        Need::of(req).filter(&mut slots, requested)?;
+        prefs.filter(&mut slots, req, requested)?;
+        if ids.len() > 1 {
+            dedup(&mut slots);
+        }
+        prefs.order(&mut slots, &sorts, self.health.as_ref());
+        if !prefs.allow_fallbacks {
+            slots.truncate(1);
+        }
+        let candidates = self.by_health(slots, requested)?;
+        Ok(Route {
+            requested: requested.into(),
+            candidates,
+        })
+    }
+
+    /// Adds the candidates of one requested id; returns its default sort (price for auto).
+    fn expand(
+        &self,
+        id: &str,
+        cx: &mut Ctx<'_>,
+        group: u32,
+        out: &mut Vec<Slot>,
+    ) -> Result<Option<SortBy>, Error> {
+        let catalog = &self.shared.catalog;
+        let routing = catalog.routing();
+        let mut cur = id;
+        let mut rules_done = false;
+        for _ in 0..MAX_HOPS {
+            if !rules_done && routing.has_rules_for(cur) {
+                rules_done = true;
+                if let Some(target) = rules::matching(routing, cur, cx) {
+                    cur = target;
+                    continue;
+                }
+            }
+            if let Some(i) = catalog.model_index(cur) {
+                self.push_model(i, group, out);
+                return Ok(None);
+            }
+            if let Some(next) = catalog.alias(cur) {
+                cur = next;
+                continue;
+            }
+            if let Some(split) = routing.split(cur) {
+                match rules::pick(split, cx.user(), &self.rng) {
+                    Some(arm) => {
+                        cur = arm;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            if routing.auto_model() == Some(cur) {
+                let pool = routing.auto_pool();
+                if pool.is_empty() {
+                    for i in 0..catalog.models().len() {
+                        self.push_model(i, group, out);
+                    }
+                } else {
+                    for i in pool.iter().filter_map(|m| catalog.model_index(m)) {
+                        self.push_model(i, group, out);
+                    }
+                }
+                return Ok(Some(SortBy::Price));
+            }
+            break;
+        }
+        if catalog.settings().passthrough {
+            if let Some((prefix, rest)) = cur.split_once('/') {
+                if let Some(p) = catalog.provider(prefix) {
+                    if !rest.is_empty() {
+                        out.push(Slot {
+                            caps: crate::catalog::Capabilities::default(),
+                            params: p.kind.default_parameters(),
+                            throughput: p.throughput,
+                            group,
+                            cand: Candidate::passthrough(cur.into(), p.clone(), rest.into()),
+                        });
+                        return Ok(None);
+                    }
                 }
             }
         }
+        Err(unknown_model(catalog, id))
     }
-    Err(unknown_model(catalog, id))
+
+    fn push_model(&self, i: usize, group: u32, out: &mut Vec<Slot>) {
+        let caps = self.shared.catalog.models()[i].capabilities;
+        let p = &self.shared.models[i];
+        out.extend(
+            p.candidates
+                .iter()
+                .zip(p.params.iter().zip(p.throughput.iter()))
+                .map(|(c, (params, tp))| Slot {
+                    cand: c.clone(),
+                    caps,
+                    params: *params,
+                    throughput: *tp,
+                    group,
+                }),
+        );
+    }
+
+    /// Moves cooling-down candidates to the end; 503 when all are cooling down.
+    fn by_health(&self, slots: Vec<Slot>, requested: &str) -> Result<Arc<[Candidate]>, Error> {
+        let Some(h) = &self.health else {
+            return Ok(slots.into_iter().map(|s| s.cand).collect());
+        };
+        let (ready, cooling): (Vec<Slot>, Vec<Slot>) = slots
+            .into_iter()
+            .partition(|s| h.state(&s.cand) != TargetState::CoolingDown);
+        if ready.is_empty() && !cooling.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "every candidate for `{requested}` is cooling down after repeated failures; retry shortly"
+                ),
+            ));
+        }
+        Ok(ready.into_iter().chain(cooling).map(|s| s.cand).collect())
+    }
+}
+
+/// Strips a `:floor` (sort by price) or `:nitro` (sort by throughput) suffix.
+fn strip_suffix(id: &str) -> (&str, Option<SortBy>) {
+    if let Some(base) = id.strip_suffix(":floor") {
+        (base, Some(SortBy::Price))
+    } else if let Some(base) = id.strip_suffix(":nitro") {
+        (base, Some(SortBy::Throughput))
+    } else {
+        (id, None)
+    }
+}
+
+/// Keeps the first candidate for each provider + upstream model.
+fn dedup(slots: &mut Vec<Slot>) {
+    let mut i = 0;
+    while i < slots.len() {
+        let dup = slots[..i].iter().any(|s| {
+            s.cand.provider.name == slots[i].cand.provider.name
+                && s.cand.upstream_model == slots[i].cand.upstream_model
+        });
+        if dup {
+            slots.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Resolves a request against `catalog` without health information (a convenience that
+/// prepares the catalog on each call; keep a [`Resolver`] or the layer for repeated use).
+pub fn resolve(catalog: &Catalog, req: &ChatRequest) -> Result<Route, Error> {
+    Resolver::new(catalog.clone()).resolve(req, &HeaderMap::new())
 }
 
 fn unknown_model(catalog: &Catalog, id: &str) -> Error {
@@ -173,75 +577,4 @@ fn unknown_model(catalog: &Catalog, id: &str) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::{ModelSpec, Provider, ProviderKind};
-
-    fn catalog(passthrough: bool) -> Catalog {
-        Catalog::builder()
-            .provider(Provider::new("openai", ProviderKind::Openai, "http://o/v1"))
-            .provider(Provider::new("groq", ProviderKind::Openai, "http://g/v1"))
-            .model(ModelSpec::new("openai/gpt-4o-mini"))
-            .model(
-                ModelSpec::new("meta-llama/llama-3.1-70b")
-                    .endpoint("groq", "llama-70b", None)
-                    .endpoint("openai", "llama", None),
-            )
-            .alias("fast", "openai/gpt-4o-mini")
-            .alias("quick", "fast")
-            .passthrough(passthrough)
-            .build()
-            .unwrap()
-    }
-
-    fn req(body: &str) -> ChatRequest {
-        ChatRequest::from_slice(body.as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn resolves_ids_aliases_lists_and_passthrough() {
-        let c = catalog(true);
-        let r = resolve(
-            &c,
-            &req(r#"{"model":"quick","messages":[{"role":"user","content":"x"}]}"#),
-        )
-        .unwrap();
-        assert_eq!(&*r.candidates[0].upstream_model, "gpt-4o-mini");
-        assert_eq!(&*r.requested, "quick");
-        let r = resolve(&c, &req(r#"{"model":"meta-llama/llama-3.1-70b","models":["fast"],"messages":[{"role":"user","content":"x"}]}"#)).unwrap();
-        let labels: Vec<_> = r.candidates.iter().map(Candidate::label).collect();
-        assert_eq!(
-            labels,
-            ["groq/llama-70b", "openai/llama", "openai/gpt-4o-mini"]
-        );
-        let r = resolve(
-            &c,
-            &req(r#"{"model":"openai/gpt-4.1-nano","messages":[{"role":"user","content":"x"}]}"#),
-        )
-        .unwrap();
-        assert_eq!(&*r.candidates[0].upstream_model, "gpt-4.1-nano");
-        assert!(r.candidates[0].pricing.is_none());
-    }
-
-    #[test]
-    fn unknown_model_is_404_with_close_matches() {
-        let c = catalog(false);
-        let e = resolve(
-            &c,
-            &req(r#"{"model":"openai/gpt-4o-mni","messages":[{"role":"user","content":"x"}]}"#),
-        )
-        .unwrap_err();
-        assert_eq!(e.status(), 404);
-        assert!(
-            e.message().contains("`openai/gpt-4o-mini`"),
-            "{}",
-            e.message()
-        );
-        let e = resolve(
-            &catalog(true),
-            &req(r#"{"model":"nobody/x","messages":[{"role":"user","content":"x"}]}"#),
-        )
-        .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NotFound);
-    }
-}
+mod tests;

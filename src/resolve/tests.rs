@@ -1,0 +1,978 @@
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::catalog::{
+    Capabilities, EndpointSpec, ModelSpec, Parameters, Pricing, Provider, ProviderKind, Rule,
+};
+use crate::health::HealthConfig;
+
+fn price(input: f64, output: f64) -> Option<Pricing> {
+    Some(Pricing {
+        input,
+        output,
+        ..Pricing::default()
+    })
+}
+
+fn no_tools_or_images() -> Capabilities {
+    Capabilities {
+        tools: false,
+        images: false,
+        reasoning: false,
+    }
+}
+
+fn builder() -> crate::catalog::CatalogBuilder {
+    Catalog::builder()
+        .provider(Provider::new(
+            "openai-eu",
+            ProviderKind::Openai,
+            "http://eu/v1",
+        ))
+        .provider(
+            Provider::new("openai-us", ProviderKind::Openai, "http://us/v1")
+                .with_data_collection(false),
+        )
+        .provider(
+            Provider::new("groq", ProviderKind::Openai, "http://groq/v1")
+                .with_data_collection(false)
+                .with_throughput(500.0),
+        )
+        .provider(Provider::new(
+            "anthropic",
+            ProviderKind::Anthropic,
+            "http://a",
+        ))
+        .provider(Provider::new("google", ProviderKind::Gemini, "http://g"))
+        .model(
+            ModelSpec::new("openai/gpt-4o")
+                .context_length(128_000)
+                .max_output(16_384)
+                .endpoint("openai-eu", "gpt-4o", price(2.5, 10.0))
+                .endpoint("openai-us", "gpt-4o", price(2.0, 8.0)),
+        )
+        .model(
+            ModelSpec::new("meta-llama/llama-3.1-70b")
+                .context_length(8_000)
+                .capabilities(no_tools_or_images())
+                .add_endpoint(
+                    EndpointSpec::new("openai-us")
+                        .upstream("llama-70b")
+                        .throughput(50.0),
+                )
+                .add_endpoint(
+                    EndpointSpec::new("groq")
+                        .upstream("llama-3.1-70b-versatile")
+                        .pricing(Pricing {
+                            input: 0.59,
+                            output: 0.79,
+                            ..Pricing::default()
+                        })
+                        .supported_parameters(
+                            Parameters::from_names(["max_tokens", "temperature", "top_p"]).unwrap(),
+                        ),
+                ),
+        )
+        .model(
+            ModelSpec::new("anthropic/claude-sonnet-4")
+                .context_length(200_000)
+                .max_output(64_000)
+                .pricing(price(3.0, 15.0).unwrap()),
+        )
+        .model(
+            ModelSpec::new("google/gemini-2.5-pro")
+                .context_length(1_000_000)
+                .pricing(price(1.25, 10.0).unwrap()),
+        )
+        .model(
+            ModelSpec::new("openai-eu/gpt-4o-mini")
+                .context_length(128_000)
+                .max_output(16_384)
+                .pricing(price(0.15, 0.6).unwrap()),
+        )
+        .alias("fast", "openai-eu/gpt-4o-mini")
+        .alias("balanced", "openai/gpt-4o")
+        .alias("deep", "anthropic/claude-sonnet-4")
+        .alias("long", "google/gemini-2.5-pro")
+}
+
+fn catalog() -> Catalog {
+    builder()
+        .rule(Rule::new("deep").task("code"))
+        .rule(
+            Rule::new("long")
+                .min_prompt_tokens(100_000)
+                .applies_to(["auto", "balanced"]),
+        )
+        .split(
+            "chat-ab",
+            [("openai/gpt-4o", 90), ("anthropic/claude-sonnet-4", 10)],
+        )
+        .build()
+        .unwrap()
+}
+
+fn resolver() -> Resolver {
+    Resolver::new(catalog()).seed(7)
+}
+
+fn req(mut v: Value) -> ChatRequest {
+    if v.get("messages").is_none() {
+        v["messages"] = json!([{"role": "user", "content": "hi"}]);
+    }
+    ChatRequest::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap()
+}
+
+fn go(r: &Resolver, v: Value) -> Result<Route, Error> {
+    r.resolve(&req(v), &HeaderMap::new())
+}
+
+fn labels(route: &Route) -> Vec<String> {
+    route.candidates.iter().map(Candidate::label).collect()
+}
+
+fn ok(r: &Resolver, v: Value) -> Vec<String> {
+    labels(&go(r, v).unwrap())
+}
+
+fn err(r: &Resolver, v: Value) -> Error {
+    go(r, v).unwrap_err()
+}
+
+fn big_prompt(tokens: usize) -> Value {
+    json!([{"role": "user", "content": "x".repeat(tokens * 4)}])
+}
+
+#[test]
+fn one_id_several_providers_and_deployments() {
+    let r = resolver();
+    let route = go(&r, json!({"model": "openai/gpt-4o"})).unwrap();
+    assert_eq!(labels(&route), ["openai-eu/gpt-4o", "openai-us/gpt-4o"]);
+    assert!(route
+        .candidates
+        .iter()
+        .all(|c| &*c.model == "openai/gpt-4o"));
+    assert_eq!(&*route.candidates[1].provider.base_url, "http://us/v1");
+    assert_eq!(route.candidates[1].pricing, price(2.0, 8.0));
+}
+
+#[test]
+fn aliases_model_lists_and_passthrough() {
+    let r = resolver();
+    let route = go(&r, json!({"model": "fast"})).unwrap();
+    assert_eq!(labels(&route), ["openai-eu/gpt-4o-mini"]);
+    assert_eq!(&*route.requested, "fast");
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "deep", "models": ["fast", "deep", "long"]})
+        ),
+        [
+            "anthropic/claude-sonnet-4",
+            "openai-eu/gpt-4o-mini",
+            "google/gemini-2.5-pro"
+        ]
+    );
+    let route = go(&r, json!({"models": ["long", "fast"]})).unwrap();
+    assert_eq!(&*route.requested, "long");
+    assert_eq!(labels(&route)[0], "google/gemini-2.5-pro");
+    let route = go(&r, json!({"model": "openai-us/gpt-4.1-nano"})).unwrap();
+    assert_eq!(labels(&route), ["openai-us/gpt-4.1-nano"]);
+    assert!(route.candidates[0].pricing.is_none());
+    // The old free function still works.
+    let route = resolve(&catalog(), &req(json!({"model": "balanced"}))).unwrap();
+    assert_eq!(route.candidates.len(), 2);
+}
+
+#[test]
+fn unknown_model_is_404_with_close_matches() {
+    let r = resolver();
+    let e = err(&r, json!({"model": "openai/gpt-4p"}));
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.message().contains("`openai/gpt-4o`"), "{}", e.message());
+    let e = err(&r, json!({"model": "chat-abc"}));
+    assert!(e.message().contains("`chat-ab`"), "{}", e.message());
+    let e = err(&r, json!({"model": "nobody/x:floor"}));
+    assert!(e.message().contains("`nobody/x`"), "{}", e.message());
+}
+
+#[test]
+fn plain_ids_share_the_prepared_candidates() {
+    let r = resolver();
+    let a = go(&r, json!({"model": "openai-eu/gpt-4o-mini"})).unwrap();
+    let b = go(&r, json!({"model": "fast"})).unwrap();
+    assert!(Arc::ptr_eq(&a.candidates, &b.candidates));
+    assert_eq!(&*b.requested, "fast");
+    // `balanced` has a rule: the full path, the same candidates.
+    let c = go(&r, json!({"model": "balanced"})).unwrap();
+    assert!(!Arc::ptr_eq(
+        &c.candidates,
+        &go(&r, json!({"model": "openai/gpt-4o"}))
+            .unwrap()
+            .candidates
+    ));
+    assert_eq!(labels(&c), ["openai-eu/gpt-4o", "openai-us/gpt-4o"]);
+}
+
+#[test]
+fn order_puts_providers_first_per_group() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"order": ["OpenAI-US"]}})
+        ),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "models": ["openai/gpt-4o"],
+                   "provider": {"order": ["groq", "openai-eu"]}})
+        ),
+        [
+            "groq/llama-3.1-70b-versatile",
+            "openai-us/llama-70b",
+            "openai-eu/gpt-4o",
+            "openai-us/gpt-4o"
+        ]
+    );
+}
+
+#[test]
+fn only_and_ignore_filter_providers() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"only": ["openai-us"]}})
+        ),
+        ["openai-us/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"ignore": ["openai-us"]}})
+        ),
+        ["openai-eu/gpt-4o"]
+    );
+    // Empty lists change nothing.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"only": []}})
+        )
+        .len(),
+        2
+    );
+    let e = err(
+        &r,
+        json!({"model": "openai/gpt-4o", "provider": {"only": ["groq"]}}),
+    );
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.code(), Some("no_matching_provider"));
+    assert_eq!(e.param(), Some("provider.only"));
+    let e = err(
+        &r,
+        json!({"model": "openai/gpt-4o", "provider": {"ignore": ["openai-us", "openai-eu"]}}),
+    );
+    assert_eq!(e.param(), Some("provider.ignore"));
+}
+
+#[test]
+fn sort_by_price_puts_unknown_prices_last() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"sort": "price"}})
+        ),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "provider": {"sort": "price"}})
+        ),
+        ["groq/llama-3.1-70b-versatile", "openai-us/llama-70b"]
+    );
+}
+
+fn health() -> Health {
+    Health::new(HealthConfig {
+        failure_threshold: 1,
+        ..HealthConfig::default()
+    })
+}
+
+fn candidate(r: &Resolver, model: &str, provider: &str) -> Candidate {
+    let route = go(r, json!({"model": model})).unwrap();
+    route
+        .candidates
+        .iter()
+        .find(|c| &*c.provider.name == provider)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn sort_by_latency_uses_health_ewma() {
+    let h = health();
+    let r = resolver().health(h.clone());
+    let eu = candidate(&r, "openai/gpt-4o", "openai-eu");
+    let us = candidate(&r, "openai/gpt-4o", "openai-us");
+    let sorted = |r: &Resolver| {
+        ok(
+            r,
+            json!({"model": "openai/gpt-4o", "provider": {"sort": "latency"}}),
+        )
+    };
+    // Nothing known: catalog order.
+    assert_eq!(sorted(&r), ["openai-eu/gpt-4o", "openai-us/gpt-4o"]);
+    // Unknown latency goes last.
+    h.acquire(&us).unwrap().success(Duration::from_millis(300));
+    assert_eq!(sorted(&r), ["openai-us/gpt-4o", "openai-eu/gpt-4o"]);
+    h.acquire(&eu).unwrap().success(Duration::from_millis(100));
+    assert_eq!(sorted(&r), ["openai-eu/gpt-4o", "openai-us/gpt-4o"]);
+}
+
+#[test]
+fn sort_by_throughput_uses_hints_then_latency() {
+    let h = health();
+    let r = resolver().health(h.clone());
+    // Endpoint hint 50 vs provider hint 500.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "provider": {"sort": "throughput"}})
+        ),
+        ["groq/llama-3.1-70b-versatile", "openai-us/llama-70b"]
+    );
+    // No hints: latency decides.
+    let us = candidate(&r, "openai/gpt-4o", "openai-us");
+    h.acquire(&us).unwrap().success(Duration::from_millis(50));
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"sort": "throughput"}})
+        ),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+}
+
+#[test]
+fn floor_and_nitro_suffixes_sort_and_are_stripped() {
+    let h = health();
+    let r = resolver().health(h.clone());
+    let route = go(&r, json!({"model": "openai/gpt-4o:floor"})).unwrap();
+    assert_eq!(labels(&route), ["openai-us/gpt-4o", "openai-eu/gpt-4o"]);
+    assert_eq!(&*route.requested, "openai/gpt-4o:floor");
+    assert!(route
+        .candidates
+        .iter()
+        .all(|c| &*c.model == "openai/gpt-4o"));
+    assert_eq!(
+        ok(&r, json!({"model": "meta-llama/llama-3.1-70b:nitro"})),
+        ["groq/llama-3.1-70b-versatile", "openai-us/llama-70b"]
+    );
+    // :nitro without hints falls back to latency.
+    let us = candidate(&r, "openai/gpt-4o", "openai-us");
+    h.acquire(&us).unwrap().success(Duration::from_millis(50));
+    assert_eq!(
+        ok(&r, json!({"model": "balanced:nitro"})),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+    // The suffix sorts its own group only; an explicit sort wins.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "models": ["openai/gpt-4o:floor"]})
+        ),
+        [
+            "openai-us/llama-70b",
+            "groq/llama-3.1-70b-versatile",
+            "openai-us/gpt-4o",
+            "openai-eu/gpt-4o"
+        ]
+    );
+    let eu = candidate(&r, "openai/gpt-4o", "openai-eu");
+    h.acquire(&eu).unwrap().success(Duration::from_millis(10));
+    assert_eq!(
+        ok(&r, json!({"model": "openai/gpt-4o:floor"})),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o:floor", "provider": {"sort": "latency"}})
+        ),
+        ["openai-eu/gpt-4o", "openai-us/gpt-4o"]
+    );
+}
+
+#[test]
+fn max_price_drops_expensive_and_unknown_prices() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"max_price": {"prompt": 2.2}}})
+        ),
+        ["openai-us/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"max_price": {"completion": 9}}})
+        ),
+        ["openai-us/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "provider": {"max_price": {"prompt": 100}}})
+        ),
+        ["groq/llama-3.1-70b-versatile"]
+    );
+    let e = err(
+        &r,
+        json!({"model": "openai/gpt-4o", "provider": {"max_price": {"prompt": 1, "completion": 1}}}),
+    );
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.param(), Some("provider.max_price"));
+    let e = err(
+        &r,
+        json!({"model": "openai/gpt-4o", "provider": {"max_price": {"prompt": -1}}}),
+    );
+    assert_eq!(e.param(), Some("provider.max_price"));
+}
+
+#[test]
+fn data_collection_deny_keeps_non_retaining_providers() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"data_collection": "deny"}})
+        ),
+        ["openai-us/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"data_collection": "allow"}})
+        )
+        .len(),
+        2
+    );
+    let e = err(
+        &r,
+        json!({"model": "deep", "provider": {"data_collection": "deny"}}),
+    );
+    assert_eq!(e.param(), Some("provider.data_collection"));
+    let e = err(
+        &r,
+        json!({"model": "deep", "provider": {"data_collection": "maybe"}}),
+    );
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.param(), Some("provider.data_collection"));
+}
+
+#[test]
+fn require_parameters_checks_supported_sets() {
+    let r = resolver();
+    let require = json!({"require_parameters": true});
+    // Anthropic lacks logprobs: without the preference the route stands.
+    assert_eq!(ok(&r, json!({"model": "deep", "logprobs": true})).len(), 1);
+    let e = err(
+        &r,
+        json!({"model": "deep", "logprobs": true, "provider": require}),
+    );
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.code(), Some("unsupported_parameter"));
+    assert_eq!(e.param(), Some("logprobs"));
+    // n = 1 is not "using" n; n = 2 is.
+    assert_eq!(
+        ok(&r, json!({"model": "deep", "n": 1, "provider": require})).len(),
+        1
+    );
+    assert_eq!(
+        err(&r, json!({"model": "deep", "n": 2, "provider": require})).param(),
+        Some("n")
+    );
+    // Gemini lacks logit_bias (an unknown field, still recognised).
+    let e = err(
+        &r,
+        json!({"model": "long", "logit_bias": {"1": 2}, "provider": require}),
+    );
+    assert_eq!(e.param(), Some("logit_bias"));
+    assert_eq!(
+        ok(&r, json!({"model": "long", "seed": 1, "provider": require})).len(),
+        1
+    );
+    // A catalog list: groq's llama endpoint names no `seed`.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "seed": 3, "temperature": 0.2, "provider": require})
+        ),
+        ["openai-us/llama-70b"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "temperature": 0.2, "provider": require})
+        )
+        .len(),
+        2
+    );
+}
+
+#[test]
+fn used_parameters_reads_typed_and_extra_fields() {
+    let r = req(
+        json!({"model": "m", "max_completion_tokens": 5, "top_k": 3, "reasoning_effort": "low",
+        "tools": [{"type": "function", "function": {"name": "f"}}], "min_p": 0.1, "user": "u"}),
+    );
+    let used = prefs::used_parameters(&r);
+    assert_eq!(
+        used.names().collect::<Vec<_>>(),
+        ["max_tokens", "top_k", "tools", "reasoning", "min_p"]
+    );
+    assert!(prefs::used_parameters(&req(json!({"model": "m", "tools": []}))).is_empty());
+}
+
+#[test]
+fn allow_fallbacks_false_keeps_exactly_one() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "models": ["deep"], "provider": {"allow_fallbacks": false}})
+        ),
+        ["openai-eu/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"allow_fallbacks": false, "order": ["openai-us"]}})
+        ),
+        ["openai-us/gpt-4o"]
+    );
+}
+
+#[test]
+fn bad_sort_is_a_400_naming_the_field() {
+    let e = err(
+        &resolver(),
+        json!({"model": "fast", "provider": {"sort": "fastest"}}),
+    );
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.param(), Some("provider.sort"));
+}
+
+#[test]
+fn task_rules_from_header_or_metadata() {
+    let r = resolver();
+    // Header.
+    let mut headers = HeaderMap::new();
+    headers.insert(TASK_HEADER, "code".parse().unwrap());
+    let route = r.resolve(&req(json!({"model": "auto"})), &headers).unwrap();
+    assert_eq!(labels(&route), ["anthropic/claude-sonnet-4"]);
+    assert_eq!(&*route.candidates[0].model, "anthropic/claude-sonnet-4");
+    assert_eq!(&*route.requested, "auto");
+    // metadata.task.
+    assert_eq!(
+        ok(&r, json!({"model": "auto", "metadata": {"task": "code"}})),
+        ["anthropic/claude-sonnet-4"]
+    );
+    // The header wins over metadata.
+    let route = r
+        .resolve(
+            &req(json!({"model": "auto", "metadata": {"task": "chat"}})),
+            &headers,
+        )
+        .unwrap();
+    assert_eq!(labels(&route), ["anthropic/claude-sonnet-4"]);
+    // An explicit model id is never rerouted.
+    let route = r
+        .resolve(&req(json!({"model": "openai/gpt-4o"})), &headers)
+        .unwrap();
+    assert_eq!(route.candidates.len(), 2);
+    assert_eq!(&*route.candidates[0].model, "openai/gpt-4o");
+}
+
+#[test]
+fn prompt_size_rules_pick_a_long_context_slot() {
+    let r = resolver();
+    let big = big_prompt(120_000);
+    assert_eq!(
+        ok(&r, json!({"model": "auto", "messages": big})),
+        ["google/gemini-2.5-pro"]
+    );
+    // `applies_to` lists `balanced`: rerouted when large, not when small.
+    assert_eq!(
+        ok(&r, json!({"model": "balanced", "messages": big})),
+        ["google/gemini-2.5-pro"]
+    );
+    assert_eq!(ok(&r, json!({"model": "balanced"})).len(), 2);
+    // `deep` is not listed: the prompt fits its 200k window.
+    assert_eq!(
+        ok(&r, json!({"model": "deep", "messages": big})),
+        ["anthropic/claude-sonnet-4"]
+    );
+}
+
+#[test]
+fn auto_picks_the_cheapest_candidate_able_to_serve() {
+    let r = Resolver::new(builder().build().unwrap());
+    // Everything, cheapest first, unknown prices last.
+    assert_eq!(
+        ok(&r, json!({"model": "auto"})),
+        [
+            "openai-eu/gpt-4o-mini",
+            "groq/llama-3.1-70b-versatile",
+            "openai-us/gpt-4o",
+            "google/gemini-2.5-pro",
+            "openai-eu/gpt-4o",
+            "anthropic/claude-sonnet-4",
+            "openai-us/llama-70b",
+        ]
+    );
+    // Tools rule out llama (no tool support).
+    let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+    assert_eq!(
+        ok(&r, json!({"model": "auto", "tools": tools}))[1],
+        "openai-us/gpt-4o"
+    );
+    // Images likewise.
+    let image = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]);
+    assert!(!ok(&r, json!({"model": "auto", "messages": image}))
+        .iter()
+        .any(|l| l.contains("llama")));
+    // Context: 150k tokens fit only the 200k and 1M windows.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "auto", "messages": big_prompt(150_000)})
+        ),
+        ["google/gemini-2.5-pro", "anthropic/claude-sonnet-4"]
+    );
+    // Output: 20k tokens exceed the 16k caps (unknown caps pass) and llama's 8k window.
+    assert_eq!(
+        ok(&r, json!({"model": "auto", "max_tokens": 20_000})),
+        ["google/gemini-2.5-pro", "anthropic/claude-sonnet-4"]
+    );
+    // Context counts the requested output too.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "auto", "messages": big_prompt(190_000), "max_tokens": 20_000})
+        ),
+        ["google/gemini-2.5-pro"]
+    );
+}
+
+#[test]
+fn auto_id_and_pool_are_configurable() {
+    let r = Resolver::new(
+        builder()
+            .auto_model("router/cheapest")
+            .auto_pool(["anthropic/claude-sonnet-4", "openai/gpt-4o"])
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(
+        ok(&r, json!({"model": "router/cheapest"})),
+        [
+            "openai-us/gpt-4o",
+            "openai-eu/gpt-4o",
+            "anthropic/claude-sonnet-4"
+        ]
+    );
+    assert_eq!(
+        err(&r, json!({"model": "auto"})).kind(),
+        ErrorKind::NotFound
+    );
+    let off = Resolver::new(builder().auto_model("").build().unwrap());
+    assert_eq!(
+        err(&off, json!({"model": "auto"})).kind(),
+        ErrorKind::NotFound
+    );
+}
+
+fn split_counts(r: &Resolver, n: usize, user: impl Fn(usize) -> Option<String>) -> (usize, usize) {
+    let mut gpt = 0;
+    let mut claude = 0;
+    for i in 0..n {
+        let mut body = json!({"model": "chat-ab"});
+        if let Some(u) = user(i) {
+            body["user"] = json!(u);
+        }
+        let route = go(r, body).unwrap();
+        match &*route.candidates[0].model {
+            "openai/gpt-4o" => gpt += 1,
+            "anthropic/claude-sonnet-4" => claude += 1,
+            other => panic!("unexpected arm {other}"),
+        }
+    }
+    (gpt, claude)
+}
+
+#[test]
+fn weighted_split_is_within_tolerance_and_reproducible() {
+    let r = Resolver::new(catalog()).seed(42);
+    let (gpt, claude) = split_counts(&r, 10_000, |_| None);
+    assert_eq!(gpt + claude, 10_000);
+    // 90/10: the standard deviation is 30 draws; allow 5 of them.
+    assert!((8_850..=9_150).contains(&gpt), "gpt-4o drawn {gpt} times");
+    // The same seed gives the same sequence.
+    let draws = |r: &Resolver| -> Vec<Arc<str>> {
+        (0..50)
+            .map(|_| {
+                go(r, json!({"model": "chat-ab"})).unwrap().candidates[0]
+                    .model
+                    .clone()
+            })
+            .collect()
+    };
+    let first = draws(&Resolver::new(catalog()).seed(9));
+    assert_eq!(first, draws(&Resolver::new(catalog()).seed(9)));
+    // Only the picked arm is routed; `model` in the answer names the model that served.
+    let route = go(&r, json!({"model": "chat-ab", "user": "alice"})).unwrap();
+    assert!(route
+        .candidates
+        .iter()
+        .all(|c| c.model == route.candidates[0].model));
+    assert_eq!(&*route.requested, "chat-ab");
+}
+
+#[test]
+fn weighted_split_is_sticky_per_user() {
+    let r = resolver();
+    for user in ["alice", "bob", "carol", "dave"] {
+        let first = go(&r, json!({"model": "chat-ab", "user": user})).unwrap();
+        for _ in 0..20 {
+            let again = go(&r, json!({"model": "chat-ab", "user": user})).unwrap();
+            assert_eq!(
+                again.candidates[0].model, first.candidates[0].model,
+                "{user}"
+            );
+        }
+        // Stable across resolvers and seeds too.
+        let other = Resolver::new(catalog()).seed(1);
+        let there = go(&other, json!({"model": "chat-ab", "user": user})).unwrap();
+        assert_eq!(there.candidates[0].model, first.candidates[0].model);
+    }
+    // Users spread by weight.
+    let (gpt, _) = split_counts(&r, 10_000, |i| Some(format!("user-{i}")));
+    assert!((8_850..=9_150).contains(&gpt), "gpt-4o for {gpt} users");
+}
+
+#[test]
+fn capability_errors_say_why() {
+    let r = resolver();
+    let e = err(
+        &r,
+        json!({"model": "meta-llama/llama-3.1-70b", "messages": big_prompt(10_000)}),
+    );
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.code(), Some("context_length_exceeded"));
+    assert!(e.message().contains("8000"), "{}", e.message());
+    let e = err(
+        &r,
+        json!({"model": "meta-llama/llama-3.1-70b", "tools": [{"type": "function", "function": {"name": "f"}}]}),
+    );
+    assert_eq!(e.code(), Some("unsupported_parameter"));
+    assert_eq!(e.param(), Some("tools"));
+    let image = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]);
+    let e = err(
+        &r,
+        json!({"model": "meta-llama/llama-3.1-70b", "messages": image}),
+    );
+    assert_eq!(e.param(), Some("messages"));
+    assert_eq!(e.code(), Some("unsupported_parameter"));
+    let e = err(&r, json!({"model": "fast", "max_tokens": 20_000}));
+    assert_eq!(e.param(), Some("max_tokens"));
+    // Tool messages in the history need tool support too.
+    let history = json!([{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "ok"}]);
+    assert_eq!(
+        err(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "messages": history})
+        )
+        .param(),
+        Some("tools")
+    );
+    // Incapable ids in a list are skipped when another can serve.
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "meta-llama/llama-3.1-70b", "models": ["fast"], "messages": big_prompt(10_000)})
+        ),
+        ["openai-eu/gpt-4o-mini"]
+    );
+}
+
+#[test]
+fn cooling_down_candidates_go_last_and_all_cooling_is_503() {
+    let h = health();
+    let r = resolver().health(h.clone());
+    let eu = candidate(&r, "openai/gpt-4o", "openai-eu");
+    let us = candidate(&r, "openai/gpt-4o", "openai-us");
+    h.acquire(&eu).unwrap().failure(ErrorKind::Upstream);
+    // The fast path and the full path agree.
+    assert_eq!(
+        ok(&r, json!({"model": "openai/gpt-4o"})),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"sort": "latency"}})
+        ),
+        ["openai-us/gpt-4o", "openai-eu/gpt-4o"]
+    );
+    h.acquire(&us).unwrap().failure(ErrorKind::Overloaded);
+    let e = err(&r, json!({"model": "openai/gpt-4o"}));
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+    assert_eq!(e.status(), 503);
+    // Another model in the list still serves; cooling ones stay at the end for probes.
+    assert_eq!(
+        ok(&r, json!({"model": "openai/gpt-4o", "models": ["deep"]})),
+        [
+            "anthropic/claude-sonnet-4",
+            "openai-eu/gpt-4o",
+            "openai-us/gpt-4o"
+        ]
+    );
+    // allow_fallbacks: false keeps the primary, which is cooling down.
+    let e = err(
+        &r,
+        json!({"model": "openai/gpt-4o", "models": ["deep"], "provider": {"allow_fallbacks": false}}),
+    );
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+}
+
+#[test]
+fn a_target_reached_twice_is_kept_once() {
+    let r = resolver();
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "models": ["balanced", "fast"]})
+        ),
+        [
+            "openai-eu/gpt-4o",
+            "openai-us/gpt-4o",
+            "openai-eu/gpt-4o-mini"
+        ]
+    );
+}
+
+#[test]
+fn routes_from_toml() {
+    let toml = r#"
+[providers.openai-eu]
+kind = "openai"
+base_url = "http://eu/v1"
+[providers.openai-us]
+kind = "openai"
+base_url = "http://us/v1"
+data_collection = false
+throughput = 80.0
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://a"
+
+[[models]]
+id = "openai/gpt-4o"
+supported_parameters = ["max_tokens", "temperature"]
+endpoints = [
+  { provider = "openai-eu", pricing = { input = 2.5, output = 10.0 } },
+  { provider = "openai-us", pricing = { input = 2.0, output = 8.0 }, supported_parameters = ["max_tokens", "seed"] },
+]
+[[models]]
+id = "anthropic/claude-sonnet-4"
+pricing = { input = 3.0, output = 15.0 }
+
+[aliases]
+deep = "anthropic/claude-sonnet-4"
+
+[routing]
+auto = "best"
+
+[[routing.rules]]
+task = "code"
+target = "deep"
+
+[routing.splits.ab]
+weights = { "openai/gpt-4o" = 1, "deep" = 0 }
+"#;
+    let r = Resolver::new(Catalog::from_toml_with_env(toml, |_| None).unwrap()).seed(3);
+    assert_eq!(
+        ok(&r, json!({"model": "openai/gpt-4o"})),
+        ["openai-eu/gpt-4o", "openai-us/gpt-4o"]
+    );
+    assert_eq!(
+        ok(&r, json!({"model": "best", "metadata": {"task": "code"}})),
+        ["anthropic/claude-sonnet-4"]
+    );
+    assert_eq!(ok(&r, json!({"model": "best"}))[0], "openai-us/gpt-4o");
+    assert_eq!(ok(&r, json!({"model": "ab"}))[0], "openai-eu/gpt-4o");
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "provider": {"sort": "throughput"}})
+        )[0],
+        "openai-us/gpt-4o"
+    );
+    // Model-level list for openai-eu, endpoint list for openai-us.
+    let require = json!({"require_parameters": true});
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "temperature": 1, "provider": require})
+        ),
+        ["openai-eu/gpt-4o"]
+    );
+    assert_eq!(
+        ok(
+            &r,
+            json!({"model": "openai/gpt-4o", "seed": 1, "provider": require})
+        ),
+        ["openai-us/gpt-4o"]
+    );
+}
+
+#[tokio::test]
+async fn the_layer_inserts_the_route_or_fails_early() {
+    use tower::{service_fn, ServiceExt};
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let inner = service_fn(move |req: ChatHttpRequest| {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let route = req.extensions().get::<Route>().cloned();
+            let model = route.map_or_else(String::new, |r| r.candidates[0].model.to_string());
+            Err::<ChatHttpResponse, _>(Error::upstream(model))
+        }
+    });
+    let svc = ModelResolveLayer::new(catalog())
+        .health(health())
+        .seed(1)
+        .layer(inner);
+    let call = |body: Value| {
+        let svc = svc.clone();
+        async move { svc.oneshot(http::Request::new(Arc::new(req(body)))).await }
+    };
+    let e = call(json!({"model": "fast"})).await.unwrap_err();
+    assert_eq!(e.message(), "openai-eu/gpt-4o-mini");
+    let e = call(json!({"model": "nope"})).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
