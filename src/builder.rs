@@ -25,6 +25,7 @@ use crate::cost::CostMeterLayer;
 use crate::edge::{ChatCompletions, ChatCompletionsLayer, Models};
 use crate::fallback::FallbackLayer;
 use crate::health::Health;
+use crate::keys::ClientKeysLayer;
 use crate::resolve::ModelResolveLayer;
 use crate::timeout::ModelTimeoutLayer;
 use crate::translate::ProviderTranslateLayer;
@@ -54,6 +55,7 @@ impl Gateway {
             cost: CostMeterLayer::new(),
             fallback: FallbackLayer::new(),
             health: Health::default(),
+            keys: None,
         }
     }
 
@@ -93,9 +95,18 @@ pub struct GatewayBuilder {
     cost: CostMeterLayer,
     fallback: FallbackLayer,
     health: Health,
+    keys: Option<ClientKeysLayer>,
 }
 
 impl GatewayBuilder {
+    /// Requires gateway API keys ([`ClientKeys`](crate::keys::ClientKeys), outermost in the
+    /// typed stack). An empty key set leaves the gateway open.
+    #[must_use]
+    pub fn client_keys(mut self, keys: ClientKeysLayer) -> Self {
+        self.keys = (!keys.is_empty()).then_some(keys);
+        self
+    }
+
     /// Configures the CostMeter (sink, budgets).
     #[must_use]
     pub fn cost_meter(mut self, layer: CostMeterLayer) -> Self {
@@ -156,8 +167,12 @@ impl GatewayBuilder {
             .layer(ModelTimeoutLayer::default())
             .layer(self.translate)
             .service(client);
+        let service = match self.keys {
+            Some(keys) => BoxCloneSyncService::new(tower_layer::Layer::layer(&keys, svc)),
+            None => BoxCloneSyncService::new(svc),
+        };
         Gateway {
-            service: BoxCloneSyncService::new(svc),
+            service,
             catalog: self.catalog,
             edge: self.edge,
             health: self.health,

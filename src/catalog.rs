@@ -740,6 +740,88 @@ impl Catalog {
         }
     }
 
+    /// A copy of this catalog with prices imported from OpenRouter's `/api/v1/models` JSON
+    /// (`{"data": [{"id", "pricing": {"prompt", "completion", "input_cache_read",
+    /// "input_cache_write", "request"}}]}`, USD per token as strings). Endpoints that already
+    /// have prices keep them. Returns the catalog and how many endpoints got prices.
+    pub fn with_openrouter_prices(&self, json: &str) -> Result<(Self, usize), Error> {
+        #[derive(Deserialize)]
+        struct List {
+            data: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            id: String,
+            pricing: Option<HashMap<String, serde_json::Value>>,
+        }
+        let list: List = serde_json::from_str(json)
+            .map_err(|e| config_error(format!("prices: not OpenRouter's model list: {e}")))?;
+        let mut prices: HashMap<String, Pricing> = HashMap::new();
+        for e in list.data {
+            let Some(p) = e.pricing else { continue };
+            let get = |k: &str| -> Result<Option<f64>, Error> {
+                let Some(v) = p.get(k) else { return Ok(None) };
+                let n = match v {
+                    serde_json::Value::String(s) => s.parse::<f64>().ok(),
+                    serde_json::Value::Number(n) => n.as_f64(),
+                    _ => None,
+                };
+                match n {
+                    Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+                    Some(n) if n < 0.0 => Ok(None), // OpenRouter uses -1 for "variable"
+                    _ => Err(config_error(format!(
+                        "prices: {}.pricing.{k}: `{v}` is not a price",
+                        e.id
+                    ))),
+                }
+            };
+            let per_million = |x: Option<f64>| x.map(|v| (v * 1e6 * 1e9).round() / 1e9);
+            prices.insert(
+                e.id.clone(),
+                Pricing {
+                    input: per_million(get("prompt")?).unwrap_or(0.0),
+                    output: per_million(get("completion")?).unwrap_or(0.0),
+                    cached_input: per_million(get("input_cache_read")?),
+                    cache_write: per_million(get("input_cache_write")?),
+                    per_request: get("request")?.filter(|r| *r > 0.0),
+                },
+            );
+        }
+        let mut updated = 0;
+        let models = self
+            .inner
+            .models
+            .iter()
+            .map(|m| {
+                let Some(p) = prices.get(&*m.id) else {
+                    return m.clone();
+                };
+                let mut m = Model::clone(m);
+                for e in &mut m.endpoints {
+                    if e.pricing.is_none() {
+                        e.pricing = Some(*p);
+                        updated += 1;
+                    }
+                }
+                Arc::new(m)
+            })
+            .collect();
+        let inner = CatalogInner {
+            providers: self.inner.providers.clone(),
+            models,
+            by_id: self.inner.by_id.clone(),
+            aliases: self.inner.aliases.clone(),
+            settings: self.inner.settings,
+            routing: self.inner.routing.clone(),
+        };
+        Ok((
+            Self {
+                inner: Arc::new(inner),
+            },
+            updated,
+        ))
+    }
+
     /// Up to three known ids or aliases closest to `id` (for "did you mean" messages).
     pub fn close_matches(&self, id: &str) -> Vec<&str> {
         let mut scored: Vec<(usize, &str)> = self
@@ -1512,6 +1594,36 @@ fast = "openai/gpt-4o-mini"
             c.close_matches("openai/gpt-4o-mni"),
             vec!["openai/gpt-4o-mini"]
         );
+    }
+
+    #[test]
+    fn imports_openrouter_prices() {
+        let c = Catalog::from_toml_with_env(TOML, |_| None).unwrap();
+        let json = r#"{"data":[{"id":"meta-llama/llama-3.1-70b","pricing":{"prompt":"0.0000004","completion":"0.0000004","request":"0","input_cache_read":"0.0000001"}},{"id":"openai/gpt-4o-mini","pricing":{"prompt":"0.000001","completion":"0.000002"}},{"id":"other/x","pricing":{"prompt":"-1"}}]}"#;
+        let (c2, n) = c.with_openrouter_prices(json).unwrap();
+        assert_eq!(
+            n, 1,
+            "only the unpriced endpoint (openai) of the llama model"
+        );
+        let l = c2.model("meta-llama/llama-3.1-70b").unwrap();
+        assert_eq!(
+            l.endpoints[0].pricing.unwrap().input,
+            0.59,
+            "existing prices kept"
+        );
+        let p = l.endpoints[1].pricing.unwrap();
+        assert_eq!((p.input, p.output, p.cached_input), (0.4, 0.4, Some(0.1)));
+        assert_eq!(
+            c2.model("openai/gpt-4o-mini").unwrap().endpoints[0]
+                .pricing
+                .unwrap()
+                .input,
+            0.15
+        );
+        let e = c
+            .with_openrouter_prices(r#"{"data":[{"id":"a","pricing":{"prompt":"x"}}]}"#)
+            .unwrap_err();
+        assert!(e.message().contains("a.pricing.prompt"), "{}", e.message());
     }
 
     #[test]

@@ -126,11 +126,13 @@ impl GatewayConfig {
             None => GatewaySettings::default(),
         };
         let keys: Vec<KeyFile> = match table.remove("keys") {
-            Some(v) => v.try_into().map_err(|e| config_error(format!("keys: {e}")))?,
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("keys: {e}")))?,
             None => Vec::new(),
         };
-        let rest = toml::to_string(&table)
-            .map_err(|e| config_error(format!("invalid config: {e}")))?;
+        let rest =
+            toml::to_string(&table).map_err(|e| config_error(format!("invalid config: {e}")))?;
         let catalog = Catalog::from_toml_with_env(&rest, &env)?;
         let mut layer = ClientKeysLayer::new();
         let mut budgets = Budgets::default();
@@ -143,7 +145,9 @@ impl GatewayConfig {
             }
             let secret = k.key.or_else(|| k.key_env.as_deref().and_then(&env));
             let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-                errors.push(format!("{at}: no `key`, or `key_env` names an unset variable"));
+                errors.push(format!(
+                    "{at}: no `key`, or `key_env` names an unset variable"
+                ));
                 continue;
             };
             let mut policy = KeyPolicy::new(k.name.as_str());
@@ -214,10 +218,14 @@ fast = "openai/gpt-4o-mini"
         let text = format!(
             "{BASE}\n[gateway]\nretries = 2\n[[keys]]\nname = \"a\"\nkey_env = \"K\"\nmodels = [\"fast\"]\nbudget = {{ usd = 1.5, window = \"day\" }}\n"
         );
-        let c = GatewayConfig::from_toml_with_env(&text, |k| (k == "K").then(|| "sk-1".into())).unwrap();
+        let c = GatewayConfig::from_toml_with_env(&text, |k| (k == "K").then(|| "sk-1".into()))
+            .unwrap();
         assert_eq!(c.settings.retries, 2);
         assert!(!c.keys.is_empty());
-        assert_eq!(c.budgets.for_caller("a"), Some(Budget::usd(1.5, Window::Day)));
+        assert_eq!(
+            c.budgets.for_caller("a"),
+            Some(Budget::usd(1.5, Window::Day))
+        );
         assert!(c.catalog.model("openai/gpt-4o-mini").is_some());
     }
 
@@ -226,7 +234,9 @@ fast = "openai/gpt-4o-mini"
         let text = format!(
             "{BASE}\n[[keys]]\nname = \"a\"\nkey_env = \"MISSING\"\n[[keys]]\nname = \"b\"\nkey = \"x\"\nmodels = [\"nope\"]\nbudget = {{ usd = -1.0, window = \"week\" }}\n"
         );
-        let e = GatewayConfig::from_toml_with_env(&text, |_| None).unwrap_err().to_string();
+        let e = GatewayConfig::from_toml_with_env(&text, |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("keys[0] (a): no `key`"), "{e}");
         assert!(e.contains("keys[1] (b).models: `nope`"), "{e}");
         assert!(e.contains("keys[1] (b).budget.window: `week`"), "{e}");

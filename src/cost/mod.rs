@@ -254,6 +254,7 @@ pub(crate) struct Meter {
     served: Option<ServedBy>,
     cache: Option<CacheStatus>,
     prices: Option<TokenPrices>,
+    span: tracing::Span,
 }
 
 impl Meter {
@@ -340,6 +341,26 @@ impl Meter {
         if let Some(r) = self.reservation.take() {
             r.settle(cost.map_or(Picodollars::ZERO, |c| c.total()));
         }
+        let span = &self.span;
+        if let Some(u) = &usage {
+            span.record("gen_ai.usage.input_tokens", u.prompt_tokens);
+            span.record("gen_ai.usage.output_tokens", u.completion_tokens);
+        }
+        if let Some(c) = cost {
+            span.record("cost_usd", c.total().usd());
+        }
+        if let Some(cs) = self.cache {
+            span.record("cache", cs.as_str());
+        }
+        span.in_scope(|| {
+            tracing::info!(
+                latency_ms = latency.as_millis() as u64,
+                ttft_ms = ttft.map(|t| t.as_millis() as u64),
+                usage_estimated,
+                error = error.map(ErrorKind::as_str),
+                "request finished"
+            );
+        });
         if let Some(sink) = &self.config.sink {
             sink.record(&CostRecord {
                 caller: self.caller.clone(),
@@ -506,6 +527,7 @@ where
                 served: None,
                 cache: None,
                 prices: None,
+                span: tracing::Span::current(),
             };
             drop(chat);
             let result = tower::ServiceExt::ready(&mut inner).await;

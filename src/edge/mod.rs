@@ -37,7 +37,9 @@ pub use models::Models;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{CacheStatus, ServedBy};
 use crate::openai::ChatRequest;
+use crate::translate::UpstreamRequestId;
 use crate::{BoxError, Error, ErrorKind};
+use tracing::Instrument;
 
 /// Default request body limit: 8 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -164,22 +166,105 @@ where
     if req.method() != Method::POST {
         return method_not_allowed("POST");
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let id = request_id(&parts.headers);
+    let mut resp = answer(inner, config, &mut parts, body, &id).await;
+    resp.headers_mut().insert(REQUEST_ID, id.0);
+    resp
+}
+
+async fn answer<S, B>(
+    inner: S,
+    config: EdgeConfig,
+    parts: &mut http::request::Parts,
+    body: B,
+    id: &RequestId,
+) -> http::Response<EdgeBody>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let bytes = match read_request_body(&parts.headers, body, config).await {
         Ok(b) => b,
         Err(e) => return error_response(&e),
     };
     let chat = match ChatRequest::from_slice(&bytes) {
         Ok(c) => c,
-        Err(e) => return error_response(&e),
+        Err(e) => {
+            tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
+            return error_response(&e);
+        }
     };
     drop(bytes);
     let wants_usage = chat.wants_stream_usage();
-    let typed = http::Request::from_parts(parts, Arc::new(chat));
-    match inner.oneshot(typed).await {
-        Ok(resp) => render(resp, wants_usage),
-        Err(e) => error_response(&e),
+    let span = tracing::info_span!(
+        "gen_ai.chat",
+        "gen_ai.operation.name" = "chat",
+        "gen_ai.request.model" = %chat.model,
+        "gen_ai.provider.name" = tracing::field::Empty,
+        "gen_ai.response.model" = tracing::field::Empty,
+        "gen_ai.usage.input_tokens" = tracing::field::Empty,
+        "gen_ai.usage.output_tokens" = tracing::field::Empty,
+        cost_usd = tracing::field::Empty,
+        cache = tracing::field::Empty,
+        request_id = ?id.0,
+        stream = chat.is_stream(),
+    );
+    let mut typed = http::Request::new(Arc::new(chat));
+    *typed.method_mut() = parts.method.clone();
+    *typed.uri_mut() = parts.uri.clone();
+    *typed.version_mut() = parts.version;
+    *typed.headers_mut() = std::mem::take(&mut parts.headers);
+    *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
+    typed.extensions_mut().insert(id.clone());
+    match inner.oneshot(typed).instrument(span.clone()).await {
+        Ok(resp) => {
+            if let Some(served) = resp.extensions().get::<ServedBy>() {
+                span.record("gen_ai.provider.name", &*served.provider);
+                span.record("gen_ai.response.model", &*served.model);
+            }
+            if let Some(up) = resp.extensions().get::<UpstreamRequestId>() {
+                span.in_scope(|| tracing::debug!(upstream_request_id = ?up.0, "upstream answered"));
+            }
+            render(resp, wants_usage)
+        }
+        Err(e) => {
+            span.in_scope(|| {
+                tracing::debug!(
+                    error.kind = e.kind().as_str(),
+                    error.message = e.message(),
+                    status = e.status().as_u16(),
+                    "request failed"
+                );
+            });
+            error_response(&e)
+        }
     }
+}
+
+/// The request id header, taken from the request or generated, returned on the response.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The request's id (request extension), from `x-request-id` or generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub HeaderValue);
+
+fn request_id(headers: &HeaderMap) -> RequestId {
+    headers
+        .get(&REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .map_or_else(
+            || {
+                let id = crate::openai::new_completion_id();
+                RequestId(
+                    HeaderValue::from_str(id.trim_start_matches("chatcmpl-"))
+                        .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+                )
+            },
+            RequestId,
+        )
 }
 
 async fn read_request_body<B>(

@@ -308,6 +308,13 @@ where
                 let resp = svc.oneshot(attempt_req).await?;
                 commit(resp).await
             };
+            let attempt_span = tracing::info_span!(
+                "gen_ai.attempt",
+                "gen_ai.provider.name" = %candidate.provider.name,
+                "gen_ai.request.model" = %candidate.upstream_model,
+                attempt = n,
+            );
+            let call = tracing::Instrument::instrument(call, attempt_span);
             let result = match left {
                 // A safety net for stacks without ModelTimeout: the budget bounds the wait.
                 Some(left) => tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
