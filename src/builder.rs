@@ -150,7 +150,8 @@ impl GatewayBuilder {
         self
     }
 
-    /// The largest non-streaming upstream body (default 32 MiB; larger → 502).
+    /// The largest non-streaming upstream body, and the largest single event of a stream
+    /// (default 32 MiB, stream events at most 16 MiB; larger → 502).
     #[must_use]
     pub fn max_response_bytes(mut self, n: usize) -> Self {
         self.translate = self.translate.max_response_bytes(n);

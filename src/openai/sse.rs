@@ -23,6 +23,9 @@ pub struct SseDecoder {
     data: String,
     has_data: bool,
     skip_lf: bool,
+    /// Bytes at the start of `buf` known to hold no line end (so a long line is scanned once,
+    /// not again on every push).
+    scanned: usize,
     max_line: usize,
     max_event: usize,
 }
@@ -47,6 +50,7 @@ impl SseDecoder {
             data: String::new(),
             has_data: false,
             skip_lf: false,
+            scanned: 0,
             max_line: max,
             max_event: max,
         }
@@ -67,7 +71,11 @@ impl SseDecoder {
     /// The next complete event, if one is buffered.
     pub fn next_event(&mut self) -> Result<Option<SseEvent>, Error> {
         loop {
-            let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let found = self.buf[self.scanned..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r');
+            let Some(pos) = found.map(|p| p + self.scanned) else {
+                self.scanned = self.buf.len();
                 if self.buf.len() > self.max_line {
                     return Err(Error::upstream(
                         "upstream stream line exceeds the size limit",
@@ -75,6 +83,7 @@ impl SseDecoder {
                 }
                 return Ok(None);
             };
+            self.scanned = 0;
             let line = self.buf.split_to(pos).freeze();
             let term = self.buf[0];
             self.buf.advance(1);
@@ -204,6 +213,36 @@ mod tests {
         let mut d = SseDecoder::with_limit(8);
         d.push(b"data: 0123456789");
         assert!(d.next_event().is_err());
+    }
+
+    #[test]
+    fn a_long_line_in_small_pieces_is_scanned_once() {
+        // Rescanning the whole buffer on every push made this quadratic: minutes in debug
+        // builds for a 16 MiB line, during which the stream's deadlines could not fire.
+        let mut d = SseDecoder::with_limit(4 * 1024 * 1024);
+        d.push(b"data: ");
+        let piece = [b'x'; 1024];
+        let mut failed = false;
+        for _ in 0..5 * 1024 {
+            d.push(&piece);
+            match d.next_event() {
+                Ok(None) => {}
+                Ok(Some(e)) => panic!("no event yet: {e:?}"),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "the line is over the limit");
+        let mut d = SseDecoder::new();
+        d.push(b"data: ");
+        for _ in 0..1024 {
+            d.push(&piece);
+            assert_eq!(d.next_event().unwrap(), None);
+        }
+        d.push(b"\n\n");
+        assert_eq!(d.next_event().unwrap().unwrap().data.len(), 1024 * 1024);
     }
 
     proptest! {

@@ -13,7 +13,7 @@
 //!
 //! # Streaming
 //! The stream yields chunks as the upstream's bytes arrive; nothing is buffered beyond one
-//! partial SSE event. A stream that breaks (connection reset, malformed event, missing end
+//! partial SSE event, which may not grow past `max_response_bytes` (nor 16 MiB). A stream that breaks (connection reset, malformed event, missing end
 //! marker) yields one `Err` and ends.
 
 use std::collections::VecDeque;
@@ -40,6 +40,9 @@ use crate::{BoxError, Error};
 
 /// Default cap on a non-streaming upstream body: 32 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Cap on one event of an upstream stream (and on one line of it).
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Cap on an upstream error body that is read for its message.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
@@ -73,7 +76,8 @@ impl ProviderTranslateLayer {
         }
     }
 
-    /// The largest non-streaming upstream body accepted (larger → 502).
+    /// The largest non-streaming upstream body accepted, and the largest single event of a
+    /// stream (larger → 502; stream events are capped at 16 MiB in any case).
     #[must_use]
     pub fn max_response_bytes(mut self, n: usize) -> Self {
         Arc::make_mut(&mut self.config).max_response_bytes = n;
@@ -196,7 +200,7 @@ where
             }
             let exclude_reasoning = chat.reasoning.as_ref().and_then(|r| r.exclude) == Some(true);
             let answer = if chat.is_stream() {
-                let mut s = TranslateStream::new(body, codec.stream_decoder(&ctx));
+                let mut s = TranslateStream::new(body, codec.stream_decoder(&ctx), max);
                 s.exclude_reasoning = exclude_reasoning;
                 ChatResponse::Stream(Box::pin(s))
             } else {
@@ -302,10 +306,12 @@ impl<B> fmt::Debug for TranslateStream<B> {
 }
 
 impl<B> TranslateStream<B> {
-    fn new(body: B, decoder: Box<dyn StreamDecode>) -> Self {
+    /// No single event may be larger than `max_event` bytes (nor than the SSE decoder's own
+    /// limit).
+    fn new(body: B, decoder: Box<dyn StreamDecode>, max_event: usize) -> Self {
         Self {
             body,
-            sse: SseDecoder::new(),
+            sse: SseDecoder::with_limit(max_event.min(MAX_EVENT_BYTES)),
             decoder,
             queue: VecDeque::new(),
             scratch: Vec::new(),
