@@ -342,6 +342,10 @@ impl Meter {
             r.settle(cost.map_or(Picodollars::ZERO, |c| c.total()));
         }
         let span = &self.span;
+        if let Some(s) = &self.served {
+            span.record("gen_ai.provider.name", &*s.provider);
+            span.record("gen_ai.response.model", &*s.model);
+        }
         if let Some(u) = &usage {
             span.record("gen_ai.usage.input_tokens", u.prompt_tokens);
             span.record("gen_ai.usage.output_tokens", u.completion_tokens);
