@@ -644,7 +644,7 @@ impl Drop for DropFlag {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_identical_requests_make_one_upstream_call() {
     let (inner, calls, release) = gated();
     let layer = ResponseCacheLayer::default();
@@ -688,7 +688,7 @@ async fn twenty_identical_requests_make_one_upstream_call() {
     assert_eq!(ids.len(), 20, "every waiter gets its own id");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_waiters_follow_the_leader_live() {
     let (inner, calls, upstream, _) = channel_upstream();
     let layer = ResponseCacheLayer::default();

@@ -8,7 +8,7 @@
 //! uses the requested `model` (and `models`, `route`, `provider`). Reads the request's
 //! `Cache-Control` header. Provides: [`CacheStatus`] on every successful response (`HIT`,
 //! `MISS` or `BYPASS`; the edge sends it as `x-switchboard-cache`), and on hits the
-//! [`ServedBy`](crate::ext::ServedBy) of the original answer (with no attempts).
+//! [`ServedBy`] of the original answer (with no attempts).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -94,8 +94,9 @@
 //! fresh `id` and are marked [`CacheStatus::Hit`] (the leader's request pays). An error
 //! reaches every follower and nothing is stored. If the leader's client goes away while
 //! followers wait, the rest of the answer is fetched by a spawned task so the followers still
-//! get all of it; with nobody waiting the upstream call is dropped. The in-flight map is per
-//! process (per layer), also with a shared store.
+//! get all of it; with nobody waiting the upstream call is dropped. Until then the upstream
+//! stream is read by the leader's own stream, so followers advance at the pace the leader's
+//! client reads. The in-flight map is per layer (per process), also with a shared store.
 //!
 //! # Streaming
 //! A miss's stream is passed through unchanged; each chunk is cloned into the recording

@@ -431,9 +431,10 @@ impl Lead {
         Ok(http::Response::from_parts(parts, body))
     }
 
+    /// Forgets the flight first (so no later arrival joins a failed call), then fails it.
     fn fail(self, e: Error) {
-        self.flight.fail(e);
         self.shared.remove(self.key, &self.flight);
+        self.flight.fail(e);
     }
 
     fn finish_complete(self, c: &ChatCompletion) {
@@ -527,10 +528,12 @@ impl Lead {
             return;
         }
         if !st.agg.is_complete() {
-            st.end = Some(End::Truncated);
-            st.wake_all();
+            // Forget the flight before ending it, so no later arrival joins a broken answer.
             drop(st);
             self.shared.remove(self.key, &self.flight);
+            let mut st = lock(&self.flight.state);
+            st.end = Some(End::Truncated);
+            st.wake_all();
             return;
         }
         let success = st.agg.is_success();
@@ -570,6 +573,43 @@ impl Lead {
         self.flight.fail(Error::upstream(
             "the request fetching this answer was cancelled",
         ));
+    }
+}
+
+/// Fails and forgets a flight if the task finishing it is dropped before it is done (say, at
+/// runtime shutdown), so followers never wait forever.
+struct Abandon {
+    shared: Arc<Shared>,
+    key: CacheKey,
+    flight: Arc<Flight>,
+    armed: bool,
+}
+
+impl Abandon {
+    fn new(lead: &Lead) -> Self {
+        Self {
+            shared: lead.shared.clone(),
+            key: lead.key,
+            flight: lead.flight.clone(),
+            armed: true,
+        }
+    }
+}
+
+impl Abandon {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.remove(self.key, &self.flight);
+            self.flight.fail(Error::upstream(
+                "the request fetching this answer was cancelled",
+            ));
+        }
     }
 }
 
@@ -616,6 +656,7 @@ impl Drop for PendingLead {
             let shared = lead.shared.clone();
             let key = lead.key;
             let (ttl, max_entry_bytes) = (lead.ttl, lead.max_entry_bytes);
+            let mut guard = Abandon::new(&lead);
             let rest: BoxFuture<()> = Box::pin(async move {
                 let lead = Lead {
                     shared,
@@ -634,6 +675,7 @@ impl Drop for PendingLead {
                         }
                     }
                 }
+                guard.disarm();
             });
             lead.leader_gone(rest);
         }
@@ -688,6 +730,7 @@ impl Drop for RecordingStream {
             let key = lead.key;
             let (ttl, max_entry_bytes) = (lead.ttl, lead.max_entry_bytes);
             let served_by = lead.served_by.clone();
+            let mut guard = Abandon::new(&lead);
             let rest: BoxFuture<()> = Box::pin(async move {
                 let mut rec = Self {
                     inner: Some(inner),
@@ -705,6 +748,8 @@ impl Drop for RecordingStream {
                         break;
                     }
                 }
+                drop(rec);
+                guard.disarm();
             });
             lead.leader_gone(rest);
         }

@@ -16,7 +16,12 @@ use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, T
 use super::message::{FunctionCall, ToolCall};
 use super::response::{AssistantMessage, ChatCompletion, Choice, FinishReason, Usage};
 
-/// Folds chunks into a completion; see the [module docs](self).
+/// Folds chunks into a completion.
+///
+/// Per choice index: text, reasoning, `reasoning_details`, refusal, tool calls (by tool
+/// index: id, type and name from the first fragment that has them, arguments concatenated),
+/// finish reasons and log probabilities (arrays concatenated); the last usage seen wins.
+/// [`completion_to_chunks`] goes the other way; folding its chunks gives the completion back.
 ///
 /// ```
 /// use switchboard::openai::{completion_to_chunks, ChatCompletion, ChunkAggregator};
