@@ -997,66 +997,10 @@ async fn layers_sharing_a_store_share_entries() {
 
 #[cfg(feature = "redis")]
 mod redis_store {
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-
     use super::*;
     use switchboard::cache::RedisStore;
 
-    /// A `redis-server` of our own on a free loopback port, killed on drop.
-    struct RedisServer {
-        child: Child,
-        url: String,
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn find_binary(name: &str) -> Option<std::path::PathBuf> {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    }
-
-    /// Starts a server, or returns None (printing why) when `redis-server` is not installed,
-    /// unless `SWITCHBOARD_REQUIRE_REDIS=1`, which turns that into a failure.
-    fn start() -> Option<RedisServer> {
-        let Some(bin) = find_binary("redis-server") else {
-            assert!(
-                std::env::var("SWITCHBOARD_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "SWITCHBOARD_REQUIRE_REDIS=1 but redis-server is not installed"
-            );
-            eprintln!("skipping Redis test: redis-server is not installed");
-            return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = RedisServer {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-        };
-        // Bounded wait for the port to accept connections.
-        for _ in 0..500 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
+    use support::redis_server::start;
 
     #[tokio::test]
     async fn redis_store_serves_hits_across_instances() {
@@ -1132,7 +1076,7 @@ mod redis_store {
 
     #[tokio::test]
     async fn an_unreachable_redis_fails_to_connect_cleanly() {
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
