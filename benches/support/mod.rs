@@ -121,19 +121,20 @@ pub(crate) fn chat_body(target_len: usize, stream: bool) -> Bytes {
     out.push_str(
         r#"","messages":[{"role":"system","content":"You are a concise, helpful assistant."}"#,
     );
+    // Turns of at most ~560 bytes until the body is within 64 bytes of `target_len`.
     let mut turn = 0usize;
-    // Each turn is at most ~560 bytes; stop when the next one would overshoot.
-    while out.len() + tail.len() + 600 < target_len || turn == 0 {
-        let role = if turn % 2 == 0 { "user" } else { "assistant" };
-        let _ = write!(out, r#",{{"role":"{role}","content":"Turn {turn}. "#);
-        let room = target_len
-            .saturating_sub(out.len() + tail.len() + 4)
-            .min(560);
-        let mut n = 0;
-        while n + TEXT.len() <= room {
-            out.push_str(TEXT);
-            n += TEXT.len();
+    loop {
+        let remaining = target_len.saturating_sub(out.len() + tail.len());
+        if remaining < 64 && turn > 0 {
+            break;
         }
+        let role = if turn % 2 == 0 { "user" } else { "assistant" };
+        let start = out.len();
+        let _ = write!(out, r#",{{"role":"{role}","content":"Turn {turn}. "#);
+        let room = remaining
+            .saturating_sub(out.len() - start + 2)
+            .clamp(16, 560);
+        out.extend(TEXT.chars().cycle().take(room));
         out.push_str(r#""}"#);
         turn += 1;
     }
