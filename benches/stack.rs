@@ -1,7 +1,7 @@
 //! Whole-stack round trip: client → server → upstream → back, on loopback.
 //!
 //! ```sh
-//! cargo bench --bench stack                    # everything (~1.5 min)
+//! cargo bench --bench stack                    # everything (~45 s once built)
 //! cargo bench --bench stack -- stream_1k       # one criterion group (the summary still runs)
 //! SB_BENCH_SUMMARY=0 cargo bench --bench stack # criterion only
 //! ```
