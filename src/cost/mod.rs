@@ -50,6 +50,9 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use budget::RedisBudgetStore;
 pub use budget::{BoxFuture, Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
 pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
