@@ -28,6 +28,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use switchboard::cache::{MemoryStore, ResponseCacheLayer};
 use switchboard::catalog::{ApiKey, ProviderKind};
 use switchboard::config::GatewayConfig;
 use switchboard::cost::CostMeterLayer;
@@ -195,9 +196,36 @@ pub async fn start(args: &Args) -> Result<Running, String> {
     if let Some(ms) = s.max_request_timeout_ms {
         fallback = fallback.max_budget(Duration::from_millis(ms));
     }
-    let mut builder = Gateway::builder(catalog)
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut budgets = config.budgets.clone();
+    let mut builder = Gateway::builder(catalog);
+    if config.cache.enabled || config.cache.redis_url.is_some() {
+        let c = &config.cache;
+        let layer = match &c.redis_url {
+            #[cfg(feature = "redis")]
+            Some(url) => {
+                let store = switchboard::cache::RedisStore::connect(url)
+                    .await
+                    .map_err(|e| format!("cache.redis_url: {}", e.message()))?;
+                let b = switchboard::cost::RedisBudgetStore::connect(url)
+                    .await
+                    .map_err(|e| format!("cache.redis_url: {}", e.message()))?;
+                budgets = budgets.with_store(std::sync::Arc::new(b));
+                notes.push(format!("response cache and budgets in Redis at {url}"));
+                ResponseCacheLayer::new(store)
+            }
+            _ => ResponseCacheLayer::new(MemoryStore::with_limits(c.max_bytes, c.max_entries)),
+        };
+        builder = builder.response_cache(
+            layer
+                .ttl(Duration::from_secs(c.ttl_secs))
+                .max_entry_bytes(c.max_entry_bytes)
+                .deterministic_only(c.deterministic_only),
+        );
+    }
+    let mut builder = builder
         .client_keys(config.keys.clone())
-        .cost_meter(CostMeterLayer::new().budgets(config.budgets.clone()))
+        .cost_meter(CostMeterLayer::new().budgets(budgets))
         .fallback(fallback)
         .max_body_bytes(s.max_body_bytes);
     if let Some(t) = s.body_timeout() {

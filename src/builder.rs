@@ -5,10 +5,12 @@
 //! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` / provider
 //!    preferences / rules → `Route`
 //! 2. [`CostMeter`](crate::cost::CostMeter): budget reservation, `usage.cost`, metrics
-//! 3. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`
-//! 4. [`ModelTimeout`](crate::timeout::ModelTimeout): per-attempt deadlines
-//! 5. [`ProviderTranslate`](crate::translate::ProviderTranslate): canonical ⇄ provider wire
-//! 6. [`HttpClient`]: pooled hyper client
+//! 3. [`ResponseCache`](crate::cache::ResponseCache) (when configured with
+//!    [`GatewayBuilder::response_cache`]): hits answer at once and cost 0
+//! 4. [`Fallback`](crate::fallback::Fallback): walks the `Route`, commit point, `ServedBy`
+//! 5. [`ModelTimeout`](crate::timeout::ModelTimeout): per-attempt deadlines
+//! 6. [`ProviderTranslate`](crate::translate::ProviderTranslate): canonical ⇄ provider wire
+//! 7. [`HttpClient`]: pooled hyper client
 //!
 //! ModelResolve and Fallback share one [`Health`]: Fallback records outcomes, ModelResolve
 //! moves cooling-down targets last and sorts by its latency.
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
+use crate::cache::ResponseCacheLayer;
 use crate::catalog::Catalog;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::client::HttpClient;
@@ -56,6 +59,7 @@ impl Gateway {
             fallback: FallbackLayer::new(),
             health: Health::default(),
             keys: None,
+            cache: None,
         }
     }
 
@@ -96,9 +100,17 @@ pub struct GatewayBuilder {
     fallback: FallbackLayer,
     health: Health,
     keys: Option<ClientKeysLayer>,
+    cache: Option<ResponseCacheLayer>,
 }
 
 impl GatewayBuilder {
+    /// Adds a [`ResponseCache`](crate::cache::ResponseCache) between CostMeter and Fallback.
+    #[must_use]
+    pub fn response_cache(mut self, layer: ResponseCacheLayer) -> Self {
+        self.cache = Some(layer);
+        self
+    }
+
     /// Requires gateway API keys ([`ClientKeys`](crate::keys::ClientKeys), outermost in the
     /// typed stack). An empty key set leaves the gateway open.
     #[must_use]
@@ -164,6 +176,7 @@ impl GatewayBuilder {
         let svc = ServiceBuilder::new()
             .layer(ModelResolveLayer::new(self.catalog.clone()).health(self.health.clone()))
             .layer(self.cost)
+            .option_layer(self.cache)
             .layer(self.fallback.health(self.health.clone()))
             .layer(ModelTimeoutLayer::default())
             .layer(self.translate)
@@ -221,6 +234,11 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         layer: CostMeterLayer,
     ) -> ServiceBuilder<tower::layer::util::Stack<CostMeterLayer, L>>;
+    /// Adds [`ResponseCache`](crate::cache::ResponseCache).
+    fn response_cache(
+        self,
+        layer: ResponseCacheLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ResponseCacheLayer, L>>;
     /// Adds [`Fallback`](crate::fallback::Fallback).
     fn fallback(
         self,
@@ -249,6 +267,12 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: CostMeterLayer,
     ) -> ServiceBuilder<tower::layer::util::Stack<CostMeterLayer, L>> {
+        self.layer(layer)
+    }
+    fn response_cache(
+        self,
+        layer: ResponseCacheLayer,
+    ) -> ServiceBuilder<tower::layer::util::Stack<ResponseCacheLayer, L>> {
         self.layer(layer)
     }
     fn fallback(

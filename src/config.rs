@@ -10,6 +10,15 @@
 //! max_request_timeout_ms = 600000   # cap on the client's x-switchboard-timeout-ms
 //! retries = 0                       # retries of one target before the next candidate
 //!
+//! [cache]                           # the response cache (on by default)
+//! enabled = true
+//! ttl_secs = 3600
+//! max_bytes = 268435456             # in-memory store bound (bytes)
+//! max_entries = 100000
+//! max_entry_bytes = 1048576         # larger answers are not stored
+//! deterministic_only = false        # only cache temperature 0 or seeded requests
+//! # redis_url = "redis://127.0.0.1:6379/"   # share the cache (and budgets) across instances (feature `redis`)
+//!
 //! [[keys]]                          # gateway API keys; none configured = no auth
 //! name = "team-a"                   # the caller (budgets, logs)
 //! key_env = "TEAM_A_KEY"            # or key = "sk-…"
@@ -40,6 +49,43 @@ pub struct GatewayConfig {
     pub keys: ClientKeysLayer,
     /// Per-key budgets.
     pub budgets: Budgets,
+    /// `[cache]` settings.
+    pub cache: CacheSettings,
+}
+
+/// `[cache]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CacheSettings {
+    /// Whether the response cache is on.
+    pub enabled: bool,
+    /// Default time to live, in seconds.
+    pub ttl_secs: u64,
+    /// In-memory store bound, in bytes.
+    pub max_bytes: u64,
+    /// In-memory store bound, in entries.
+    pub max_entries: u64,
+    /// Largest answer stored, in bytes.
+    pub max_entry_bytes: usize,
+    /// Cache only requests with temperature 0 or a seed.
+    pub deterministic_only: bool,
+    /// A Redis URL: the cache and the budgets live there (feature `redis`).
+    pub redis_url: Option<String>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_secs: 3600,
+            max_bytes: 256 * 1024 * 1024,
+            max_entries: 100_000,
+            max_entry_bytes: crate::cache::DEFAULT_MAX_ENTRY_BYTES,
+            deterministic_only: false,
+            redis_url: None,
+        }
+    }
 }
 
 /// `[gateway]` settings.
@@ -125,6 +171,17 @@ impl GatewayConfig {
                 .map_err(|e| config_error(format!("gateway: {e}")))?,
             None => GatewaySettings::default(),
         };
+        let cache: CacheSettings = match table.remove("cache") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("cache: {e}")))?,
+            None => CacheSettings::default(),
+        };
+        if cache.redis_url.is_some() && !cfg!(feature = "redis") {
+            return Err(config_error(
+                "cache.redis_url: this build has no Redis support (cargo feature `redis`)".into(),
+            ));
+        }
         let keys: Vec<KeyFile> = match table.remove("keys") {
             Some(v) => v
                 .try_into()
@@ -195,6 +252,7 @@ impl GatewayConfig {
             settings,
             keys: layer,
             budgets,
+            cache,
         })
     }
 }

@@ -69,6 +69,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+pub mod cache;
 pub mod catalog;
 pub mod chat;
 pub mod client;

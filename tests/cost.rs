@@ -312,10 +312,17 @@ async fn exhausted_budget_is_402() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_overspend_by_at_most_the_reservations_in_flight() {
-    // Budget $0.01; each request's estimate = (prompt ~5 + 100 max tokens) × $10/M ≈ $0.00105
-    // and its real cost = 100 × $10/M = $0.001.
+    let budgets = Budgets::default().with("k", Budget::usd(0.01, Window::Total));
+    concurrent_against(budgets.clone(), budgets).await;
+}
+
+/// 50 concurrent requests, half through each of two meters (two gateway instances) sharing
+/// one budget of $0.01. Each request's estimate = (prompt ~5 + 100 max tokens) × $10/M ≈
+/// $0.00105; its real cost = 100 × $10/M = $0.001.
+async fn concurrent_against(a: Budgets, b: Budgets) {
     let limit = 0.01;
-    let budgets = Budgets::default().with("k", Budget::usd(limit, Window::Total));
+    let a = a.with("k", Budget::usd(limit, Window::Total));
+    let b = b.with("k", Budget::usd(limit, Window::Total));
     let served_count = Arc::new(AtomicUsize::new(0));
     let sc = served_count.clone();
     let inner = service_fn(move |_r: ChatHttpRequest| {
@@ -329,10 +336,15 @@ async fn concurrent_requests_overspend_by_at_most_the_reservations_in_flight() {
             Ok::<_, Error>(resp)
         }
     });
-    let svc = CostMeterLayer::new().budgets(budgets.clone()).layer(inner);
+    let meters = [
+        CostMeterLayer::new()
+            .budgets(a.clone())
+            .layer(inner.clone()),
+        CostMeterLayer::new().budgets(b).layer(inner),
+    ];
     let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let svc = svc.clone();
+    for i in 0..50 {
+        let svc = meters[i % 2].clone();
         tasks.push(tokio::spawn(async move {
             let mut r = routed(
                 r#"{"model":"b/m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
@@ -349,8 +361,15 @@ async fn concurrent_requests_overspend_by_at_most_the_reservations_in_flight() {
             Err(e) => assert_eq!(e.kind(), ErrorKind::BudgetExhausted),
         }
     }
-    tokio::time::sleep(Duration::from_millis(50)).await; // settlements are spawned
-    let spent = budgets.store().committed("k", "total").await.usd();
+    // Settlements are spawned: wait (bounded) until they have all landed.
+    let mut spent = 0.0;
+    for _ in 0..200 {
+        spent = a.store().committed("k", "total").await.usd();
+        if (spent - ok as f64 * 0.001).abs() < 1e-9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         ok >= 9,
         "the budget admits about limit / estimate requests, got {ok}"
@@ -358,4 +377,20 @@ async fn concurrent_requests_overspend_by_at_most_the_reservations_in_flight() {
     assert!(ok < 50);
     assert!(spent <= limit + 1e-9, "spent {spent} > limit {limit}");
     assert_eq!(served_count.load(Ordering::SeqCst), ok);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_a_redis_budget_without_overspending() {
+    use switchboard::cost::RedisBudgetStore;
+    let Some(server) = support::redis_server::start() else {
+        return;
+    };
+    let store_a = RedisBudgetStore::connect(&server.url).await.unwrap();
+    let store_b = RedisBudgetStore::connect(&server.url).await.unwrap();
+    concurrent_against(
+        Budgets::new(Arc::new(store_a)),
+        Budgets::new(Arc::new(store_b)),
+    )
+    .await;
 }

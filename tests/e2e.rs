@@ -372,3 +372,60 @@ async fn request_budget_bounds_total_time_across_retries() {
     assert!(took >= Duration::from_millis(400));
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+#[tokio::test]
+async fn cache_hits_are_free_and_streams_replay() {
+    use switchboard::cache::ResponseCacheLayer;
+    let a = DemoServer::start(ProviderKind::Openai, DemoConfig::default())
+        .await
+        .unwrap();
+    let catalog = Catalog::builder()
+        .provider(
+            Provider::new("a", ProviderKind::Openai, &a.base_url()).with_api_key(DEMO_API_KEY),
+        )
+        .model(ModelSpec::new("a/gpt-4o-mini").pricing(Pricing {
+            input: 1.0,
+            output: 2.0,
+            ..Pricing::default()
+        }))
+        .build()
+        .unwrap();
+    let g = Gateway::builder(catalog)
+        .response_cache(ResponseCacheLayer::default())
+        .build();
+    let first = post(&g, hello("a/gpt-4o-mini")).await;
+    assert_eq!(first.headers["x-switchboard-cache"], "MISS");
+    assert!(first.json()["usage"]["cost"].as_f64().unwrap() > 0.0);
+    let hit = post(&g, hello("a/gpt-4o-mini")).await;
+    assert_eq!(hit.headers["x-switchboard-cache"], "HIT");
+    assert_eq!(hit.json()["usage"]["cost"].as_f64(), Some(0.0));
+    assert_eq!(
+        hit.json()["choices"][0]["message"]["content"],
+        first.json()["choices"][0]["message"]["content"]
+    );
+    assert_ne!(hit.json()["id"], first.json()["id"]);
+    assert_eq!(a.request_count(), 1);
+    // The same request as a stream is replayed from the recorded answer.
+    let s = post(&g, hello_stream("a/gpt-4o-mini")).await;
+    assert_eq!(s.headers["x-switchboard-cache"], "HIT");
+    assert_eq!(s.events().last().unwrap(), "[DONE]");
+    let text: String = s.events()[..s.events().len() - 1]
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        text,
+        first.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+    );
+    // no-store bypasses.
+    let b = post_with(&g, hello("a/gpt-4o-mini"), &[("cache-control", "no-store")]).await;
+    assert_eq!(b.headers["x-switchboard-cache"], "BYPASS");
+    assert_eq!(a.request_count(), 2);
+}

@@ -335,7 +335,14 @@ upstream = "claude-3-5-haiku-20241022"
         for stream in [false, true] {
             let mut body = chat("openai/gpt-4o-mini");
             body["stream"] = json!(stream);
-            let r = call(g.addr, "POST", "/v1/chat/completions", &[], Some(body)).await;
+            let r = call(
+                g.addr,
+                "POST",
+                "/v1/chat/completions",
+                &[("cache-control", "no-store")],
+                Some(body),
+            )
+            .await;
             seen.push_str(&format!("{:?}{}", r.headers, r.body));
         }
     }

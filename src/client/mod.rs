@@ -2,7 +2,7 @@
 //! HTTP/2, as a `tower::Service<http::Request<Full<Bytes>>>` that fails with [`Error`].
 //!
 //! Plain `http://` works too (local vLLM, Ollama, llama.cpp, test fakes). Connection failures
-//! and resets map to [`ErrorKind::Upstream`](crate::ErrorKind::Upstream) (502, retryable).
+//! and resets map to [`ErrorKind::Upstream`] (502, retryable).
 //! The maximum size of a non-streaming upstream body is enforced where the body is read, by
 //! [`ProviderTranslateLayer::max_response_bytes`](crate::translate::ProviderTranslateLayer::max_response_bytes).
 

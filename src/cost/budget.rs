@@ -214,6 +214,13 @@ impl Budgets {
         self
     }
 
+    /// The same budgets, kept in another store (e.g. Redis).
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn BudgetStore>) -> Self {
+        self.store = store;
+        self
+    }
+
     /// The budget that applies to `caller`.
     pub fn for_caller(&self, caller: &str) -> Option<Budget> {
         self.per_caller.get(caller).copied().or(self.default)
@@ -248,5 +255,184 @@ mod tests {
         s.settle("k", "w", Picodollars(60), Picodollars(10)).await;
         assert_eq!(s.committed("k", "w").await, Picodollars(10));
         assert!(s.reserve("k", "w", limit, Picodollars(50)).await.is_ok());
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use redis_store::RedisBudgetStore;
+
+#[cfg(feature = "redis")]
+mod redis_store {
+    use std::time::Duration;
+
+    use redis::aio::ConnectionManager;
+    use redis::Script;
+
+    use super::{BoxFuture, BudgetStore, Exhausted, Picodollars};
+    use crate::{Error, ErrorKind};
+
+    /// Redis keeps whole nanodollars: Lua numbers are doubles, exact to 2^53 nanodollars
+    /// (about $9 million) per caller and window.
+    fn nano_ceil(p: Picodollars) -> i64 {
+        i64::try_from(p.0.div_ceil(1000)).unwrap_or(i64::MAX)
+    }
+
+    fn nano_round(p: Picodollars) -> i64 {
+        i64::try_from((p.0 + 500) / 1000).unwrap_or(i64::MAX)
+    }
+
+    const RESERVE: &str = r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+local limit = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+if v + amount > limit or (v >= limit and limit > 0) then
+  return {0, v}
+end
+local n = redis.call('INCRBY', KEYS[1], amount)
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return {1, n}
+";
+
+    const SETTLE: &str = r"
+local n = redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]) - tonumber(ARGV[1]))
+if n < 0 then redis.call('SET', KEYS[1], 0) end
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return n
+";
+
+    /// A [`BudgetStore`] in Redis (feature `redis`), so several gateway instances share one
+    /// budget: one atomic Lua script per reserve and per settle. Windows expire on their own
+    /// (a day's key lives two days, a month's 62 days).
+    #[derive(Clone)]
+    pub struct RedisBudgetStore {
+        conn: ConnectionManager,
+        prefix: String,
+        reserve: Script,
+        settle: Script,
+    }
+
+    impl std::fmt::Debug for RedisBudgetStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RedisBudgetStore")
+                .field("prefix", &self.prefix)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl RedisBudgetStore {
+        /// Connects to `url` (`redis://host:port/db`).
+        pub async fn connect(url: &str) -> Result<Self, Error> {
+            let client = redis::Client::open(url).map_err(|e| {
+                Error::new(ErrorKind::InvalidRequest, "budget store: bad Redis URL").with_source(e)
+            })?;
+            let conn = tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new(client))
+                .await
+                .map_err(|_| Error::new(ErrorKind::Timeout, "budget store: Redis did not answer"))?
+                .map_err(|e| {
+                    Error::upstream("budget store: could not connect to Redis").with_source(e)
+                })?;
+            Ok(Self::from_connection(conn))
+        }
+
+        /// Uses an existing connection.
+        pub fn from_connection(conn: ConnectionManager) -> Self {
+            Self {
+                conn,
+                prefix: "switchboard:budget:".to_owned(),
+                reserve: Script::new(RESERVE),
+                settle: Script::new(SETTLE),
+            }
+        }
+
+        /// Key prefix (default `switchboard:budget:`).
+        #[must_use]
+        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.prefix = prefix.into();
+            self
+        }
+
+        fn key(&self, caller: &str, window: &str) -> String {
+            format!("{}{caller}:{window}", self.prefix)
+        }
+    }
+
+    fn ttl_secs(window: &str) -> i64 {
+        match window.as_bytes().first() {
+            Some(b'd') => 2 * 86_400,
+            Some(b'm') => 62 * 86_400,
+            _ => 0,
+        }
+    }
+
+    impl BudgetStore for RedisBudgetStore {
+        fn reserve<'a>(
+            &'a self,
+            key: &'a str,
+            window: &'a str,
+            limit: Picodollars,
+            amount: Picodollars,
+        ) -> BoxFuture<'a, Result<(), Exhausted>> {
+            Box::pin(async move {
+                let mut conn = self.conn.clone();
+                let r: redis::RedisResult<(i64, i64)> = self
+                    .reserve
+                    .key(self.key(key, window))
+                    .arg(nano_round(limit))
+                    .arg(nano_ceil(amount))
+                    .arg(ttl_secs(window))
+                    .invoke_async(&mut conn)
+                    .await;
+                match r {
+                    Ok((1, _)) => Ok(()),
+                    Ok((_, committed)) => Err(Exhausted {
+                        committed: Picodollars(u64::try_from(committed).unwrap_or(0) * 1000),
+                        limit,
+                    }),
+                    Err(e) => {
+                        // Fail closed: a budget that cannot be checked is not spent.
+                        tracing::warn!(error = %e, "budget store unavailable: refusing the request");
+                        Err(Exhausted {
+                            committed: limit,
+                            limit,
+                        })
+                    }
+                }
+            })
+        }
+
+        fn settle<'a>(
+            &'a self,
+            key: &'a str,
+            window: &'a str,
+            reserved: Picodollars,
+            actual: Picodollars,
+        ) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                let mut conn = self.conn.clone();
+                let r: redis::RedisResult<i64> = self
+                    .settle
+                    .key(self.key(key, window))
+                    .arg(nano_ceil(reserved))
+                    .arg(nano_round(actual))
+                    .arg(ttl_secs(window))
+                    .invoke_async(&mut conn)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "budget store: a settlement was lost");
+                }
+            })
+        }
+
+        fn committed<'a>(&'a self, key: &'a str, window: &'a str) -> BoxFuture<'a, Picodollars> {
+            Box::pin(async move {
+                let mut conn = self.conn.clone();
+                let v: Option<i64> = redis::cmd("GET")
+                    .arg(self.key(key, window))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(None);
+                Picodollars(u64::try_from(v.unwrap_or(0)).unwrap_or(0) * 1000)
+            })
+        }
     }
 }

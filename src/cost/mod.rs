@@ -50,6 +50,9 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use budget::RedisBudgetStore;
 pub use budget::{BoxFuture, Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
 pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
@@ -342,6 +345,10 @@ impl Meter {
             r.settle(cost.map_or(Picodollars::ZERO, |c| c.total()));
         }
         let span = &self.span;
+        if let Some(s) = &self.served {
+            span.record("gen_ai.provider.name", &*s.provider);
+            span.record("gen_ai.response.model", &*s.model);
+        }
         if let Some(u) = &usage {
             span.record("gen_ai.usage.input_tokens", u.prompt_tokens);
             span.record("gen_ai.usage.output_tokens", u.completion_tokens);

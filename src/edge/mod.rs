@@ -2,7 +2,7 @@
 //! into HTTP, OpenAI-style.
 //!
 //! [`ChatCompletions`] serves chat completions: it reads the body once (size limit → 413, an
-//! optional read deadline → 408), parses it into a [`ChatRequest`](crate::openai::ChatRequest)
+//! optional read deadline → 408), parses it into a [`ChatRequest`]
 //! (malformed → 400), calls the typed stack, and renders the answer as JSON or as SSE
 //! (`data: {...}` … `data: [DONE]`). The final usage chunk of a stream is shown only when the
 //! client asked with `stream_options.include_usage`. A stream that fails after it started ends

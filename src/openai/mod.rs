@@ -8,6 +8,7 @@
 //! Requests travel as `http::Request<Arc<ChatRequest>>`, so layers that retry or cache share one
 //! copy.
 
+mod aggregate;
 mod chunk;
 mod error;
 mod message;
@@ -15,6 +16,7 @@ mod request;
 mod response;
 pub mod sse;
 
+pub use aggregate::{completion_to_chunks, ChunkAggregator};
 pub use chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
 pub use error::{ErrorBody, ErrorResponse};
 pub use message::{

@@ -2,7 +2,7 @@
 //!
 //! Each codec turns a [`ChatRequest`] into the provider's native HTTP request, its answer back
 //! into a [`ChatCompletion`], its SSE events into [`ChatCompletionChunk`]s, and its error bodies
-//! into [`Error`]s with the right [`ErrorKind`](crate::ErrorKind). The
+//! into [`Error`]s with the right [`ErrorKind`]. The
 //! [`ProviderTranslate`](crate::translate::ProviderTranslate) layer does the I/O around them.
 
 use std::fmt;

@@ -6,7 +6,7 @@
 //! one the layer's default deadlines apply. Provides: nothing.
 //!
 //! No timer is armed when no deadline applies. A missed deadline is
-//! [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (504, retryable): before a stream's
+//! [`ErrorKind::Timeout`] (504, retryable): before a stream's
 //! commit point Fallback tries the next candidate; after it the stream ends with that error.
 //!
 //! ```

@@ -1,4 +1,4 @@
-//! ProviderTranslate: the innermost layer. Turns a [`ChatRequest`] and the [`Target`] being
+//! ProviderTranslate: the innermost layer. Turns a [`ChatRequest`](crate::openai::ChatRequest) and the [`Target`] being
 //! tried into the provider's native HTTP request, calls the HTTP client, and turns the answer
 //! (a body or an SSE stream, decoded as bytes arrive) back into a [`ChatResponse`].
 //!

@@ -120,3 +120,66 @@ pub fn usage_chunk() -> ChatCompletionChunk {
     });
     c
 }
+
+/// A `redis-server` started by the test itself (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis_server {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// A `redis-server` of our own on a free loopback port, killed on drop.
+    pub struct RedisServer {
+        child: Child,
+        pub url: String,
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn find_binary(name: &str) -> Option<std::path::PathBuf> {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// Starts a server, or returns None (printing why) when `redis-server` is not installed,
+    /// unless `SWITCHBOARD_REQUIRE_REDIS=1`, which turns that into a failure.
+    pub fn start() -> Option<RedisServer> {
+        let Some(bin) = find_binary("redis-server") else {
+            assert!(
+                std::env::var("SWITCHBOARD_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "SWITCHBOARD_REQUIRE_REDIS=1 but redis-server is not installed"
+            );
+            eprintln!("skipping Redis test: redis-server is not installed");
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        // Bounded wait for the port to accept connections.
+        for _ in 0..500 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+}

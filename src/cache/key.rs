@@ -1,0 +1,627 @@
+//! Cache keys: a SHA-256 over the route and every answer-relevant request field.
+//!
+//! Raw JSON parts (`messages`, `tools`, `tool_choice`, `response_format`, unknown fields) are
+//! canonicalised while streaming through serde, without building `serde_json::Value`s: every
+//! value is written to the hasher as a tagged, length-prefixed encoding, objects with their
+//! entries sorted by key (only object entries are buffered, to sort them). So key order and
+//! whitespace do not change the key, and string escapes are compared by what they decode to
+//! (`"\u0041"` is `"A"`). Numbers keep their JSON kind: `1` and `1.0` give different keys (a
+//! miss, never a wrong hit).
+//!
+//! SHA-256 rather than a fast non-cryptographic hash: the cache is shared between callers, and
+//! a key collision an attacker can construct would let one caller poison another's answers.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+use sha2::{Digest, Sha256};
+
+use crate::ext::Route;
+use crate::openai::{ChatRequest, Stop};
+use crate::Error;
+
+/// Bumped when the key derivation changes, so old entries in a shared store are not read.
+const KEY_VERSION: &[u8] = b"switchboard.cache.v1";
+
+/// A response-cache key: 32 bytes of SHA-256.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    /// The key of a request: the route's candidates (provider and upstream model, in order;
+    /// without a route the requested `model`, `models`, `route` and `provider` fields) plus
+    /// every field that affects the answer. `stream`, `stream_options`, `user` and `metadata`
+    /// are left out.
+    ///
+    /// Errors only when a raw JSON part is not valid JSON (requests parsed by
+    /// [`ChatRequest::from_slice`] always are).
+    pub fn for_request(route: Option<&Route>, req: &ChatRequest) -> Result<Self, Error> {
+        let mut h = KeyHasher(Sha256::new());
+        h.0.update(KEY_VERSION);
+        match route {
+            Some(route) => {
+                h.field("route");
+                h.len(route.candidates.len());
+                for c in route.candidates.iter() {
+                    h.str(&c.provider.name);
+                    h.str(&c.upstream_model);
+                }
+            }
+            None => {
+                h.field("model");
+                h.str(&req.model);
+                if let Some(models) = &req.models {
+                    h.field("models");
+                    h.strs(models.iter().map(String::as_str), models.len());
+                }
+                if let Some(r) = &req.route {
+                    h.field("route_mode");
+                    h.str(r);
+                }
+                if let Some(p) = &req.provider {
+                    h.field("provider");
+                    let json = serde_json::to_string(p)
+                        .map_err(|e| Error::invalid_request("invalid `provider`").with_source(e))?;
+                    h.json(&json, "provider")?;
+                }
+            }
+        }
+        h.field("messages");
+        h.json(req.messages.get(), "messages")?;
+        for (name, raw) in [
+            ("tools", &req.tools),
+            ("tool_choice", &req.tool_choice),
+            ("response_format", &req.response_format),
+        ] {
+            if let Some(raw) = raw {
+                h.field(name);
+                h.json(raw.get(), name)?;
+            }
+        }
+        for (name, v) in [
+            ("temperature", req.temperature),
+            ("top_p", req.top_p),
+            ("frequency_penalty", req.frequency_penalty),
+            ("presence_penalty", req.presence_penalty),
+        ] {
+            if let Some(v) = v {
+                h.field(name);
+                h.f64(v);
+            }
+        }
+        for (name, v) in [
+            ("top_k", req.top_k),
+            ("max_tokens", req.max_tokens),
+            ("max_completion_tokens", req.max_completion_tokens),
+            ("n", req.n),
+            ("top_logprobs", req.top_logprobs),
+        ] {
+            if let Some(v) = v {
+                h.field(name);
+                h.u64(u64::from(v));
+            }
+        }
+        if let Some(seed) = req.seed {
+            h.field("seed");
+            h.0.update(seed.to_le_bytes());
+        }
+        for (name, v) in [
+            ("logprobs", req.logprobs),
+            ("parallel_tool_calls", req.parallel_tool_calls),
+        ] {
+            if let Some(v) = v {
+                h.field(name);
+                h.bool(v);
+            }
+        }
+        if let Some(stop) = &req.stop {
+            // `"x"` and `["x"]` ask for the same thing.
+            h.field("stop");
+            match stop {
+                Stop::One(s) => h.strs(std::iter::once(s.as_str()), 1),
+                Stop::Many(v) => h.strs(v.iter().map(String::as_str), v.len()),
+            }
+        }
+        if let Some(e) = &req.reasoning_effort {
+            h.field("reasoning_effort");
+            h.str(e);
+        }
+        if let Some(r) = &req.reasoning {
+            h.field("reasoning");
+            h.opt_str(r.effort.as_deref());
+            h.opt_u64(r.max_tokens.map(u64::from));
+            h.opt_bool(r.exclude);
+            h.opt_bool(r.enabled);
+        }
+        if !req.extra.is_empty() {
+            let mut extra: Vec<&(String, Box<serde_json::value::RawValue>)> =
+                req.extra.iter().collect();
+            extra.sort_by(|a, b| a.0.cmp(&b.0));
+            h.field("extra");
+            h.len(extra.len());
+            for (k, v) in extra {
+                h.str(k);
+                h.json(v.get(), "extra")?;
+            }
+        }
+        Ok(Self(h.0.finalize().into()))
+    }
+
+    /// The raw digest.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex (64 characters), e.g. for a Redis key.
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({self})")
+    }
+}
+
+/// Where canonical bytes go: the hasher, or a buffer for one object entry.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+struct KeyHasher(Sha256);
+
+impl KeyHasher {
+    /// Field tags are length-prefixed strings, so a field's presence is unambiguous.
+    fn field(&mut self, name: &str) {
+        self.0.update(b"F");
+        self.str(name);
+    }
+    fn len(&mut self, n: usize) {
+        self.0.update((n as u64).to_le_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        write_str(&mut self.0, s);
+    }
+    fn strs<'a>(&mut self, it: impl Iterator<Item = &'a str>, n: usize) {
+        self.len(n);
+        for s in it {
+            self.str(s);
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.update(v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        // -0.0 and 0.0 sample the same way.
+        let v = if v == 0.0 { 0.0 } else { v };
+        self.0.update(v.to_bits().to_le_bytes());
+    }
+    fn bool(&mut self, v: bool) {
+        self.0.update([u8::from(v)]);
+    }
+    fn opt_str(&mut self, v: Option<&str>) {
+        match v {
+            Some(s) => {
+                self.0.update(b"1");
+                self.str(s);
+            }
+            None => self.0.update(b"0"),
+        }
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        match v {
+            Some(n) => {
+                self.0.update(b"1");
+                self.u64(n);
+            }
+            None => self.0.update(b"0"),
+        }
+    }
+    fn opt_bool(&mut self, v: Option<bool>) {
+        self.0.update([match v {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        }]);
+    }
+    fn json(&mut self, raw: &str, what: &'static str) -> Result<(), Error> {
+        canonicalize(raw, &mut self.0)
+            .map_err(|e| Error::invalid_request(format!("invalid `{what}`: {e}")).with_param(what))
+    }
+}
+
+fn write_str<W: Sink>(w: &mut W, s: &str) {
+    w.put(&(s.len() as u64).to_le_bytes());
+    w.put(s.as_bytes());
+}
+
+/// Writes the canonical encoding of the JSON text `raw` to `out`.
+fn canonicalize<W: Sink>(raw: &str, out: &mut W) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    Canon(out).deserialize(&mut de)?;
+    de.end()
+}
+
+/// The canonical encoding of one JSON value:
+/// `n` null, `t`/`f` booleans, `u`/`i` + 8 bytes for integers, `d` + 8 bytes for other
+/// numbers, `s` + length + bytes for strings, `[` items `]`, `{` count + entries sorted by key
+/// (key as a string, then the value) `}`.
+struct Canon<'a, W>(&'a mut W);
+
+impl<'de, W: Sink> DeserializeSeed<'de> for Canon<'_, W> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, W: Sink> Visitor<'de> for Canon<'_, W> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.0.put(b"n");
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.0.put(if v { b"t" } else { b"f" });
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.0.put(b"u");
+        self.0.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if let Ok(u) = u64::try_from(v) {
+            return self.visit_u64(u);
+        }
+        self.0.put(b"i");
+        self.0.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.0.put(b"d");
+        self.0.put(&v.to_bits().to_le_bytes());
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.put(b"s");
+        write_str(self.0, v);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.put(b"[");
+        while seq.next_element_seed(Canon(&mut *self.0))?.is_some() {}
+        self.0.put(b"]");
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut entries: Vec<(Cow<'de, str>, Vec<u8>)> = Vec::new();
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            let mut buf = Vec::new();
+            map.next_value_seed(Canon(&mut buf))?;
+            entries.push((k, buf));
+        }
+        // Stable: duplicate keys keep their order.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0.put(b"{");
+        self.0.put(&(entries.len() as u64).to_le_bytes());
+        for (k, v) in &entries {
+            write_str(self.0, k);
+            self.0.put(v);
+        }
+        self.0.put(b"}");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::catalog::{Provider, ProviderKind};
+    use crate::ext::Candidate;
+
+    fn req(json: &str) -> ChatRequest {
+        ChatRequest::from_slice(json.as_bytes()).unwrap()
+    }
+
+    fn key(json: &str) -> CacheKey {
+        CacheKey::for_request(None, &req(json)).unwrap()
+    }
+
+    fn canon_bytes(raw: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        canonicalize(raw, &mut v).unwrap();
+        v
+    }
+
+    fn route(cands: &[(&str, &str)]) -> Route {
+        Route {
+            requested: "x".into(),
+            candidates: cands
+                .iter()
+                .map(|(p, m)| {
+                    let prov = Arc::new(Provider::new(*p, ProviderKind::Openai, "http://x/v1"));
+                    Candidate::passthrough(format!("{p}/{m}").into(), prov, (*m).into())
+                })
+                .collect(),
+        }
+    }
+
+    const BASE: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[test]
+    fn canonical_form_ignores_order_whitespace_and_escapes() {
+        assert_eq!(
+            canon_bytes(r#"{"a":1,"b":[true,null,"x"]}"#),
+            canon_bytes("{ \"b\" : [ true , null , \"\\u0078\" ] ,\n\t\"a\" : 1 }")
+        );
+        assert_ne!(canon_bytes(r#"[1,2]"#), canon_bytes(r#"[2,1]"#));
+        assert_ne!(canon_bytes(r#"{"a":"1"}"#), canon_bytes(r#"{"a":1}"#));
+        assert_ne!(canon_bytes(r#"{"a":{}}"#), canon_bytes(r#"{"a":[]}"#));
+        assert_ne!(canon_bytes(r#"["ab","c"]"#), canon_bytes(r#"["a","bc"]"#));
+        assert_ne!(canon_bytes(r#"{"ab":"c"}"#), canon_bytes(r#"{"a":"bc"}"#));
+        assert_eq!(canon_bytes("-5"), canon_bytes(" -5 "));
+        assert!(canonicalize("{", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn excluded_fields_do_not_change_the_key() {
+        let k = key(BASE);
+        for body in [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"u-1"}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"metadata":{"task":"x"}}"#,
+        ] {
+            assert_eq!(key(body), k, "{body}");
+        }
+    }
+
+    #[test]
+    fn stop_string_and_one_element_list_are_the_same() {
+        let a = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stop":"END"}"#);
+        let b = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stop":["END"]}"#);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn route_replaces_model_fields_and_its_order_matters() {
+        let r = req(BASE);
+        let with_models =
+            req(r#"{"model":"m","models":["x"],"messages":[{"role":"user","content":"hi"}]}"#);
+        let ab = route(&[("a", "m1"), ("b", "m2")]);
+        let ba = route(&[("b", "m2"), ("a", "m1")]);
+        let k_ab = CacheKey::for_request(Some(&ab), &r).unwrap();
+        assert_eq!(
+            CacheKey::for_request(Some(&ab), &with_models).unwrap(),
+            k_ab
+        );
+        assert_ne!(CacheKey::for_request(Some(&ba), &r).unwrap(), k_ab);
+        assert_ne!(
+            CacheKey::for_request(Some(&route(&[("a", "m1")])), &r).unwrap(),
+            k_ab
+        );
+        assert_ne!(
+            CacheKey::for_request(Some(&route(&[("a", "m1"), ("c", "m2")])), &r).unwrap(),
+            k_ab
+        );
+        assert_ne!(CacheKey::for_request(None, &r).unwrap(), k_ab);
+        // Without a route the routing fields count.
+        assert_ne!(
+            key(BASE),
+            CacheKey::for_request(None, &with_models).unwrap()
+        );
+        assert_ne!(
+            key(BASE),
+            key(r#"{"model":"m2","messages":[{"role":"user","content":"hi"}]}"#)
+        );
+    }
+
+    #[test]
+    fn hex_is_64_chars() {
+        let k = key(BASE);
+        assert_eq!(k.to_hex().len(), 64);
+        assert!(format!("{k:?}").starts_with("CacheKey("));
+    }
+
+    // ---- property tests ----
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| Value::from(i64::from(n))),
+            (-1000.0f64..1000.0)
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-z\"\\\\ é\n]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Writes `v` as JSON with object keys rotated by `rot` and optional extra whitespace.
+    fn render(v: &Value, rot: usize, ws: bool, out: &mut String) {
+        let sp = if ws { " \n\t " } else { "" };
+        match v {
+            Value::Object(m) => {
+                let entries: Vec<(&String, &Value)> = m.iter().collect();
+                let n = entries.len();
+                out.push('{');
+                for i in 0..n {
+                    let (k, val) = entries[(i + rot) % n];
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(sp);
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                    out.push_str(sp);
+                    out.push(':');
+                    out.push_str(sp);
+                    render(val, rot + 1, ws, out);
+                }
+                out.push_str(sp);
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(sp);
+                    render(x, rot + 1, ws, out);
+                }
+                out.push_str(sp);
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+
+    fn rendered(v: &Value, rot: usize, ws: bool) -> String {
+        let mut s = String::new();
+        render(v, rot, ws, &mut s);
+        s
+    }
+
+    /// A request whose every raw part and unknown field holds `v`.
+    fn request_json(v: &Value, rot: usize, ws: bool) -> String {
+        let val = rendered(v, rot, ws);
+        let mut fields = [
+            r#""model":"m""#.to_owned(),
+            format!(
+                r#""messages":[{{"role":"user","content":"hi","x_data":{val}}},{{"x":{val},"role":"assistant","content":"yo"}}]"#
+            ),
+            format!(
+                r#""tools":[{{"type":"function","function":{{"name":"f","parameters":{val}}}}}]"#
+            ),
+            format!(r#""tool_choice":{{"type":"function","function":{{"name":"f"}},"x":{val}}}"#),
+            format!(
+                r#""response_format":{{"type":"json_schema","json_schema":{{"name":"s","schema":{val}}}}}"#
+            ),
+            format!(r#""x_unknown":{val}"#),
+            format!(r#""x_other":[{val},1]"#),
+            r#""temperature":0.5"#.to_owned(),
+        ];
+        let n = fields.len();
+        fields.rotate_left(rot % n);
+        let sep = if ws { ",\n  " } else { "," };
+        format!("{{{}}}", fields.join(sep))
+    }
+
+    const FIELDS: usize = 22;
+
+    /// The base request with listed field `idx` set from `n`, `f`, `s` (out of range: none).
+    fn with_field(idx: usize, n: u32, f: f64, s: &str) -> String {
+        let b = n % 2 == 0;
+        let (model, messages) = match idx {
+            0 => ("m".to_owned(), format!("{s}!")),
+            21 => (format!("{s}x"), "hi".to_owned()),
+            _ => ("m".to_owned(), "hi".to_owned()),
+        };
+        let extra = match idx {
+            1 => format!(r#","tools":[{{"type":"function","function":{{"name":"{s}"}}}}]"#),
+            2 => format!(r#","tool_choice":{{"type":"function","function":{{"name":"{s}"}}}}"#),
+            3 => format!(
+                r#","response_format":{{"type":"json_schema","json_schema":{{"name":"{s}"}}}}"#
+            ),
+            4 => format!(r#","temperature":{f}"#),
+            5 => format!(r#","top_p":{f}"#),
+            6 => format!(r#","top_k":{n}"#),
+            7 => format!(r#","seed":{n}"#),
+            8 => format!(r#","stop":["{s}"]"#),
+            9 => format!(r#","max_tokens":{n}"#),
+            10 => format!(r#","max_completion_tokens":{n}"#),
+            11 => format!(r#","n":{n}"#),
+            12 => format!(r#","logprobs":{b}"#),
+            13 => format!(r#","top_logprobs":{n}"#),
+            14 => format!(r#","frequency_penalty":{f}"#),
+            15 => format!(r#","presence_penalty":{f}"#),
+            16 => format!(r#","reasoning":{{"effort":"{s}"}}"#),
+            17 => format!(r#","reasoning_effort":"{s}""#),
+            18 => format!(r#","parallel_tool_calls":{b}"#),
+            19 => format!(r#","x_unknown":"{s}""#),
+            20 => format!(r#","reasoning":{{"max_tokens":{n},"exclude":{b}}}"#),
+            _ => String::new(),
+        };
+        format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"{messages}"}}]{extra}}}"#
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn key_ignores_key_order_and_whitespace(v in json_value(), rot in 0usize..8) {
+            let a = key(&request_json(&v, 0, false));
+            let b = key(&request_json(&v, rot, true));
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn key_changes_with_any_raw_value(v in json_value(), w in json_value()) {
+            prop_assume!(v != w);
+            // Same JSON text modulo formatting must give the same key, different values
+            // (1 vs 1.0 aside, which serde_json keeps apart as well) must not.
+            let a = key(&request_json(&v, 0, false));
+            let b = key(&request_json(&w, 1, true));
+            prop_assert_ne!(a, b);
+        }
+
+        #[test]
+        fn key_changes_with_every_listed_field(
+            idx in 0usize..FIELDS,
+            n in 1u32..50,
+            f in 0.01f64..0.98,
+            s in "[a-z]{1,6}",
+        ) {
+            let plain = key(&with_field(usize::MAX, 0, 0.0, ""));
+            let a = key(&with_field(idx, n, f, &s));
+            let b = key(&with_field(idx, n + 1, f + 0.01, &format!("{s}q")));
+            prop_assert_ne!(plain, a);
+            prop_assert_ne!(a, b);
+        }
+    }
+}

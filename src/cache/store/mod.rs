@@ -1,0 +1,95 @@
+//! Where cached answers live: the [`CacheStore`] trait, the in-process [`MemoryStore`]
+//! (default) and, with the `redis` feature, [`RedisStore`].
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::RedisStore;
+
+use super::key::CacheKey;
+use crate::openai::{ChatCompletion, ChatCompletionChunk};
+use crate::Error;
+
+/// The future a [`CacheStore`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// A place to keep cached answers, shared by every clone of a
+/// [`ResponseCacheLayer`](super::ResponseCacheLayer).
+///
+/// Errors are logged by the layer and treated as a miss (on `get`) or as not stored (on
+/// `put`); they never reach the client. Freshness (`expires_at_ms`, `max-age`) is checked by
+/// the layer against its own clock, so a store may keep an entry a little longer than its TTL.
+pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
+    /// The entry for `key`, if any.
+    fn get(&self, key: CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>>;
+
+    /// Stores `entry` under `key` (replacing any previous one) for at most `ttl`.
+    fn put(&self, key: CacheKey, entry: Arc<CachedEntry>, ttl: Duration) -> StoreFuture<'_, ()>;
+}
+
+impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
+    fn get(&self, key: CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>> {
+        (**self).get(key)
+    }
+    fn put(&self, key: CacheKey, entry: Arc<CachedEntry>, ttl: Duration) -> StoreFuture<'_, ()> {
+        (**self).put(key, entry, ttl)
+    }
+}
+
+/// A stored answer: the chunks of the completed answer (recorded from a stream, or rendered
+/// from a completion) and the completion they add up to, so either shape can be served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedEntry {
+    /// The chunks, in order, usage chunk included.
+    pub chunks: Vec<ChatCompletionChunk>,
+    /// The aggregated completion.
+    pub completion: ChatCompletion,
+    /// When it was stored, in Unix milliseconds (the layer's clock).
+    pub stored_at_ms: u64,
+    /// When it stops being served, in Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// Who served the original answer, shown again on hits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<CachedServedBy>,
+    /// Approximate size in bytes (text plus a fixed overhead per chunk and choice), the weight
+    /// in a bytes-bounded store.
+    #[serde(default)]
+    pub size_bytes: usize,
+}
+
+/// The provider and model that produced a cached answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedServedBy {
+    /// Provider name.
+    pub provider: String,
+    /// Public model id.
+    pub model: String,
+}
+
+impl CachedEntry {
+    /// Whether the entry may be served at `now_ms`, given the client's `max-age` (if any).
+    pub fn is_fresh(&self, now_ms: u64, max_age: Option<Duration>) -> bool {
+        if now_ms >= self.expires_at_ms {
+            return false;
+        }
+        match max_age {
+            None => true,
+            Some(m) => {
+                let age = now_ms.saturating_sub(self.stored_at_ms);
+                u128::from(age) < m.as_millis()
+            }
+        }
+    }
+}
