@@ -1,14 +1,14 @@
 //! Soak: many requests through the whole stack, served by axum on a real socket on 127.0.0.1,
-//! with bounded concurrency and a mix of streams, non-streams, fallbacks (the first provider
-//! fails every time), streams that break after they started, unknown models and routes where
-//! every provider is rate limited. Every request must get exactly one complete, well-formed
-//! answer of the expected kind, every request that reached the meter must be metered once, and
-//! memory must not grow after the warm-up.
+//! with bounded concurrency and a mix of streams, non-streams, response-cache hits (replayed
+//! as streams too), fallbacks (the first provider fails every time), streams that break after
+//! they started, unknown models and routes where every provider is rate limited. Every request
+//! must get exactly one complete, well-formed answer of the expected kind, every request that
+//! reached the meter must be metered once, and memory must not grow after the warm-up.
 //!
-//! `cargo test --test soak` runs 20 000 requests (about 10 s in a debug build on two cores);
-//! `cargo test --release --test soak -- --ignored` runs 200 000.
-//!
-//! No response cache exists yet (`switchboard::cache`); cache hits join the mix when it does.
+//! `cargo test --test soak` runs 20 000 requests: about 1.5 ms of CPU each in a debug build
+//! (gateway, eight demo providers and the client all in this process), 30 s of CPU in all, so
+//! 15 to 20 s on two otherwise idle cores (longer when other jobs share them). `SOAK_N=…`
+//! changes the count; `cargo test --release --test soak -- --ignored` runs 200 000.
 
 #![cfg(feature = "demo")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use answers::{post, rss_bytes, Shape, TestClient};
 use serde_json::json;
+use switchboard::cache::{MemoryStore, ResponseCacheLayer};
 use switchboard::catalog::{ModelSpec, Provider, ProviderKind};
 use switchboard::cost::{CostMeterLayer, CostRecord};
 use switchboard::demo::{DemoConfig, DemoServer, Fault, DEMO_API_KEY};
@@ -39,8 +40,9 @@ const HANG: Duration = Duration::from_secs(20);
 const WARM_UP_PERCENT: usize = 20;
 /// Allowed RSS growth after the warm-up: 10 %, plus 8 MiB because the allocator keeps freed
 /// memory in per-thread arenas and caches whose size depends on which thread ran which
-/// request, not on what the gateway holds; a leak of even 500 bytes per request (10 MB over
-/// the 20 000-request run) exceeds it.
+/// request, not on what the gateway holds. With an RSS of about 25 MiB that is about 10 MiB
+/// over the 16 000 requests after the warm-up: a leak of about 700 bytes per request fails
+/// the test (about 70 bytes in the 200 000-request run).
 const GROWTH_PERCENT: u64 = 10;
 const GROWTH_SLACK: u64 = 8 * 1024 * 1024;
 
@@ -61,11 +63,13 @@ enum Kind {
     UnknownModel,
     /// Every provider answers 429: 429 with the smallest Retry-After.
     RateLimited { stream: bool },
+    /// One of a few repeated requests: mostly answered by the response cache.
+    Cached { stream: bool },
 }
 
 impl Kind {
-    /// A fixed mix, in twentieths: 8 whole answers, 6 streams, 2 fallbacks, 1 broken stream,
-    /// 1 unknown model, 2 rate limited.
+    /// A fixed mix, in twentieths: 6 whole answers, 5 streams, 3 repeated (cached), 2
+    /// fallbacks, 1 broken stream, 1 unknown model, 2 rate limited.
     fn of(i: usize) -> Self {
         let kinds = [
             ProviderKind::Openai,
@@ -74,8 +78,12 @@ impl Kind {
         ];
         let k = kinds[(i / 20) % 3];
         match i % 20 {
-            0..=7 => Self::Complete(k),
-            8..=13 => Self::Stream(k),
+            0..=5 => Self::Complete(k),
+            6..=10 => Self::Stream(k),
+            11 | 12 => Self::Cached {
+                stream: i % 40 < 20,
+            },
+            13 => Self::Cached { stream: true },
             14 => Self::FallbackComplete,
             15 => Self::FallbackStream,
             16 => Self::BrokenStream,
@@ -97,6 +105,7 @@ impl Kind {
             Self::BrokenStream => "broken/stream",
             Self::UnknownModel => "nobody/nothing",
             Self::RateLimited { .. } => "limited/everywhere",
+            Self::Cached { .. } => "google/gemini-2.5-flash",
         }
     }
 
@@ -107,6 +116,7 @@ impl Kind {
                 | Self::FallbackStream
                 | Self::BrokenStream
                 | Self::RateLimited { stream: true }
+                | Self::Cached { stream: true }
         )
     }
 
@@ -114,12 +124,21 @@ impl Kind {
     fn metered(self) -> bool {
         self != Self::UnknownModel
     }
+
+    /// The prompt: unique, except for the repeated requests.
+    fn prompt(self, i: usize) -> String {
+        match self {
+            Self::Cached { .. } => format!("soak repeated {}", i % 16),
+            _ => format!("soak request {i}"),
+        }
+    }
 }
 
 /// The gateway and its providers.
 struct Stack {
     addr: SocketAddr,
     metered: Arc<AtomicU64>,
+    cache_hits: Arc<AtomicU64>,
     server: tokio::task::JoinHandle<()>,
     _providers: Vec<DemoServer>,
 }
@@ -212,6 +231,12 @@ async fn stack() -> Stack {
         .cost_meter(CostMeterLayer::new().sink(move |_: &CostRecord| {
             count.fetch_add(1, Ordering::Relaxed);
         }))
+        // Small enough to be full (and evicting) by the end of the warm-up, so the memory
+        // check sees a cache at its bound, not one still filling up.
+        .response_cache(ResponseCacheLayer::new(MemoryStore::with_limits(
+            4 * 1024 * 1024,
+            500,
+        )))
         // Deterministic routes: failing providers are always tried first, never cooled down.
         .health(Health::new(HealthConfig {
             failure_threshold: u32::MAX,
@@ -227,6 +252,7 @@ async fn stack() -> Stack {
     Stack {
         addr,
         metered,
+        cache_hits: Arc::new(AtomicU64::new(0)),
         server,
         _providers: vec![
             openai, anthropic, gemini, failing, dropping, cutting, limited_a, limited_b,
@@ -234,10 +260,15 @@ async fn stack() -> Stack {
     }
 }
 
-/// Sends request `i` and checks its answer.
-async fn one(client: &TestClient, addr: SocketAddr, i: usize) -> Result<(), String> {
+/// Sends request `i` and checks its answer; counts cache hits.
+async fn one(
+    client: &TestClient,
+    addr: SocketAddr,
+    i: usize,
+    hits: &AtomicU64,
+) -> Result<(), String> {
     let kind = Kind::of(i);
-    let prompt = format!("soak request {i}");
+    let prompt = kind.prompt(i);
     let body = json!({
         "model": kind.model(),
         "stream": kind.stream(),
@@ -246,10 +277,29 @@ async fn one(client: &TestClient, addr: SocketAddr, i: usize) -> Result<(), Stri
     let r = post(client, addr, &body, &[], HANG).await?;
     let shape = r.shape()?;
     let provider = r.header("x-switchboard-provider").unwrap_or_default();
+    let cache = r.header("x-switchboard-cache").unwrap_or_default();
     let fail = |why: &str| Err(format!("{why}: {} {}", r.status, r.text()));
     match (kind, &shape) {
+        (Kind::Cached { stream: false }, Shape::Complete(_))
+        | (Kind::Cached { stream: true }, Shape::Streamed { error: None, .. }) => {
+            if !shape.text().contains(&format!("You said: {prompt}")) {
+                return fail("the answer is not to this request");
+            }
+            match cache {
+                "HIT" => {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                }
+                "MISS" => {}
+                other => return fail(&format!("x-switchboard-cache {other:?}")),
+            }
+        }
         (Kind::Complete(_) | Kind::FallbackComplete, Shape::Complete(_))
         | (Kind::Stream(_) | Kind::FallbackStream, Shape::Streamed { error: None, .. }) => {
+            if cache != "MISS" {
+                return fail(&format!(
+                    "a unique request with x-switchboard-cache {cache:?}"
+                ));
+            }
             if !shape.text().contains(&format!("You said: {prompt}")) {
                 return fail("the answer is not to this request");
             }
@@ -279,24 +329,22 @@ async fn one(client: &TestClient, addr: SocketAddr, i: usize) -> Result<(), Stri
 }
 
 /// Runs requests `range` with `CONCURRENCY` workers; returns the failures.
-async fn phase(
-    client: &TestClient,
-    addr: SocketAddr,
-    range: std::ops::Range<usize>,
-) -> Vec<String> {
+async fn phase(stack: &Stack, client: &TestClient, range: std::ops::Range<usize>) -> Vec<String> {
+    let addr = stack.addr;
     let next = Arc::new(AtomicUsize::new(range.start));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..CONCURRENCY)
         .map(|_| {
             let (client, next, failures, end) =
                 (client.clone(), next.clone(), failures.clone(), range.end);
+            let hits = stack.cache_hits.clone();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= end {
                         break;
                     }
-                    if let Err(e) = one(&client, addr, i).await {
+                    if let Err(e) = one(&client, addr, i, &hits).await {
                         failures.lock().unwrap().push(format!("request {i}: {e}"));
                     }
                 }
@@ -316,9 +364,9 @@ async fn soak(n: usize) {
     let started = Instant::now();
 
     let warm_up = n * WARM_UP_PERCENT / 100;
-    let mut failures = phase(&client, stack.addr, 0..warm_up).await;
+    let mut failures = phase(&stack, &client, 0..warm_up).await;
     let rss_warm = rss_bytes().expect("/proc/self/status has VmRSS");
-    failures.extend(phase(&client, stack.addr, warm_up..n).await);
+    failures.extend(phase(&stack, &client, warm_up..n).await);
     let rss_end = rss_bytes().expect("/proc/self/status has VmRSS");
     let took = started.elapsed();
 
@@ -337,10 +385,20 @@ async fn soak(n: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(stack.metered.load(Ordering::Relaxed), expected);
+    // Most repeated requests were answered by the cache (a few missed: the first of each,
+    // and any evicted by the unique ones).
+    let repeated = (0..n)
+        .filter(|&i| matches!(Kind::of(i), Kind::Cached { .. }))
+        .count() as u64;
+    let hits = stack.cache_hits.load(Ordering::Relaxed);
+    assert!(
+        hits * 2 > repeated,
+        "{hits} cache hits of {repeated} repeated requests"
+    );
 
     let allowed = rss_warm + rss_warm * GROWTH_PERCENT / 100 + GROWTH_SLACK;
     eprintln!(
-        "soak: {n} requests in {took:?} ({:.0}/s), RSS {} MiB after the warm-up, {} MiB at the end",
+        "soak: {n} requests in {took:?} ({:.0}/s), {hits} cache hits, RSS {} MiB after the warm-up, {} MiB at the end",
         n as f64 / took.as_secs_f64(),
         rss_warm >> 20,
         rss_end >> 20
