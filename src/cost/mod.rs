@@ -1,6 +1,41 @@
 //! CostMeter: normalised token usage, cost from the catalog's prices, `usage.cost`, metrics,
 //! a per-request [`CostSink`] record and spend [`Budgets`].
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use switchboard::catalog::{Pricing, Provider, ProviderKind};
+//! use switchboard::cost::CostMeterLayer;
+//! use switchboard::ext::{Candidate, Route, ServedBy};
+//! use switchboard::openai::{ChatCompletion, ChatRequest};
+//! use switchboard::{ChatHttpRequest, ChatResponse, Error};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! // A fake inner service that "served" 1000 prompt and 500 completion tokens on `openai`.
+//! let inner = service_fn(|_req: ChatHttpRequest| async {
+//!     let body: ChatCompletion = serde_json::from_str(
+//!         r#"{"id":"x","model":"openai/m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+//!             "usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}}"#,
+//!     ).unwrap();
+//!     let mut resp = http::Response::new(ChatResponse::from(body));
+//!     resp.extensions_mut().insert(ServedBy { provider: "openai".into(), model: "openai/m".into(), attempts: vec![] });
+//!     Ok::<_, Error>(resp)
+//! });
+//! let provider = Arc::new(Provider::new("openai", ProviderKind::Openai, "http://127.0.0.1:1/v1"));
+//! let mut cand = Candidate::passthrough("openai/m".into(), provider, "m".into());
+//! cand.pricing = Some(Pricing { input: 2.0, output: 8.0, ..Pricing::default() }); // USD per million
+//! let mut req = http::Request::new(Arc::new(
+//!     ChatRequest::from_slice(br#"{"model":"openai/m","messages":[{"role":"user","content":"hi"}]}"#).unwrap(),
+//! ));
+//! req.extensions_mut().insert(Route { requested: "openai/m".into(), candidates: vec![cand].into() });
+//! let resp = CostMeterLayer::new().layer(inner).oneshot(req).await.unwrap();
+//! assert_eq!(resp.headers()["x-switchboard-cost"], "0.006000000"); // 1000 × $2/M + 500 × $8/M
+//! let usage = resp.into_body().into_complete().unwrap().usage.unwrap();
+//! assert_eq!(usage.cost, Some(0.006));
+//! # }
+//! ```
+//!
 //! Requires: [`Route`] (prices of every candidate, for the budget estimate), [`ServedBy`] on
 //! the response (which target served, so its prices apply), [`CacheStatus`] (a hit costs 0),
 //! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate,

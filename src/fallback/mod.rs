@@ -1,6 +1,46 @@
 //! Fallback: walks the [`Route`], writing a [`Target`] for each candidate and calling the inner
 //! service, until one answers.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use switchboard::catalog::{Provider, ProviderKind};
+//! use switchboard::ext::{Candidate, Route, ServedBy, Target};
+//! use switchboard::fallback::FallbackLayer;
+//! use switchboard::openai::{ChatCompletion, ChatRequest};
+//! use switchboard::{ChatHttpRequest, ChatResponse, Error, ErrorKind};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! // A fake inner service: provider `a` is rate limited, `b` answers.
+//! let inner = service_fn(|req: ChatHttpRequest| async move {
+//!     let t = req.extensions().get::<Target>().unwrap();
+//!     if &*t.candidate.provider.name == "a" {
+//!         return Err(Error::new(ErrorKind::RateLimited, "slow down"));
+//!     }
+//!     let body: ChatCompletion = serde_json::from_str(
+//!         r#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#,
+//!     ).unwrap();
+//!     Ok(http::Response::new(ChatResponse::from(body)))
+//! });
+//! let cand = |p: &str| {
+//!     let provider = Arc::new(Provider::new(p, ProviderKind::Openai, "http://127.0.0.1:1/v1"));
+//!     Candidate::passthrough(format!("{p}/m").into(), provider, "m".into())
+//! };
+//! let mut req = http::Request::new(Arc::new(
+//!     ChatRequest::from_slice(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap(),
+//! ));
+//! req.extensions_mut().insert(Route {
+//!     requested: "m".into(),
+//!     candidates: vec![cand("a"), cand("b")].into(),
+//! });
+//! let resp = FallbackLayer::new().layer(inner).oneshot(req).await.unwrap();
+//! let served = resp.extensions().get::<ServedBy>().unwrap();
+//! assert_eq!(&*served.provider, "b");
+//! assert_eq!(served.attempts[0].error, Some(ErrorKind::RateLimited));
+//! # }
+//! ```
+//!
 //! Requires: [`Route`] (from [`ModelResolve`](crate::resolve::ModelResolve)); a request with no
 //! `Route` but a `Target` is passed through as one attempt. Provides: [`Target`] (request),
 //! [`ServedBy`] (response).
