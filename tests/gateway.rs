@@ -197,6 +197,10 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
     assert!(value > 0.0, "{cost}");
     line("switchboard_tokens_total", "type=\"input\"");
     line(
+        "switchboard_gateway_overhead_seconds",
+        "provider=\"openai\"",
+    );
+    line(
         "switchboard_request_duration_seconds",
         "provider=\"google\"",
     );

@@ -69,7 +69,9 @@
 //! `switchboard_tokens_total{type=input|output|cached|cache_write|reasoning}`,
 //! `switchboard_cost_nanodollars_total`, `switchboard_cache_savings_nanodollars_total`,
 //! `switchboard_request_duration_seconds`, `switchboard_time_to_first_token_seconds`,
-//! `switchboard_budget_rejections_total`.
+//! `switchboard_budget_rejections_total`, and `switchboard_gateway_overhead_seconds` (for
+//! non-streaming answers: the request's time minus the time the serving upstream took, i.e.
+//! what the gateway itself added, failed attempts included).
 
 mod budget;
 mod price;
@@ -95,6 +97,7 @@ pub use stream::MeteredStream;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{Attempt, CacheStatus, CallerKey, Route, ServedBy};
 use crate::openai::Usage;
+use crate::translate::UpstreamLatency;
 use crate::{Error, ErrorKind};
 
 /// One record per request, for apps that log or bill.
@@ -591,6 +594,14 @@ where
             meter.prices = prices_for(meter.route.as_ref(), meter.served.as_ref());
             let body = match body {
                 ChatResponse::Complete(mut c) => {
+                    if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
+                        let overhead = meter.started.elapsed().saturating_sub(up.0);
+                        metrics::histogram!(
+                            "switchboard_gateway_overhead_seconds",
+                            &meter.labels()
+                        )
+                        .record(overhead.as_secs_f64());
+                    }
                     let cost = c.usage.as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
                         if let Ok(v) = HeaderValue::from_str(&format!("{:.9}", cost.total().usd()))

@@ -63,6 +63,11 @@
 //! `max_budget`, else `default_budget`); it spans every attempt and each attempt's deadlines
 //! on its [`Target`] are clipped to what is left. With nothing left the answer is 504.
 //!
+//! # Larger context windows
+//! A client error is not retried, with one exception: when a candidate answers
+//! `context_length_exceeded` and a later candidate of the route has a larger context window
+//! (from the catalog), Fallback moves on to the candidates with larger windows.
+//!
 //! # Errors
 //! A non-retryable error is returned at once. When every candidate failed: a 429 with the
 //! smallest `Retry-After` if every attempt was rate limited, else the last attempt's error.
@@ -82,7 +87,7 @@ use tokio::time::Instant;
 
 use crate::catalog::Deadlines;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
-use crate::ext::{Attempt, Route, ServedBy, Target};
+use crate::ext::{Attempt, Candidate, Route, ServedBy, Target};
 use crate::health::Health;
 use crate::openai::ChatCompletionChunk;
 use crate::{Error, ErrorKind};
@@ -301,8 +306,15 @@ where
     let mut errors: Vec<Error> = Vec::new();
     let mut n: u32 = 0;
     let total = route.candidates.len();
+    // After a context-length error, only candidates with a larger window are worth trying.
+    let mut need_context_over: Option<u32> = None;
     'candidates: for (i, candidate) in route.candidates.iter().enumerate() {
         let last_candidate = i + 1 == total;
+        if let Some(min) = need_context_over {
+            if !candidate.context_length.is_some_and(|l| l > min) {
+                continue;
+            }
+        }
         for retry in 0..=config.retries {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
@@ -402,6 +414,12 @@ where
                     let retry_after = e.retry_after();
                     errors.push(e);
                     if !retryable {
+                        if let Some(cur) =
+                            larger_context_exists(&errors, candidate, &route.candidates[i + 1..])
+                        {
+                            need_context_over = Some(cur);
+                            continue 'candidates;
+                        }
                         break 'candidates;
                     }
                     if retry == config.retries {
@@ -422,6 +440,19 @@ where
         }
     }
     Err(final_error(errors).with_attempts(attempts))
+}
+
+/// After a `context_length_exceeded` error: the failed candidate's window, if a later
+/// candidate has a larger one.
+fn larger_context_exists(errors: &[Error], failed: &Candidate, rest: &[Candidate]) -> Option<u32> {
+    let e = errors.last()?;
+    if e.code() != Some("context_length_exceeded") {
+        return None;
+    }
+    let cur = failed.context_length?;
+    rest.iter()
+        .any(|c| c.context_length.is_some_and(|l| l > cur))
+        .then_some(cur)
 }
 
 /// Waits for the commit point of a response: immediate for a completion, the first real

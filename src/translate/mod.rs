@@ -215,6 +215,7 @@ where
         // Readiness was driven by poll_ready on `self.client`; take it and leave a clone.
         let clone = self.client.clone();
         let mut client = std::mem::replace(&mut self.client, clone);
+        let sent = tokio::time::Instant::now();
         let fut = client.call(upstream_req);
         let max = self.config.max_response_bytes;
         let provider_name = candidate.provider.name.clone();
@@ -255,6 +256,7 @@ where
                 ChatResponse::Complete(Box::new(c))
             };
             let mut out = http::Response::new(answer);
+            out.extensions_mut().insert(UpstreamLatency(sent.elapsed()));
             if let Some(id) = rparts
                 .headers
                 .get("x-request-id")
@@ -266,6 +268,12 @@ where
         })
     }
 }
+
+/// Time spent waiting on the upstream for the answer that served: until the whole body was
+/// decoded (non-streaming) or until its headers (streams). Response extension; the CostMeter
+/// derives the gateway's own overhead from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLatency(pub std::time::Duration);
 
 /// The upstream's own request id (`x-request-id` / `request-id`), for logs (response extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
