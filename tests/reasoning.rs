@@ -40,11 +40,16 @@ async fn round_trip(model: &str, strip_details: bool) -> (u16, Value) {
     let msg = &v["choices"][0]["message"];
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
     assert!(msg["reasoning"].is_string(), "reasoning text returned: {v}");
-    let details = msg["reasoning_details"].as_array().expect("reasoning_details");
+    let details = msg["reasoning_details"]
+        .as_array()
+        .expect("reasoning_details");
     assert!(!details.is_empty());
     let mut assistant = msg.clone();
     if strip_details {
-        assistant.as_object_mut().unwrap().remove("reasoning_details");
+        assistant
+            .as_object_mut()
+            .unwrap()
+            .remove("reasoning_details");
     }
     let call_id = msg["tool_calls"][0]["id"].as_str().unwrap().to_owned();
     messages.push(assistant);
@@ -60,7 +65,10 @@ async fn round_trip(model: &str, strip_details: bool) -> (u16, Value) {
 async fn anthropic_thinking_signatures_survive_tool_turns() {
     let (status, v) = round_trip("anthropic/claude-sonnet-4", false).await;
     assert_eq!(status, 200, "{v}");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("21 degrees"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("21 degrees"));
     // Without the signed thinking the provider refuses the turn, as Anthropic does.
     let (status, v) = round_trip("anthropic/claude-sonnet-4", true).await;
     assert_eq!(status, 400, "{v}");
@@ -70,8 +78,16 @@ async fn anthropic_thinking_signatures_survive_tool_turns() {
 async fn gemini_thought_signatures_survive_tool_turns() {
     let (status, v) = round_trip("google/gemini-2.5-flash", false).await;
     assert_eq!(status, 200, "{v}");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("21 degrees"));
-    assert!(v["usage"]["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap() > 0);
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("21 degrees"));
+    assert!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[tokio::test]
@@ -87,5 +103,10 @@ async fn exclude_hides_reasoning_text_but_keeps_details() {
     assert_eq!(status, 200, "{v}");
     let msg = &v["choices"][0]["message"];
     assert!(msg.get("reasoning").is_none(), "{v}");
-    assert!(msg["reasoning_details"].as_array().is_some_and(|d| !d.is_empty()), "{v}");
+    assert!(
+        msg["reasoning_details"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "{v}"
+    );
 }
