@@ -311,7 +311,7 @@ where
     'candidates: for (i, candidate) in route.candidates.iter().enumerate() {
         let last_candidate = i + 1 == total;
         if let Some(min) = need_context_over {
-            if !candidate.context_length.is_some_and(|l| l > min) {
+            if candidate.context_length.is_none_or(|l| l <= min) {
                 continue;
             }
         }
