@@ -299,19 +299,25 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    fn labels(&self) -> [(&'static str, String); 3] {
-        let (p, m) = self
-            .served
-            .as_ref()
-            .map_or(("none".to_owned(), "none".to_owned()), |s| {
-                (s.provider.to_string(), s.model.to_string())
-            });
+    /// Metric labels: shared strings, no copies.
+    fn labels(&self) -> Vec<metrics::Label> {
+        let (p, m) = self.served.as_ref().map_or(
+            (
+                metrics::SharedString::const_str("none"),
+                metrics::SharedString::const_str("none"),
+            ),
+            |s| (s.provider.clone().into(), s.model.clone().into()),
+        );
         let cache = self.cache.map_or("none", |c| match c {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
         });
-        [("provider", p), ("model", m), ("cache", cache.to_owned())]
+        vec![
+            metrics::Label::new("provider", p),
+            metrics::Label::new("model", m),
+            metrics::Label::new("cache", cache),
+        ]
     }
 
     /// Prices usage (0 for a cache hit; `None` without prices).
@@ -341,11 +347,11 @@ impl Meter {
         let latency = self.started.elapsed();
         let cost = usage.as_ref().and_then(|u| self.price(u));
         let labels = self.labels();
-        metrics::counter!("switchboard_requests_total", &labels).increment(1);
-        metrics::histogram!("switchboard_request_duration_seconds", &labels)
+        metrics::counter!("switchboard_requests_total", labels.iter()).increment(1);
+        metrics::histogram!("switchboard_request_duration_seconds", labels.iter())
             .record(latency.as_secs_f64());
         if let Some(t) = ttft {
-            metrics::histogram!("switchboard_time_to_first_token_seconds", &labels)
+            metrics::histogram!("switchboard_time_to_first_token_seconds", labels.iter())
                 .record(t.as_secs_f64());
         }
         if let Some(kind) = error {
@@ -362,21 +368,21 @@ impl Meter {
                 ("reasoning", u.reasoning_tokens()),
             ] {
                 if n > 0 {
-                    let mut l = labels.to_vec();
-                    l.push(("type", ty.to_owned()));
-                    metrics::counter!("switchboard_tokens_total", &l).increment(n);
+                    let mut l = labels.clone();
+                    l.push(metrics::Label::new("type", ty));
+                    metrics::counter!("switchboard_tokens_total", l).increment(n);
                 }
             }
             if self.cache == Some(CacheStatus::Hit) {
                 if let Some(p) = &self.prices {
                     let saved = cost_of(u, p).total();
-                    metrics::counter!("switchboard_cache_savings_nanodollars_total", &labels)
+                    metrics::counter!("switchboard_cache_savings_nanodollars_total", labels.iter())
                         .increment(saved.nanodollars());
                 }
             }
         }
         if let Some(c) = cost {
-            metrics::counter!("switchboard_cost_nanodollars_total", &labels)
+            metrics::counter!("switchboard_cost_nanodollars_total", labels.iter())
                 .increment(c.total().nanodollars());
         }
         if let Some(r) = self.reservation.take() {
@@ -596,11 +602,8 @@ where
                 ChatResponse::Complete(mut c) => {
                     if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
                         let overhead = meter.started.elapsed().saturating_sub(up.0);
-                        metrics::histogram!(
-                            "switchboard_gateway_overhead_seconds",
-                            &meter.labels()
-                        )
-                        .record(overhead.as_secs_f64());
+                        metrics::histogram!("switchboard_gateway_overhead_seconds", meter.labels())
+                            .record(overhead.as_secs_f64());
                     }
                     let cost = c.usage.as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
