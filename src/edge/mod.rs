@@ -134,18 +134,7 @@ impl<S> ChatCompletions<S> {
     pub fn new(inner: S) -> Self {
         ChatCompletionsLayer::new().layer(inner)
     }
-    /// The typed stack.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The typed stack, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the typed stack.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!(inner: S);
 }
 
 /// Future of [`ChatCompletions`].

@@ -190,18 +190,7 @@ impl<S> Fallback<S> {
     pub fn new(inner: S) -> Self {
         FallbackLayer::new().layer(inner)
     }
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!(inner: S);
 }
 
 /// Future of [`Fallback`].

@@ -151,18 +151,7 @@ impl<C> ProviderTranslate<C> {
     pub fn new(client: C) -> Self {
         ProviderTranslateLayer::new().layer(client)
     }
-    /// The client.
-    pub fn get_ref(&self) -> &C {
-        &self.client
-    }
-    /// The client, mutably.
-    pub fn get_mut(&mut self) -> &mut C {
-        &mut self.client
-    }
-    /// Unwraps the client.
-    pub fn into_inner(self) -> C {
-        self.client
-    }
+    crate::macros::inner_service_accessors!(client: C);
 }
 
 /// Future of [`ProviderTranslate`].
