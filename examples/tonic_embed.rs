@@ -47,6 +47,9 @@
 //! `OPENAI_API_KEY`, `ANTHROPIC_API_KEY` or `GEMINI_API_KEY` set it loads
 //! `examples/gateway.toml`. The bound address is printed as `listening on http://ADDR`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,9 +61,8 @@ use std::task::{Context, Poll};
 use futures_util::stream::{self, Stream, StreamExt};
 use http::uri::PathAndQuery;
 use serde_json::json;
-use switchboard::demo::DemoProviders;
 use switchboard::openai::ChatRequest;
-use switchboard::{Catalog, ChatResponse, ChunkStream, ErrorKind, Gateway, GatewayService};
+use switchboard::{ChatResponse, ChunkStream, ErrorKind, Gateway, GatewayService};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -471,25 +473,6 @@ impl ChatClient {
 // ---------------------------------------------------------------------------------------------
 // main
 
-/// The demo providers' catalog, or `examples/gateway.toml` when a provider key is set. The
-/// demo providers live as long as the returned guard.
-async fn load_catalog() -> Result<(Catalog, Option<DemoProviders>), String> {
-    let keyed = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-    if keyed {
-        let path = "examples/gateway.toml";
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        let catalog = Catalog::from_toml(&text).map_err(|e| format!("{path}: {}", e.message()))?;
-        return Ok((catalog, None));
-    }
-    let demo = DemoProviders::start()
-        .await
-        .map_err(|e| format!("cannot start the demo providers: {e}"))?;
-    println!("no provider API keys set: using switchboard's local demo providers");
-    Ok((demo.catalog(), Some(demo)))
-}
-
 enum Mode {
     Serve(SocketAddr),
     Client {
@@ -553,7 +536,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run_server(addr: SocketAddr) -> Result<(), String> {
-    let (catalog, _demo) = load_catalog().await?;
+    let (catalog, _demo) = support::load_catalog().await?;
     let gateway = Gateway::builder(catalog).build();
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -187,6 +187,10 @@ pub struct ClientKeys<S> {
     layer: ClientKeysLayer,
 }
 
+impl<S> ClientKeys<S> {
+    crate::macros::inner_service_accessors!(inner: S);
+}
+
 /// Constant-time equality for secrets.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

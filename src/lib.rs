@@ -85,6 +85,7 @@ pub mod fallback;
 pub mod future;
 pub mod health;
 pub mod keys;
+mod macros;
 pub mod openai;
 pub mod provider;
 pub mod resolve;

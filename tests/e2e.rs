@@ -429,3 +429,64 @@ async fn cache_hits_are_free_and_streams_replay() {
     assert_eq!(b.headers["x-switchboard-cache"], "BYPASS");
     assert_eq!(a.request_count(), 2);
 }
+
+#[tokio::test]
+async fn allow_fallbacks_false_tries_one_candidate() {
+    let e = env().await;
+    e.a.faults().push(Fault::status(500));
+    let mut body = hello("x/model");
+    body["provider"] = json!({"allow_fallbacks": false});
+    let a = post(&e.gateway, body).await;
+    assert_eq!(a.status, 502);
+    assert_eq!(e.b.request_count(), 0);
+}
+
+#[tokio::test]
+async fn cool_down_skips_a_broken_target_and_a_probe_brings_it_back() {
+    let a = DemoServer::start(ProviderKind::Openai, DemoConfig::default())
+        .await
+        .unwrap();
+    let b = DemoServer::start(ProviderKind::Openai, DemoConfig::default())
+        .await
+        .unwrap();
+    let catalog = Catalog::builder()
+        .provider(
+            Provider::new("a", ProviderKind::Openai, &a.base_url()).with_api_key(DEMO_API_KEY),
+        )
+        .provider(
+            Provider::new("b", ProviderKind::Openai, &b.base_url()).with_api_key(DEMO_API_KEY),
+        )
+        .model(
+            ModelSpec::new("x/model")
+                .endpoint("a", "gpt-4o-mini", None)
+                .endpoint("b", "gpt-4o-mini", None),
+        )
+        .build()
+        .unwrap();
+    let cooldown = Duration::from_millis(300);
+    let g = Gateway::builder(catalog)
+        .health(Health::new(HealthConfig {
+            failure_threshold: 2,
+            cooldown,
+            ..HealthConfig::default()
+        }))
+        .build();
+    a.faults().set_persistent(Some(Fault::status(500)));
+    for _ in 0..2 {
+        let r = post(&g, hello("x/model")).await;
+        assert_eq!(r.headers["x-switchboard-provider"], "b");
+    }
+    assert_eq!(a.request_count(), 2);
+    // Cooling down: a is not called at all.
+    let r = post(&g, hello("x/model")).await;
+    assert_eq!(r.headers["x-switchboard-provider"], "b");
+    assert_eq!(a.request_count(), 2);
+    // a recovers; after the cool-down one probe goes to it and closes the circuit.
+    a.faults().set_persistent(None);
+    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
+    let r = post(&g, hello("x/model")).await;
+    assert_eq!(r.headers["x-switchboard-provider"], "a");
+    let r = post(&g, hello("x/model")).await;
+    assert_eq!(r.headers["x-switchboard-provider"], "a");
+    assert_eq!(a.request_count(), 4);
+}

@@ -2,6 +2,8 @@
 //! driven as a client would: over HTTP for the axum apps, with the tonic client for gRPC.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Each example brings the shared examples/support module along.
+#![allow(clippy::duplicate_mod)]
 
 #[allow(dead_code)]
 #[path = "../examples/axum_embed.rs"]

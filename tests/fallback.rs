@@ -374,3 +374,33 @@ mod health_retries_budget {
         assert_eq!(e.status(), 503);
     }
 }
+
+#[tokio::test]
+async fn context_length_error_moves_to_a_larger_window() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = FallbackLayer::new().layer(scripted(
+        vec![
+            Err(Error::new(ErrorKind::UpstreamInvalidRequest, "too long")
+                .with_code("context_length_exceeded")),
+            Ok(completion("c/m", "fits").into()),
+        ],
+        seen.clone(),
+    ));
+    let mut small = candidate("a", "m");
+    small.context_length = Some(8_000);
+    let mut same = candidate("b", "m");
+    same.context_length = Some(8_000);
+    let mut large = candidate("c", "m");
+    large.context_length = Some(200_000);
+    let mut req = request(HELLO);
+    req.extensions_mut().insert(switchboard::ext::Route {
+        requested: "x".into(),
+        candidates: vec![small, same, large].into(),
+    });
+    svc.oneshot(req).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["a/m#1", "c/m#2"],
+        "b has no larger window"
+    );
+}

@@ -191,11 +191,15 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
     assert!(n >= 1.0, "{req}");
     let cost = line(
         "switchboard_cost_nanodollars_total",
-        "model=\"openai/gpt-4o-mini\"",
+        "model=\"openai/gpt-4o-mini\",cache=\"miss\"",
     );
     let value: f64 = cost.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value > 0.0, "{cost}");
     line("switchboard_tokens_total", "type=\"input\"");
+    line(
+        "switchboard_gateway_overhead_seconds",
+        "provider=\"openai\"",
+    );
     line(
         "switchboard_request_duration_seconds",
         "provider=\"google\"",

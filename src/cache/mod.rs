@@ -268,18 +268,7 @@ pub struct ResponseCache<S> {
 }
 
 impl<S> ResponseCache<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!(inner: S);
 }
 
 fn is_deterministic(req: &ChatRequest) -> bool {

@@ -1,6 +1,41 @@
 //! CostMeter: normalised token usage, cost from the catalog's prices, `usage.cost`, metrics,
 //! a per-request [`CostSink`] record and spend [`Budgets`].
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use switchboard::catalog::{Pricing, Provider, ProviderKind};
+//! use switchboard::cost::CostMeterLayer;
+//! use switchboard::ext::{Candidate, Route, ServedBy};
+//! use switchboard::openai::{ChatCompletion, ChatRequest};
+//! use switchboard::{ChatHttpRequest, ChatResponse, Error};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! // A fake inner service that "served" 1000 prompt and 500 completion tokens on `openai`.
+//! let inner = service_fn(|_req: ChatHttpRequest| async {
+//!     let body: ChatCompletion = serde_json::from_str(
+//!         r#"{"id":"x","model":"openai/m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+//!             "usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}}"#,
+//!     ).unwrap();
+//!     let mut resp = http::Response::new(ChatResponse::from(body));
+//!     resp.extensions_mut().insert(ServedBy { provider: "openai".into(), model: "openai/m".into(), attempts: vec![] });
+//!     Ok::<_, Error>(resp)
+//! });
+//! let provider = Arc::new(Provider::new("openai", ProviderKind::Openai, "http://127.0.0.1:1/v1"));
+//! let mut cand = Candidate::passthrough("openai/m".into(), provider, "m".into());
+//! cand.pricing = Some(Pricing { input: 2.0, output: 8.0, ..Pricing::default() }); // USD per million
+//! let mut req = http::Request::new(Arc::new(
+//!     ChatRequest::from_slice(br#"{"model":"openai/m","messages":[{"role":"user","content":"hi"}]}"#).unwrap(),
+//! ));
+//! req.extensions_mut().insert(Route { requested: "openai/m".into(), candidates: vec![cand].into() });
+//! let resp = CostMeterLayer::new().layer(inner).oneshot(req).await.unwrap();
+//! assert_eq!(resp.headers()["x-switchboard-cost"], "0.006000000"); // 1000 × $2/M + 500 × $8/M
+//! let usage = resp.into_body().into_complete().unwrap().usage.unwrap();
+//! assert_eq!(usage.cost, Some(0.006));
+//! # }
+//! ```
+//!
 //! Requires: [`Route`] (prices of every candidate, for the budget estimate), [`ServedBy`] on
 //! the response (which target served, so its prices apply), [`CacheStatus`] (a hit costs 0),
 //! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate,
@@ -34,7 +69,9 @@
 //! `switchboard_tokens_total{type=input|output|cached|cache_write|reasoning}`,
 //! `switchboard_cost_nanodollars_total`, `switchboard_cache_savings_nanodollars_total`,
 //! `switchboard_request_duration_seconds`, `switchboard_time_to_first_token_seconds`,
-//! `switchboard_budget_rejections_total`.
+//! `switchboard_budget_rejections_total`, and `switchboard_gateway_overhead_seconds` (for
+//! non-streaming answers: the request's time minus the time the serving upstream took, i.e.
+//! what the gateway itself added, failed attempts included).
 
 mod budget;
 mod price;
@@ -60,6 +97,7 @@ pub use stream::MeteredStream;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{Attempt, CacheStatus, CallerKey, Route, ServedBy};
 use crate::openai::Usage;
+use crate::translate::UpstreamLatency;
 use crate::{Error, ErrorKind};
 
 /// One record per request, for apps that log or bill.
@@ -173,18 +211,7 @@ impl<S: fmt::Debug> fmt::Debug for CostMeter<S> {
 }
 
 impl<S> CostMeter<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!(inner: S);
 }
 
 /// Future of [`CostMeter`].
@@ -261,19 +288,25 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    fn labels(&self) -> [(&'static str, String); 3] {
-        let (p, m) = self
-            .served
-            .as_ref()
-            .map_or(("none".to_owned(), "none".to_owned()), |s| {
-                (s.provider.to_string(), s.model.to_string())
-            });
+    /// Metric labels: shared strings, no copies.
+    fn labels(&self) -> Vec<metrics::Label> {
+        let (p, m) = self.served.as_ref().map_or(
+            (
+                metrics::SharedString::const_str("none"),
+                metrics::SharedString::const_str("none"),
+            ),
+            |s| (s.provider.clone().into(), s.model.clone().into()),
+        );
         let cache = self.cache.map_or("none", |c| match c {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
         });
-        [("provider", p), ("model", m), ("cache", cache.to_owned())]
+        vec![
+            metrics::Label::new("provider", p),
+            metrics::Label::new("model", m),
+            metrics::Label::new("cache", cache),
+        ]
     }
 
     /// Prices usage (0 for a cache hit; `None` without prices).
@@ -303,11 +336,11 @@ impl Meter {
         let latency = self.started.elapsed();
         let cost = usage.as_ref().and_then(|u| self.price(u));
         let labels = self.labels();
-        metrics::counter!("switchboard_requests_total", &labels).increment(1);
-        metrics::histogram!("switchboard_request_duration_seconds", &labels)
+        metrics::counter!("switchboard_requests_total", labels.iter()).increment(1);
+        metrics::histogram!("switchboard_request_duration_seconds", labels.iter())
             .record(latency.as_secs_f64());
         if let Some(t) = ttft {
-            metrics::histogram!("switchboard_time_to_first_token_seconds", &labels)
+            metrics::histogram!("switchboard_time_to_first_token_seconds", labels.iter())
                 .record(t.as_secs_f64());
         }
         if let Some(kind) = error {
@@ -324,21 +357,21 @@ impl Meter {
                 ("reasoning", u.reasoning_tokens()),
             ] {
                 if n > 0 {
-                    let mut l = labels.to_vec();
-                    l.push(("type", ty.to_owned()));
-                    metrics::counter!("switchboard_tokens_total", &l).increment(n);
+                    let mut l = labels.clone();
+                    l.push(metrics::Label::new("type", ty));
+                    metrics::counter!("switchboard_tokens_total", l).increment(n);
                 }
             }
             if self.cache == Some(CacheStatus::Hit) {
                 if let Some(p) = &self.prices {
                     let saved = cost_of(u, p).total();
-                    metrics::counter!("switchboard_cache_savings_nanodollars_total", &labels)
+                    metrics::counter!("switchboard_cache_savings_nanodollars_total", labels.iter())
                         .increment(saved.nanodollars());
                 }
             }
         }
         if let Some(c) = cost {
-            metrics::counter!("switchboard_cost_nanodollars_total", &labels)
+            metrics::counter!("switchboard_cost_nanodollars_total", labels.iter())
                 .increment(c.total().nanodollars());
         }
         if let Some(r) = self.reservation.take() {
@@ -556,6 +589,11 @@ where
             meter.prices = prices_for(meter.route.as_ref(), meter.served.as_ref());
             let body = match body {
                 ChatResponse::Complete(mut c) => {
+                    if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
+                        let overhead = meter.started.elapsed().saturating_sub(up.0);
+                        metrics::histogram!("switchboard_gateway_overhead_seconds", meter.labels())
+                            .record(overhead.as_secs_f64());
+                    }
                     let cost = c.usage.as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
                         if let Ok(v) = HeaderValue::from_str(&format!("{:.9}", cost.total().usd()))

@@ -1,6 +1,30 @@
 //! The HTTP edge: turns HTTP requests into typed ones and typed answers (and every [`Error`])
 //! into HTTP, OpenAI-style.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use http_body_util::{BodyExt, Full};
+//! use switchboard::edge::ChatCompletions;
+//! use switchboard::{ChatHttpRequest, ChatHttpResponse, Error, ErrorKind};
+//! use tower::{service_fn, ServiceExt};
+//!
+//! // A fake typed stack that refuses every request as rate limited.
+//! let stack = service_fn(|req: ChatHttpRequest| async move {
+//!     assert_eq!(req.body().model, "fast"); // parsed once by the edge
+//!     Err::<ChatHttpResponse, _>(Error::new(ErrorKind::RateLimited, "slow down"))
+//! });
+//! let req = http::Request::post("/v1/chat/completions")
+//!     .body(Full::new(r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#.into()))
+//!     .unwrap();
+//! let resp = ChatCompletions::new(stack).oneshot(req).await.unwrap();
+//! assert_eq!(resp.status(), 429);
+//! let body = resp.into_body().collect().await.unwrap().to_bytes();
+//! let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(json["error"]["type"], "rate_limit_error");
+//! # }
+//! ```
+//!
 //! [`ChatCompletions`] serves chat completions: it reads the body once (size limit → 413, an
 //! optional read deadline → 408), parses it into a [`ChatRequest`]
 //! (malformed → 400), calls the typed stack, and renders the answer as JSON or as SSE
@@ -110,18 +134,7 @@ impl<S> ChatCompletions<S> {
     pub fn new(inner: S) -> Self {
         ChatCompletionsLayer::new().layer(inner)
     }
-    /// The typed stack.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The typed stack, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the typed stack.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!(inner: S);
 }
 
 /// Future of [`ChatCompletions`].

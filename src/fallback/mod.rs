@@ -1,6 +1,46 @@
 //! Fallback: walks the [`Route`], writing a [`Target`] for each candidate and calling the inner
 //! service, until one answers.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use switchboard::catalog::{Provider, ProviderKind};
+//! use switchboard::ext::{Candidate, Route, ServedBy, Target};
+//! use switchboard::fallback::FallbackLayer;
+//! use switchboard::openai::{ChatCompletion, ChatRequest};
+//! use switchboard::{ChatHttpRequest, ChatResponse, Error, ErrorKind};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! // A fake inner service: provider `a` is rate limited, `b` answers.
+//! let inner = service_fn(|req: ChatHttpRequest| async move {
+//!     let t = req.extensions().get::<Target>().unwrap();
+//!     if &*t.candidate.provider.name == "a" {
+//!         return Err(Error::new(ErrorKind::RateLimited, "slow down"));
+//!     }
+//!     let body: ChatCompletion = serde_json::from_str(
+//!         r#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#,
+//!     ).unwrap();
+//!     Ok(http::Response::new(ChatResponse::from(body)))
+//! });
+//! let cand = |p: &str| {
+//!     let provider = Arc::new(Provider::new(p, ProviderKind::Openai, "http://127.0.0.1:1/v1"));
+//!     Candidate::passthrough(format!("{p}/m").into(), provider, "m".into())
+//! };
+//! let mut req = http::Request::new(Arc::new(
+//!     ChatRequest::from_slice(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap(),
+//! ));
+//! req.extensions_mut().insert(Route {
+//!     requested: "m".into(),
+//!     candidates: vec![cand("a"), cand("b")].into(),
+//! });
+//! let resp = FallbackLayer::new().layer(inner).oneshot(req).await.unwrap();
+//! let served = resp.extensions().get::<ServedBy>().unwrap();
+//! assert_eq!(&*served.provider, "b");
+//! assert_eq!(served.attempts[0].error, Some(ErrorKind::RateLimited));
+//! # }
+//! ```
+//!
 //! Requires: [`Route`] (from [`ModelResolve`](crate::resolve::ModelResolve)); a request with no
 //! `Route` but a `Target` is passed through as one attempt. Provides: [`Target`] (request),
 //! [`ServedBy`] (response).
@@ -23,6 +63,11 @@
 //! `max_budget`, else `default_budget`); it spans every attempt and each attempt's deadlines
 //! on its [`Target`] are clipped to what is left. With nothing left the answer is 504.
 //!
+//! # Larger context windows
+//! A client error is not retried, with one exception: when a candidate answers
+//! `context_length_exceeded` and a later candidate of the route has a larger context window
+//! (from the catalog), Fallback moves on to the candidates with larger windows.
+//!
 //! # Errors
 //! A non-retryable error is returned at once. When every candidate failed: a 429 with the
 //! smallest `Retry-After` if every attempt was rate limited, else the last attempt's error.
@@ -42,7 +87,7 @@ use tokio::time::Instant;
 
 use crate::catalog::Deadlines;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
-use crate::ext::{Attempt, Route, ServedBy, Target};
+use crate::ext::{Attempt, Candidate, Route, ServedBy, Target};
 use crate::health::Health;
 use crate::openai::ChatCompletionChunk;
 use crate::{Error, ErrorKind};
@@ -145,18 +190,7 @@ impl<S> Fallback<S> {
     pub fn new(inner: S) -> Self {
         FallbackLayer::new().layer(inner)
     }
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!(inner: S);
 }
 
 /// Future of [`Fallback`].
@@ -261,8 +295,15 @@ where
     let mut errors: Vec<Error> = Vec::new();
     let mut n: u32 = 0;
     let total = route.candidates.len();
+    // After a context-length error, only candidates with a larger window are worth trying.
+    let mut need_context_over: Option<u32> = None;
     'candidates: for (i, candidate) in route.candidates.iter().enumerate() {
         let last_candidate = i + 1 == total;
+        if let Some(min) = need_context_over {
+            if candidate.context_length.is_none_or(|l| l <= min) {
+                continue;
+            }
+        }
         for retry in 0..=config.retries {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
@@ -362,6 +403,12 @@ where
                     let retry_after = e.retry_after();
                     errors.push(e);
                     if !retryable {
+                        if let Some(cur) =
+                            larger_context_exists(&errors, candidate, &route.candidates[i + 1..])
+                        {
+                            need_context_over = Some(cur);
+                            continue 'candidates;
+                        }
                         break 'candidates;
                     }
                     if retry == config.retries {
@@ -382,6 +429,19 @@ where
         }
     }
     Err(final_error(errors).with_attempts(attempts))
+}
+
+/// After a `context_length_exceeded` error: the failed candidate's window, if a later
+/// candidate has a larger one.
+fn larger_context_exists(errors: &[Error], failed: &Candidate, rest: &[Candidate]) -> Option<u32> {
+    let e = errors.last()?;
+    if e.code() != Some("context_length_exceeded") {
+        return None;
+    }
+    let cur = failed.context_length?;
+    rest.iter()
+        .any(|c| c.context_length.is_some_and(|l| l > cur))
+        .then_some(cur)
 }
 
 /// Waits for the commit point of a response: immediate for a completion, the first real

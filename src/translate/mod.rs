@@ -2,6 +2,47 @@
 //! tried into the provider's native HTTP request, calls the HTTP client, and turns the answer
 //! (a body or an SSE stream, decoded as bytes arrive) back into a [`ChatResponse`].
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use switchboard::catalog::{Provider, ProviderKind};
+//! use switchboard::ext::{Candidate, Target};
+//! use switchboard::openai::ChatRequest;
+//! use switchboard::translate::ProviderTranslate;
+//! use switchboard::Error;
+//! use tower::{service_fn, ServiceExt};
+//!
+//! // A fake HTTP client standing in for Anthropic: checks the native request, answers natively.
+//! let client = service_fn(|req: http::Request<Full<Bytes>>| async move {
+//!     assert_eq!(req.uri(), "https://api.anthropic.com/v1/messages");
+//!     assert_eq!(req.headers()["x-api-key"], "sk-ant");
+//!     let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-20250514",
+//!         "content":[{"type":"text","text":"Hello!"}],"stop_reason":"end_turn","stop_sequence":null,
+//!         "usage":{"input_tokens":10,"output_tokens":3}}"#;
+//!     Ok::<_, Error>(http::Response::new(Full::new(Bytes::from(body))))
+//! });
+//! let provider = Arc::new(
+//!     Provider::new("anthropic", ProviderKind::Anthropic, "https://api.anthropic.com").with_api_key("sk-ant"),
+//! );
+//! let mut req = http::Request::new(Arc::new(
+//!     ChatRequest::from_slice(br#"{"model":"x","max_tokens":100,"messages":[{"role":"user","content":"Hi"}]}"#).unwrap(),
+//! ));
+//! req.extensions_mut().insert(Target::new(Candidate::passthrough(
+//!     "anthropic/claude-sonnet-4".into(),
+//!     provider,
+//!     "claude-sonnet-4-20250514".into(),
+//! )));
+//! let resp = ProviderTranslate::new(client).oneshot(req).await.unwrap();
+//! let c = resp.into_body().into_complete().unwrap();
+//! assert_eq!(c.model, "anthropic/claude-sonnet-4");
+//! assert_eq!(c.choices[0].message.content.as_deref(), Some("Hello!"));
+//! assert_eq!(c.usage.unwrap().total_tokens, 13);
+//! # }
+//! ```
+//!
 //! Requires: [`Target`] (written by [`Fallback`](crate::fallback::Fallback)); without one the
 //! layer's default target is used, and without that the request fails with a clear 502.
 //! Provides: the canonical answer; upstream errors mapped to [`ErrorKind`](crate::ErrorKind)
@@ -114,18 +155,7 @@ impl<C> ProviderTranslate<C> {
     pub fn new(client: C) -> Self {
         ProviderTranslateLayer::new().layer(client)
     }
-    /// The client.
-    pub fn get_ref(&self) -> &C {
-        &self.client
-    }
-    /// The client, mutably.
-    pub fn get_mut(&mut self) -> &mut C {
-        &mut self.client
-    }
-    /// Unwraps the client.
-    pub fn into_inner(self) -> C {
-        self.client
-    }
+    crate::macros::inner_service_accessors!(client: C);
 }
 
 /// Future of [`ProviderTranslate`].
@@ -178,6 +208,7 @@ where
         // Readiness was driven by poll_ready on `self.client`; take it and leave a clone.
         let clone = self.client.clone();
         let mut client = std::mem::replace(&mut self.client, clone);
+        let sent = tokio::time::Instant::now();
         let fut = client.call(upstream_req);
         let max = self.config.max_response_bytes;
         let provider_name = candidate.provider.name.clone();
@@ -218,6 +249,7 @@ where
                 ChatResponse::Complete(Box::new(c))
             };
             let mut out = http::Response::new(answer);
+            out.extensions_mut().insert(UpstreamLatency(sent.elapsed()));
             if let Some(id) = rparts
                 .headers
                 .get("x-request-id")
@@ -229,6 +261,12 @@ where
         })
     }
 }
+
+/// Time spent waiting on the upstream for the answer that served: until the whole body was
+/// decoded (non-streaming) or until its headers (streams). Response extension; the CostMeter
+/// derives the gateway's own overhead from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLatency(pub std::time::Duration);
 
 /// The upstream's own request id (`x-request-id` / `request-id`), for logs (response extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
