@@ -130,7 +130,7 @@ async fn prices_the_target_that_served_after_fallback() {
     let c = resp.into_body().into_complete().unwrap();
     let u = c.usage.unwrap();
     assert!((u.cost.unwrap() - expected).abs() < 1e-12);
-    assert!((u.cost_details.unwrap()["cached_input"].as_f64().unwrap() - 0.000_02).abs() < 1e-12);
+    assert!((u.cost_details.unwrap().cached_input - 0.000_02).abs() < 1e-12);
     let r = recs.lock().unwrap();
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].provider.as_deref(), Some("b"));

@@ -321,7 +321,7 @@ impl Meter {
     pub(crate) fn annotate(&self, usage: &mut Usage) -> Option<CostBreakdown> {
         let c = self.price(usage);
         usage.cost = c.map(|c| c.total().usd());
-        usage.cost_details = c.map(|c| c.to_json());
+        usage.cost_details = c.map(|c| c.to_details());
         c
     }
 

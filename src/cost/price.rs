@@ -100,15 +100,15 @@ impl CostBreakdown {
             .saturating_add(self.request)
     }
 
-    /// `usage.cost_details` as JSON (USD).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "input": self.input.usd(),
-            "output": self.output.usd(),
-            "cached_input": self.cached_input.usd(),
-            "cache_write": self.cache_write.usd(),
-            "request": self.request.usd(),
-        })
+    /// `usage.cost_details` (USD).
+    pub fn to_details(&self) -> crate::openai::CostDetails {
+        crate::openai::CostDetails {
+            input: self.input.usd(),
+            output: self.output.usd(),
+            cached_input: self.cached_input.usd(),
+            cache_write: self.cache_write.usd(),
+            request: self.request.usd(),
+        }
     }
 }
 

@@ -93,7 +93,8 @@ use crate::openai::ChatCompletionChunk;
 use crate::{Error, ErrorKind};
 
 /// Request header carrying the client's time budget in milliseconds.
-pub const TIMEOUT_HEADER: &str = "x-switchboard-timeout-ms";
+pub const TIMEOUT_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-switchboard-timeout-ms");
 
 /// Layer for [`Fallback`].
 #[derive(Debug, Clone, Default)]
@@ -221,7 +222,7 @@ where
 
 fn budget(config: &Config, headers: &http::HeaderMap) -> Option<Duration> {
     let asked = headers
-        .get(TIMEOUT_HEADER)
+        .get(&TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
@@ -290,7 +291,7 @@ where
     };
     let started = Instant::now();
     let deadline = budget(&config, req.headers()).map(|b| started + b);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let mut attempts: Vec<Attempt> = Vec::with_capacity(route.candidates.len());
     let mut errors: Vec<Error> = Vec::new();
     let mut n: u32 = 0;
@@ -336,8 +337,14 @@ where
             *attempt_req.method_mut() = parts.method.clone();
             *attempt_req.uri_mut() = parts.uri.clone();
             *attempt_req.version_mut() = parts.version;
-            *attempt_req.headers_mut() = parts.headers.clone();
-            *attempt_req.extensions_mut() = parts.extensions.clone();
+            if last_candidate && retry == config.retries {
+                // No attempt can follow this one: move instead of copying.
+                *attempt_req.headers_mut() = std::mem::take(&mut parts.headers);
+                *attempt_req.extensions_mut() = std::mem::take(&mut parts.extensions);
+            } else {
+                *attempt_req.headers_mut() = parts.headers.clone();
+                *attempt_req.extensions_mut() = parts.extensions.clone();
+            }
             attempt_req.extensions_mut().insert(Target {
                 deadlines: clip(candidate.deadlines, left),
                 candidate: candidate.clone(),

@@ -28,7 +28,7 @@ pub use request::{
     StreamOptions,
 };
 pub use response::{
-    AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, FinishReason,
+    AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CostDetails, FinishReason,
     PromptTokensDetails, Usage,
 };
 

@@ -176,7 +176,23 @@ pub struct Usage {
     pub cost: Option<f64>,
     /// Cost breakdown (set by the CostMeter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_details: Option<Value>,
+    pub cost_details: Option<CostDetails>,
+}
+
+/// `usage.cost_details`: the parts of `usage.cost`, in USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CostDetails {
+    /// Uncached input tokens.
+    pub input: f64,
+    /// Output tokens (reasoning included).
+    pub output: f64,
+    /// Input tokens read from the prompt cache.
+    pub cached_input: f64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: f64,
+    /// The per-request price.
+    pub request: f64,
 }
 
 impl Usage {
