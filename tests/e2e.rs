@@ -490,3 +490,48 @@ async fn cool_down_skips_a_broken_target_and_a_probe_brings_it_back() {
     assert_eq!(r.headers["x-switchboard-provider"], "a");
     assert_eq!(a.request_count(), 4);
 }
+
+#[tokio::test]
+async fn streams_are_metered_whether_or_not_the_client_asks_for_usage() {
+    use std::sync::{Arc, Mutex};
+    use switchboard::cost::{CostMeterLayer, CostRecord};
+    let a = DemoServer::start(ProviderKind::Openai, DemoConfig::default())
+        .await
+        .unwrap();
+    let catalog = Catalog::builder()
+        .provider(
+            Provider::new("a", ProviderKind::Openai, &a.base_url()).with_api_key(DEMO_API_KEY),
+        )
+        .model(ModelSpec::new("a/gpt-4o-mini").pricing(Pricing {
+            input: 1.0,
+            output: 2.0,
+            ..Pricing::default()
+        }))
+        .build()
+        .unwrap();
+    let records: Arc<Mutex<Vec<CostRecord>>> = Arc::default();
+    let r = records.clone();
+    let g = Gateway::builder(catalog)
+        .cost_meter(
+            CostMeterLayer::new().sink(move |rec: &CostRecord| r.lock().unwrap().push(rec.clone())),
+        )
+        .build();
+    let hidden = post(&g, hello_stream("a/gpt-4o-mini")).await;
+    assert!(hidden.events().iter().all(|e| !e.contains("\"usage\"")));
+    let mut asked = hello_stream("a/gpt-4o-mini");
+    asked["stream_options"] = json!({"include_usage": true});
+    let shown = post(&g, asked).await;
+    assert!(shown.events().iter().any(|e| e.contains("\"usage\"")));
+    let recs = records.lock().unwrap();
+    assert_eq!(recs.len(), 2);
+    for rec in recs.iter() {
+        assert!(
+            !rec.usage_estimated,
+            "real usage from the upstream's usage chunk"
+        );
+        assert!(rec.usage.as_ref().unwrap().completion_tokens > 0);
+        assert!(rec.cost.unwrap().total().usd() > 0.0);
+        assert!(rec.stream);
+    }
+    assert_eq!(recs[0].usage, recs[1].usage);
+}
