@@ -246,6 +246,16 @@ pub async fn start(args: &Args) -> Result<Running, String> {
                 async move { ready(&g) }
             }),
         )
+        .fallback(|uri: axum::http::Uri| async move {
+            let body = serde_json::json!({"error": {
+                "message": format!("unknown path `{}`: try POST /v1/chat/completions or GET /v1/models", uri.path()),
+                "type": "invalid_request_error", "param": null, "code": "unknown_url"}});
+            (
+                StatusCode::NOT_FOUND,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+        })
         .route(
             "/metrics",
             get(move || {

@@ -137,6 +137,10 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
     assert!(g.notes.iter().any(|n| n.contains("demo providers")));
     assert_eq!(call(g.addr, "GET", "/health", &[], None).await.status, 200);
     assert_eq!(call(g.addr, "GET", "/ready", &[], None).await.status, 200);
+    let nowhere = call(g.addr, "POST", "/v1/completions", &[], None).await;
+    assert_eq!(nowhere.status, 404);
+    let v: Value = serde_json::from_str(&nowhere.body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
     let models: Value =
         serde_json::from_str(&call(g.addr, "GET", "/v1/models", &[], None).await.body).unwrap();
     assert!(models["data"]
