@@ -72,11 +72,15 @@
 //! `switchboard_budget_rejections_total`, and `switchboard_gateway_overhead_seconds` (for
 //! non-streaming answers: the request's time minus the time the serving upstream took, i.e.
 //! what the gateway itself added, failed attempts included).
+//!
+//! Metric handles are registered once per label set and reused, so install your `metrics`
+//! recorder before the first request goes through the layer.
 
 mod budget;
 mod price;
 mod stream;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -153,6 +157,76 @@ pub struct CostMeterLayer {
 struct Config {
     sink: Option<Arc<dyn CostSink>>,
     budgets: Option<Budgets>,
+    handles: HandleCache,
+}
+
+/// Metric handles per label set, registered once: building metric keys on every request
+/// costs more than recording. Bounded, since pass-through model ids come from clients.
+#[derive(Clone, Default)]
+struct HandleCache(Arc<Mutex<HashMap<(Arc<str>, Arc<str>, &'static str), Arc<Handles>>>>);
+
+const MAX_CACHED_LABEL_SETS: usize = 4096;
+
+struct Handles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    ttft: metrics::Histogram,
+    overhead: metrics::Histogram,
+    /// input, output, cached, cache_write, reasoning
+    tokens: [metrics::Counter; 5],
+    cost: metrics::Counter,
+    savings: metrics::Counter,
+}
+
+const TOKEN_TYPES: [&str; 5] = ["input", "output", "cached", "cache_write", "reasoning"];
+
+impl Handles {
+    fn register(labels: &[metrics::Label]) -> Self {
+        let with_type = |ty: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(metrics::Label::new("type", ty));
+            metrics::counter!("switchboard_tokens_total", l)
+        };
+        Self {
+            requests: metrics::counter!("switchboard_requests_total", labels.iter()),
+            duration: metrics::histogram!("switchboard_request_duration_seconds", labels.iter()),
+            ttft: metrics::histogram!("switchboard_time_to_first_token_seconds", labels.iter()),
+            overhead: metrics::histogram!("switchboard_gateway_overhead_seconds", labels.iter()),
+            tokens: TOKEN_TYPES.map(with_type),
+            cost: metrics::counter!("switchboard_cost_nanodollars_total", labels.iter()),
+            savings: metrics::counter!(
+                "switchboard_cache_savings_nanodollars_total",
+                labels.iter()
+            ),
+        }
+    }
+}
+
+impl HandleCache {
+    fn get(
+        &self,
+        served: Option<&ServedBy>,
+        cache: &'static str,
+        labels: impl FnOnce() -> Vec<metrics::Label>,
+    ) -> Arc<Handles> {
+        let none: Arc<str> = Arc::from("none");
+        let key = served.map_or_else(
+            || (none.clone(), none.clone(), cache),
+            |s| (s.provider.clone(), s.model.clone(), cache),
+        );
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(h) = map.get(&key) {
+            return h.clone();
+        }
+        let h = Arc::new(Handles::register(&labels()));
+        if map.len() < MAX_CACHED_LABEL_SETS {
+            map.insert(key, h.clone());
+        }
+        h
+    }
 }
 
 impl fmt::Debug for CostMeterLayer {
@@ -297,16 +371,26 @@ impl Meter {
             ),
             |s| (s.provider.clone().into(), s.model.clone().into()),
         );
-        let cache = self.cache.map_or("none", |c| match c {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Bypass => "bypass",
-        });
+        let cache = self.cache_label();
         vec![
             metrics::Label::new("provider", p),
             metrics::Label::new("model", m),
             metrics::Label::new("cache", cache),
         ]
+    }
+
+    fn cache_label(&self) -> &'static str {
+        self.cache.map_or("none", |c| match c {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        })
+    }
+
+    fn handles(&self) -> Arc<Handles> {
+        self.config
+            .handles
+            .get(self.served.as_ref(), self.cache_label(), || self.labels())
     }
 
     /// Prices usage (0 for a cache hit; `None` without prices).
@@ -335,44 +419,36 @@ impl Meter {
     ) {
         let latency = self.started.elapsed();
         let cost = usage.as_ref().and_then(|u| self.price(u));
-        let labels = self.labels();
-        metrics::counter!("switchboard_requests_total", labels.iter()).increment(1);
-        metrics::histogram!("switchboard_request_duration_seconds", labels.iter())
-            .record(latency.as_secs_f64());
+        let h = self.handles();
+        h.requests.increment(1);
+        h.duration.record(latency.as_secs_f64());
         if let Some(t) = ttft {
-            metrics::histogram!("switchboard_time_to_first_token_seconds", labels.iter())
-                .record(t.as_secs_f64());
+            h.ttft.record(t.as_secs_f64());
         }
         if let Some(kind) = error {
             metrics::counter!("switchboard_errors_total", "kind" => kind.as_str()).increment(1);
         }
         if let Some(u) = &usage {
-            let cached = u.cached_tokens();
-            let write = u.cache_write_tokens();
-            for (ty, n) in [
-                ("input", u.prompt_tokens),
-                ("output", u.completion_tokens),
-                ("cached", cached),
-                ("cache_write", write),
-                ("reasoning", u.reasoning_tokens()),
-            ] {
+            let counts = [
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens(),
+                u.cache_write_tokens(),
+                u.reasoning_tokens(),
+            ];
+            for (counter, n) in h.tokens.iter().zip(counts) {
                 if n > 0 {
-                    let mut l = labels.clone();
-                    l.push(metrics::Label::new("type", ty));
-                    metrics::counter!("switchboard_tokens_total", l).increment(n);
+                    counter.increment(n);
                 }
             }
             if self.cache == Some(CacheStatus::Hit) {
                 if let Some(p) = &self.prices {
-                    let saved = cost_of(u, p).total();
-                    metrics::counter!("switchboard_cache_savings_nanodollars_total", labels.iter())
-                        .increment(saved.nanodollars());
+                    h.savings.increment(cost_of(u, p).total().nanodollars());
                 }
             }
         }
         if let Some(c) = cost {
-            metrics::counter!("switchboard_cost_nanodollars_total", labels.iter())
-                .increment(c.total().nanodollars());
+            h.cost.increment(c.total().nanodollars());
         }
         if let Some(r) = self.reservation.take() {
             r.settle(cost.map_or(Picodollars::ZERO, |c| c.total()));
@@ -591,8 +667,7 @@ where
                 ChatResponse::Complete(mut c) => {
                     if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
                         let overhead = meter.started.elapsed().saturating_sub(up.0);
-                        metrics::histogram!("switchboard_gateway_overhead_seconds", meter.labels())
-                            .record(overhead.as_secs_f64());
+                        meter.handles().overhead.record(overhead.as_secs_f64());
                     }
                     let cost = c.usage.as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
