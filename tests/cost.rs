@@ -186,7 +186,7 @@ fn streaming(
         ];
         if with_usage {
             let mut u = usage_chunk();
-            u.usage = Some(usage(1000, 0, 1000));
+            u.usage = Some(Box::new(usage(1000, 0, 1000)));
             items.push(Ok(u));
         }
         let mut resp = http::Response::new(ChatResponse::stream(futures_util::stream::iter(items)));

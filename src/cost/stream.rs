@@ -63,7 +63,7 @@ impl MeteredStream {
         }
         if let Some(u) = chunk.usage.as_mut() {
             meter.annotate(u);
-            self.usage = Some(u.clone());
+            self.usage = Some(Usage::clone(u));
         }
     }
 

@@ -95,8 +95,8 @@ impl ChunkAggregator {
         if self.provider.is_none() {
             self.provider.clone_from(&chunk.provider);
         }
-        if chunk.usage.is_some() {
-            self.usage.clone_from(&chunk.usage);
+        if let Some(u) = &chunk.usage {
+            self.usage = Some(Usage::clone(u));
         }
         if chunk.error.is_some() {
             self.error = true;
@@ -343,7 +343,7 @@ pub fn completion_to_chunks(c: &ChatCompletion) -> Vec<ChatCompletionChunk> {
     }
     if let Some(u) = &c.usage {
         let mut k = base();
-        k.usage = Some(u.clone());
+        k.usage = Some(Box::new(u.clone()));
         out.push(k);
     }
     out

@@ -25,7 +25,7 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     /// Usage, on the final chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub usage: Option<Box<Usage>>,
     /// Backend fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
@@ -34,7 +34,7 @@ pub struct ChatCompletionChunk {
     pub provider: Option<String>,
     /// A mid-stream error (the stream ends after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
+    pub error: Option<Box<ErrorBody>>,
 }
 
 fn chunk_object() -> String {
@@ -86,7 +86,7 @@ impl ChatCompletionChunk {
             native_finish_reason: None,
             logprobs: None,
         });
-        c.error = Some(ErrorBody::from(error));
+        c.error = Some(Box::new(ErrorBody::from(error)));
         c
     }
 }
@@ -159,4 +159,19 @@ pub struct FunctionCallDelta {
     /// Arguments fragment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_stay_small_to_move() {
+        // Every stream wrapper moves each chunk; the rare parts (usage, error) are boxed.
+        assert!(
+            std::mem::size_of::<ChatCompletionChunk>() <= 200,
+            "{}",
+            std::mem::size_of::<ChatCompletionChunk>()
+        );
+    }
 }

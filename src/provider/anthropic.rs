@@ -1484,7 +1484,7 @@ impl AnthropicStream {
         });
         out.push(c);
         let mut u = self.chunk();
-        u.usage = Some(self.usage.to_openai());
+        u.usage = Some(Box::new(self.usage.to_openai()));
         out.push(u);
     }
 }

@@ -1760,7 +1760,7 @@ impl StreamDecode for GeminiStream {
             self.done = true;
             if let Some(u) = self.usage.take() {
                 let mut c = self.chunk();
-                c.usage = Some(u);
+                c.usage = Some(Box::new(u));
                 out.push(c);
             }
         }

@@ -112,12 +112,12 @@ pub fn finish_chunk() -> ChatCompletionChunk {
 
 pub fn usage_chunk() -> ChatCompletionChunk {
     let mut c = ChatCompletionChunk::new("chatcmpl-s", "a/b", 1);
-    c.usage = Some(Usage {
+    c.usage = Some(Box::new(Usage {
         prompt_tokens: 3,
         completion_tokens: 2,
         total_tokens: 5,
         ..Usage::default()
-    });
+    }));
     c
 }
 
