@@ -2,7 +2,7 @@
 //! forwarding delay for `direct`, `bare_proxy` and `switchboard`, measured in the same run.
 //!
 //! ```sh
-//! cargo bench --bench load                      # everything, ~60 s once built
+//! cargo bench --bench load                      # everything, ~40 s once built
 //! SB_LOAD_ROUNDS=8 SB_LOAD_ROUND_MS=250 ...     # rounds per phase, length of one round
 //! SB_BENCH_SERVER_THREADS=2 ...                 # servers on 2 workers instead of 1
 //! cargo test --bench load                       # smoke test: every phase for a few ms
