@@ -728,6 +728,15 @@ impl Catalog {
                 Arc::new(m)
             })
             .collect();
+        self.rebuilt(providers, models)
+    }
+
+    /// This catalog with other providers and models (same ids, aliases, settings, routing).
+    fn rebuilt(
+        &self,
+        providers: HashMap<Arc<str>, Arc<Provider>>,
+        models: Vec<Arc<Model>>,
+    ) -> Self {
         Self {
             inner: Arc::new(CatalogInner {
                 providers,
@@ -806,20 +815,7 @@ impl Catalog {
                 Arc::new(m)
             })
             .collect();
-        let inner = CatalogInner {
-            providers: self.inner.providers.clone(),
-            models,
-            by_id: self.inner.by_id.clone(),
-            aliases: self.inner.aliases.clone(),
-            settings: self.inner.settings,
-            routing: self.inner.routing.clone(),
-        };
-        Ok((
-            Self {
-                inner: Arc::new(inner),
-            },
-            updated,
-        ))
+        Ok((self.rebuilt(self.inner.providers.clone(), models), updated))
     }
 
     /// Up to three known ids or aliases closest to `id` (for "did you mean" messages).
