@@ -359,6 +359,8 @@ pub(crate) struct Meter {
     cache: Option<CacheStatus>,
     prices: Option<TokenPrices>,
     span: tracing::Span,
+    /// Metric handles, looked up once the serving target is known.
+    handles: Option<Arc<Handles>>,
 }
 
 impl Meter {
@@ -387,10 +389,16 @@ impl Meter {
         })
     }
 
-    fn handles(&self) -> Arc<Handles> {
-        self.config
+    fn handles(&mut self) -> Arc<Handles> {
+        if let Some(h) = &self.handles {
+            return h.clone();
+        }
+        let h = self
+            .config
             .handles
-            .get(self.served.as_ref(), self.cache_label(), || self.labels())
+            .get(self.served.as_ref(), self.cache_label(), || self.labels());
+        self.handles = Some(h.clone());
+        h
     }
 
     /// Prices usage (0 for a cache hit; `None` without prices).
@@ -644,6 +652,7 @@ where
                 cache: None,
                 prices: None,
                 span: tracing::Span::current(),
+                handles: None,
             };
             drop(chat);
             let result = tower::ServiceExt::ready(&mut inner).await;
