@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_core::Stream;
 
-use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
+use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, RawCompletion, Usage};
 use crate::Error;
 
 /// A stream of chunks. Ends after an `Err` item (the edge renders it as an error chunk
@@ -19,10 +19,14 @@ pub type ChatHttpRequest = http::Request<Arc<ChatRequest>>;
 /// The response every layer below the edge returns.
 pub type ChatHttpResponse = http::Response<ChatResponse>;
 
-/// An answer: a whole completion or a stream of chunks.
+/// An answer: a whole completion (typed, or an OpenAI-compatible provider's own bytes) or a
+/// stream of chunks.
 pub enum ChatResponse {
     /// A non-streaming completion.
     Complete(Box<ChatCompletion>),
+    /// A non-streaming completion passed through from an OpenAI-compatible provider: its bytes
+    /// with `model`, `provider` and `usage` replaced ([`RawCompletion`]).
+    Raw(Box<RawCompletion>),
     /// A stream of chunks.
     Stream(ChunkStream),
 }
@@ -36,18 +40,22 @@ impl ChatResponse {
         Self::Stream(Box::pin(s))
     }
 
-    /// The completion, if this is one.
+    /// The typed completion, if this is one (`None` for a stream and for a [`Raw`](Self::Raw)
+    /// pass-through: use [`into_complete`](Self::into_complete) or
+    /// [`RawCompletion::to_completion`] to look inside one of those).
     pub fn as_complete(&self) -> Option<&ChatCompletion> {
         match self {
             Self::Complete(c) => Some(c),
-            Self::Stream(_) => None,
+            Self::Raw(_) | Self::Stream(_) => None,
         }
     }
 
-    /// The completion, if this is one.
+    /// The completion, typed, if this is one (a pass-through is parsed; `None` if its bytes do
+    /// not parse as a completion).
     pub fn into_complete(self) -> Option<ChatCompletion> {
         match self {
             Self::Complete(c) => Some(*c),
+            Self::Raw(r) => r.to_completion().ok(),
             Self::Stream(_) => None,
         }
     }
@@ -55,9 +63,24 @@ impl ChatResponse {
     /// The stream, if this is one.
     pub fn into_stream(self) -> Option<ChunkStream> {
         match self {
-            Self::Complete(_) => None,
+            Self::Complete(_) | Self::Raw(_) => None,
             Self::Stream(s) => Some(s),
         }
+    }
+
+    /// The usage of a whole completion (typed or passed through), mutable; `None` for a stream.
+    pub fn usage_mut(&mut self) -> Option<&mut Option<Usage>> {
+        match self {
+            Self::Complete(c) => Some(&mut c.usage),
+            Self::Raw(r) => Some(r.usage_mut()),
+            Self::Stream(_) => None,
+        }
+    }
+}
+
+impl From<RawCompletion> for ChatResponse {
+    fn from(r: RawCompletion) -> Self {
+        Self::Raw(Box::new(r))
     }
 }
 
@@ -71,6 +94,7 @@ impl fmt::Debug for ChatResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Complete(c) => f.debug_tuple("Complete").field(c).finish(),
+            Self::Raw(r) => f.debug_tuple("Raw").field(r).finish(),
             Self::Stream(_) => f.write_str("Stream(..)"),
         }
     }

@@ -423,6 +423,15 @@ impl Lead {
                 self.finish_complete(&c);
                 ChatResponse::Complete(c)
             }
+            // Entries are typed (hits replay as a completion or as chunks): parse the
+            // pass-through once, on the miss.
+            ChatResponse::Raw(r) => {
+                match r.to_completion() {
+                    Ok(c) => self.finish_complete(&c),
+                    Err(e) => self.fail(e),
+                }
+                ChatResponse::Raw(r)
+            }
             ChatResponse::Stream(s) => ChatResponse::stream(RecordingStream {
                 inner: Some(s),
                 lead: Some(self),

@@ -673,12 +673,16 @@ where
             meter.cache = parts.extensions.get::<CacheStatus>().copied();
             meter.prices = prices_for(meter.route.as_ref(), meter.served.as_ref());
             let body = match body {
-                ChatResponse::Complete(mut c) => {
+                ChatResponse::Stream(s) => {
+                    ChatResponse::Stream(Box::pin(MeteredStream::new(s, meter)))
+                }
+                mut whole => {
                     if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
                         let overhead = meter.started.elapsed().saturating_sub(up.0);
                         meter.handles().overhead.record(overhead.as_secs_f64());
                     }
-                    let cost = c.usage.as_mut().and_then(|u| meter.annotate(u));
+                    let usage = whole.usage_mut().and_then(Option::as_mut);
+                    let cost = usage.and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
                         if let Ok(v) = HeaderValue::from_str(&format!("{:.9}", cost.total().usd()))
                         {
@@ -686,11 +690,9 @@ where
                         }
                     }
                     let ttft = meter.started.elapsed();
-                    meter.finish(c.usage.clone(), false, Some(ttft), None);
-                    ChatResponse::Complete(c)
-                }
-                ChatResponse::Stream(s) => {
-                    ChatResponse::Stream(Box::pin(MeteredStream::new(s, meter)))
+                    let usage = whole.usage_mut().and_then(|u| u.clone());
+                    meter.finish(usage, false, Some(ttft), None);
+                    whole
                 }
             };
             Ok(http::Response::from_parts(parts, body))

@@ -324,18 +324,21 @@ where
     }
 }
 
+fn json_response(json: Bytes) -> http::Response<EdgeBody> {
+    let mut r = http::Response::new(EdgeBody::full(json));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody> {
     let (parts, answer) = resp.into_parts();
     let mut out = match answer {
         ChatResponse::Complete(c) => match serde_json::to_vec(&c) {
-            Ok(json) => {
-                let mut r = http::Response::new(EdgeBody::full(Bytes::from(json)));
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                r
-            }
+            Ok(json) => json_response(Bytes::from(json)),
             Err(_) => return error_response(&Error::upstream("could not encode the answer")),
         },
+        ChatResponse::Raw(r) => json_response(r.to_bytes()),
         ChatResponse::Stream(s) => {
             let mut r = http::Response::new(EdgeBody::sse(s, wants_usage));
             let h = r.headers_mut();

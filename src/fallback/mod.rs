@@ -456,7 +456,9 @@ fn larger_context_exists(errors: &[Error], failed: &Candidate, rest: &[Candidate
 async fn commit(resp: ChatHttpResponse) -> Result<ChatHttpResponse, Error> {
     let (parts, body) = resp.into_parts();
     let stream = match body {
-        ChatResponse::Complete(_) => return Ok(http::Response::from_parts(parts, body)),
+        ChatResponse::Complete(_) | ChatResponse::Raw(_) => {
+            return Ok(http::Response::from_parts(parts, body))
+        }
         ChatResponse::Stream(s) => s,
     };
     let (held, rest) = first_output(stream).await?;

@@ -12,6 +12,7 @@ mod aggregate;
 mod chunk;
 mod error;
 mod message;
+mod raw;
 mod request;
 mod response;
 pub mod sse;
@@ -23,6 +24,8 @@ pub use message::{
     ContentPart, FunctionCall, ImageUrl, Message, MessageContent, Role, Tool, ToolCall, ToolChoice,
     ToolFunction,
 };
+pub use raw::RawCompletion;
+pub(crate) use raw::finish_completion;
 pub use request::{
     ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, Reasoning, ResponseFormat, Stop,
     StreamOptions,

@@ -14,7 +14,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::catalog::{Provider, ProviderKind};
 use crate::openai::sse::SseEvent;
-use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
+use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, RawCompletion};
 use crate::{Error, ErrorKind};
 
 pub mod anthropic;
@@ -52,6 +52,14 @@ pub trait ProviderCodec: fmt::Debug + Send + Sync {
 
     /// Decodes a successful non-streaming body.
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error>;
+
+    /// A successful non-streaming body kept as the provider's bytes, for formats that already
+    /// are the canonical one (the OpenAI-compatible codec). `None` (the default): decode it
+    /// with [`decode`](Self::decode).
+    fn passthrough(&self, body: &Bytes, ctx: &DecodeContext) -> Option<RawCompletion> {
+        let _ = (body, ctx);
+        None
+    }
 
     /// Maps a non-success upstream answer to an [`Error`] per the error table.
     fn decode_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error;

@@ -15,7 +15,9 @@ use super::{
     error_for_status, join_url, DecodeContext, EncodeContext, ProviderCodec, StreamDecode,
 };
 use crate::openai::sse::SseEvent;
-use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse};
+use crate::openai::{
+    finish_completion, ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse, RawCompletion,
+};
 use crate::Error;
 
 /// The OpenAI-compatible codec.
@@ -60,8 +62,12 @@ impl ProviderCodec for OpenAiCompat {
                 );
             }
         };
-        finish_completion(&mut c, ctx);
+        finish_completion(&mut c, &ctx.model, &ctx.provider);
         Ok(c)
+    }
+
+    fn passthrough(&self, body: &Bytes, ctx: &DecodeContext) -> Option<RawCompletion> {
+        RawCompletion::parse(body.clone(), ctx.model.clone(), ctx.provider.clone())
     }
 
     fn decode_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
@@ -87,16 +93,6 @@ impl ProviderCodec for OpenAiCompat {
     }
 }
 
-fn finish_completion(c: &mut ChatCompletion, ctx: &DecodeContext) {
-    c.model.clear();
-    c.model.push_str(&ctx.model);
-    c.provider = Some(ctx.provider.to_string());
-    for ch in &mut c.choices {
-        if ch.native_finish_reason.is_none() {
-            ch.native_finish_reason = ch.finish_reason.map(|f| f.as_str().to_owned());
-        }
-    }
-}
 
 /// Stream state: OpenAI chunks are already canonical; this checks them, renames the model and
 /// watches for the end.

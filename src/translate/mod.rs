@@ -238,15 +238,25 @@ where
                 let bytes = read_body(body, max, false)
                     .await
                     .map_err(|e| e.with_provider(provider_name.clone()))?;
-                let mut c = codec
-                    .decode(&bytes, &ctx)
-                    .map_err(|e| e.with_provider(provider_name))?;
-                if exclude_reasoning {
-                    for ch in &mut c.choices {
-                        ch.message.reasoning = None;
+                // Dropping reasoning needs the typed choices; otherwise a codec may pass the
+                // provider's bytes through.
+                match (!exclude_reasoning)
+                    .then(|| codec.passthrough(&bytes, &ctx))
+                    .flatten()
+                {
+                    Some(raw) => ChatResponse::Raw(Box::new(raw)),
+                    None => {
+                        let mut c = codec
+                            .decode(&bytes, &ctx)
+                            .map_err(|e| e.with_provider(provider_name))?;
+                        if exclude_reasoning {
+                            for ch in &mut c.choices {
+                                ch.message.reasoning = None;
+                            }
+                        }
+                        ChatResponse::Complete(Box::new(c))
                     }
                 }
-                ChatResponse::Complete(Box::new(c))
             };
             let mut out = http::Response::new(answer);
             out.extensions_mut().insert(UpstreamLatency(sent.elapsed()));

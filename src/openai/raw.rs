@@ -1,0 +1,344 @@
+//! [`RawCompletion`]: an OpenAI-compatible completion kept as the provider's own bytes.
+//!
+//! An OpenAI-compatible upstream already answers in the canonical shape, so decoding its
+//! answer into typed values and encoding them again only costs time. The pass-through reads
+//! the body once, remembers where `model`, `usage` and `provider` sit, parses `usage` (the one
+//! part the gateway computes with), and on the way out copies the bytes with those three values
+//! spliced in. Everything else (choices, logprobs, fields switchboard does not know) reaches the
+//! client byte for byte.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::{ChatCompletion, FinishReason, Usage};
+use crate::Error;
+
+/// A non-streaming completion in the provider's own JSON, with `model`, `provider` and `usage`
+/// replaced on output. Built by the OpenAI-compatible codec; see the module docs.
+#[derive(Clone)]
+pub struct RawCompletion {
+    body: Bytes,
+    model_span: Range<usize>,
+    usage_span: Option<Range<usize>>,
+    provider_span: Option<Range<usize>>,
+    /// Index of the closing `}` of the top-level object.
+    close: usize,
+    usage: Option<Usage>,
+    model: Arc<str>,
+    provider: Arc<str>,
+}
+
+impl RawCompletion {
+    /// Reads an upstream `chat.completion` body. `None` when the body is not one this fast path
+    /// handles (invalid JSON, no `choices` array, duplicate keys, an `error` object, …): the
+    /// caller then decodes it typed, which produces the right error.
+    pub fn parse(body: Bytes, model: Arc<str>, provider: Arc<str>) -> Option<Self> {
+        let found = {
+            let mut de = serde_json::Deserializer::from_slice(&body);
+            let found = de.deserialize_map(Scan).ok()?;
+            de.end().ok()?;
+            found
+        };
+        let base = body.as_ptr() as usize;
+        let span = |raw: &RawValue| {
+            let start = raw.get().as_ptr() as usize - base;
+            start..start + raw.get().len()
+        };
+        if !found.choices {
+            return None;
+        }
+        let model_span = span(found.model?);
+        let usage_span = found.usage.map(span);
+        let provider_span = found.provider.map(span);
+        let usage = match found.usage {
+            Some(raw) => serde_json::from_str::<Option<Usage>>(raw.get()).ok()?,
+            None => None,
+        };
+        let close = body.iter().rposition(|&b| b == b'}')?;
+        Some(Self {
+            body,
+            model_span,
+            usage_span,
+            provider_span,
+            close,
+            usage,
+            model,
+            provider,
+        })
+    }
+
+    /// Token usage as the provider reported it (and, after a CostMeter, with cost).
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    /// Token usage, mutable: what is here is what the client receives.
+    pub fn usage_mut(&mut self) -> &mut Option<Usage> {
+        &mut self.usage
+    }
+
+    /// The public model id written to `model`.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The provider's body as it arrived.
+    pub fn upstream_body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The JSON the client receives: the provider's bytes with `model`, `provider` and `usage`
+    /// replaced (`usage` and `provider` appended when the provider sent none).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.body.len() + 256);
+        // At most three edits, applied in the order they appear in the body.
+        let mut edits = [(usize::MAX, Edit::Model); 3];
+        edits[0] = (self.model_span.start, Edit::Model);
+        if let Some(s) = &self.usage_span {
+            edits[1] = (s.start, Edit::Usage);
+        }
+        if let Some(s) = &self.provider_span {
+            edits[2] = (s.start, Edit::Provider);
+        }
+        edits.sort_unstable_by_key(|e| e.0);
+        let mut pos = 0;
+        for (start, edit) in edits {
+            if start == usize::MAX {
+                break;
+            }
+            out.extend_from_slice(&self.body[pos..start]);
+            let end = match edit {
+                Edit::Model => {
+                    write_json(&mut out, &*self.model);
+                    self.model_span.end
+                }
+                Edit::Usage => {
+                    write_json(&mut out, &self.usage);
+                    self.usage_span.as_ref().map_or(start, |s| s.end)
+                }
+                Edit::Provider => {
+                    write_json(&mut out, &*self.provider);
+                    self.provider_span.as_ref().map_or(start, |s| s.end)
+                }
+            };
+            pos = end;
+        }
+        out.extend_from_slice(&self.body[pos..self.close]);
+        if self.usage_span.is_none() && self.usage.is_some() {
+            out.extend_from_slice(b",\"usage\":");
+            write_json(&mut out, &self.usage);
+        }
+        if self.provider_span.is_none() {
+            out.extend_from_slice(b",\"provider\":");
+            write_json(&mut out, &*self.provider);
+        }
+        out.extend_from_slice(&self.body[self.close..]);
+        Bytes::from(out)
+    }
+
+    /// The completion as typed values (a full parse: for consumers that need to look inside,
+    /// such as a cache or a protocol bridge).
+    pub fn to_completion(&self) -> Result<ChatCompletion, Error> {
+        let mut c: ChatCompletion = serde_json::from_slice(&self.body).map_err(|e| {
+            Error::upstream("the provider sent an invalid response body")
+                .with_source(Box::new(e) as crate::BoxError)
+        })?;
+        finish_completion(&mut c, &self.model, &self.provider);
+        c.usage.clone_from(&self.usage);
+        Ok(c)
+    }
+}
+
+/// Writes the client's `model` and `provider` into a decoded OpenAI-compatible completion and
+/// fills `native_finish_reason` where the provider did not.
+pub(crate) fn finish_completion(c: &mut ChatCompletion, model: &str, provider: &str) {
+    c.model.clear();
+    c.model.push_str(model);
+    c.provider = Some(provider.to_owned());
+    for ch in &mut c.choices {
+        if ch.native_finish_reason.is_none() {
+            ch.native_finish_reason = ch.finish_reason.map(|f| FinishReason::as_str(f).to_owned());
+        }
+    }
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Strings and plain structs into a Vec: serialization cannot fail.
+    let _ = serde_json::to_writer(out, v);
+}
+
+#[derive(Clone, Copy)]
+enum Edit {
+    Model,
+    Usage,
+    Provider,
+}
+
+impl fmt::Debug for RawCompletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawCompletion")
+            .field("model", &self.model)
+            .field("provider", &self.provider)
+            .field("usage", &self.usage)
+            .field("bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Found<'de> {
+    model: Option<&'de RawValue>,
+    usage: Option<&'de RawValue>,
+    provider: Option<&'de RawValue>,
+    choices: bool,
+}
+
+struct Scan;
+
+impl<'de> Visitor<'de> for Scan {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a chat completion object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
+        let mut found = Found::default();
+        let mut id = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let slot = match &*key {
+                "model" => &mut found.model,
+                "usage" => &mut found.usage,
+                "provider" => &mut found.provider,
+                "choices" => {
+                    let raw: &RawValue = map.next_value()?;
+                    if found.choices || !raw.get().starts_with('[') {
+                        return Err(de::Error::custom("`choices` must be one array"));
+                    }
+                    found.choices = true;
+                    continue;
+                }
+                "id" => {
+                    let raw: &RawValue = map.next_value()?;
+                    if id || !raw.get().starts_with('"') {
+                        return Err(de::Error::custom("`id` must be one string"));
+                    }
+                    id = true;
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let raw: &'de RawValue = map.next_value()?;
+            if slot.replace(raw).is_some() {
+                return Err(de::Error::custom("duplicate field"));
+            }
+        }
+        let is_string = |v: Option<&RawValue>| v.is_some_and(|v| v.get().starts_with('"'));
+        if !id || !is_string(found.model) {
+            return Err(de::Error::custom("`id` and `model` must be strings"));
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn parse(body: &str) -> Option<RawCompletion> {
+        RawCompletion::parse(
+            Bytes::copy_from_slice(body.as_bytes()),
+            "openai/gpt-4o".into(),
+            "openai".into(),
+        )
+    }
+
+    const BODY: &str = r#"{
+      "id": "chatcmpl-1", "object": "chat.completion", "created": 1741569952,
+      "model": "gpt-4o-2024-08-06",
+      "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi \"there\"", "refusal": null, "annotations": []},
+                   "logprobs": null, "finish_reason": "stop"}],
+      "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+                "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0}},
+      "service_tier": "default", "x_unknown": {"kept": [1, 2]}
+    }
+"#;
+
+    #[test]
+    fn splices_model_provider_and_usage_and_keeps_the_rest() {
+        let mut raw = parse(BODY).unwrap();
+        assert_eq!(raw.usage().unwrap().prompt_tokens, 19);
+        raw.usage_mut().as_mut().unwrap().cost = Some(0.25);
+        let out: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        let mut want: Value = serde_json::from_str(BODY).unwrap();
+        want["model"] = json!("openai/gpt-4o");
+        want["provider"] = json!("openai");
+        want["usage"]["cost"] = json!(0.25);
+        want["usage"]["prompt_tokens_details"] = json!({"cached_tokens": 3, "audio_tokens": 0});
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn replaces_an_upstream_provider_and_appends_missing_usage() {
+        let body = r#"{"provider":"Azure","choices":[],"model":"m","id":"x"}"#;
+        let mut raw = parse(body).unwrap();
+        assert!(raw.usage().is_none());
+        let out: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        assert_eq!(
+            out,
+            json!({"provider":"openai","choices":[],"model":"openai/gpt-4o","id":"x"})
+        );
+        *raw.usage_mut() = Some(Usage {
+            prompt_tokens: 1,
+            ..Usage::default()
+        });
+        let out: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        assert_eq!(out["usage"]["prompt_tokens"], 1);
+    }
+
+    #[test]
+    fn typed_view_matches_the_bytes() {
+        let raw = parse(BODY).unwrap();
+        let c = raw.to_completion().unwrap();
+        assert_eq!(c.model, "openai/gpt-4o");
+        assert_eq!(c.provider.as_deref(), Some("openai"));
+        assert_eq!(c.choices[0].native_finish_reason.as_deref(), Some("stop"));
+        assert_eq!(c.usage.as_ref().unwrap().cached_tokens(), 3);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_pass_through() {
+        for body in [
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"id":"x","model":"m","choices":{}}"#,
+            r#"{"id":"x","model":"m"}"#,
+            r#"{"id":"x","model":7,"choices":[]}"#,
+            r#"{"id":"x","model":"m","model":"n","choices":[]}"#,
+            r#"{"id":"x","model":"m","choices":[],"usage":"lots"}"#,
+            r#"{"id":"x","model":"m","choices":[]} trailing"#,
+            r#"{"id":"x","model":"m","choices":["#,
+            "[]",
+            "",
+        ] {
+            assert!(parse(body).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn escaped_values_and_null_usage() {
+        let body = r#"{"id":"x","model":"a\"b","choices":[],"usage":null}"#;
+        let raw = parse(body).unwrap();
+        let out: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        assert_eq!(out["model"], "openai/gpt-4o");
+        assert_eq!(out["usage"], Value::Null);
+    }
+}
