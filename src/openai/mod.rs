@@ -15,6 +15,7 @@ mod message;
 mod raw;
 mod request;
 mod response;
+mod scan;
 pub mod sse;
 
 pub use aggregate::{completion_to_chunks, ChunkAggregator};
@@ -27,8 +28,8 @@ pub use message::{
 pub use raw::RawCompletion;
 pub(crate) use raw::finish_completion;
 pub use request::{
-    ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, Reasoning, ResponseFormat, Stop,
-    StreamOptions,
+    ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, RawJson, Reasoning, ResponseFormat,
+    Stop, StreamOptions,
 };
 pub use response::{
     AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CostDetails, FinishReason,

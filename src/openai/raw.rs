@@ -12,9 +12,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
+use super::scan::{self, Invalid};
 use super::{ChatCompletion, FinishReason, Usage};
 use crate::Error;
 
@@ -38,37 +36,49 @@ impl RawCompletion {
     /// handles (invalid JSON, no `choices` array, duplicate keys, an `error` object, …): the
     /// caller then decodes it typed, which produces the right error.
     pub fn parse(body: Bytes, model: Arc<str>, provider: Arc<str>) -> Option<Self> {
-        let found = {
-            let mut de = serde_json::Deserializer::from_slice(&body);
-            let found = de.deserialize_map(Scan).ok()?;
-            de.end().ok()?;
-            found
-        };
-        let base = body.as_ptr() as usize;
-        let span = |raw: &RawValue| {
-            let start = raw.get().as_ptr() as usize - base;
-            start..start + raw.get().len()
-        };
-        if !found.choices {
+        std::str::from_utf8(&body).ok()?;
+        let (mut id, mut choices) = (false, false);
+        let (mut model_span, mut usage_span, mut provider_span) = (None, None, None);
+        let close = scan::top_level_members(&body, |m| {
+            let first = body[m.value.start];
+            let slot = match m.key {
+                _ if m.escaped_key => return Err(Invalid),
+                b"model" if first == b'"' => &mut model_span,
+                b"usage" => &mut usage_span,
+                b"provider" => &mut provider_span,
+                b"choices" if first == b'[' && !choices => {
+                    choices = true;
+                    return Ok(());
+                }
+                b"id" if first == b'"' && !id => {
+                    id = true;
+                    return Ok(());
+                }
+                b"model" | b"choices" | b"id" => return Err(Invalid),
+                _ => return Ok(()),
+            };
+            match slot.replace(m.value) {
+                Some(_) => Err(Invalid),
+                None => Ok(()),
+            }
+        })
+        .ok()?;
+        if !(id && choices) {
             return None;
         }
-        let model_span = span(found.model?);
-        let usage_span = found.usage.map(span);
-        let provider_span = found.provider.map(span);
-        let usage = match found.usage {
-            Some(raw) => serde_json::from_str::<Option<Usage>>(raw.get()).ok()?,
+        let usage = match &usage_span {
+            Some(span) => serde_json::from_slice::<Option<Usage>>(&body[span.clone()]).ok()?,
             None => None,
         };
-        let close = body.iter().rposition(|&b| b == b'}')?;
         Some(Self {
-            body,
-            model_span,
+            model_span: model_span?,
             usage_span,
             provider_span,
             close,
             usage,
             model,
             provider,
+            body,
         })
     }
 
@@ -187,65 +197,6 @@ impl fmt::Debug for RawCompletion {
             .field("usage", &self.usage)
             .field("bytes", &self.body.len())
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Default)]
-struct Found<'de> {
-    model: Option<&'de RawValue>,
-    usage: Option<&'de RawValue>,
-    provider: Option<&'de RawValue>,
-    choices: bool,
-}
-
-struct Scan;
-
-impl<'de> Visitor<'de> for Scan {
-    type Value = Found<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a chat completion object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
-        let mut found = Found::default();
-        let mut id = false;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let slot = match &*key {
-                "model" => &mut found.model,
-                "usage" => &mut found.usage,
-                "provider" => &mut found.provider,
-                "choices" => {
-                    let raw: &RawValue = map.next_value()?;
-                    if found.choices || !raw.get().starts_with('[') {
-                        return Err(de::Error::custom("`choices` must be one array"));
-                    }
-                    found.choices = true;
-                    continue;
-                }
-                "id" => {
-                    let raw: &RawValue = map.next_value()?;
-                    if id || !raw.get().starts_with('"') {
-                        return Err(de::Error::custom("`id` must be one string"));
-                    }
-                    id = true;
-                    continue;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            let raw: &'de RawValue = map.next_value()?;
-            if slot.replace(raw).is_some() {
-                return Err(de::Error::custom("duplicate field"));
-            }
-        }
-        let is_string = |v: Option<&RawValue>| v.is_some_and(|v| v.get().starts_with('"'));
-        if !id || !is_string(found.model) {
-            return Err(de::Error::custom("`id` and `model` must be strings"));
-        }
-        Ok(found)
     }
 }
 

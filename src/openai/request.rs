@@ -2,13 +2,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::message::{Message, Role, Tool, ToolChoice};
+use super::scan;
 use crate::Error;
 
 /// A chat-completions request.
@@ -22,7 +24,7 @@ pub struct ChatRequest {
     /// The requested model id, alias or slot.
     pub model: String,
     /// The conversation, raw.
-    pub messages: Box<RawValue>,
+    pub messages: RawJson,
     /// OpenRouter: models to try in order.
     pub models: Option<Vec<String>>,
     /// OpenRouter: `"fallback"`.
@@ -52,7 +54,7 @@ pub struct ChatRequest {
     /// End-user id.
     pub user: Option<String>,
     /// Metadata map, raw.
-    pub metadata: Option<Box<RawValue>>,
+    pub metadata: Option<RawJson>,
     /// Return log probabilities.
     pub logprobs: Option<bool>,
     /// Number of top log probabilities.
@@ -66,15 +68,15 @@ pub struct ChatRequest {
     /// OpenRouter reasoning config.
     pub reasoning: Option<Reasoning>,
     /// Response format, raw.
-    pub response_format: Option<Box<RawValue>>,
+    pub response_format: Option<RawJson>,
     /// Tools, raw.
-    pub tools: Option<Box<RawValue>>,
+    pub tools: Option<RawJson>,
     /// Tool choice, raw.
-    pub tool_choice: Option<Box<RawValue>>,
+    pub tool_choice: Option<RawJson>,
     /// Allow parallel tool calls.
     pub parallel_tool_calls: Option<bool>,
     /// Fields the gateway does not know, forwarded verbatim in their original order.
-    pub extra: Vec<(String, Box<RawValue>)>,
+    pub extra: Vec<(String, RawJson)>,
     /// What a cheap scan of `messages` found.
     pub summary: MessagesSummary,
 }
@@ -96,6 +98,79 @@ impl MessagesSummary {
     /// A rough prompt-token estimate (4 bytes a token, plus per-message overhead).
     pub fn estimated_tokens(&self) -> u64 {
         (self.text_bytes as u64).div_ceil(4) + 4 * self.count as u64
+    }
+}
+
+/// A JSON value kept as text: a slice of the request body it was parsed from (shared, not
+/// copied), valid JSON by construction.
+#[derive(Clone)]
+pub struct RawJson {
+    src: Arc<str>,
+    start: usize,
+    end: usize,
+}
+
+impl RawJson {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.src.get(self.start..self.end).unwrap_or("null")
+    }
+
+    /// Checks `json` and keeps it.
+    pub fn from_json(json: &str) -> Result<Self, Error> {
+        let b = json.trim().as_bytes();
+        match scan::value_end(b, 0, 0) {
+            Ok(end) if end == b.len() => Ok(Self::whole(json.trim().into())),
+            _ => Err(Error::invalid_request("not a JSON value")),
+        }
+    }
+
+    fn whole(src: Arc<str>) -> Self {
+        let end = src.len();
+        Self { src, start: 0, end }
+    }
+
+    fn slice(src: &Arc<str>, span: Range<usize>) -> Self {
+        Self {
+            src: src.clone(),
+            start: span.start,
+            end: span.end,
+        }
+    }
+}
+
+impl Default for RawJson {
+    /// An empty array.
+    fn default() -> Self {
+        Self::whole("[]".into())
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RawValue::from_string(self.get().to_owned())
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let text: Box<str> = raw.into();
+        Ok(Self::whole(text.into()))
     }
 }
 
@@ -202,11 +277,89 @@ pub enum ResponseFormat {
 impl ChatRequest {
     /// Parses a request body. Errors are client errors (400) with a clear message.
     pub fn from_slice(body: &[u8]) -> Result<Self, Error> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let req = Self::deserialize(&mut de).map_err(|e| json_error(&e))?;
-        de.end().map_err(|e| json_error(&e))?;
+        let fast = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| Self::parse_fast(&Arc::from(text)));
+        let req = match fast {
+            Some(r) => r,
+            None => {
+                // The fast path only says no; serde says why (or accepts what the fast path
+                // does not handle, such as escaped keys).
+                let mut de = serde_json::Deserializer::from_slice(body);
+                let req = Self::deserialize(&mut de).map_err(|e| json_error(&e))?;
+                de.end().map_err(|e| json_error(&e))?;
+                req
+            }
+        };
         req.validate()?;
         Ok(req)
+    }
+
+    /// One validating pass over the body with the byte scanner; typed fields are parsed from
+    /// their own small slices, `messages` by the summary scan, raw fields kept as slices of
+    /// `src`. `None` for anything it does not accept.
+    fn parse_fast(src: &Arc<str>) -> Option<Self> {
+        let mut r = Self::default();
+        let (mut have_model, mut have_messages) = (false, false);
+        scan::top_level_members(src.as_bytes(), |m| {
+            if m.escaped_key {
+                return Err(scan::Invalid);
+            }
+            let text = &src[m.value.clone()];
+            let raw = || (text != "null").then(|| RawJson::slice(src, m.value.clone()));
+            macro_rules! typed {
+                ($($f:ident),*) => {
+                    match m.key {
+                        $(k if k == stringify!($f).as_bytes() => {
+                            r.$f = serde_json::from_str(text).map_err(|_| scan::Invalid)?;
+                        })*
+                        b"model" => {
+                            r.model = serde_json::from_str(text).map_err(|_| scan::Invalid)?;
+                            have_model = true;
+                        }
+                        b"messages" => {
+                            r.summary = scan_messages(text).map_err(|_| scan::Invalid)?;
+                            r.messages = RawJson::slice(src, m.value.clone());
+                            have_messages = true;
+                        }
+                        b"metadata" => r.metadata = raw(),
+                        b"response_format" => r.response_format = raw(),
+                        b"tools" => r.tools = raw(),
+                        b"tool_choice" => r.tool_choice = raw(),
+                        key => {
+                            let key = std::str::from_utf8(key).map_err(|_| scan::Invalid)?;
+                            r.extra.push((key.to_owned(), RawJson::slice(src, m.value.clone())));
+                        }
+                    }
+                };
+            }
+            typed!(
+                models,
+                route,
+                provider,
+                stream,
+                stream_options,
+                max_tokens,
+                max_completion_tokens,
+                temperature,
+                top_p,
+                top_k,
+                n,
+                stop,
+                seed,
+                user,
+                logprobs,
+                top_logprobs,
+                frequency_penalty,
+                presence_penalty,
+                reasoning_effort,
+                reasoning,
+                parallel_tool_calls
+            );
+            Ok(())
+        })
+        .ok()?;
+        (have_messages && (have_model || r.models.is_some())).then_some(r)
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -326,57 +479,32 @@ impl ChatRequest {
     /// `stream_options.include_usage` forced on for streams when `force_usage`.
     pub fn to_openai_json(&self, model: &str, force_usage: bool, keep_routing: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.messages.get().len() + 256);
-        let wire = Wire {
-            req: self,
-            model,
-            force_usage,
-            keep_routing,
-        };
-        // Serializing plain data into a Vec cannot fail.
-        if serde_json::to_writer(&mut out, &wire).is_err() {
-            out.clear();
-        }
-        out
-    }
-}
-
-fn json_error(e: &serde_json::Error) -> Error {
-    let msg = match e.classify() {
-        serde_json::error::Category::Data => format!("invalid request: {e}"),
-        _ => format!("malformed JSON body: {e}"),
-    };
-    Error::invalid_request(msg).with_code("invalid_json")
-}
-
-struct Wire<'a> {
-    req: &'a ChatRequest,
-    model: &'a str,
-    force_usage: bool,
-    keep_routing: bool,
-}
-
-impl Serialize for Wire<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.req;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("model", self.model)?;
-        m.serialize_entry("messages", &r.messages)?;
+        out.extend_from_slice(b"{\"model\":");
+        write_json(&mut out, model);
+        out.extend_from_slice(b",\"messages\":");
+        out.extend_from_slice(self.messages.get().as_bytes());
         macro_rules! opt {
             ($($f:ident),*) => {$(
-                if let Some(v) = &r.$f { m.serialize_entry(stringify!($f), v)?; }
+                if let Some(v) = &self.$f {
+                    write_key(&mut out, stringify!($f));
+                    write_json(&mut out, v);
+                }
             )*};
         }
-        if self.keep_routing {
+        macro_rules! raw {
+            ($($f:ident),*) => {$(
+                if let Some(v) = &self.$f {
+                    write_key(&mut out, stringify!($f));
+                    out.extend_from_slice(v.get().as_bytes());
+                }
+            )*};
+        }
+        if keep_routing {
             opt!(models, route, provider);
         }
         opt!(stream);
-        if r.is_stream() && self.force_usage {
-            m.serialize_entry(
-                "stream_options",
-                &StreamOptions {
-                    include_usage: Some(true),
-                },
-            )?;
+        if self.is_stream() && force_usage {
+            out.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
         } else {
             opt!(stream_options);
         }
@@ -389,36 +517,57 @@ impl Serialize for Wire<'_> {
             n,
             stop,
             seed,
-            user,
-            metadata,
+            user
+        );
+        raw!(metadata);
+        opt!(
             logprobs,
             top_logprobs,
             frequency_penalty,
             presence_penalty,
             reasoning_effort,
-            reasoning,
-            response_format,
-            tools,
-            tool_choice,
-            parallel_tool_calls
+            reasoning
         );
-        for (k, v) in &r.extra {
-            m.serialize_entry(k, v)?;
+        raw!(response_format, tools, tool_choice);
+        opt!(parallel_tool_calls);
+        for (k, v) in &self.extra {
+            out.push(b',');
+            write_json(&mut out, k.as_str());
+            out.push(b':');
+            out.extend_from_slice(v.get().as_bytes());
         }
-        m.end()
+        out.push(b'}');
+        out
     }
+}
+
+fn write_key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Plain data into a Vec: serialization cannot fail (non-finite floats become `null`).
+    let _ = serde_json::to_writer(out, v);
+}
+
+fn json_error(e: &serde_json::Error) -> Error {
+    let msg = match e.classify() {
+        serde_json::error::Category::Data => format!("invalid request: {e}"),
+        _ => format!("malformed JSON body: {e}"),
+    };
+    Error::invalid_request(msg).with_code("invalid_json")
 }
 
 impl Serialize for ChatRequest {
     /// The request as the client sent it (routing fields kept).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Wire {
-            req: self,
-            model: &self.model,
-            force_usage: false,
-            keep_routing: true,
-        }
-        .serialize(s)
+        let json = self.to_openai_json(&self.model, false, true);
+        let text = String::from_utf8(json).map_err(serde::ser::Error::custom)?;
+        RawValue::from_string(text)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
     }
 }
 
@@ -453,7 +602,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
                     have_model = true;
                 }
                 "messages" => {
-                    let raw: Box<RawValue> = map.next_value()?;
+                    let raw: RawJson = map.next_value()?;
                     r.summary = scan_messages(raw.get()).map_err(de::Error::custom)?;
                     r.messages = raw;
                     have_messages = true;
@@ -484,7 +633,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
                 "tool_choice" => field!(tool_choice),
                 "parallel_tool_calls" => field!(parallel_tool_calls),
                 _ => {
-                    let v: Box<RawValue> = map.next_value()?;
+                    let v: RawJson = map.next_value()?;
                     r.extra.push((key.into_owned(), v));
                 }
             }
@@ -672,6 +821,27 @@ mod tests {
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(v.get("models").is_none());
         assert!(v.get("provider").is_none());
+    }
+
+    #[test]
+    fn fast_and_serde_paths_agree() {
+        for body in [
+            r#"{"model":"a/b","messages":[{"role":"user","content":"hi \"x\" \u00e9"}],"tools":null,"metadata":{"task":"t"},"temperature":0.5,"stop":["a"],"x":[1,{"y":null}],"stream":false}"#,
+            r#" { "models" : ["a/b","c/d"], "provider":{"sort":"price"}, "messages" : [ {"role":"system","content":[{"type":"text","text":"s"}]} ] , "tool_choice":"auto", "response_format":{"type":"json_object"} } "#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stre\u0061m":true}"#,
+        ] {
+            let fast = ChatRequest::from_slice(body.as_bytes()).unwrap();
+            let mut de = serde_json::Deserializer::from_str(body);
+            let slow = ChatRequest::deserialize(&mut de).unwrap();
+            assert_eq!(fast.to_openai_json("u", true, true), slow.to_openai_json("u", true, true));
+            assert_eq!(fast.summary, slow.summary);
+            assert_eq!(fast.tools, slow.tools);
+            let again: serde_json::Value = serde_json::to_value(&fast).unwrap();
+            let mut orig: serde_json::Value = serde_json::from_str(body).unwrap();
+            // A known field set to null is the field left out.
+            orig.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+            assert_eq!(again, orig, "Serialize gives back what the client sent");
+        }
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! A byte-level JSON scanner for the pass-through paths: finds the members of the top-level
+//! object and validates everything it steps over, without building values.
+//!
+//! serde_json skips values it ignores (and captures raw values) one byte at a time through its
+//! generic reader; on an upstream answer that is most of the body. This scanner steps over
+//! string contents eight bytes at a time and checks the grammar as it goes (strings, escapes,
+//! numbers, literals, nesting), so a body it accepts is valid JSON. UTF-8 is the caller's
+//! check (`str::from_utf8` on the whole body is faster than doing it here).
+
+use std::ops::Range;
+
+/// Nesting deeper than this is refused (serde_json's own default limit).
+const MAX_DEPTH: u32 = 128;
+
+/// Not valid JSON, or not the shape asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Invalid;
+
+/// One member of the top-level object.
+pub(crate) struct Member<'a> {
+    /// The key as written between its quotes (escapes not decoded).
+    pub(crate) key: &'a [u8],
+    /// Whether the key contains a backslash escape.
+    pub(crate) escaped_key: bool,
+    /// Where the value is in the body.
+    pub(crate) value: Range<usize>,
+}
+
+/// Calls `each` for every member of the top-level object in `b` (after validating the whole
+/// document) and returns the index of its closing `}`. Anything but whitespace after the object
+/// is an error.
+pub(crate) fn top_level_members<'a>(
+    b: &'a [u8],
+    mut each: impl FnMut(Member<'a>) -> Result<(), Invalid>,
+) -> Result<usize, Invalid> {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return Err(Invalid);
+    }
+    i = skip_ws(b, i + 1);
+    let close;
+    if b.get(i) == Some(&b'}') {
+        close = i;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return Err(Invalid);
+            }
+            let (key_end, escaped_key) = string_end(b, i)?;
+            let key = &b[i + 1..key_end - 1];
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return Err(Invalid);
+            }
+            let start = skip_ws(b, i + 1);
+            let end = value_end(b, start, 1)?;
+            each(Member {
+                key,
+                escaped_key,
+                value: start..end,
+            })?;
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    close = i;
+                    break;
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+    if skip_ws(b, close + 1) != b.len() {
+        return Err(Invalid);
+    }
+    Ok(close)
+}
+
+/// Validates one JSON value starting at `i` (no leading whitespace) and returns where it ends.
+pub(crate) fn value_end(b: &[u8], i: usize, depth: u32) -> Result<usize, Invalid> {
+    match b.get(i).copied().ok_or(Invalid)? {
+        b'"' => string_end(b, i).map(|(end, _)| end),
+        b'{' => container_end(b, i, depth, b'}', true),
+        b'[' => container_end(b, i, depth, b']', false),
+        b't' => literal_end(b, i, b"true"),
+        b'f' => literal_end(b, i, b"false"),
+        b'n' => literal_end(b, i, b"null"),
+        b'-' | b'0'..=b'9' => number_end(b, i),
+        _ => Err(Invalid),
+    }
+}
+
+fn container_end(b: &[u8], i: usize, depth: u32, close: u8, object: bool) -> Result<usize, Invalid> {
+    if depth >= MAX_DEPTH {
+        return Err(Invalid);
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&close) {
+        return Ok(i + 1);
+    }
+    loop {
+        if object {
+            if b.get(i) != Some(&b'"') {
+                return Err(Invalid);
+            }
+            i = skip_ws(b, string_end(b, i)?.0);
+            if b.get(i) != Some(&b':') {
+                return Err(Invalid);
+            }
+            i = skip_ws(b, i + 1);
+        }
+        i = skip_ws(b, value_end(b, i, depth + 1)?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(&c) if c == close => return Ok(i + 1),
+            _ => return Err(Invalid),
+        }
+    }
+}
+
+fn literal_end(b: &[u8], i: usize, lit: &[u8]) -> Result<usize, Invalid> {
+    if b.get(i..i + lit.len()) == Some(lit) {
+        Ok(i + lit.len())
+    } else {
+        Err(Invalid)
+    }
+}
+
+fn digits_end(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
+    let start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    if i == start {
+        Err(Invalid)
+    } else {
+        Ok(i)
+    }
+}
+
+fn number_end(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
+    if b[i] == b'-' {
+        i += 1;
+    }
+    i = match b.get(i) {
+        Some(b'0') => i + 1,
+        Some(b'1'..=b'9') => digits_end(b, i)?,
+        _ => return Err(Invalid),
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits_end(b, i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits_end(b, i)?;
+    }
+    Ok(i)
+}
+
+/// `b[i]` is an opening quote: returns the index after the closing quote and whether the
+/// string contains escapes. Control characters are refused, escapes checked.
+pub(crate) fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Invalid> {
+    let mut i = i + 1;
+    let mut escaped = false;
+    loop {
+        i = plain_run_end(b, i);
+        match b.get(i).copied().ok_or(Invalid)? {
+            b'"' => return Ok((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                match b.get(i + 1).copied().ok_or(Invalid)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let hex = b.get(i + 2..i + 6).ok_or(Invalid)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(Invalid);
+                        }
+                        i += 6;
+                    }
+                    _ => return Err(Invalid),
+                }
+            }
+            _ => return Err(Invalid), // a control character
+        }
+    }
+}
+
+/// The first index at or after `i` holding `"`, `\` or a control character (or `b.len()`),
+/// eight bytes at a time.
+fn plain_run_end(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let v = u64::from_le_bytes(w);
+        // A byte is special if it equals `"` or `\`, or is below 0x20 (bytes >= 0x80, i.e.
+        // UTF-8 continuation and lead bytes, are masked out by `!v`).
+        let quote = v ^ (ONES * u64::from(b'"'));
+        let slash = v ^ (ONES * u64::from(b'\\'));
+        let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+        let below_space = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
+        let hits = zero_in(quote) | zero_in(slash) | below_space;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid(s: &str) -> bool {
+        top_level_members(s.as_bytes(), |_| Ok(())).is_ok()
+    }
+
+    #[test]
+    fn accepts_json_and_reports_members() {
+        let body = r#" {"a" : 1, "b\"c": [true, false, null, -0.5e+3, {"x": "y\u00e9\n"}], "d": {}} "#;
+        let mut seen = Vec::new();
+        let close = top_level_members(body.as_bytes(), |m| {
+            seen.push((
+                String::from_utf8(m.key.to_vec()).unwrap(),
+                m.escaped_key,
+                &body[m.value],
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(&body[close..], "} ");
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), false, "1"),
+                (
+                    r#"b\"c"#.to_owned(),
+                    true,
+                    r#"[true, false, null, -0.5e+3, {"x": "y\u00e9\n"}]"#
+                ),
+                ("d".to_owned(), false, "{}"),
+            ]
+        );
+        assert!(valid("{}"));
+    }
+
+    #[test]
+    fn refuses_invalid_json() {
+        for s in [
+            "", "[]", "{", "{}x", r#"{"a"}"#, r#"{"a":}"#, r#"{"a":1,}"#, r#"{"a":tru}"#,
+            r#"{"a":01}"#, r#"{"a":1.}"#, r#"{"a":-}"#, r#"{"a":1e}"#, r#"{"a":"\x"}"#,
+            r#"{"a":"\u12g4"}"#, "{\"a\":\"tab\there\"}", r#"{"a":[1 2]}"#, r#"{"a":{"b" 1}}"#,
+            r#"{"a":"unterminated}"#, r#"{a:1}"#, r#"{"a":[}"#, "{\"a\":1}{}",
+        ] {
+            assert!(!valid(s), "{s:?}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(!valid(&deep));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The scanner agrees with serde_json on arbitrary JSON objects and on arbitrary
+        /// mutations of them.
+        #[test]
+        fn agrees_with_serde_json(
+            v in proptest::collection::btree_map("[a-z\"\\\\\u{e9}]{0,4}", any_json(), 0..6),
+            cut in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let text = serde_json::to_string(&v).unwrap();
+            prop_assert!(valid(&text));
+            let mut bytes = text.clone().into_bytes();
+            let at = cut.index(bytes.len());
+            bytes[at] = byte;
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                let serde = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s);
+                // The one difference: numbers too large for an f64 are valid JSON here
+                // (the grammar has no range) but refused by serde_json.
+                let out_of_range = serde
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("out of range"));
+                if !out_of_range {
+                    prop_assert_eq!(valid(s), serde.is_ok(), "{}", s);
+                }
+            }
+            prop_assert!(!valid(&text[..text.len() - 1]));
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e9f64..1e9).prop_map(serde_json::Value::from),
+            "[ -~\u{e9}\u{1F600}\n\t\"\\\\]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z]{0,3}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}
