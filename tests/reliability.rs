@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use answers::{post, Reply, Shape};
-use served::{base_url, chat, closed_port, serve, upstream_model};
 use serde_json::{json, Value};
+use served::{base_url, chat, closed_port, serve, upstream_model};
 use switchboard::catalog::{Deadlines, ModelSpec, Provider, ProviderKind};
 use switchboard::client::HttpClient;
 use switchboard::cost::{CostMeterLayer, CostRecord};

@@ -136,8 +136,7 @@ impl CacheKey {
             h.opt_bool(r.enabled);
         }
         if !req.extra.is_empty() {
-            let mut extra: Vec<&(String, crate::openai::RawJson)> =
-                req.extra.iter().collect();
+            let mut extra: Vec<&(String, crate::openai::RawJson)> = req.extra.iter().collect();
             extra.sort_by(|a, b| a.0.cmp(&b.0));
             h.field("extra");
             h.len(extra.len());

@@ -25,11 +25,11 @@ pub use message::{
     ContentPart, FunctionCall, ImageUrl, Message, MessageContent, Role, Tool, ToolCall, ToolChoice,
     ToolFunction,
 };
-pub use raw::RawCompletion;
 pub(crate) use raw::finish_completion;
+pub use raw::RawCompletion;
 pub use request::{
-    ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, RawJson, Reasoning, ResponseFormat,
-    Stop, StreamOptions,
+    ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, RawJson, Reasoning,
+    ResponseFormat, Stop, StreamOptions,
 };
 pub use response::{
     AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CostDetails, FinishReason,

@@ -11,10 +11,10 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use super::scan::{self, Invalid};
 use super::{ChatCompletion, FinishReason, Usage};
 use crate::Error;
+use bytes::Bytes;
 
 /// A non-streaming completion in the provider's own JSON, with `model`, `provider` and `usage`
 /// replaced on output. Built by the OpenAI-compatible codec; see the module docs.

@@ -301,7 +301,16 @@ impl ChatRequest {
     fn parse_fast(src: &Arc<str>) -> Option<Self> {
         let mut r = Self::default();
         let (mut have_model, mut have_messages) = (false, false);
-        scan::top_level_members(src.as_bytes(), |m| {
+        let mut summary = None;
+        // `messages` is checked and summarised by serde in the same pass that finds its end.
+        let messages_end = |key: &[u8], start: usize| {
+            (key == b"messages").then(|| {
+                let (s, len) = summarize_messages(&src[start..]).map_err(|_| scan::Invalid)?;
+                summary = Some(s);
+                Ok(start + len)
+            })
+        };
+        scan::top_level_members_with(src.as_bytes(), messages_end, |m| {
             if m.escaped_key {
                 return Err(scan::Invalid);
             }
@@ -318,7 +327,6 @@ impl ChatRequest {
                             have_model = true;
                         }
                         b"messages" => {
-                            r.summary = scan_messages(text).map_err(|_| scan::Invalid)?;
                             r.messages = RawJson::slice(src, m.value.clone());
                             have_messages = true;
                         }
@@ -359,6 +367,7 @@ impl ChatRequest {
             Ok(())
         })
         .ok()?;
+        r.summary = summary?;
         (have_messages && (have_model || r.models.is_some())).then_some(r)
     }
 
@@ -659,6 +668,25 @@ fn scan_messages(raw: &str) -> Result<MessagesSummary, String> {
     Ok(summary)
 }
 
+/// [`scan_messages`] over the start of `text` (a value followed by more JSON): the summary and
+/// the length of the `messages` value.
+fn summarize_messages(text: &str) -> Result<(MessagesSummary, usize), serde_json::Error> {
+    struct Summarized(MessagesSummary);
+    impl<'de> Deserialize<'de> for Summarized {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let mut summary = MessagesSummary::default();
+            MessagesScan(&mut summary).deserialize(d)?;
+            Ok(Self(summary))
+        }
+    }
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Summarized>();
+    match values.next() {
+        Some(Ok(s)) => Ok((s.0, values.byte_offset())),
+        Some(Err(e)) => Err(e),
+        None => Err(serde::de::Error::custom("no messages")),
+    }
+}
+
 struct MessagesScan<'s>(&'s mut MessagesSummary);
 
 impl<'de> DeserializeSeed<'de> for MessagesScan<'_> {
@@ -833,7 +861,10 @@ mod tests {
             let fast = ChatRequest::from_slice(body.as_bytes()).unwrap();
             let mut de = serde_json::Deserializer::from_str(body);
             let slow = ChatRequest::deserialize(&mut de).unwrap();
-            assert_eq!(fast.to_openai_json("u", true, true), slow.to_openai_json("u", true, true));
+            assert_eq!(
+                fast.to_openai_json("u", true, true),
+                slow.to_openai_json("u", true, true)
+            );
             assert_eq!(fast.summary, slow.summary);
             assert_eq!(fast.tools, slow.tools);
             let again: serde_json::Value = serde_json::to_value(&fast).unwrap();

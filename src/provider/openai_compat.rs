@@ -6,6 +6,12 @@
 //! streams always ask for `stream_options.include_usage` so cost can be metered (the edge hides
 //! the usage chunk from clients that did not ask). `messages`, `tools` and unknown fields are
 //! re-emitted byte for byte.
+//!
+//! A non-streaming answer is passed through too ([`RawCompletion`]): the body is scanned once,
+//! `model`, `provider` and `usage` are replaced on the way out, everything else reaches the
+//! client as the provider wrote it (so `native_finish_reason` is only there when the provider
+//! sent it). Bodies the scan does not accept, and requests with `reasoning.exclude`, are
+//! decoded into typed values instead, which gives the precise error for a bad body.
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -16,7 +22,8 @@ use super::{
 };
 use crate::openai::sse::SseEvent;
 use crate::openai::{
-    finish_completion, ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse, RawCompletion,
+    finish_completion, ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse,
+    RawCompletion,
 };
 use crate::Error;
 
@@ -92,7 +99,6 @@ impl ProviderCodec for OpenAiCompat {
         })
     }
 }
-
 
 /// Stream state: OpenAI chunks are already canonical; this checks them, renames the model and
 /// watches for the end.
