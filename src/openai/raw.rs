@@ -11,7 +11,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::scan::{self, Invalid};
+use super::scan::{self, write_json, Invalid};
 use super::{ChatCompletion, FinishReason, Usage};
 use crate::Error;
 use bytes::Bytes;
@@ -175,11 +175,6 @@ pub(crate) fn finish_completion(c: &mut ChatCompletion, model: &str, provider: &
             ch.native_finish_reason = ch.finish_reason.map(|f| FinishReason::as_str(f).to_owned());
         }
     }
-}
-
-fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Strings and plain structs into a Vec: serialization cannot fail.
-    let _ = serde_json::to_writer(out, v);
 }
 
 #[derive(Clone, Copy)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::message::{Message, Role, Tool, ToolChoice};
-use super::scan;
+use super::scan::{self, write_json};
 use crate::Error;
 
 /// A chat-completions request.
@@ -556,11 +556,6 @@ fn write_key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Plain data into a Vec: serialization cannot fail (non-finite floats become `null`).
-    let _ = serde_json::to_writer(out, v);
-}
-
 fn json_error(e: &serde_json::Error) -> Error {
     let msg = match e.classify() {
         serde_json::error::Category::Data => format!("invalid request: {e}"),
@@ -660,12 +655,9 @@ impl<'de> Visitor<'de> for RequestVisitor {
 /// Checks the shape of `messages` (an array of objects with a known `role` and a string,
 /// array or null `content`) and gathers a [`MessagesSummary`] without building values.
 fn scan_messages(raw: &str) -> Result<MessagesSummary, String> {
-    let mut summary = MessagesSummary::default();
-    let mut de = serde_json::Deserializer::from_str(raw);
-    MessagesScan(&mut summary)
-        .deserialize(&mut de)
-        .map_err(|e| format!("invalid `messages`: {e}"))?;
-    Ok(summary)
+    summarize_messages(raw)
+        .map(|(summary, _)| summary)
+        .map_err(|e| format!("invalid `messages`: {e}"))
 }
 
 /// [`scan_messages`] over the start of `text` (a value followed by more JSON): the summary and

@@ -237,6 +237,12 @@ fn plain_run_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Appends `v` as JSON. Strings and plain structs into a `Vec` cannot fail (non-finite floats
+/// become `null`), so there is no error to return.
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(out, v);
+}
+
 pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
         i += 1;
