@@ -234,20 +234,59 @@ impl fmt::Debug for Parameters {
     }
 }
 
-/// An API key. Its `Debug` never shows the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(Arc<str>);
+/// An API key. Its `Debug` never shows the secret. The header values a codec sends (the key
+/// itself, and `Bearer <key>`) are built once, here, marked sensitive.
+#[derive(Clone)]
+pub struct ApiKey(Arc<KeyInner>);
+
+struct KeyInner {
+    key: Arc<str>,
+    /// `None` when the key is not a valid header value.
+    plain: Option<http::HeaderValue>,
+    bearer: Option<http::HeaderValue>,
+}
 
 impl ApiKey {
     /// Wraps a key.
     pub fn new(key: impl Into<Arc<str>>) -> Self {
-        Self(key.into())
+        let key = key.into();
+        let sensitive = |v: &str| {
+            let mut v = http::HeaderValue::from_str(v).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        };
+        Self(Arc::new(KeyInner {
+            plain: sensitive(&key),
+            bearer: sensitive(&format!("Bearer {key}")),
+            key,
+        }))
     }
     /// The secret, for the codec that puts it in a header.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.key
+    }
+    /// The key as a sensitive header value (`x-api-key`, `x-goog-api-key`); an error if it is
+    /// not a valid header value.
+    pub fn header_value(&self) -> Result<http::HeaderValue, crate::Error> {
+        self.0.plain.clone().ok_or_else(invalid_key)
+    }
+    /// `Bearer <key>` as a sensitive header value (`Authorization`).
+    pub fn bearer_header_value(&self) -> Result<http::HeaderValue, crate::Error> {
+        self.0.bearer.clone().ok_or_else(invalid_key)
     }
 }
+
+fn invalid_key() -> crate::Error {
+    crate::Error::upstream("provider API key is not a valid header value")
+}
+
+impl PartialEq for ApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ApiKey {}
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -137,7 +137,12 @@ pub struct ServedBy {
 impl ServedBy {
     /// `provider/model:outcome` entries joined by `, ` (the `x-switchboard-attempts` header).
     pub fn attempts_header(attempts: &[Attempt]) -> String {
-        let mut s = String::new();
+        let mut s = String::with_capacity(
+            attempts
+                .iter()
+                .map(|a| a.provider.len() + a.model.len() + 24)
+                .sum(),
+        );
         for (i, a) in attempts.iter().enumerate() {
             if i > 0 {
                 s.push_str(", ");

@@ -520,20 +520,19 @@ impl Meter {
 }
 
 /// Targets already warned about for missing prices.
-static UNPRICED_WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static UNPRICED_WARNED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 fn warn_unpriced(provider: &str, model: &str) {
-    let key = format!("{provider}/{model}");
     let mut w = UNPRICED_WARNED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !w.contains(&key) {
+    if !w.iter().any(|(p, m)| p == provider && m == model) {
         tracing::warn!(
             provider,
             model,
             "no prices for this target: usage.cost is null"
         );
-        w.push(key);
+        w.push((provider.to_owned(), model.to_owned()));
     }
 }
 

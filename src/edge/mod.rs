@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use tower::ServiceExt;
@@ -264,20 +264,15 @@ pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-reques
 pub struct RequestId(pub HeaderValue);
 
 fn request_id(headers: &HeaderMap) -> RequestId {
-    headers
+    if let Some(v) = headers
         .get(&REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .cloned()
-        .map_or_else(
-            || {
-                let id = crate::openai::new_completion_id();
-                RequestId(
-                    HeaderValue::from_str(id.trim_start_matches("chatcmpl-"))
-                        .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-                )
-            },
-            RequestId,
-        )
+    {
+        return RequestId(v.clone());
+    }
+    let mut id = String::with_capacity(32);
+    crate::openai::push_unique_hex(&mut id);
+    RequestId(HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown")))
 }
 
 async fn read_request_body<B>(
@@ -350,19 +345,12 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
     };
     let h = out.headers_mut();
     if let Some(served) = parts.extensions.get::<ServedBy>() {
-        insert_header(h, "x-switchboard-model", &served.model);
-        insert_header(h, "x-switchboard-provider", &served.provider);
-        insert_header(
-            h,
-            "x-switchboard-attempts",
-            &ServedBy::attempts_header(&served.attempts),
-        );
+        insert_header(h, X_MODEL, &served.model);
+        insert_header(h, X_PROVIDER, &served.provider);
+        insert_header(h, X_ATTEMPTS, &ServedBy::attempts_header(&served.attempts));
     }
     if let Some(cache) = parts.extensions.get::<CacheStatus>() {
-        h.insert(
-            "x-switchboard-cache",
-            HeaderValue::from_static(cache.as_str()),
-        );
+        h.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
     }
     for (name, value) in &parts.headers {
         if name.as_str().starts_with("x-switchboard-") {
@@ -373,7 +361,12 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
     out
 }
 
-fn insert_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+const X_MODEL: HeaderName = HeaderName::from_static("x-switchboard-model");
+const X_PROVIDER: HeaderName = HeaderName::from_static("x-switchboard-provider");
+const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchboard-attempts");
+const X_CACHE: HeaderName = HeaderName::from_static("x-switchboard-cache");
+
+fn insert_header(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
@@ -393,7 +386,7 @@ pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
     if let Some(attempts) = e.attempts() {
         insert_header(
             r.headers_mut(),
-            "x-switchboard-attempts",
+            X_ATTEMPTS,
             &ServedBy::attempts_header(attempts),
         );
     }

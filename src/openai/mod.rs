@@ -17,6 +17,7 @@ mod request;
 mod response;
 mod scan;
 pub mod sse;
+mod usage_json;
 
 pub use aggregate::{completion_to_chunks, ChunkAggregator};
 pub use chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
@@ -47,6 +48,15 @@ pub fn unix_now() -> u64 {
 
 /// A fresh completion id (`chatcmpl-…`): unique per process run, cheap, not cryptographic.
 pub fn new_completion_id() -> String {
+    let mut id = String::with_capacity(9 + 32);
+    id.push_str("chatcmpl-");
+    push_unique_hex(&mut id);
+    id
+}
+
+/// Appends a fresh id in lowercase hex (16 scrambled digits, then a process-wide counter):
+/// unique per process run, cheap, not cryptographic.
+pub(crate) fn push_unique_hex(out: &mut String) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
@@ -61,5 +71,12 @@ pub fn new_completion_id() -> String {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    format!("chatcmpl-{z:016x}{n:x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(HEX[(z >> (shift * 4)) as usize & 15]));
+    }
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        out.push(char::from(HEX[(n >> (shift * 4)) as usize & 15]));
+    }
 }

@@ -67,7 +67,13 @@ impl RawCompletion {
             return None;
         }
         let usage = match &usage_span {
-            Some(span) => serde_json::from_slice::<Option<Usage>>(&body[span.clone()]).ok()?,
+            Some(span) => {
+                let b = &body[span.clone()];
+                match Usage::parse_json_fast(b) {
+                    Some(u) => u,
+                    None => serde_json::from_slice::<Option<Usage>>(b).ok()?,
+                }
+            }
             None => None,
         };
         Some(Self {
@@ -128,7 +134,7 @@ impl RawCompletion {
                     self.model_span.end
                 }
                 Edit::Usage => {
-                    write_json(&mut out, &self.usage);
+                    write_usage(&mut out, self.usage.as_ref());
                     self.usage_span.as_ref().map_or(start, |s| s.end)
                 }
                 Edit::Provider => {
@@ -141,7 +147,7 @@ impl RawCompletion {
         out.extend_from_slice(&self.body[pos..self.close]);
         if self.usage_span.is_none() && self.usage.is_some() {
             out.extend_from_slice(b",\"usage\":");
-            write_json(&mut out, &self.usage);
+            write_usage(&mut out, self.usage.as_ref());
         }
         if self.provider_span.is_none() {
             out.extend_from_slice(b",\"provider\":");
@@ -174,6 +180,13 @@ pub(crate) fn finish_completion(c: &mut ChatCompletion, model: &str, provider: &
         if ch.native_finish_reason.is_none() {
             ch.native_finish_reason = ch.finish_reason.map(|f| FinishReason::as_str(f).to_owned());
         }
+    }
+}
+
+fn write_usage(out: &mut Vec<u8>, u: Option<&Usage>) {
+    match u {
+        Some(u) => u.write_json(out),
+        None => out.extend_from_slice(b"null"),
     }
 }
 

@@ -305,9 +305,15 @@ impl ChatRequest {
         // `messages` is checked and summarised by serde in the same pass that finds its end.
         let messages_end = |key: &[u8], start: usize| {
             (key == b"messages").then(|| {
-                let (s, len) = summarize_messages(&src[start..]).map_err(|_| scan::Invalid)?;
+                let (s, end) = match summarize_messages_fast(src.as_bytes(), start) {
+                    Ok(done) => done,
+                    // Escapes in keys, unusual shapes, errors: serde decides.
+                    Err(scan::Invalid) => summarize_messages(&src[start..])
+                        .map(|(s, len)| (s, start + len))
+                        .map_err(|_| scan::Invalid)?,
+                };
                 summary = Some(s);
-                Ok(start + len)
+                Ok(end)
             })
         };
         scan::top_level_members_with(src.as_bytes(), messages_end, |m| {
@@ -660,6 +666,84 @@ fn scan_messages(raw: &str) -> Result<MessagesSummary, String> {
         .map_err(|e| format!("invalid `messages`: {e}"))
 }
 
+/// The summary of the `messages` array starting at `b[i]` (a top-level member's value) and
+/// where it ends, by the byte scanner: the same result as [`summarize_messages`] for the
+/// messages it accepts; `Err` for anything else (escaped keys or roles, a missing `role`,
+/// content of another type, invalid JSON), which the serde path then decides on.
+fn summarize_messages_fast(b: &[u8], i: usize) -> Result<(MessagesSummary, usize), scan::Invalid> {
+    use scan::Invalid;
+    let text_len = |raw: &[u8], escaped: bool| {
+        if escaped {
+            scan::decoded_len(raw).ok_or(Invalid)
+        } else {
+            Ok(raw.len())
+        }
+    };
+    let mut sum = MessagesSummary::default();
+    let end = scan::array_end(b, i, 1, |m| {
+        let mut role = false;
+        let end = scan::object_end(b, m, 2, |key, escaped, v| {
+            if escaped {
+                return Err(Invalid);
+            }
+            match key {
+                b"role" => {
+                    let (r, escaped, end) = scan::string_at(b, v)?;
+                    let r = std::str::from_utf8(r).map_err(|_| Invalid)?;
+                    if escaped || Role::parse(r).is_none() {
+                        return Err(Invalid);
+                    }
+                    role = true;
+                    Ok(end)
+                }
+                b"content" => match b.get(v) {
+                    Some(b'"') => {
+                        let (t, escaped, end) = scan::string_at(b, v)?;
+                        sum.text_bytes += text_len(t, escaped)?;
+                        Ok(end)
+                    }
+                    Some(b'n') => scan::value_end(b, v, 3),
+                    Some(b'[') => scan::array_end(b, v, 3, |p| {
+                        let mut typed = false;
+                        let end = scan::object_end(b, p, 4, |key, escaped, v| {
+                            if escaped {
+                                return Err(Invalid);
+                            }
+                            match key {
+                                b"type" => {
+                                    let (t, escaped, end) = scan::string_at(b, v)?;
+                                    if escaped {
+                                        return Err(Invalid);
+                                    }
+                                    sum.has_images |= t == b"image_url";
+                                    typed = true;
+                                    Ok(end)
+                                }
+                                b"text" => {
+                                    let (t, escaped, end) = scan::string_at(b, v)?;
+                                    sum.text_bytes += text_len(t, escaped)?;
+                                    Ok(end)
+                                }
+                                _ => scan::value_end(b, v, 5),
+                            }
+                        })?;
+                        typed.then_some(end).ok_or(Invalid)
+                    }),
+                    _ => Err(Invalid),
+                },
+                b"tool_calls" | b"tool_call_id" => {
+                    sum.has_tool_messages = true;
+                    scan::value_end(b, v, 3)
+                }
+                _ => scan::value_end(b, v, 3),
+            }
+        })?;
+        sum.count += 1;
+        role.then_some(end).ok_or(Invalid)
+    })?;
+    Ok((sum, end))
+}
+
 /// [`scan_messages`] over the start of `text` (a value followed by more JSON): the summary and
 /// the length of the `messages` value.
 fn summarize_messages(text: &str) -> Result<(MessagesSummary, usize), serde_json::Error> {
@@ -939,5 +1023,76 @@ mod tests {
             Some(ToolChoice::Function("f".into()))
         );
         assert_eq!(r.stop, Some(Stop::One("END".into())));
+    }
+
+    fn any_message() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let text = "[ -~\u{e9}\u{1F600}\n\t\"\\\\]{0,10}";
+        let part = (
+            prop_oneof![Just("text"), Just("image_url"), Just("input_audio")],
+            proptest::option::of(text),
+            any::<bool>(),
+        )
+            .prop_map(|(t, text, typed)| {
+                let mut p = serde_json::Map::new();
+                if typed {
+                    p.insert("type".into(), t.into());
+                }
+                if let Some(text) = text {
+                    p.insert("text".into(), text.into());
+                }
+                serde_json::Value::Object(p)
+            });
+        let content = prop_oneof![
+            Just(serde_json::Value::Null),
+            text.prop_map(serde_json::Value::from),
+            proptest::collection::vec(part, 0..3).prop_map(serde_json::Value::from),
+            Just(serde_json::json!(7)),
+        ]
+        .boxed();
+        (
+            prop_oneof![4 => Just("user"), 4 => Just("system"), 4 => Just("tool"), 1 => Just("robot")],
+            proptest::bool::weighted(0.9),
+            proptest::option::weighted(0.9, content),
+            any::<bool>(),
+        )
+            .prop_map(|(role, with_role, content, tool)| {
+                let mut m = serde_json::Map::new();
+                if with_role {
+                    m.insert("role".into(), role.into());
+                }
+                if let Some(c) = content {
+                    m.insert("content".into(), c);
+                }
+                if tool {
+                    m.insert("tool_call_id".into(), "c1".into());
+                }
+                m.insert("name".into(), serde_json::json!({"x": [1, null]}));
+                serde_json::Value::Object(m)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The scanner's summary of `messages` is serde's, on generated arrays and on
+        /// single-byte mutations of them (where it refuses, serde decides).
+        #[test]
+        fn fast_messages_summary_agrees_with_serde(
+            msgs in proptest::collection::vec(any_message(), 0..4),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let text = serde_json::to_string(&msgs).unwrap() + "  ,\"x\":1}";
+            let mut bytes = text.clone().into_bytes();
+            let at = cut.index(bytes.len());
+            bytes[at] = byte;
+            for t in [text, String::from_utf8(bytes).unwrap_or_default()] {
+                if let Ok(fast) = summarize_messages_fast(t.as_bytes(), 0) {
+                    let (slow, len) = summarize_messages(&t).unwrap();
+                    proptest::prop_assert_eq!(fast, (slow, len), "{}", t);
+                }
+            }
+        }
     }
 }

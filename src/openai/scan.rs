@@ -43,50 +43,149 @@ pub(crate) fn top_level_members_with<'a>(
     mut end_of: impl FnMut(&'a [u8], usize) -> Option<Result<usize, Invalid>>,
     mut each: impl FnMut(Member<'a>) -> Result<(), Invalid>,
 ) -> Result<usize, Invalid> {
-    let mut i = skip_ws(b, 0);
+    let i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return Err(Invalid);
     }
-    i = skip_ws(b, i + 1);
-    let close;
-    if b.get(i) == Some(&b'}') {
-        close = i;
-    } else {
-        loop {
-            if b.get(i) != Some(&b'"') {
-                return Err(Invalid);
-            }
-            let (key_end, escaped_key) = string_end(b, i)?;
-            let key = &b[i + 1..key_end - 1];
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return Err(Invalid);
-            }
-            let start = skip_ws(b, i + 1);
-            let end = match end_of(key, start) {
-                Some(end) => end?,
-                None => value_end(b, start, 1)?,
-            };
-            each(Member {
-                key,
-                escaped_key,
-                value: start..end,
-            })?;
-            i = skip_ws(b, end);
-            match b.get(i) {
-                Some(b',') => i = skip_ws(b, i + 1),
-                Some(b'}') => {
-                    close = i;
-                    break;
-                }
-                _ => return Err(Invalid),
-            }
-        }
-    }
-    if skip_ws(b, close + 1) != b.len() {
+    let end = object_end(b, i, 0, |key, escaped_key, start| {
+        let end = match end_of(key, start) {
+            Some(end) => end?,
+            None => value_end(b, start, 1)?,
+        };
+        each(Member {
+            key,
+            escaped_key,
+            value: start..end,
+        })?;
+        Ok(end)
+    })?;
+    if skip_ws(b, end) != b.len() {
         return Err(Invalid);
     }
-    Ok(close)
+    Ok(end - 1)
+}
+
+/// `b[i]` is `{` (an object at nesting `depth`, 0 for the top level): calls
+/// `each(key, escaped_key, value_start)` for every member, which must step over the value (its
+/// nesting is `depth + 1`) and return where it ends; returns the index after the closing `}`.
+pub(crate) fn object_end<'a>(
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+    mut each: impl FnMut(&'a [u8], bool, usize) -> Result<usize, Invalid>,
+) -> Result<usize, Invalid> {
+    if depth >= MAX_DEPTH || b.get(i) != Some(&b'{') {
+        return Err(Invalid);
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Ok(i + 1);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return Err(Invalid);
+        }
+        let (key_end, escaped) = string_end(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return Err(Invalid);
+        }
+        i = skip_ws(b, each(key, escaped, skip_ws(b, i + 1))?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Ok(i + 1),
+            _ => return Err(Invalid),
+        }
+    }
+}
+
+/// `b[i]` is `[` (an array at nesting `depth`): calls `each(element_start)` for every element,
+/// which must step over it and return where it ends; returns the index after the `]`.
+pub(crate) fn array_end(
+    b: &[u8],
+    i: usize,
+    depth: u32,
+    mut each: impl FnMut(usize) -> Result<usize, Invalid>,
+) -> Result<usize, Invalid> {
+    if depth >= MAX_DEPTH || b.get(i) != Some(&b'[') {
+        return Err(Invalid);
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok(i + 1);
+    }
+    loop {
+        i = skip_ws(b, each(i)?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Ok(i + 1),
+            _ => return Err(Invalid),
+        }
+    }
+}
+
+/// The contents of a string `b[i]` starts (its opening quote), checked, with the index after
+/// it: `Ok((contents, escaped, end))`.
+pub(crate) fn string_at(b: &[u8], i: usize) -> Result<(&[u8], bool, usize), Invalid> {
+    if b.get(i) != Some(&b'"') {
+        return Err(Invalid);
+    }
+    let (end, escaped) = string_end(b, i)?;
+    Ok((&b[i + 1..end - 1], escaped, end))
+}
+
+/// The length in UTF-8 bytes of a checked string's contents once its escapes are decoded
+/// (what `str::len` of the parsed string gives). `None` for a lone surrogate escape, which
+/// serde_json refuses.
+pub(crate) fn decoded_len(raw: &[u8]) -> Option<usize> {
+    let mut len = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let Some(p) = memchr_backslash(&raw[i..]) else {
+            return Some(len + raw.len() - i);
+        };
+        len += p;
+        i += p;
+        if raw.get(i + 1) != Some(&b'u') {
+            len += 1;
+            i += 2;
+            continue;
+        }
+        let unit = hex4(raw.get(i + 2..i + 6)?)?;
+        i += 6;
+        len += match unit {
+            0..=0x7F => 1,
+            0x80..=0x7FF => 2,
+            0xD800..=0xDBFF => {
+                // A high surrogate must be followed by an escaped low one: 4 bytes together.
+                if raw.get(i..i + 2) != Some(b"\\u") {
+                    return None;
+                }
+                let low = hex4(raw.get(i + 2..i + 6)?)?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return None;
+                }
+                i += 6;
+                4
+            }
+            0xDC00..=0xDFFF => return None,
+            _ => 3,
+        };
+    }
+    Some(len)
+}
+
+fn memchr_backslash(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\\')
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v = 0;
+    for &c in h {
+        v = v * 16 + char::from(c).to_digit(16)?;
+    }
+    Some(v)
 }
 
 /// Validates one JSON value starting at `i` (no leading whitespace) and returns where it ends.

@@ -157,10 +157,7 @@ impl ProviderCodec for Anthropic {
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("anthropic-version", HeaderValue::from_static(API_VERSION));
         if let Some(key) = &ctx.provider.api_key {
-            let mut v = HeaderValue::try_from(key.expose())
-                .map_err(|_| Error::upstream("provider API key is not a valid header value"))?;
-            v.set_sensitive(true);
-            b = b.header("x-api-key", v);
+            b = b.header("x-api-key", key.header_value()?);
         }
         b.body(Bytes::from(body))
             .map_err(|_| Error::upstream("could not build the upstream request"))

@@ -188,10 +188,7 @@ impl ProviderCodec for Gemini {
             .uri(join_url(&ctx.provider.base_url, &path)?)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &ctx.provider.api_key {
-            let mut v = HeaderValue::try_from(key.expose())
-                .map_err(|_| Error::upstream("provider API key is not a valid header value"))?;
-            v.set_sensitive(true);
-            b = b.header("x-goog-api-key", v);
+            b = b.header("x-goog-api-key", key.header_value()?);
         }
         b.body(Bytes::from(json))
             .map_err(|_| Error::upstream("could not build the upstream request"))

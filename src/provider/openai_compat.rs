@@ -38,18 +38,15 @@ impl ProviderCodec for OpenAiCompat {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<Bytes>, Error> {
         let body = req.to_openai_json(ctx.upstream_model, true, false);
-        let mut b = http::Request::builder()
-            .method(Method::POST)
-            .uri(join_url(&ctx.provider.base_url, "/chat/completions")?)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut r = http::Request::new(Bytes::from(body));
+        *r.method_mut() = Method::POST;
+        *r.uri_mut() = join_url(&ctx.provider.base_url, "/chat/completions")?;
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &ctx.provider.api_key {
-            let mut v = HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                .map_err(|_| Error::upstream("provider API key is not a valid header value"))?;
-            v.set_sensitive(true);
-            b = b.header(AUTHORIZATION, v);
+            h.insert(AUTHORIZATION, key.bearer_header_value()?);
         }
-        b.body(Bytes::from(body))
-            .map_err(|_| Error::upstream("could not build the upstream request"))
+        Ok(r)
     }
 
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error> {
