@@ -316,13 +316,16 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
 
     let base_svc = RefCell::new(identity());
     let svc = RefCell::new(CostMeterLayer::new().layer(identity()));
+    // Metric handles are registered with the recorder of the first request and reused after,
+    // so the cases under the Prometheus recorder get their own CostMeter.
+    let prom_svc = RefCell::new(CostMeterLayer::new().layer(identity()));
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
 
     let base = arm(whole, |req| call(&base_svc, req));
     let nonstream = arm(whole, |req| call(&svc, req));
     let nonstream_prom = arm(whole, |req| WithRecorder {
         recorder: &prometheus,
-        fut: Box::pin(call(&svc, req)),
+        fut: Box::pin(call(&prom_svc, req)),
     });
     let stream_base = arm(streamed, |(req, out)| async {
         drain(call(&base_svc, req).await, out).await
@@ -332,11 +335,11 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
     });
     let stream_prom = arm(streamed, |(req, out)| WithRecorder {
         recorder: &prometheus,
-        fut: Box::pin(async { drain(call(&svc, req).await, out).await }),
+        fut: Box::pin(async { drain(call(&prom_svc, req).await, out).await }),
     });
 
     // Every case is priced: the completion carries usage.cost, the stream's usage chunk too.
-    for resp in [nonstream.once(rt), nonstream_prom.once(rt)] {
+    for resp in [nonstream_prom.once(rt), nonstream.once(rt)] {
         assert!(resp.headers().contains_key("x-switchboard-cost"));
         let usage = resp.into_body().into_complete().and_then(|c| c.usage);
         assert!(

@@ -1,6 +1,6 @@
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -42,6 +42,7 @@ impl MeteredStream {
         }
     }
 
+    #[inline]
     fn observe(&mut self, chunk: &mut ChatCompletionChunk) {
         let Some(meter) = &self.meter else { return };
         if self.ttft.is_none() && chunk.has_output() {
@@ -86,22 +87,25 @@ impl Stream for MeteredStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(mut chunk))) => {
-                this.observe(&mut chunk);
-                Poll::Ready(Some(Ok(chunk)))
+        let mut item = ready!(this.inner.as_mut().poll_next(cx));
+        // Looked at in place: the chunk is handed on without being moved out and rewrapped.
+        match &mut item {
+            Some(Ok(chunk)) => {
+                if this.meter.is_some() {
+                    this.observe(chunk);
+                }
             }
-            Poll::Ready(Some(Err(e))) => {
+            Some(Err(e)) => {
                 this.error = Some(e.kind());
                 this.finish();
-                Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(None)
-            }
+            None => this.finish(),
         }
+        Poll::Ready(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
