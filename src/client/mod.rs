@@ -29,7 +29,9 @@ type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// The pooled HTTP client at the bottom of the stack. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Inner,
+    // Behind an `Arc`: every layer clones the stack below it per request (tower's
+    // clone-and-swap), and hyper-util's client is a dozen fields of its own `Arc`s.
+    inner: std::sync::Arc<Inner>,
 }
 
 impl Default for HttpClient {
@@ -119,7 +121,9 @@ impl HttpClientBuilder {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .http2_only(self.http2_only)
             .build(https);
-        HttpClient { inner }
+        HttpClient {
+            inner: std::sync::Arc::new(inner),
+        }
     }
 }
 
