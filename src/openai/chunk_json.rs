@@ -1,5 +1,6 @@
 //! The streaming hot path's JSON for [`ChatCompletionChunk`]: a writer producing exactly the
-//! bytes `serde_json::to_vec` gives, straight into an SSE frame.
+//! bytes `serde_json::to_vec` gives, straight into an SSE frame, and a reader for the common
+//! chunk shape that hands anything unusual to serde_json.
 //!
 //! # Writer
 //!
@@ -12,11 +13,23 @@
 //! Values the gateway does not type (`logprobs`, `reasoning_details`) and the rare `usage` and
 //! `error` objects are written by serde_json itself.
 //!
+//! # Reader
+//!
+//! [`decode`] walks the chunk with the validating scanner of [`super::scan`] and builds the
+//! typed value directly. It only accepts what it is sure serde_json accepts *with the same
+//! result*: on anything else (escaped keys, duplicate fields, an `error` member, a number that
+//! is not a plain unsigned integer, a struct written as an array, a lone surrogate, nesting near
+//! serde_json's limit, …) it gives up and the caller runs `serde_json::from_str`, so errors and
+//! edge cases are serde_json's own. Sub-values the gateway does not look into (`usage`,
+//! `logprobs`, `reasoning_details`) are handed to serde_json as slices.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, ToolCallDelta};
-use super::scan::{json_str_len, write_json, write_json_str};
+use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+use super::response::FinishReason;
+use super::scan::{json_str_len, skip_ws, string_end, value_end, write_json, write_json_str};
 
 // ---------------------------------------------------------------------------------------------
 // Writer
@@ -266,6 +279,455 @@ fn delta_len(d: &Delta) -> usize {
     n
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+/// Decodes `s` as `serde_json::from_str::<ChatCompletionChunk>` does.
+pub(crate) fn from_json(s: &str) -> Result<ChatCompletionChunk, serde_json::Error> {
+    match decode(s) {
+        Some(c) => Ok(c),
+        None => serde_json::from_str(s),
+    }
+}
+
+/// The fast path: `Some` only when serde_json would decode `s` to the very same chunk. Values
+/// are written in place (no struct is moved once built).
+fn decode(s: &str) -> Option<ChatCompletionChunk> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    let mut c = ChatCompletionChunk {
+        id: String::new(),
+        object: String::new(),
+        created: 0,
+        model: String::new(),
+        choices: Vec::new(),
+        usage: None,
+        system_fingerprint: None,
+        provider: None,
+        error: None,
+    };
+    let end = object_members(b, skip_ws(b, 0), |key, i| match key {
+        b"id" => {
+            seen.first(0)?;
+            string_into(s, i, &mut c.id)
+        }
+        b"object" => {
+            seen.first(1)?;
+            string_into(s, i, &mut c.object)
+        }
+        b"created" => {
+            seen.first(2)?;
+            let (v, end) = uint(b, i, u64::MAX)?;
+            c.created = v;
+            Some(end)
+        }
+        b"model" => {
+            seen.first(3)?;
+            string_into(s, i, &mut c.model)
+        }
+        b"choices" => {
+            seen.first(4)?;
+            // Almost always one choice.
+            c.choices = Vec::with_capacity(1);
+            array_elements(b, i, |i| {
+                c.choices.push(ChunkChoice {
+                    index: 0,
+                    delta: Delta::default(),
+                    finish_reason: None,
+                    native_finish_reason: None,
+                    logprobs: None,
+                });
+                choice(s, i, c.choices.last_mut()?)
+            })
+        }
+        b"usage" => {
+            seen.first(5)?;
+            by_serde(s, i, 1, &mut c.usage)
+        }
+        b"system_fingerprint" => {
+            seen.first(6)?;
+            opt_string_into(s, i, &mut c.system_fingerprint)
+        }
+        b"provider" => {
+            seen.first(7)?;
+            opt_string_into(s, i, &mut c.provider)
+        }
+        // A mid-stream error: serde_json's path gives its exact shape (or error).
+        b"error" => None,
+        _ => skip(b, i, 1),
+    })?;
+    if skip_ws(b, end) != b.len() || !seen.has(0) {
+        return None;
+    }
+    if !seen.has(1) {
+        c.object = "chat.completion.chunk".to_owned();
+    }
+    Some(c)
+}
+
+/// One element of `choices` (at depth 2).
+fn choice(s: &str, i: usize, c: &mut ChunkChoice) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    object_members(b, i, |key, i| match key {
+        b"index" => {
+            seen.first(0)?;
+            let (v, end) = uint(b, i, u64::from(u32::MAX))?;
+            c.index = u32::try_from(v).ok()?;
+            Some(end)
+        }
+        b"delta" => {
+            seen.first(1)?;
+            delta(s, i, &mut c.delta)
+        }
+        b"finish_reason" => {
+            seen.first(2)?;
+            if let Some(end) = null(b, i) {
+                return Some(end);
+            }
+            let (v, end) = str_value(s, i)?;
+            c.finish_reason = Some(FinishReason::from_native(&v));
+            Some(end)
+        }
+        b"native_finish_reason" => {
+            seen.first(3)?;
+            opt_string_into(s, i, &mut c.native_finish_reason)
+        }
+        b"logprobs" => {
+            seen.first(4)?;
+            by_serde(s, i, 3, &mut c.logprobs)
+        }
+        _ => skip(b, i, 3),
+    })
+}
+
+/// `choices[].delta` (at depth 3).
+fn delta(s: &str, i: usize, d: &mut Delta) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    object_members(b, i, |key, i| match key {
+        b"role" => {
+            seen.first(0)?;
+            opt_string_into(s, i, &mut d.role)
+        }
+        b"content" => {
+            seen.first(1)?;
+            opt_string_into(s, i, &mut d.content)
+        }
+        b"reasoning" => {
+            seen.first(2)?;
+            opt_string_into(s, i, &mut d.reasoning)
+        }
+        b"reasoning_details" => {
+            seen.first(3)?;
+            by_serde(s, i, 4, &mut d.reasoning_details)
+        }
+        b"refusal" => {
+            seen.first(4)?;
+            opt_string_into(s, i, &mut d.refusal)
+        }
+        b"tool_calls" => {
+            seen.first(5)?;
+            if let Some(end) = null(b, i) {
+                return Some(end);
+            }
+            let calls = d.tool_calls.insert(Vec::with_capacity(1));
+            array_elements(b, i, |i| {
+                calls.push(ToolCallDelta::default());
+                tool_call(s, i, calls.last_mut()?)
+            })
+        }
+        _ => skip(b, i, 4),
+    })
+}
+
+/// One element of `delta.tool_calls` (at depth 5).
+fn tool_call(s: &str, i: usize, t: &mut ToolCallDelta) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    let end = object_members(b, i, |key, i| match key {
+        b"index" => {
+            seen.first(0)?;
+            let (v, end) = uint(b, i, u64::from(u32::MAX))?;
+            t.index = u32::try_from(v).ok()?;
+            Some(end)
+        }
+        b"id" => {
+            seen.first(1)?;
+            opt_string_into(s, i, &mut t.id)
+        }
+        b"type" => {
+            seen.first(2)?;
+            opt_string_into(s, i, &mut t.kind)
+        }
+        b"function" => {
+            seen.first(3)?;
+            if let Some(end) = null(b, i) {
+                return Some(end);
+            }
+            function(s, i, t.function.insert(FunctionCallDelta::default()))
+        }
+        _ => skip(b, i, 6),
+    })?;
+    // `index` has no default: serde_json reports it missing.
+    seen.has(0).then_some(end)
+}
+
+/// `tool_calls[].function` (at depth 6).
+fn function(s: &str, i: usize, f: &mut FunctionCallDelta) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    object_members(b, i, |key, i| match key {
+        b"name" => {
+            seen.first(0)?;
+            opt_string_into(s, i, &mut f.name)
+        }
+        b"arguments" => {
+            seen.first(1)?;
+            opt_string_into(s, i, &mut f.arguments)
+        }
+        _ => skip(b, i, 7),
+    })
+}
+
+/// The fields of one struct already seen (serde_json refuses duplicates).
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    /// `None` if field `bit` was seen before.
+    fn first(&mut self, bit: u8) -> Option<()> {
+        let mask = 1 << bit;
+        if self.0 & mask != 0 {
+            return None;
+        }
+        self.0 |= mask;
+        Some(())
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+}
+
+/// Calls `member(key, value_start)` for every member of the object at `b[i]`; `member` reads
+/// or skips the value and returns where it ends. Returns the index after the closing brace.
+/// Keys with escapes are refused (serde_json matches field names after decoding them).
+fn object_members<'a>(
+    b: &'a [u8],
+    i: usize,
+    mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        let (key, key_end) = key(b, i)?;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, member(key, skip_ws(b, i + 1))?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The key starting at `b[i]` (a quote) and the index after it; `None` for a key with an
+/// escape (serde_json matches field names after decoding them).
+#[inline]
+fn key(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(b, i).ok()?;
+    if escaped {
+        return None;
+    }
+    Some((b.get(i + 1..end - 1)?, end))
+}
+
+/// Calls `element(start)` for every element of the array at `b[i]`; returns the index after
+/// the closing bracket.
+fn array_elements(
+    b: &[u8],
+    i: usize,
+    mut element: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    loop {
+        i = skip_ws(b, element(i)?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Steps over (and validates) an ignored value at nesting `depth` (the top-level object is
+/// depth 0). The scanner is asked for one level less than it allows: serde_json refuses a
+/// container at depth 127 of a document, the scanner only at 128.
+fn skip(b: &[u8], i: usize, depth: u32) -> Option<usize> {
+    value_end(b, i, depth + 1).ok()
+}
+
+/// The end of a `null` literal at `b[i]`, if there is one.
+fn null(b: &[u8], i: usize) -> Option<usize> {
+    (b.get(i..i + 4) == Some(b"null")).then_some(i + 4)
+}
+
+/// A value the fast path does not type itself, found by the scanner (checked against the depth
+/// limit where it sits) and decoded by serde_json from its slice into `out` (an `Option`, left
+/// `None` for `null`).
+fn by_serde<T: serde::de::DeserializeOwned>(
+    s: &str,
+    i: usize,
+    depth: u32,
+    out: &mut Option<T>,
+) -> Option<usize> {
+    if let Some(end) = null(s.as_bytes(), i) {
+        return Some(end);
+    }
+    let end = skip(s.as_bytes(), i, depth)?;
+    *out = serde_json::from_str(s.get(i..end)?).ok()?;
+    Some(end)
+}
+
+/// An unsigned integer with no sign, fraction or exponent, at most `max`.
+fn uint(b: &[u8], i: usize, max: u64) -> Option<(u64, usize)> {
+    let mut n: u64 = 0;
+    let mut end = i;
+    while let Some(&d) = b.get(end) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        end += 1;
+    }
+    // No digits, a leading zero, or a float: not this path's.
+    if end == i || (b.get(i) == Some(&b'0') && end > i + 1) || n > max {
+        return None;
+    }
+    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some((n, end))
+}
+
+/// A string or `null` into `out` (left `None` for `null`).
+#[inline]
+fn opt_string_into(s: &str, i: usize, out: &mut Option<String>) -> Option<usize> {
+    if let Some(end) = null(s.as_bytes(), i) {
+        return Some(end);
+    }
+    string_into(s, i, out.insert(String::new()))
+}
+
+/// The string starting at `s[i]` (a quote), decoded and appended to `out`; returns the index
+/// after it.
+#[inline]
+fn string_into(s: &str, i: usize, out: &mut String) -> Option<usize> {
+    let (raw, escaped, end) = raw_string(s, i)?;
+    if escaped {
+        unescape_into(raw, out)?;
+    } else if out.is_empty() {
+        // Allocated at its size in one step (`push_str` goes through the growth path).
+        *out = raw.to_owned();
+    } else {
+        out.push_str(raw);
+    }
+    Some(end)
+}
+
+/// The string starting at `s[i]` (a quote), borrowed from `s` when it has no escapes.
+fn str_value(s: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
+    let (raw, escaped, end) = raw_string(s, i)?;
+    if escaped {
+        let mut out = String::with_capacity(raw.len());
+        unescape_into(raw, &mut out)?;
+        Some((Cow::Owned(out), end))
+    } else {
+        Some((Cow::Borrowed(raw), end))
+    }
+}
+
+/// The content of the string starting at `s[i]` as written, whether it has escapes, and the
+/// index after the closing quote.
+#[inline]
+fn raw_string(s: &str, i: usize) -> Option<(&str, bool, usize)> {
+    let b = s.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(b, i).ok()?;
+    // The quotes are ASCII, so the content is a valid `str` slice.
+    Some((s.get(i + 1..end - 1)?, escaped, end))
+}
+
+/// Decodes the escapes of a string's content (already checked by the scanner) into `out`.
+/// `None` on a lone surrogate, which serde_json refuses.
+fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
+    out.reserve(raw.len());
+    let mut rest = raw;
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(rest.get(..at)?);
+        let (c, len) = match rest.as_bytes().get(at + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let hi = hex4(rest.get(at + 2..at + 6)?)?;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        if rest.get(at + 6..at + 8)? != "\\u" {
+                            return None;
+                        }
+                        let lo = hex4(rest.get(at + 8..at + 12)?)?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return None;
+                        }
+                        let c = 0x1_0000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                        (char::from_u32(c)?, 12)
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => (char::from_u32(hi)?, 6),
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+        rest = rest.get(at + len..)?;
+    }
+    out.push_str(rest);
+    Some(())
+}
+
+fn hex4(h: &str) -> Option<u32> {
+    if h.len() != 4 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(h, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +737,15 @@ mod tests {
     };
     use proptest::prelude::*;
     use serde_json::{json, Value};
+
+    /// The reference: what serde_json says, value or error message.
+    fn serde(s: &str) -> Result<ChatCompletionChunk, String> {
+        serde_json::from_str(s).map_err(|e| e.to_string())
+    }
+
+    fn fast(s: &str) -> Result<ChatCompletionChunk, String> {
+        from_json(s).map_err(|e| e.to_string())
+    }
 
     fn sample() -> ChatCompletionChunk {
         let mut c = ChatCompletionChunk::new("chatcmpl-1", "openai/gpt-4o", 1_741_569_952);
@@ -388,6 +859,90 @@ mod tests {
         let mut out = Vec::new();
         write_chunk(&mut out, &c);
         assert_eq!(out.len(), chunk_len(&c));
+    }
+
+    #[test]
+    fn decodes_as_serde_json() {
+        let head = r#""id":"c","object":"chat.completion.chunk","created":1,"model":"m""#;
+        for (n, body) in [
+            // the usual shapes
+            format!(r#"{{{head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}"#),
+            format!(r#"{{{head},"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}"#),
+            format!(r#"{{{head},"choices":[],"usage":{{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}}}"#),
+            format!(r#"{{{head},"choices":[{{"index":1,"delta":{{"tool_calls":[{{"index":0,"id":"call_a","type":"function","function":{{"name":"f","arguments":"{{\"a\":\"\\u00e9\\ud83d\\ude00\"}}"}}}}]}}}}]}}"#),
+            // defaults, nulls, unknown members, whitespace
+            r#" { "id" : "x" } "#.to_owned(),
+            r#"{"id":"x","object":"o","system_fingerprint":null,"provider":"p","x":[{"deep":[1,2,{"y":null}]}],"choices":[{"x":1,"delta":{"x":true,"content":null,"reasoning":"r","refusal":"no"},"native_finish_reason":"end_turn","finish_reason":"whatever"}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"tool_calls":null,"reasoning_details":[{"a":1},null]},"logprobs":{"content":[]}}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"tool_calls":[{"index":2,"function":null,"x":{}}]}}]}"#.to_owned(),
+            r#"{"id":"x","usage":null,"choices":[{"index":4294967295,"finish_reason":"length"}]}"#.to_owned(),
+            r#"{"id":"\"\\\/\b\f\n\r\t\u0000\u001f\u00e9","model":"\ud83d\ude00"}"#.to_owned(),
+            r#"{"id":"x","created":18446744073709551615}"#.to_owned(),
+            // serde_json ignores unknown values without decoding them
+            r#"{"id":"x","u":"\ud800","v":1e999}"#.to_owned(),
+            // what the fast path leaves to serde_json, valid or not
+            r#"{"id":"x","error":{"message":"boom","type":"server_error"}}"#.to_owned(),
+            r#"{"id":"x","error":null}"#.to_owned(),
+            r#"{"\u0069d":"x"}"#.to_owned(),
+            r#"{"id":"x","id":"y"}"#.to_owned(),
+            r#"{"id":"x","provider":null,"provider":"p"}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"content":"a","content":"b"}}]}"#.to_owned(),
+            r#"{"id":"x","created":1.0}"#.to_owned(),
+            r#"{"id":"x","created":1e3}"#.to_owned(),
+            r#"{"id":"x","created":-0}"#.to_owned(),
+            r#"{"id":"x","created":-1}"#.to_owned(),
+            r#"{"id":"x","created":18446744073709551616}"#.to_owned(),
+            r#"{"id":"x","created":01}"#.to_owned(),
+            r#"{"id":"x","choices":[{"index":4294967296}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":null}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":["assistant","hi"]}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"finish_reason":7}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"tool_calls":[{"id":"no index"}]}}]}"#.to_owned(),
+            r#"{"id":"x","choices":null}"#.to_owned(),
+            r#"{"id":"x","object":null}"#.to_owned(),
+            r#"{"id":null}"#.to_owned(),
+            r#"{"model":"m"}"#.to_owned(),
+            r#"{"id":"\ud800"}"#.to_owned(),
+            r#"{"id":"\udc00"}"#.to_owned(),
+            r#"{"id":"\ud800\u0041"}"#.to_owned(),
+            r#"{"id":"x","usage":{"cost":1e999}}"#.to_owned(),
+            r#"{"id":"x","choices":[{"logprobs":1e999}]}"#.to_owned(),
+            r#"["x"]"#.to_owned(),
+            r#"{"id":"x"} x"#.to_owned(),
+            r#"{"id":"x",}"#.to_owned(),
+            r#"{"id":"x""#.to_owned(),
+            r#"{"id":"tab	in"}"#.to_owned(),
+            String::new(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(fast(body), serde(body), "{body}");
+            // The first twelve are for the fast path.
+            assert_eq!(decode(body).is_some(), n < 12, "{body}");
+        }
+    }
+
+    #[test]
+    fn nesting_limits_agree_with_serde_json() {
+        for depth in 120..130 {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let v = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                for body in [
+                    format!(r#"{{"id":"x","u":{v}}}"#),
+                    format!(r#"{{"id":"x","usage":{{"u":{v}}}}}"#),
+                    format!(r#"{{"id":"x","choices":[{{"logprobs":{v}}}]}}"#),
+                    format!(
+                        r#"{{"id":"x","choices":[{{"delta":{{"reasoning_details":[{v}]}}}}]}}"#
+                    ),
+                    format!(
+                        r#"{{"id":"x","choices":[{{"delta":{{"tool_calls":[{{"index":0,"function":{{"u":{v}}}}}]}}}}]}}"#
+                    ),
+                ] {
+                    assert_eq!(fast(&body), serde(&body), "{depth} {body}");
+                }
+            }
+        }
     }
 
     fn text() -> impl Strategy<Value = String> {
@@ -549,6 +1104,77 @@ mod tests {
             )
     }
 
+    /// Edits made to a chunk's JSON tree: `(what, which object, which member, a value)`.
+    type Edit = (u8, usize, usize, Value);
+
+    fn apply(v: &mut Value, edits: &[Edit]) {
+        const KNOWN: &[&str] = &[
+            "id",
+            "object",
+            "created",
+            "model",
+            "choices",
+            "usage",
+            "index",
+            "delta",
+            "finish_reason",
+            "logprobs",
+            "content",
+            "tool_calls",
+            "function",
+            "arguments",
+        ];
+        for (what, which, member, value) in edits {
+            let count = count_objects(v);
+            let mut n = which % count.max(1);
+            let Some(obj) = nth_object(v, &mut n) else {
+                return;
+            };
+            let keys: Vec<String> = obj.keys().cloned().collect();
+            let key = keys.get(member % keys.len().max(1)).cloned();
+            match (what % 4, key) {
+                (0, Some(k)) => {
+                    obj.remove(&k);
+                }
+                (1, Some(k)) => {
+                    obj.insert(k, value.clone());
+                }
+                (2, _) => {
+                    obj.insert(KNOWN[member % KNOWN.len()].to_owned(), value.clone());
+                }
+                _ => {
+                    obj.insert(format!("x_{member}"), value.clone());
+                }
+            }
+        }
+    }
+
+    fn count_objects(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => 1 + m.values().map(count_objects).sum::<usize>(),
+            Value::Array(a) => a.iter().map(count_objects).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The `n`th object of `v`, in pre-order.
+    fn nth_object<'a>(
+        v: &'a mut Value,
+        n: &mut usize,
+    ) -> Option<&'a mut serde_json::Map<String, Value>> {
+        match v {
+            Value::Object(m) => {
+                if *n == 0 {
+                    return Some(m);
+                }
+                *n -= 1;
+                m.values_mut().find_map(|c| nth_object(c, n))
+            }
+            Value::Array(a) => a.iter_mut().find_map(|c| nth_object(c, n)),
+            _ => None,
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -562,6 +1188,41 @@ mod tests {
             prop_assert_eq!(&ev[..6], b"data: ");
             prop_assert_eq!(&ev[6..ev.len() - 2], &want[..]);
             prop_assert_eq!(&ev[ev.len() - 2..], b"\n\n");
+        }
+
+        #[test]
+        fn decoding_agrees_with_serde_json(
+            c in chunk(),
+            edits in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<usize>(), json_value()), 0..4),
+            at in any::<prop::sample::Index>(),
+            byte in prop_oneof![
+                Just(b'"'), Just(b'\\'), Just(b'{'), Just(b'}'), Just(b'['), Just(b']'),
+                Just(b','), Just(b':'), Just(b'n'), Just(b'0'), Just(b'-'), Just(b'.'),
+                Just(b'e'), Just(b' '), Just(b'x'), Just(0u8), any::<u8>(),
+            ],
+        ) {
+            let text = serde_json::to_string(&c).unwrap();
+            prop_assert_eq!(fast(&text), serde(&text));
+            // Whatever the gateway itself writes (but errors) takes the fast path.
+            prop_assert_eq!(decode(&text).is_some(), c.error.is_none());
+            let pretty = serde_json::to_string_pretty(&c).unwrap();
+            prop_assert_eq!(fast(&pretty), serde(&pretty));
+
+            let mut v = serde_json::to_value(&c).unwrap();
+            apply(&mut v, &edits);
+            let edited = serde_json::to_string(&v).unwrap();
+            prop_assert_eq!(fast(&edited), serde(&edited), "{}", edited);
+
+            let mut bytes = edited.into_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                prop_assert_eq!(fast(s), serde(s), "{}", s);
+            }
+            bytes.insert(at.index(bytes.len()), byte);
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                prop_assert_eq!(fast(s), serde(s), "{}", s);
+            }
         }
     }
 }
