@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::chat::ChunkStream;
-use crate::openai::sse::{data_event, DONE};
+use crate::openai::sse::DONE;
 use crate::openai::{unix_now, ChatCompletionChunk};
 use crate::Error;
 
@@ -111,13 +111,7 @@ impl SseState {
                         }
                         chunk.usage = None;
                     }
-                    match serde_json::to_vec(&chunk) {
-                        Ok(json) => return Poll::Ready(Some(data_event(&json))),
-                        Err(_) => {
-                            let e = Error::upstream("could not encode a stream chunk");
-                            return Poll::Ready(Some(self.fail(&e)));
-                        }
-                    }
+                    return Poll::Ready(Some(chunk.to_sse_event()));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, "stream failed after it started");
@@ -142,11 +136,7 @@ impl SseState {
             self.id = crate::openai::new_completion_id();
             self.created = unix_now();
         }
-        let chunk = ChatCompletionChunk::error_chunk(&self.id, &self.model, self.created, e);
-        let json = serde_json::to_vec(&chunk).unwrap_or_default();
-        let mut out = Vec::with_capacity(json.len() + 32);
-        out.extend_from_slice(&data_event(&json));
-        out.extend_from_slice(DONE);
-        Bytes::from(out)
+        ChatCompletionChunk::error_chunk(&self.id, &self.model, self.created, e)
+            .to_sse_event_then(DONE)
     }
 }

@@ -10,6 +10,7 @@
 
 mod aggregate;
 mod chunk;
+mod chunk_json;
 mod error;
 mod message;
 mod raw;

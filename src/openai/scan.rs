@@ -280,11 +280,21 @@ fn number_end(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
 
 /// `b[i]` is an opening quote: returns the index after the closing quote and whether the
 /// string contains escapes. Control characters are refused, escapes checked.
+#[inline(always)]
 pub(crate) fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Invalid> {
-    let mut i = i + 1;
+    // Most strings have no escape: one run to the closing quote, checked inline.
+    let end = plain_run_end(b, i + 1);
+    match b.get(end) {
+        Some(b'"') => Ok((end + 1, false)),
+        _ => string_end_slow(b, end),
+    }
+}
+
+/// [`string_end`] from the first byte of a string that is not plain.
+#[inline(never)]
+fn string_end_slow(b: &[u8], mut i: usize) -> Result<(usize, bool), Invalid> {
     let mut escaped = false;
     loop {
-        i = plain_run_end(b, i);
         match b.get(i).copied().ok_or(Invalid)? {
             b'"' => return Ok((i + 1, escaped)),
             b'\\' => {
@@ -303,11 +313,13 @@ pub(crate) fn string_end(b: &[u8], i: usize) -> Result<(usize, bool), Invalid> {
             }
             _ => return Err(Invalid), // a control character
         }
+        i = plain_run_end(b, i);
     }
 }
 
 /// The first index at or after `i` holding `"`, `\` or a control character (or `b.len()`),
 /// eight bytes at a time.
+#[inline(always)]
 fn plain_run_end(b: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -342,6 +354,54 @@ pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T)
     let _ = serde_json::to_writer(out, v);
 }
 
+/// Appends `s` as a JSON string, escaped exactly as serde_json does: `"`, `\` and the control
+/// characters, with the short forms `\b \t \n \f \r` and `\u00xx` (lowercase hex) for the
+/// others; everything else as is. The runs between escapes are found eight bytes at a time.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    out.push(b'"');
+    let mut i = 0;
+    loop {
+        let end = plain_run_end(b, i);
+        out.extend_from_slice(b.get(i..end).unwrap_or_default());
+        let Some(&c) = b.get(end) else { break };
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+            }
+        }
+        i = end + 1;
+    }
+    out.push(b'"');
+}
+
+/// The length of [`write_json_str`]'s output for `s`.
+pub(crate) fn json_str_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut n = b.len() + 2;
+    let mut i = 0;
+    loop {
+        let end = plain_run_end(b, i);
+        let Some(&c) = b.get(end) else { return n };
+        n += match c {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            _ => 5,
+        };
+        i = end + 1;
+    }
+}
+
+#[inline]
 pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
         i += 1;
@@ -419,8 +479,37 @@ mod tests {
         assert!(!valid(&deep));
     }
 
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        let all: String = (0u8..0x80).map(char::from).collect();
+        for s in [
+            "",
+            "plain",
+            "a \"quoted\" \\ back\\slash",
+            "lines\n\r\n\ttab\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+            "\u{e9}t\u{e9} \u{1F600} \u{2028}",
+            "eight b\"yteseight bytes\\",
+            &all,
+        ] {
+            let mut out = Vec::new();
+            write_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+            assert_eq!(json_str_len(s), out.len(), "{s:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn string_escaping_matches_serde_json(s in "(?s).{0,40}", t in "[\u{0}-\u{7f}\u{e9}\u{1F600}]{0,40}") {
+            for s in [&s, &t] {
+                let mut out = vec![b'x'];
+                write_json_str(&mut out, s);
+                prop_assert_eq!(&out[1..], &serde_json::to_vec(s).unwrap()[..]);
+                prop_assert_eq!(json_str_len(s), out.len() - 1);
+            }
+        }
 
         /// The scanner agrees with serde_json on arbitrary JSON objects and on arbitrary
         /// mutations of them.

@@ -98,7 +98,8 @@ impl ProviderCodec for OpenAiCompat {
 }
 
 /// Stream state: OpenAI chunks are already canonical; this checks them, renames the model and
-/// watches for the end.
+/// watches for the end. Chunks are read by `ChatCompletionChunk::from_json`, which decodes the
+/// usual shape directly and anything else through serde_json (same values, same errors).
 #[derive(Debug)]
 struct OpenAiStream {
     ctx: DecodeContext,
@@ -115,7 +116,7 @@ impl StreamDecode for OpenAiStream {
         if self.done || data.is_empty() {
             return Ok(());
         }
-        let mut chunk: ChatCompletionChunk = serde_json::from_str(data).map_err(|e| {
+        let mut chunk = ChatCompletionChunk::from_json(data).map_err(|e| {
             if let Ok(err) = serde_json::from_str::<ErrorResponse>(data) {
                 return Error::upstream(format!(
                     "the provider failed mid-stream: {}",

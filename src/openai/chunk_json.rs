@@ -1,0 +1,1228 @@
+//! The streaming hot path's JSON for [`ChatCompletionChunk`]: a writer producing exactly the
+//! bytes `serde_json::to_vec` gives, straight into an SSE frame, and a reader for the common
+//! chunk shape that hands anything unusual to serde_json.
+//!
+//! # Writer
+//!
+//! serde_json escapes strings one byte at a time through a lookup table and grows its output
+//! `Vec` as it goes, and framing its output as an SSE event copies it again. [`sse_event`]
+//! sizes one buffer up front (exactly, unless an identifier needs escapes, when it grows once),
+//! writes `data: `, the JSON and `\n\n` into it, and hands it over as `Bytes` without a copy.
+//! Strings are escaped as serde_json does (`"`, `\` and control characters; `\b \t \n \f \r`
+//! short forms, others `\u00xx`), the plain runs between escapes found eight bytes at a time.
+//! Values the gateway does not type (`logprobs`, `reasoning_details`) and the rare `usage` and
+//! `error` objects are written by serde_json itself.
+//!
+//! # Reader
+//!
+//! [`decode`] walks the chunk with the validating scanner of [`super::scan`] and builds the
+//! typed value directly. It only accepts what it is sure serde_json accepts *with the same
+//! result*: on anything else (escaped keys, duplicate fields, an `error` member, a number that
+//! is not a plain unsigned integer, a struct written as an array, a lone surrogate, nesting near
+//! serde_json's limit, …) it gives up and the caller runs `serde_json::from_str`, so errors and
+//! edge cases are serde_json's own. Sub-values the gateway does not look into (`usage`,
+//! `logprobs`, `reasoning_details`) are handed to serde_json as slices.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+use super::response::FinishReason;
+use super::scan::{json_str_len, skip_ws, string_end, value_end, write_json, write_json_str};
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+/// `data: {json}\n\n` for `c`, then `tail`, in one buffer sized up front.
+pub(super) fn sse_event(c: &ChatCompletionChunk, tail: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(chunk_len(c) + 8 + tail.len());
+    out.extend_from_slice(b"data: ");
+    write_chunk(&mut out, c);
+    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(tail);
+    Bytes::from(out)
+}
+
+/// Appends `c` as JSON (the bytes of `serde_json::to_vec(c)`).
+pub(super) fn write_chunk(out: &mut Vec<u8>, c: &ChatCompletionChunk) {
+    out.extend_from_slice(b"{\"id\":");
+    write_json_str(out, &c.id);
+    out.extend_from_slice(b",\"object\":");
+    write_json_str(out, &c.object);
+    out.extend_from_slice(b",\"created\":");
+    write_u64(out, c.created);
+    out.extend_from_slice(b",\"model\":");
+    write_json_str(out, &c.model);
+    out.extend_from_slice(b",\"choices\":[");
+    for (n, ch) in c.choices.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_choice(out, ch);
+    }
+    out.push(b']');
+    if let Some(u) = &c.usage {
+        out.extend_from_slice(b",\"usage\":");
+        write_json(out, &**u);
+    }
+    if let Some(s) = &c.system_fingerprint {
+        out.extend_from_slice(b",\"system_fingerprint\":");
+        write_json_str(out, s);
+    }
+    if let Some(s) = &c.provider {
+        out.extend_from_slice(b",\"provider\":");
+        write_json_str(out, s);
+    }
+    if let Some(e) = &c.error {
+        out.extend_from_slice(b",\"error\":");
+        write_json(out, &**e);
+    }
+    out.push(b'}');
+}
+
+fn write_choice(out: &mut Vec<u8>, ch: &ChunkChoice) {
+    out.extend_from_slice(b"{\"index\":");
+    write_u64(out, u64::from(ch.index));
+    out.extend_from_slice(b",\"delta\":");
+    write_delta(out, &ch.delta);
+    out.extend_from_slice(b",\"finish_reason\":");
+    match ch.finish_reason {
+        Some(f) => {
+            out.push(b'"');
+            out.extend_from_slice(f.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(s) = &ch.native_finish_reason {
+        out.extend_from_slice(b",\"native_finish_reason\":");
+        write_json_str(out, s);
+    }
+    if let Some(v) = &ch.logprobs {
+        out.extend_from_slice(b",\"logprobs\":");
+        write_json(out, v);
+    }
+    out.push(b'}');
+}
+
+/// The members of an object whose fields are all optional: a comma before every one but the
+/// first.
+struct Members<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Members<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// Writes the separator and `key` (quoted, with its colon) and returns the output.
+    fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(key);
+        self.out
+    }
+
+    fn str(&mut self, key: &[u8], v: Option<&String>) {
+        if let Some(s) = v {
+            let out = self.key(key);
+            write_json_str(out, s);
+        }
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_delta(out: &mut Vec<u8>, d: &Delta) {
+    let mut m = Members::open(out);
+    m.str(b"\"role\":", d.role.as_ref());
+    m.str(b"\"content\":", d.content.as_ref());
+    m.str(b"\"reasoning\":", d.reasoning.as_ref());
+    if let Some(v) = &d.reasoning_details {
+        write_json(m.key(b"\"reasoning_details\":"), v);
+    }
+    m.str(b"\"refusal\":", d.refusal.as_ref());
+    if let Some(calls) = &d.tool_calls {
+        let out = m.key(b"\"tool_calls\":");
+        out.push(b'[');
+        for (n, t) in calls.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write_tool_call(out, t);
+        }
+        out.push(b']');
+    }
+    m.close();
+}
+
+fn write_tool_call(out: &mut Vec<u8>, t: &ToolCallDelta) {
+    out.extend_from_slice(b"{\"index\":");
+    write_u64(out, u64::from(t.index));
+    if let Some(s) = &t.id {
+        out.extend_from_slice(b",\"id\":");
+        write_json_str(out, s);
+    }
+    if let Some(s) = &t.kind {
+        out.extend_from_slice(b",\"type\":");
+        write_json_str(out, s);
+    }
+    if let Some(f) = &t.function {
+        out.extend_from_slice(b",\"function\":");
+        let mut m = Members::open(out);
+        m.str(b"\"name\":", f.name.as_ref());
+        m.str(b"\"arguments\":", f.arguments.as_ref());
+        m.close();
+    }
+    out.push(b'}');
+}
+
+/// Appends `n` in decimal.
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        start -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+}
+
+fn u64_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// `,"key":` and the text `v` (exact: escapes counted).
+fn opt_str_len(key: &str, v: Option<&String>) -> usize {
+    v.map_or(0, |s| key.len() + 4 + json_str_len(s))
+}
+
+/// The length of an identifier-like string (an id, a model, a role) as JSON, assuming it needs
+/// no escape: true in practice, and the buffer only grows once when it is not.
+fn name_len(s: &str) -> usize {
+    s.len() + 2
+}
+
+/// `,"key":` and the identifier `v`.
+fn opt_name_len(key: &str, v: Option<&String>) -> usize {
+    v.map_or(0, |s| key.len() + 4 + name_len(s))
+}
+
+/// The length of `write_chunk`'s output: exact but for the parts serde_json writes (`usage`,
+/// `error`, `logprobs`, `reasoning_details`), which are estimated, and for escapes in
+/// identifiers (see [`name_len`]). Text (content, reasoning, refusal, tool names and
+/// arguments) is measured exactly.
+fn chunk_len(c: &ChatCompletionChunk) -> usize {
+    // {"id":,"object":,"created":,"model":,"choices":[]}
+    let mut n = 50 + name_len(&c.id) + name_len(&c.object) + u64_len(c.created);
+    n += name_len(&c.model);
+    n += c.choices.len().saturating_sub(1);
+    for ch in &c.choices {
+        // {"index":,"delta":,"finish_reason":}
+        n += 36 + u64_len(u64::from(ch.index));
+        n += ch.finish_reason.map_or(4, |f| f.as_str().len() + 2);
+        n += opt_name_len("native_finish_reason", ch.native_finish_reason.as_ref());
+        n += ch.logprobs.as_ref().map_or(0, |_| 12 + 256);
+        n += delta_len(&ch.delta);
+    }
+    n += c.usage.as_ref().map_or(0, |_| 10 + 320);
+    n += opt_name_len("system_fingerprint", c.system_fingerprint.as_ref());
+    n += opt_name_len("provider", c.provider.as_ref());
+    n += c.error.as_ref().map_or(0, |e| {
+        10 + 64 + json_str_len(&e.message) + json_str_len(&e.kind)
+    });
+    n
+}
+
+fn delta_len(d: &Delta) -> usize {
+    // `{}`, and every member counted with a leading comma (one too many when there are any)
+    let mut n = 2;
+    n += opt_name_len("role", d.role.as_ref());
+    n += opt_str_len("content", d.content.as_ref());
+    n += opt_str_len("reasoning", d.reasoning.as_ref());
+    n += d
+        .reasoning_details
+        .as_ref()
+        .map_or(0, |v| 21 + 2 + 128 * v.len());
+    n += opt_str_len("refusal", d.refusal.as_ref());
+    if let Some(calls) = &d.tool_calls {
+        // ,"tool_calls":[]
+        n += 16 + calls.len().saturating_sub(1);
+        for t in calls {
+            // {"index":}
+            n += 10 + u64_len(u64::from(t.index));
+            n += opt_name_len("id", t.id.as_ref());
+            n += opt_name_len("type", t.kind.as_ref());
+            if let Some(f) = &t.function {
+                // ,"function":{}
+                n += 14;
+                let m = opt_str_len("name", f.name.as_ref())
+                    + opt_str_len("arguments", f.arguments.as_ref());
+                n += m.saturating_sub(1);
+            }
+        }
+    }
+    if n > 2 {
+        n -= 1;
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+/// Decodes `s` as `serde_json::from_str::<ChatCompletionChunk>` does.
+pub(crate) fn from_json(s: &str) -> Result<ChatCompletionChunk, serde_json::Error> {
+    match decode(s) {
+        Some(c) => Ok(c),
+        None => serde_json::from_str(s),
+    }
+}
+
+/// The fast path: `Some` only when serde_json would decode `s` to the very same chunk. Values
+/// are written in place (no struct is moved once built).
+fn decode(s: &str) -> Option<ChatCompletionChunk> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    let mut c = ChatCompletionChunk {
+        id: String::new(),
+        object: String::new(),
+        created: 0,
+        model: String::new(),
+        choices: Vec::new(),
+        usage: None,
+        system_fingerprint: None,
+        provider: None,
+        error: None,
+    };
+    let end = object_members(b, skip_ws(b, 0), |key, i| match key {
+        b"id" => {
+            seen.first(0)?;
+            string_into(s, i, &mut c.id)
+        }
+        b"object" => {
+            seen.first(1)?;
+            string_into(s, i, &mut c.object)
+        }
+        b"created" => {
+            seen.first(2)?;
+            let (v, end) = uint(b, i, u64::MAX)?;
+            c.created = v;
+            Some(end)
+        }
+        b"model" => {
+            seen.first(3)?;
+            string_into(s, i, &mut c.model)
+        }
+        b"choices" => {
+            seen.first(4)?;
+            // Almost always one choice.
+            c.choices = Vec::with_capacity(1);
+            array_elements(b, i, |i| {
+                c.choices.push(ChunkChoice {
+                    index: 0,
+                    delta: Delta::default(),
+                    finish_reason: None,
+                    native_finish_reason: None,
+                    logprobs: None,
+                });
+                choice(s, i, c.choices.last_mut()?)
+            })
+        }
+        b"usage" => {
+            seen.first(5)?;
+            by_serde(s, i, 1, &mut c.usage)
+        }
+        b"system_fingerprint" => {
+            seen.first(6)?;
+            opt_string_into(s, i, &mut c.system_fingerprint)
+        }
+        b"provider" => {
+            seen.first(7)?;
+            opt_string_into(s, i, &mut c.provider)
+        }
+        // A mid-stream error: serde_json's path gives its exact shape (or error).
+        b"error" => None,
+        _ => skip(b, i, 1),
+    })?;
+    if skip_ws(b, end) != b.len() || !seen.has(0) {
+        return None;
+    }
+    if !seen.has(1) {
+        c.object = "chat.completion.chunk".to_owned();
+    }
+    Some(c)
+}
+
+/// One element of `choices` (at depth 2).
+fn choice(s: &str, i: usize, c: &mut ChunkChoice) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    object_members(b, i, |key, i| match key {
+        b"index" => {
+            seen.first(0)?;
+            let (v, end) = uint(b, i, u64::from(u32::MAX))?;
+            c.index = u32::try_from(v).ok()?;
+            Some(end)
+        }
+        b"delta" => {
+            seen.first(1)?;
+            delta(s, i, &mut c.delta)
+        }
+        b"finish_reason" => {
+            seen.first(2)?;
+            if let Some(end) = null(b, i) {
+                return Some(end);
+            }
+            let (v, end) = str_value(s, i)?;
+            c.finish_reason = Some(FinishReason::from_native(&v));
+            Some(end)
+        }
+        b"native_finish_reason" => {
+            seen.first(3)?;
+            opt_string_into(s, i, &mut c.native_finish_reason)
+        }
+        b"logprobs" => {
+            seen.first(4)?;
+            by_serde(s, i, 3, &mut c.logprobs)
+        }
+        _ => skip(b, i, 3),
+    })
+}
+
+/// `choices[].delta` (at depth 3).
+fn delta(s: &str, i: usize, d: &mut Delta) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    object_members(b, i, |key, i| match key {
+        b"role" => {
+            seen.first(0)?;
+            opt_string_into(s, i, &mut d.role)
+        }
+        b"content" => {
+            seen.first(1)?;
+            opt_string_into(s, i, &mut d.content)
+        }
+        b"reasoning" => {
+            seen.first(2)?;
+            opt_string_into(s, i, &mut d.reasoning)
+        }
+        b"reasoning_details" => {
+            seen.first(3)?;
+            by_serde(s, i, 4, &mut d.reasoning_details)
+        }
+        b"refusal" => {
+            seen.first(4)?;
+            opt_string_into(s, i, &mut d.refusal)
+        }
+        b"tool_calls" => {
+            seen.first(5)?;
+            if let Some(end) = null(b, i) {
+                return Some(end);
+            }
+            let calls = d.tool_calls.insert(Vec::with_capacity(1));
+            array_elements(b, i, |i| {
+                calls.push(ToolCallDelta::default());
+                tool_call(s, i, calls.last_mut()?)
+            })
+        }
+        _ => skip(b, i, 4),
+    })
+}
+
+/// One element of `delta.tool_calls` (at depth 5).
+fn tool_call(s: &str, i: usize, t: &mut ToolCallDelta) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    let end = object_members(b, i, |key, i| match key {
+        b"index" => {
+            seen.first(0)?;
+            let (v, end) = uint(b, i, u64::from(u32::MAX))?;
+            t.index = u32::try_from(v).ok()?;
+            Some(end)
+        }
+        b"id" => {
+            seen.first(1)?;
+            opt_string_into(s, i, &mut t.id)
+        }
+        b"type" => {
+            seen.first(2)?;
+            opt_string_into(s, i, &mut t.kind)
+        }
+        b"function" => {
+            seen.first(3)?;
+            if let Some(end) = null(b, i) {
+                return Some(end);
+            }
+            function(s, i, t.function.insert(FunctionCallDelta::default()))
+        }
+        _ => skip(b, i, 6),
+    })?;
+    // `index` has no default: serde_json reports it missing.
+    seen.has(0).then_some(end)
+}
+
+/// `tool_calls[].function` (at depth 6).
+fn function(s: &str, i: usize, f: &mut FunctionCallDelta) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut seen = Seen::default();
+    object_members(b, i, |key, i| match key {
+        b"name" => {
+            seen.first(0)?;
+            opt_string_into(s, i, &mut f.name)
+        }
+        b"arguments" => {
+            seen.first(1)?;
+            opt_string_into(s, i, &mut f.arguments)
+        }
+        _ => skip(b, i, 7),
+    })
+}
+
+/// The fields of one struct already seen (serde_json refuses duplicates).
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    /// `None` if field `bit` was seen before.
+    fn first(&mut self, bit: u8) -> Option<()> {
+        let mask = 1 << bit;
+        if self.0 & mask != 0 {
+            return None;
+        }
+        self.0 |= mask;
+        Some(())
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+}
+
+/// Calls `member(key, value_start)` for every member of the object at `b[i]`; `member` reads
+/// or skips the value and returns where it ends. Returns the index after the closing brace.
+/// Keys with escapes are refused (serde_json matches field names after decoding them).
+fn object_members<'a>(
+    b: &'a [u8],
+    i: usize,
+    mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        let (key, key_end) = key(b, i)?;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, member(key, skip_ws(b, i + 1))?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The key starting at `b[i]` (a quote) and the index after it; `None` for a key with an
+/// escape (serde_json matches field names after decoding them).
+#[inline]
+fn key(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(b, i).ok()?;
+    if escaped {
+        return None;
+    }
+    Some((b.get(i + 1..end - 1)?, end))
+}
+
+/// Calls `element(start)` for every element of the array at `b[i]`; returns the index after
+/// the closing bracket.
+fn array_elements(
+    b: &[u8],
+    i: usize,
+    mut element: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    loop {
+        i = skip_ws(b, element(i)?);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Steps over (and validates) an ignored value at nesting `depth` (the top-level object is
+/// depth 0). The scanner is asked for one level less than it allows: serde_json refuses a
+/// container at depth 127 of a document, the scanner only at 128.
+fn skip(b: &[u8], i: usize, depth: u32) -> Option<usize> {
+    value_end(b, i, depth + 1).ok()
+}
+
+/// The end of a `null` literal at `b[i]`, if there is one.
+fn null(b: &[u8], i: usize) -> Option<usize> {
+    (b.get(i..i + 4) == Some(b"null")).then_some(i + 4)
+}
+
+/// A value the fast path does not type itself, found by the scanner (checked against the depth
+/// limit where it sits) and decoded by serde_json from its slice into `out` (an `Option`, left
+/// `None` for `null`).
+fn by_serde<T: serde::de::DeserializeOwned>(
+    s: &str,
+    i: usize,
+    depth: u32,
+    out: &mut Option<T>,
+) -> Option<usize> {
+    if let Some(end) = null(s.as_bytes(), i) {
+        return Some(end);
+    }
+    let end = skip(s.as_bytes(), i, depth)?;
+    *out = serde_json::from_str(s.get(i..end)?).ok()?;
+    Some(end)
+}
+
+/// An unsigned integer with no sign, fraction or exponent, at most `max`.
+fn uint(b: &[u8], i: usize, max: u64) -> Option<(u64, usize)> {
+    let mut n: u64 = 0;
+    let mut end = i;
+    while let Some(&d) = b.get(end) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        end += 1;
+    }
+    // No digits, a leading zero, or a float: not this path's.
+    if end == i || (b.get(i) == Some(&b'0') && end > i + 1) || n > max {
+        return None;
+    }
+    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some((n, end))
+}
+
+/// A string or `null` into `out` (left `None` for `null`).
+#[inline]
+fn opt_string_into(s: &str, i: usize, out: &mut Option<String>) -> Option<usize> {
+    if let Some(end) = null(s.as_bytes(), i) {
+        return Some(end);
+    }
+    string_into(s, i, out.insert(String::new()))
+}
+
+/// The string starting at `s[i]` (a quote), decoded and appended to `out`; returns the index
+/// after it.
+#[inline]
+fn string_into(s: &str, i: usize, out: &mut String) -> Option<usize> {
+    let (raw, escaped, end) = raw_string(s, i)?;
+    if escaped {
+        unescape_into(raw, out)?;
+    } else if out.is_empty() {
+        // Allocated at its size in one step (`push_str` goes through the growth path).
+        *out = raw.to_owned();
+    } else {
+        out.push_str(raw);
+    }
+    Some(end)
+}
+
+/// The string starting at `s[i]` (a quote), borrowed from `s` when it has no escapes.
+fn str_value(s: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
+    let (raw, escaped, end) = raw_string(s, i)?;
+    if escaped {
+        let mut out = String::with_capacity(raw.len());
+        unescape_into(raw, &mut out)?;
+        Some((Cow::Owned(out), end))
+    } else {
+        Some((Cow::Borrowed(raw), end))
+    }
+}
+
+/// The content of the string starting at `s[i]` as written, whether it has escapes, and the
+/// index after the closing quote.
+#[inline]
+fn raw_string(s: &str, i: usize) -> Option<(&str, bool, usize)> {
+    let b = s.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (end, escaped) = string_end(b, i).ok()?;
+    // The quotes are ASCII, so the content is a valid `str` slice.
+    Some((s.get(i + 1..end - 1)?, escaped, end))
+}
+
+/// Decodes the escapes of a string's content (already checked by the scanner) into `out`.
+/// `None` on a lone surrogate, which serde_json refuses.
+fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
+    out.reserve(raw.len());
+    let mut rest = raw;
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(rest.get(..at)?);
+        let (c, len) = match rest.as_bytes().get(at + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let hi = hex4(rest.get(at + 2..at + 6)?)?;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        if rest.get(at + 6..at + 8)? != "\\u" {
+                            return None;
+                        }
+                        let lo = hex4(rest.get(at + 8..at + 12)?)?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return None;
+                        }
+                        let c = 0x1_0000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                        (char::from_u32(c)?, 12)
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => (char::from_u32(hi)?, 6),
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+        rest = rest.get(at + len..)?;
+    }
+    out.push_str(rest);
+    Some(())
+}
+
+fn hex4(h: &str) -> Option<u32> {
+    if h.len() != 4 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(h, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::{
+        CompletionTokensDetails, CostDetails, ErrorBody, FinishReason, FunctionCallDelta,
+        PromptTokensDetails, Usage,
+    };
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// The reference: what serde_json says, value or error message.
+    fn serde(s: &str) -> Result<ChatCompletionChunk, String> {
+        serde_json::from_str(s).map_err(|e| e.to_string())
+    }
+
+    fn fast(s: &str) -> Result<ChatCompletionChunk, String> {
+        from_json(s).map_err(|e| e.to_string())
+    }
+
+    fn sample() -> ChatCompletionChunk {
+        let mut c = ChatCompletionChunk::new("chatcmpl-1", "openai/gpt-4o", 1_741_569_952);
+        c.system_fingerprint = Some("fp_44709d6fcb".into());
+        c.provider = Some("openai".into());
+        c.choices.push(ChunkChoice {
+            index: 0,
+            delta: Delta {
+                role: Some("assistant".into()),
+                content: Some("Hi \"there\"\n\u{e9}\u{1}".into()),
+                ..Delta::default()
+            },
+            finish_reason: None,
+            native_finish_reason: None,
+            logprobs: None,
+        });
+        c
+    }
+
+    fn check_encoding(c: &ChatCompletionChunk) {
+        let want = serde_json::to_vec(c).unwrap();
+        let mut out = Vec::new();
+        c.write_json(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+        let ev = c.to_sse_event();
+        let mut framed = b"data: ".to_vec();
+        framed.extend_from_slice(&want);
+        framed.extend_from_slice(b"\n\n");
+        assert_eq!(&ev[..], &framed[..]);
+    }
+
+    #[test]
+    fn encodes_as_serde_json() {
+        let mut c = sample();
+        check_encoding(&c);
+        c.choices[0].delta = Delta::default();
+        c.choices[0].finish_reason = Some(FinishReason::ToolCalls);
+        c.choices[0].native_finish_reason = Some("tool_use".into());
+        c.choices[0].logprobs = Some(Value::Null);
+        check_encoding(&c);
+        c.choices[0].logprobs = Some(json!({"content": [{"token": "a", "logprob": -0.5}]}));
+        c.choices[0].delta.reasoning = Some("hmm".into());
+        c.choices[0].delta.reasoning_details = Some(vec![json!({"type": "x", "n": 1.5})]);
+        c.choices[0].delta.refusal = Some(String::new());
+        c.choices[0].delta.tool_calls = Some(vec![
+            ToolCallDelta {
+                index: 3,
+                id: Some("call_1".into()),
+                kind: Some("function".into()),
+                function: Some(FunctionCallDelta {
+                    name: Some("get".into()),
+                    arguments: Some("{\"a\":1}".into()),
+                }),
+            },
+            ToolCallDelta {
+                index: u32::MAX,
+                function: Some(FunctionCallDelta::default()),
+                ..ToolCallDelta::default()
+            },
+            ToolCallDelta {
+                function: Some(FunctionCallDelta {
+                    name: None,
+                    arguments: Some(String::new()),
+                }),
+                ..ToolCallDelta::default()
+            },
+        ]);
+        check_encoding(&c);
+        c.choices.push(c.choices[0].clone());
+        c.usage = Some(Box::new(Usage {
+            prompt_tokens: 10,
+            completion_tokens: 2,
+            total_tokens: 12,
+            cost: Some(0.000_123),
+            cost_details: Some(CostDetails::default()),
+            ..Usage::default()
+        }));
+        c.created = u64::MAX;
+        check_encoding(&c);
+        let e = ChatCompletionChunk::error_chunk(
+            "id",
+            "m",
+            0,
+            &crate::Error::upstream("it \"broke\"\n"),
+        );
+        check_encoding(&e);
+        check_encoding(&ChatCompletionChunk::new("", "", 0));
+    }
+
+    #[test]
+    fn the_sse_event_is_allocated_at_its_size() {
+        let c = sample();
+        let mut out = Vec::with_capacity(chunk_len(&c));
+        write_chunk(&mut out, &c);
+        assert_eq!(out.len(), chunk_len(&c));
+        let mut c = c;
+        c.choices[0].delta.tool_calls = Some(vec![ToolCallDelta {
+            index: 12,
+            id: Some("x".into()),
+            kind: None,
+            function: Some(FunctionCallDelta {
+                name: Some("n".into()),
+                arguments: None,
+            }),
+        }]);
+        c.choices[0].finish_reason = Some(FinishReason::ContentFilter);
+        c.choices[0].native_finish_reason = Some("SAFETY".into());
+        let mut out = Vec::new();
+        write_chunk(&mut out, &c);
+        assert_eq!(out.len(), chunk_len(&c));
+    }
+
+    #[test]
+    fn decodes_as_serde_json() {
+        let head = r#""id":"c","object":"chat.completion.chunk","created":1,"model":"m""#;
+        for (n, body) in [
+            // the usual shapes
+            format!(r#"{{{head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}"#),
+            format!(r#"{{{head},"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}]}}"#),
+            format!(r#"{{{head},"choices":[],"usage":{{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}}}"#),
+            format!(r#"{{{head},"choices":[{{"index":1,"delta":{{"tool_calls":[{{"index":0,"id":"call_a","type":"function","function":{{"name":"f","arguments":"{{\"a\":\"\\u00e9\\ud83d\\ude00\"}}"}}}}]}}}}]}}"#),
+            // defaults, nulls, unknown members, whitespace
+            r#" { "id" : "x" } "#.to_owned(),
+            r#"{"id":"x","object":"o","system_fingerprint":null,"provider":"p","x":[{"deep":[1,2,{"y":null}]}],"choices":[{"x":1,"delta":{"x":true,"content":null,"reasoning":"r","refusal":"no"},"native_finish_reason":"end_turn","finish_reason":"whatever"}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"tool_calls":null,"reasoning_details":[{"a":1},null]},"logprobs":{"content":[]}}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"tool_calls":[{"index":2,"function":null,"x":{}}]}}]}"#.to_owned(),
+            r#"{"id":"x","usage":null,"choices":[{"index":4294967295,"finish_reason":"length"}]}"#.to_owned(),
+            r#"{"id":"\"\\\/\b\f\n\r\t\u0000\u001f\u00e9","model":"\ud83d\ude00"}"#.to_owned(),
+            r#"{"id":"x","created":18446744073709551615}"#.to_owned(),
+            // serde_json ignores unknown values without decoding them
+            r#"{"id":"x","u":"\ud800","v":1e999}"#.to_owned(),
+            // what the fast path leaves to serde_json, valid or not
+            r#"{"id":"x","error":{"message":"boom","type":"server_error"}}"#.to_owned(),
+            r#"{"id":"x","error":null}"#.to_owned(),
+            r#"{"\u0069d":"x"}"#.to_owned(),
+            r#"{"id":"x","id":"y"}"#.to_owned(),
+            r#"{"id":"x","provider":null,"provider":"p"}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"content":"a","content":"b"}}]}"#.to_owned(),
+            r#"{"id":"x","created":1.0}"#.to_owned(),
+            r#"{"id":"x","created":1e3}"#.to_owned(),
+            r#"{"id":"x","created":-0}"#.to_owned(),
+            r#"{"id":"x","created":-1}"#.to_owned(),
+            r#"{"id":"x","created":18446744073709551616}"#.to_owned(),
+            r#"{"id":"x","created":01}"#.to_owned(),
+            r#"{"id":"x","choices":[{"index":4294967296}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":null}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":["assistant","hi"]}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"finish_reason":7}]}"#.to_owned(),
+            r#"{"id":"x","choices":[{"delta":{"tool_calls":[{"id":"no index"}]}}]}"#.to_owned(),
+            r#"{"id":"x","choices":null}"#.to_owned(),
+            r#"{"id":"x","object":null}"#.to_owned(),
+            r#"{"id":null}"#.to_owned(),
+            r#"{"model":"m"}"#.to_owned(),
+            r#"{"id":"\ud800"}"#.to_owned(),
+            r#"{"id":"\udc00"}"#.to_owned(),
+            r#"{"id":"\ud800\u0041"}"#.to_owned(),
+            r#"{"id":"x","usage":{"cost":1e999}}"#.to_owned(),
+            r#"{"id":"x","choices":[{"logprobs":1e999}]}"#.to_owned(),
+            r#"["x"]"#.to_owned(),
+            r#"{"id":"x"} x"#.to_owned(),
+            r#"{"id":"x",}"#.to_owned(),
+            r#"{"id":"x""#.to_owned(),
+            r#"{"id":"tab	in"}"#.to_owned(),
+            String::new(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(fast(body), serde(body), "{body}");
+            // The first twelve are for the fast path.
+            assert_eq!(decode(body).is_some(), n < 12, "{body}");
+        }
+    }
+
+    #[test]
+    fn nesting_limits_agree_with_serde_json() {
+        for depth in 120..130 {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let v = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                for body in [
+                    format!(r#"{{"id":"x","u":{v}}}"#),
+                    format!(r#"{{"id":"x","usage":{{"u":{v}}}}}"#),
+                    format!(r#"{{"id":"x","choices":[{{"logprobs":{v}}}]}}"#),
+                    format!(
+                        r#"{{"id":"x","choices":[{{"delta":{{"reasoning_details":[{v}]}}}}]}}"#
+                    ),
+                    format!(
+                        r#"{{"id":"x","choices":[{{"delta":{{"tool_calls":[{{"index":0,"function":{{"u":{v}}}}}]}}}}]}}"#
+                    ),
+                ] {
+                    assert_eq!(fast(&body), serde(&body), "{depth} {body}");
+                }
+            }
+        }
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z ]{0,8}",
+            "[\"\\\\/\u{0}-\u{1f}a-z\u{7f}\u{e9}\u{2028}\u{1F600}]{0,10}",
+            "(?s).{0,16}",
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z_]{0,10}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn finish_reason() -> impl Strategy<Value = Option<FinishReason>> {
+        proptest::option::of(prop_oneof![
+            Just(FinishReason::Stop),
+            Just(FinishReason::Length),
+            Just(FinishReason::ToolCalls),
+            Just(FinishReason::ContentFilter),
+            Just(FinishReason::Error),
+        ])
+    }
+
+    fn tool_call() -> impl Strategy<Value = ToolCallDelta> {
+        (
+            any::<u32>(),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of((proptest::option::of(text()), proptest::option::of(text()))),
+        )
+            .prop_map(|(index, id, kind, function)| ToolCallDelta {
+                index,
+                id,
+                kind,
+                function: function.map(|(name, arguments)| FunctionCallDelta { name, arguments }),
+            })
+    }
+
+    fn delta() -> impl Strategy<Value = Delta> {
+        (
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(proptest::collection::vec(json_value(), 0..3)),
+            proptest::option::of(text()),
+            proptest::option::of(proptest::collection::vec(tool_call(), 0..3)),
+        )
+            .prop_map(
+                |(role, content, reasoning, reasoning_details, refusal, tool_calls)| Delta {
+                    role,
+                    content,
+                    reasoning,
+                    reasoning_details,
+                    refusal,
+                    tool_calls,
+                },
+            )
+    }
+
+    fn choice() -> impl Strategy<Value = ChunkChoice> {
+        (
+            any::<u32>(),
+            delta(),
+            finish_reason(),
+            proptest::option::of(text()),
+            proptest::option::of(json_value()),
+        )
+            .prop_map(
+                |(index, delta, finish_reason, native_finish_reason, logprobs)| ChunkChoice {
+                    index,
+                    delta,
+                    finish_reason,
+                    native_finish_reason,
+                    logprobs,
+                },
+            )
+    }
+
+    fn usage() -> impl Strategy<Value = Usage> {
+        (
+            any::<(u64, u64, u64)>(),
+            proptest::option::of((any::<u64>(), proptest::option::of(any::<u64>()))),
+            proptest::option::of((any::<u64>(), proptest::option::of(any::<u64>()))),
+            proptest::option::of(-1e3f64..1e3),
+            proptest::option::of((0f64..1.0, 0f64..1e-3)),
+        )
+            .prop_map(|(t, prompt, completion, cost, details)| Usage {
+                prompt_tokens: t.0,
+                completion_tokens: t.1,
+                total_tokens: t.2,
+                prompt_tokens_details: prompt.map(|(cached_tokens, cache_write_tokens)| {
+                    PromptTokensDetails {
+                        cached_tokens,
+                        cache_write_tokens,
+                        audio_tokens: None,
+                    }
+                }),
+                completion_tokens_details: completion.map(|(reasoning_tokens, audio_tokens)| {
+                    CompletionTokensDetails {
+                        reasoning_tokens,
+                        audio_tokens,
+                        ..CompletionTokensDetails::default()
+                    }
+                }),
+                cost,
+                cost_details: details.map(|(input, output)| CostDetails {
+                    input,
+                    output,
+                    ..CostDetails::default()
+                }),
+            })
+    }
+
+    fn chunk() -> impl Strategy<Value = ChatCompletionChunk> {
+        (
+            (text(), text(), any::<u64>(), text()),
+            proptest::collection::vec(choice(), 0..3),
+            proptest::option::of(usage()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of((text(), text(), proptest::option::of(text()))),
+        )
+            .prop_map(
+                |((id, object, created, model), choices, usage, fp, provider, error)| {
+                    ChatCompletionChunk {
+                        id,
+                        object,
+                        created,
+                        model,
+                        choices,
+                        usage: usage.map(Box::new),
+                        system_fingerprint: fp,
+                        provider,
+                        error: error.map(|(message, kind, param)| {
+                            Box::new(ErrorBody {
+                                message,
+                                kind,
+                                param,
+                                code: None,
+                            })
+                        }),
+                    }
+                },
+            )
+    }
+
+    /// Edits made to a chunk's JSON tree: `(what, which object, which member, a value)`.
+    type Edit = (u8, usize, usize, Value);
+
+    fn apply(v: &mut Value, edits: &[Edit]) {
+        const KNOWN: &[&str] = &[
+            "id",
+            "object",
+            "created",
+            "model",
+            "choices",
+            "usage",
+            "index",
+            "delta",
+            "finish_reason",
+            "logprobs",
+            "content",
+            "tool_calls",
+            "function",
+            "arguments",
+        ];
+        for (what, which, member, value) in edits {
+            let count = count_objects(v);
+            let mut n = which % count.max(1);
+            let Some(obj) = nth_object(v, &mut n) else {
+                return;
+            };
+            let keys: Vec<String> = obj.keys().cloned().collect();
+            let key = keys.get(member % keys.len().max(1)).cloned();
+            match (what % 4, key) {
+                (0, Some(k)) => {
+                    obj.remove(&k);
+                }
+                (1, Some(k)) => {
+                    obj.insert(k, value.clone());
+                }
+                (2, _) => {
+                    obj.insert(KNOWN[member % KNOWN.len()].to_owned(), value.clone());
+                }
+                _ => {
+                    obj.insert(format!("x_{member}"), value.clone());
+                }
+            }
+        }
+    }
+
+    fn count_objects(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => 1 + m.values().map(count_objects).sum::<usize>(),
+            Value::Array(a) => a.iter().map(count_objects).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The `n`th object of `v`, in pre-order.
+    fn nth_object<'a>(
+        v: &'a mut Value,
+        n: &mut usize,
+    ) -> Option<&'a mut serde_json::Map<String, Value>> {
+        match v {
+            Value::Object(m) => {
+                if *n == 0 {
+                    return Some(m);
+                }
+                *n -= 1;
+                m.values_mut().find_map(|c| nth_object(c, n))
+            }
+            Value::Array(a) => a.iter_mut().find_map(|c| nth_object(c, n)),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn encoding_is_byte_identical(c in chunk()) {
+            let want = serde_json::to_vec(&c).unwrap();
+            let mut out = Vec::new();
+            c.write_json(&mut out);
+            prop_assert_eq!(&out, &want);
+            let ev = c.to_sse_event();
+            prop_assert_eq!(&ev[..6], b"data: ");
+            prop_assert_eq!(&ev[6..ev.len() - 2], &want[..]);
+            prop_assert_eq!(&ev[ev.len() - 2..], b"\n\n");
+        }
+
+        #[test]
+        fn decoding_agrees_with_serde_json(
+            c in chunk(),
+            edits in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<usize>(), json_value()), 0..4),
+            at in any::<prop::sample::Index>(),
+            byte in prop_oneof![
+                Just(b'"'), Just(b'\\'), Just(b'{'), Just(b'}'), Just(b'['), Just(b']'),
+                Just(b','), Just(b':'), Just(b'n'), Just(b'0'), Just(b'-'), Just(b'.'),
+                Just(b'e'), Just(b' '), Just(b'x'), Just(0u8), any::<u8>(),
+            ],
+        ) {
+            let text = serde_json::to_string(&c).unwrap();
+            prop_assert_eq!(fast(&text), serde(&text));
+            // Whatever the gateway itself writes (but errors) takes the fast path.
+            prop_assert_eq!(decode(&text).is_some(), c.error.is_none());
+            let pretty = serde_json::to_string_pretty(&c).unwrap();
+            prop_assert_eq!(fast(&pretty), serde(&pretty));
+
+            let mut v = serde_json::to_value(&c).unwrap();
+            apply(&mut v, &edits);
+            let edited = serde_json::to_string(&v).unwrap();
+            prop_assert_eq!(fast(&edited), serde(&edited), "{}", edited);
+
+            let mut bytes = edited.into_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                prop_assert_eq!(fast(s), serde(s), "{}", s);
+            }
+            bytes.insert(at.index(bytes.len()), byte);
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                prop_assert_eq!(fast(s), serde(s), "{}", s);
+            }
+        }
+    }
+}
