@@ -30,6 +30,7 @@ use bytes::Bytes;
 use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
 use super::response::FinishReason;
 use super::scan::{json_str_len, skip_ws, string_end, value_end, write_json, write_json_str};
+use super::usage_json::write_u64;
 
 // ---------------------------------------------------------------------------------------------
 // Writer
@@ -182,21 +183,6 @@ fn write_tool_call(out: &mut Vec<u8>, t: &ToolCallDelta) {
         m.close();
     }
     out.push(b'}');
-}
-
-/// Appends `n` in decimal.
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        start -= 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 fn u64_len(n: u64) -> usize {
