@@ -1,5 +1,7 @@
 //! Server-sent events: an incremental decoder that works on bytes as they arrive (any split of
-//! the input gives the same events) and the encoder the edge uses.
+//! the input gives the same events) and the framing of outgoing events (the edge frames chunks
+//! with [`ChatCompletionChunk::to_sse_event`](crate::openai::ChatCompletionChunk::to_sse_event),
+//! which writes the JSON in place).
 
 use bytes::{Bytes, BytesMut};
 
@@ -180,7 +182,8 @@ impl Pending {
     }
 }
 
-/// Encodes one `data:` event carrying `json`.
+/// Encodes one `data:` event carrying `json` (a copy of it; to render a chunk, prefer
+/// [`ChatCompletionChunk::to_sse_event`](crate::openai::ChatCompletionChunk::to_sse_event)).
 pub fn data_event(json: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(json.len() + 8);
     b.extend_from_slice(b"data: ");
