@@ -29,7 +29,10 @@ use bytes::Bytes;
 
 use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
 use super::response::FinishReason;
-use super::scan::{json_str_len, skip_ws, string_end, value_end, write_json, write_json_str};
+use super::scan::{
+    self, hex4, json_str_len, null_end as null, skip_ws, string_end, value_end, write_json,
+    write_json_str, Invalid,
+};
 use super::usage_json::write_u64;
 
 // ---------------------------------------------------------------------------------------------
@@ -498,46 +501,20 @@ impl Seen {
 
 /// Calls `member(key, value_start)` for every member of the object at `b[i]`; `member` reads
 /// or skips the value and returns where it ends. Returns the index after the closing brace.
-/// Keys with escapes are refused (serde_json matches field names after decoding them).
+/// Keys with escapes are refused (serde_json matches field names after decoding them). The
+/// depth limit is checked by [`skip`], so the walk itself passes depth 0.
 fn object_members<'a>(
     b: &'a [u8],
     i: usize,
     mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
 ) -> Option<usize> {
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    let mut i = skip_ws(b, i + 1);
-    if b.get(i) == Some(&b'}') {
-        return Some(i + 1);
-    }
-    loop {
-        let (key, key_end) = key(b, i)?;
-        i = skip_ws(b, key_end);
-        if b.get(i) != Some(&b':') {
-            return None;
+    scan::object_end(b, i, 0, |key, escaped, v| {
+        if escaped {
+            return Err(Invalid);
         }
-        i = skip_ws(b, member(key, skip_ws(b, i + 1))?);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some(i + 1),
-            _ => return None,
-        }
-    }
-}
-
-/// The key starting at `b[i]` (a quote) and the index after it; `None` for a key with an
-/// escape (serde_json matches field names after decoding them).
-#[inline]
-fn key(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
-    if b.get(i) != Some(&b'"') {
-        return None;
-    }
-    let (end, escaped) = string_end(b, i).ok()?;
-    if escaped {
-        return None;
-    }
-    Some((b.get(i + 1..end - 1)?, end))
+        member(key, v).ok_or(Invalid)
+    })
+    .ok()
 }
 
 /// Calls `element(start)` for every element of the array at `b[i]`; returns the index after
@@ -547,21 +524,7 @@ fn array_elements(
     i: usize,
     mut element: impl FnMut(usize) -> Option<usize>,
 ) -> Option<usize> {
-    if b.get(i) != Some(&b'[') {
-        return None;
-    }
-    let mut i = skip_ws(b, i + 1);
-    if b.get(i) == Some(&b']') {
-        return Some(i + 1);
-    }
-    loop {
-        i = skip_ws(b, element(i)?);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b']') => return Some(i + 1),
-            _ => return None,
-        }
-    }
+    scan::array_end(b, i, 0, |p| element(p).ok_or(Invalid)).ok()
 }
 
 /// Steps over (and validates) an ignored value at nesting `depth` (the top-level object is
@@ -569,11 +532,6 @@ fn array_elements(
 /// container at depth 127 of a document, the scanner only at 128.
 fn skip(b: &[u8], i: usize, depth: u32) -> Option<usize> {
     value_end(b, i, depth + 1).ok()
-}
-
-/// The end of a `null` literal at `b[i]`, if there is one.
-fn null(b: &[u8], i: usize) -> Option<usize> {
-    (b.get(i..i + 4) == Some(b"null")).then_some(i + 4)
 }
 
 /// A value the fast path does not type itself, found by the scanner (checked against the depth
@@ -681,13 +639,13 @@ fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
             b'r' => ('\r', 2),
             b't' => ('\t', 2),
             b'u' => {
-                let hi = hex4(rest.get(at + 2..at + 6)?)?;
+                let hi = hex4(rest.as_bytes().get(at + 2..at + 6)?)?;
                 match hi {
                     0xD800..=0xDBFF => {
                         if rest.get(at + 6..at + 8)? != "\\u" {
                             return None;
                         }
-                        let lo = hex4(rest.get(at + 8..at + 12)?)?;
+                        let lo = hex4(rest.as_bytes().get(at + 8..at + 12)?)?;
                         if !(0xDC00..=0xDFFF).contains(&lo) {
                             return None;
                         }
@@ -705,13 +663,6 @@ fn unescape_into(raw: &str, out: &mut String) -> Option<()> {
     }
     out.push_str(rest);
     Some(())
-}
-
-fn hex4(h: &str) -> Option<u32> {
-    if h.len() != 4 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    u32::from_str_radix(h, 16).ok()
 }
 
 #[cfg(test)]

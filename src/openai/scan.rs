@@ -180,12 +180,21 @@ fn memchr_backslash(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\\')
 }
 
-fn hex4(h: &[u8]) -> Option<u32> {
+/// The value of four hex digits (`None` for anything else).
+pub(crate) fn hex4(h: &[u8]) -> Option<u32> {
+    if h.len() != 4 {
+        return None;
+    }
     let mut v = 0;
     for &c in h {
         v = v * 16 + char::from(c).to_digit(16)?;
     }
     Some(v)
+}
+
+/// The end of a `null` literal at `b[i]`, if there is one.
+pub(crate) fn null_end(b: &[u8], i: usize) -> Option<usize> {
+    (b.get(i..i + 4) == Some(b"null")).then_some(i + 4)
 }
 
 /// Validates one JSON value starting at `i` (no leading whitespace) and returns where it ends.

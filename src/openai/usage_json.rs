@@ -152,11 +152,7 @@ fn opt_count(b: &[u8], i: usize, out: &mut Option<u64>) -> Result<usize, Invalid
 
 /// A `null` at `b[i]`; returns its end.
 fn null(b: &[u8], i: usize) -> Result<usize, Invalid> {
-    if b.get(i..i + 4) == Some(b"null") {
-        Ok(i + 4)
-    } else {
-        Err(Invalid)
-    }
+    scan::null_end(b, i).ok_or(Invalid)
 }
 
 fn prompt_details(
