@@ -30,7 +30,7 @@ use bytes::Bytes;
 use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
 use super::response::FinishReason;
 use super::scan::{
-    self, hex4, json_str_len, null_end as null, skip_ws, string_end, value_end, write_json,
+    self, hex4, json_str_len, null_end as null, skip_ws, string_end, uint, value_end, write_json,
     write_json_str, Invalid,
 };
 use super::usage_json::write_u64;
@@ -549,27 +549,6 @@ fn by_serde<T: serde::de::DeserializeOwned>(
     let end = skip(s.as_bytes(), i, depth)?;
     *out = serde_json::from_str(s.get(i..end)?).ok()?;
     Some(end)
-}
-
-/// An unsigned integer with no sign, fraction or exponent, at most `max`.
-fn uint(b: &[u8], i: usize, max: u64) -> Option<(u64, usize)> {
-    let mut n: u64 = 0;
-    let mut end = i;
-    while let Some(&d) = b.get(end) {
-        if !d.is_ascii_digit() {
-            break;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        end += 1;
-    }
-    // No digits, a leading zero, or a float: not this path's.
-    if end == i || (b.get(i) == Some(&b'0') && end > i + 1) || n > max {
-        return None;
-    }
-    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
-        return None;
-    }
-    Some((n, end))
 }
 
 /// A string or `null` into `out` (left `None` for `null`).

@@ -192,6 +192,27 @@ pub(crate) fn hex4(h: &[u8]) -> Option<u32> {
     Some(v)
 }
 
+/// An unsigned integer with no sign, fraction or exponent, at most `max`.
+pub(crate) fn uint(b: &[u8], i: usize, max: u64) -> Option<(u64, usize)> {
+    let mut n: u64 = 0;
+    let mut end = i;
+    while let Some(&d) = b.get(end) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        end += 1;
+    }
+    // No digits, a leading zero, or a float: not this path's.
+    if end == i || (b.get(i) == Some(&b'0') && end > i + 1) || n > max {
+        return None;
+    }
+    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some((n, end))
+}
+
 /// The end of a `null` literal at `b[i]`, if there is one.
 pub(crate) fn null_end(b: &[u8], i: usize) -> Option<usize> {
     (b.get(i..i + 4) == Some(b"null")).then_some(i + 4)

@@ -126,20 +126,9 @@ fn members(
 /// A token count at `b[i]`: a plain non-negative integer that fits a `u64` (what serde
 /// accepts for a `u64`, less the forms it refuses anyway). Returns the end.
 fn count(b: &[u8], i: usize, out: &mut u64) -> Result<usize, Invalid> {
-    let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let v = &b[i..i + digits];
-    if v.is_empty() || (v[0] == b'0' && v.len() > 1) {
-        return Err(Invalid);
-    }
-    if matches!(b.get(i + digits), Some(b'.' | b'e' | b'E')) {
-        return Err(Invalid);
-    }
-    *out = v.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or(Invalid)
-    })?;
-    Ok(i + digits)
+    let (n, end) = scan::uint(b, i, u64::MAX).ok_or(Invalid)?;
+    *out = n;
+    Ok(end)
 }
 
 fn opt_count(b: &[u8], i: usize, out: &mut Option<u64>) -> Result<usize, Invalid> {
