@@ -9,6 +9,7 @@
 //! The lock is a plain mutex held for a few map operations, never across an `.await`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ pub struct Health {
 #[derive(Debug, Default)]
 struct Inner {
     config: HealthConfig,
-    map: Mutex<HashMap<Arc<str>, Entry>>,
+    map: Mutex<Targets>,
 }
 
 /// What [`Health::state`] says about a target.
@@ -85,12 +86,89 @@ pub enum TargetState {
     CoolingDown,
 }
 
-fn key(c: &Candidate) -> Arc<str> {
-    let mut s = String::with_capacity(c.provider.name.len() + c.upstream_model.len() + 1);
-    s.push_str(&c.provider.name);
-    s.push('/');
-    s.push_str(&c.upstream_model);
-    s.into()
+/// Per-target entries. A target's key is hashed once per lookup (SipHash with a random key,
+/// since pass-through model ids come from clients) and the map is keyed by that hash; the few
+/// targets that share a hash sit side by side.
+#[derive(Debug, Default)]
+struct Targets {
+    hasher: RandomState,
+    map: HashMap<u64, Vec<(TargetKey, Entry)>, BuildHasherDefault<Prehashed>>,
+}
+
+/// A target's names, as the map holds them, with their hash.
+#[derive(Debug, Clone)]
+struct TargetKey {
+    provider: Arc<str>,
+    model: Arc<str>,
+    hash: u64,
+}
+
+impl TargetKey {
+    fn of(c: &Candidate, targets: &Targets) -> Self {
+        let hash = targets
+            .hasher
+            .hash_one((&*c.provider.name, &*c.upstream_model));
+        Self {
+            provider: c.provider.name.clone(),
+            model: c.upstream_model.clone(),
+            hash,
+        }
+    }
+
+    fn is(&self, other: &Self) -> bool {
+        self.provider == other.provider && self.model == other.model
+    }
+}
+
+impl Targets {
+    fn get(&self, key: &TargetKey) -> Option<&Entry> {
+        let same = self.map.get(&key.hash)?;
+        same.iter().find(|(k, _)| k.is(key)).map(|(_, e)| e)
+    }
+
+    fn get_mut(&mut self, key: &TargetKey) -> Option<&mut Entry> {
+        let same = self.map.get_mut(&key.hash)?;
+        same.iter_mut().find(|(k, _)| k.is(key)).map(|(_, e)| e)
+    }
+
+    /// The entry, made if it is not there yet (the only place the map grows).
+    fn entry(&mut self, key: &TargetKey) -> &mut Entry {
+        let same = self.map.entry(key.hash).or_default();
+        let at = match same.iter().position(|(k, _)| k.is(key)) {
+            Some(at) => at,
+            None => {
+                same.push((key.clone(), Entry::default()));
+                same.len() - 1
+            }
+        };
+        &mut same[at].1
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.values().map(Vec::len).sum()
+    }
+}
+
+/// The hasher of a map whose keys are already hashes.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; this keeps any other input well mixed anyway.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Health {
@@ -99,7 +177,7 @@ impl Health {
         Self {
             inner: Arc::new(Inner {
                 config,
-                map: Mutex::new(HashMap::new()),
+                map: Mutex::new(Targets::default()),
             }),
         }
     }
@@ -109,7 +187,7 @@ impl Health {
         self.inner.config
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+    fn map(&self) -> MutexGuard<'_, Targets> {
         // A poisoned map only means a panic elsewhere mid-update; the data is still usable.
         self.inner
             .map
@@ -120,7 +198,7 @@ impl Health {
     /// The state of a target now.
     pub fn state(&self, c: &Candidate) -> TargetState {
         let map = self.map();
-        let Some(e) = map.get(&*key(c)) else {
+        let Some(e) = map.get(&TargetKey::of(c, &map)) else {
             return TargetState::Healthy;
         };
         match e.circuit {
@@ -133,8 +211,8 @@ impl Health {
 
     /// The latency EWMA of a target, if it has served before.
     pub fn latency(&self, c: &Candidate) -> Option<Duration> {
-        self.map()
-            .get(&*key(c))
+        let map = self.map();
+        map.get(&TargetKey::of(c, &map))
             .and_then(|e| e.latency_ewma)
             .map(Duration::from_secs_f64)
     }
@@ -143,24 +221,29 @@ impl Health {
     /// request probes it; the permit records the outcome (dropping it unrecorded, e.g. on a
     /// client hang-up, releases a probe without counting anything).
     pub fn acquire(&self, c: &Candidate) -> Option<Permit> {
-        let k = key(c);
         let mut map = self.map();
-        let e = map.entry(k.clone()).or_default();
-        let probe = match e.circuit {
-            Circuit::Closed => false,
-            Circuit::Open { until } if Instant::now() >= until => {
-                e.circuit = Circuit::HalfOpen { probing: true };
-                true
-            }
-            Circuit::HalfOpen { probing: false } => {
-                e.circuit = Circuit::HalfOpen { probing: true };
-                true
-            }
-            Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => return None,
+        let key = TargetKey::of(c, &map);
+        // A target without an entry is healthy; entries are made by outcomes, so requests for
+        // models that never answer (e.g. made-up pass-through ids) do not grow the map.
+        let probe = match map.get_mut(&key) {
+            None => false,
+            Some(e) => match e.circuit {
+                Circuit::Closed => false,
+                Circuit::Open { until } if Instant::now() >= until => {
+                    e.circuit = Circuit::HalfOpen { probing: true };
+                    true
+                }
+                Circuit::HalfOpen { probing: false } => {
+                    e.circuit = Circuit::HalfOpen { probing: true };
+                    true
+                }
+                Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => return None,
+            },
         };
+        drop(map);
         Some(Permit {
             health: self.clone(),
-            key: k,
+            key,
             probe,
             done: false,
         })
@@ -171,7 +254,7 @@ impl Health {
 #[derive(Debug)]
 pub struct Permit {
     health: Health,
-    key: Arc<str>,
+    key: TargetKey,
     probe: bool,
     done: bool,
 }
@@ -187,7 +270,7 @@ impl Permit {
         self.done = true;
         let alpha = self.health.inner.config.ewma_alpha;
         let mut map = self.health.map();
-        let e = map.entry(self.key.clone()).or_default();
+        let e = map.entry(&self.key);
         e.failures = 0;
         e.circuit = Circuit::Closed;
         let sample = latency.as_secs_f64();
@@ -202,13 +285,15 @@ impl Permit {
         self.done = true;
         let cfg = self.health.inner.config;
         let mut map = self.health.map();
-        let e = map.entry(self.key.clone()).or_default();
         if !kind.is_retryable() {
             if self.probe {
-                e.circuit = Circuit::HalfOpen { probing: false };
+                if let Some(e) = map.get_mut(&self.key) {
+                    e.circuit = Circuit::HalfOpen { probing: false };
+                }
             }
             return;
         }
+        let e = map.entry(&self.key);
         e.failures = e.failures.saturating_add(1);
         if self.probe || e.failures >= cfg.failure_threshold {
             e.circuit = Circuit::Open {
@@ -222,7 +307,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done && self.probe {
             let mut map = self.health.map();
-            if let Some(e) = map.get_mut(&*self.key) {
+            if let Some(e) = map.get_mut(&self.key) {
                 e.circuit = Circuit::HalfOpen { probing: false };
             }
         }
@@ -280,6 +365,27 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         drop(h.acquire(&c).unwrap()); // a probe whose client hung up
         assert_eq!(h.state(&c), TargetState::Probe);
+    }
+
+    #[test]
+    fn only_outcomes_that_count_make_entries() {
+        let h = Health::default();
+        let entries = |h: &Health| h.map().len();
+        let p = Arc::new(Provider::new("p", ProviderKind::Openai, "http://x/v1"));
+        for i in 0..100 {
+            let c =
+                Candidate::passthrough(format!("p/m{i}").into(), p.clone(), format!("m{i}").into());
+            drop(h.acquire(&c).unwrap());
+            h.acquire(&c)
+                .unwrap()
+                .failure(ErrorKind::UpstreamInvalidRequest);
+        }
+        assert_eq!(entries(&h), 0, "unknown models must not grow the map");
+        h.acquire(&cand()).unwrap().failure(ErrorKind::Upstream);
+        h.acquire(&cand())
+            .unwrap()
+            .success(Duration::from_millis(5));
+        assert_eq!(entries(&h), 1);
     }
 
     #[test]

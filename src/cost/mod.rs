@@ -162,8 +162,21 @@ struct Config {
 
 /// Metric handles per label set, registered once: building metric keys on every request
 /// costs more than recording. Bounded, since pass-through model ids come from clients.
-#[derive(Clone, Default)]
-struct HandleCache(Arc<Mutex<HashMap<(Arc<str>, Arc<str>, &'static str), Arc<Handles>>>>);
+#[derive(Clone)]
+struct HandleCache {
+    map: Arc<Mutex<HashMap<(Arc<str>, Arc<str>, &'static str), Arc<Handles>>>>,
+    /// The provider and model of requests no provider served.
+    none: Arc<str>,
+}
+
+impl Default for HandleCache {
+    fn default() -> Self {
+        Self {
+            map: Arc::default(),
+            none: Arc::from("none"),
+        }
+    }
+}
 
 const MAX_CACHED_LABEL_SETS: usize = 4096;
 
@@ -209,13 +222,12 @@ impl HandleCache {
         cache: &'static str,
         labels: impl FnOnce() -> Vec<metrics::Label>,
     ) -> Arc<Handles> {
-        let none: Arc<str> = Arc::from("none");
         let key = served.map_or_else(
-            || (none.clone(), none.clone(), cache),
+            || (self.none.clone(), self.none.clone(), cache),
             |s| (s.provider.clone(), s.model.clone(), cache),
         );
         let mut map = self
-            .0
+            .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(h) = map.get(&key) {

@@ -39,42 +39,53 @@ impl RawCompletion {
         std::str::from_utf8(&body).ok()?;
         let (mut id, mut choices) = (false, false);
         let (mut model_span, mut usage_span, mut provider_span) = (None, None, None);
-        let close = scan::top_level_members(&body, |m| {
-            let first = body[m.value.start];
-            let slot = match m.key {
-                _ if m.escaped_key => return Err(Invalid),
-                b"model" if first == b'"' => &mut model_span,
-                b"usage" => &mut usage_span,
-                b"provider" => &mut provider_span,
-                b"choices" if first == b'[' && !choices => {
-                    choices = true;
-                    return Ok(());
+        // `usage` is parsed where the scan meets it (one pass); a shape the fast parse does
+        // not take is stepped over and left to serde below.
+        let mut fast_usage = None;
+        let close = scan::top_level_members_with(
+            &body,
+            |key, start| match key {
+                b"usage" if fast_usage.is_none() => {
+                    let (u, end) = Usage::parse_json_at(&body, start, 1)?;
+                    fast_usage = Some(u);
+                    Some(Ok(end))
                 }
-                b"id" if first == b'"' && !id => {
-                    id = true;
-                    return Ok(());
+                _ => None,
+            },
+            |m| {
+                let first = body[m.value.start];
+                let slot = match m.key {
+                    _ if m.escaped_key => return Err(Invalid),
+                    b"model" if first == b'"' => &mut model_span,
+                    b"usage" => &mut usage_span,
+                    b"provider" => &mut provider_span,
+                    b"choices" if first == b'[' && !choices => {
+                        choices = true;
+                        return Ok(());
+                    }
+                    b"id" if first == b'"' && !id => {
+                        id = true;
+                        return Ok(());
+                    }
+                    b"model" | b"choices" | b"id" => return Err(Invalid),
+                    _ => return Ok(()),
+                };
+                match slot.replace(m.value) {
+                    Some(_) => Err(Invalid),
+                    None => Ok(()),
                 }
-                b"model" | b"choices" | b"id" => return Err(Invalid),
-                _ => return Ok(()),
-            };
-            match slot.replace(m.value) {
-                Some(_) => Err(Invalid),
-                None => Ok(()),
-            }
-        })
+            },
+        )
         .ok()?;
         if !(id && choices) {
             return None;
         }
-        let usage = match &usage_span {
-            Some(span) => {
-                let b = &body[span.clone()];
-                match Usage::parse_json_fast(b) {
-                    Some(u) => u,
-                    None => serde_json::from_slice::<Option<Usage>>(b).ok()?,
-                }
+        let usage = match (fast_usage, &usage_span) {
+            (Some(u), _) => u,
+            (None, Some(span)) => {
+                serde_json::from_slice::<Option<Usage>>(&body[span.clone()]).ok()?
             }
-            None => None,
+            (None, None) => None,
         };
         Some(Self {
             model_span: model_span?,

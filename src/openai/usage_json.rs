@@ -9,35 +9,41 @@ impl Usage {
     /// Parses a `usage` value (`null` or an object), as `Option<Usage>`'s `Deserialize` would.
     /// `None` when this parse does not handle the value (escaped keys, a duplicate field, a
     /// non-integer count, a non-null `cost`, invalid JSON, …): decide with serde then.
+    #[cfg(test)]
     pub(crate) fn parse_json_fast(b: &[u8]) -> Option<Option<Self>> {
-        let i = scan::skip_ws(b, 0);
-        let (u, end) = match b.get(i) {
-            Some(b'n') => (None, scan::value_end(b, i, 0).ok()?),
-            _ => {
-                let mut u = Self::default();
-                let end = members(b, i, 0, |key, v| {
-                    Ok(match key {
-                        b"prompt_tokens" => (1, count(b, v, &mut u.prompt_tokens)?),
-                        b"completion_tokens" => (2, count(b, v, &mut u.completion_tokens)?),
-                        b"total_tokens" => (4, count(b, v, &mut u.total_tokens)?),
-                        b"prompt_tokens_details" => {
-                            (8, prompt_details(b, v, &mut u.prompt_tokens_details)?)
-                        }
-                        b"completion_tokens_details" => (
-                            16,
-                            completion_details(b, v, &mut u.completion_tokens_details)?,
-                        ),
-                        // Set by the CostMeter; an upstream's own value goes through serde.
-                        b"cost" => (32, null(b, v)?),
-                        b"cost_details" => (64, null(b, v)?),
-                        _ => (0, scan::value_end(b, v, 1)?),
-                    })
-                })
-                .ok()?;
-                (Some(u), end)
-            }
-        };
+        let (u, end) = Self::parse_json_at(b, scan::skip_ws(b, 0), 0)?;
         (scan::skip_ws(b, end) == b.len()).then_some(u)
+    }
+
+    /// [`Usage::parse_json_fast`] of the value at `b[i]` (at nesting `depth` of its document),
+    /// with the index after it: one pass over `usage` where the caller would otherwise step
+    /// over it and then parse it.
+    pub(crate) fn parse_json_at(b: &[u8], i: usize, depth: u32) -> Option<(Option<Self>, usize)> {
+        if b.get(i) == Some(&b'n') {
+            return Some((None, scan::null_end(b, i)?));
+        }
+        let mut u = Self::default();
+        let end = members(b, i, depth, |key, v| {
+            Ok(match key {
+                b"prompt_tokens" => (1, count(b, v, &mut u.prompt_tokens)?),
+                b"completion_tokens" => (2, count(b, v, &mut u.completion_tokens)?),
+                b"total_tokens" => (4, count(b, v, &mut u.total_tokens)?),
+                b"prompt_tokens_details" => (
+                    8,
+                    prompt_details(b, v, depth + 1, &mut u.prompt_tokens_details)?,
+                ),
+                b"completion_tokens_details" => (
+                    16,
+                    completion_details(b, v, depth + 1, &mut u.completion_tokens_details)?,
+                ),
+                // Set by the CostMeter; an upstream's own value goes through serde.
+                b"cost" => (32, null(b, v)?),
+                b"cost_details" => (64, null(b, v)?),
+                _ => (0, scan::value_end(b, v, depth + 1)?),
+            })
+        })
+        .ok()?;
+        Some((Some(u), end))
     }
 
     /// Appends this usage as JSON, byte for byte what `serde_json::to_writer` writes.
@@ -147,6 +153,7 @@ fn null(b: &[u8], i: usize) -> Result<usize, Invalid> {
 fn prompt_details(
     b: &[u8],
     i: usize,
+    depth: u32,
     out: &mut Option<PromptTokensDetails>,
 ) -> Result<usize, Invalid> {
     if b.get(i) == Some(&b'n') {
@@ -154,12 +161,12 @@ fn prompt_details(
         return null(b, i);
     }
     let d = out.insert(PromptTokensDetails::default());
-    members(b, i, 1, |k, v| {
+    members(b, i, depth, |k, v| {
         Ok(match k {
             b"cached_tokens" => (1, count(b, v, &mut d.cached_tokens)?),
             b"cache_write_tokens" => (2, opt_count(b, v, &mut d.cache_write_tokens)?),
             b"audio_tokens" => (4, opt_count(b, v, &mut d.audio_tokens)?),
-            _ => (0, scan::value_end(b, v, 2)?),
+            _ => (0, scan::value_end(b, v, depth + 1)?),
         })
     })
 }
@@ -167,6 +174,7 @@ fn prompt_details(
 fn completion_details(
     b: &[u8],
     i: usize,
+    depth: u32,
     out: &mut Option<CompletionTokensDetails>,
 ) -> Result<usize, Invalid> {
     if b.get(i) == Some(&b'n') {
@@ -174,7 +182,7 @@ fn completion_details(
         return null(b, i);
     }
     let d = out.insert(CompletionTokensDetails::default());
-    members(b, i, 1, |k, v| {
+    members(b, i, depth, |k, v| {
         Ok(match k {
             b"reasoning_tokens" => (1, count(b, v, &mut d.reasoning_tokens)?),
             b"audio_tokens" => (2, opt_count(b, v, &mut d.audio_tokens)?),
@@ -184,7 +192,7 @@ fn completion_details(
             b"rejected_prediction_tokens" => {
                 (8, opt_count(b, v, &mut d.rejected_prediction_tokens)?)
             }
-            _ => (0, scan::value_end(b, v, 2)?),
+            _ => (0, scan::value_end(b, v, depth + 1)?),
         })
     })
 }
