@@ -61,7 +61,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -363,6 +363,8 @@ pub struct Provider {
     /// Typical output speed in tokens per second, for `provider.sort: "throughput"` (an
     /// endpoint's own hint wins).
     pub throughput: Option<f64>,
+    /// The URL [`Provider::endpoint`] built first, with the base URL and path it came from.
+    endpoint: OnceLock<(Arc<str>, &'static str, http::Uri)>,
 }
 
 impl Provider {
@@ -376,7 +378,25 @@ impl Provider {
             deadlines: Deadlines::default(),
             data_collection: true,
             throughput: None,
+            endpoint: OnceLock::new(),
         }
+    }
+
+    /// The URL of `path` under the base URL (e.g. `/chat/completions`). The first one asked
+    /// for is kept, so the path a wire format always uses is parsed once per provider rather
+    /// than per request; a replaced `base_url` or another path is built afresh.
+    pub(crate) fn endpoint(&self, path: &'static str) -> Result<http::Uri, Error> {
+        if let Some((base, p, uri)) = self.endpoint.get() {
+            if Arc::ptr_eq(base, &self.base_url) && *p == path {
+                return Ok(uri.clone());
+            }
+            return crate::provider::join_url(&self.base_url, path);
+        }
+        let uri = crate::provider::join_url(&self.base_url, path)?;
+        let _ = self
+            .endpoint
+            .set((self.base_url.clone(), path, uri.clone()));
+        Ok(uri)
     }
 
     /// Sets whether the provider may retain prompts.
@@ -1580,6 +1600,26 @@ mod toml_format {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_is_built_once_and_follows_a_replaced_base_url() {
+        let mut p = Provider::new("p", ProviderKind::Openai, "http://a.test/v1/");
+        let first = p.endpoint("/chat/completions").unwrap();
+        assert_eq!(first, "http://a.test/v1/chat/completions");
+        assert_eq!(p.endpoint("/chat/completions").unwrap(), first);
+        assert_eq!(
+            p.endpoint("/models").unwrap(),
+            "http://a.test/v1/models",
+            "another path is built, not the kept one"
+        );
+        p.base_url = "http://b.test/v1".into();
+        assert_eq!(
+            p.endpoint("/chat/completions").unwrap(),
+            "http://b.test/v1/chat/completions"
+        );
+        p.base_url = "not a url".into();
+        assert!(p.endpoint("/chat/completions").is_err());
+    }
 
     const TOML: &str = r#"
 [providers.openai]

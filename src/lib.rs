@@ -68,6 +68,7 @@
 //! is the only place that renders it (see [`ErrorKind`] for the table).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod body_util;
 mod builder;
 pub mod cache;
 pub mod catalog;

@@ -50,7 +50,6 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -58,6 +57,7 @@ use tower_service::Service;
 pub use body::EdgeBody;
 pub use models::Models;
 
+use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{CacheStatus, ServedBy};
 use crate::openai::ChatRequest;
@@ -272,7 +272,10 @@ fn request_id(headers: &HeaderMap) -> RequestId {
     }
     let mut id = String::with_capacity(32);
     crate::openai::push_unique_hex(&mut id);
-    RequestId(HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown")))
+    RequestId(
+        HeaderValue::from_maybe_shared(Bytes::from(id.into_bytes()))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+    )
 }
 
 async fn read_request_body<B>(
@@ -302,20 +305,22 @@ where
             return Err(too_large());
         }
     }
-    let collect = Limited::new(body, config.max_body_bytes).collect();
-    let collected = match config.body_timeout {
-        Some(d) => tokio::time::timeout(d, collect).await.map_err(|_| {
+    let read = crate::body_util::read_to_bytes(body, config.max_body_bytes);
+    let read = match config.body_timeout {
+        Some(d) => tokio::time::timeout(d, read).await.map_err(|_| {
             Error::new(
                 ErrorKind::ClientTimeout,
                 "the request body was not received in time",
             )
         })?,
-        None => collect.await,
+        None => read.await,
     };
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Error::invalid_request("could not read the request body").with_source(e)),
+    match read {
+        Ok(b) => Ok(b),
+        Err(ReadError::TooLarge) => Err(too_large()),
+        Err(ReadError::Body(e)) => {
+            Err(Error::invalid_request("could not read the request body").with_source(e))
+        }
     }
 }
 
@@ -347,7 +352,7 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
     if let Some(served) = parts.extensions.get::<ServedBy>() {
         insert_header(h, X_MODEL, &served.model);
         insert_header(h, X_PROVIDER, &served.provider);
-        insert_header(h, X_ATTEMPTS, &ServedBy::attempts_header(&served.attempts));
+        insert_owned_header(h, X_ATTEMPTS, ServedBy::attempts_header(&served.attempts));
     }
     if let Some(cache) = parts.extensions.get::<CacheStatus>() {
         h.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
@@ -372,6 +377,13 @@ fn insert_header(h: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// [`insert_header`] for a value built for the header: its buffer becomes the header's.
+fn insert_owned_header(h: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value.into_bytes())) {
+        h.insert(name, v);
+    }
+}
+
 /// Renders an [`Error`] as an OpenAI-style JSON response with the status from the error table
 /// (and `Retry-After` when known).
 pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
@@ -384,10 +396,10 @@ pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     if let Some(attempts) = e.attempts() {
-        insert_header(
+        insert_owned_header(
             r.headers_mut(),
             X_ATTEMPTS,
-            &ServedBy::attempts_header(attempts),
+            ServedBy::attempts_header(attempts),
         );
     }
     r

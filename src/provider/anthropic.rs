@@ -77,9 +77,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{
-    error_for_status, join_url, DecodeContext, EncodeContext, ProviderCodec, StreamDecode,
-};
+use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     new_completion_id, unix_now, AssistantMessage, ChatCompletion, ChatCompletionChunk,
@@ -153,7 +151,7 @@ impl ProviderCodec for Anthropic {
 
         let mut b = http::Request::builder()
             .method(Method::POST)
-            .uri(join_url(&ctx.provider.base_url, "/v1/messages")?)
+            .uri(ctx.provider.endpoint("/v1/messages")?)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("anthropic-version", HeaderValue::from_static(API_VERSION));
         if let Some(key) = &ctx.provider.api_key {

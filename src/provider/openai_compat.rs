@@ -17,9 +17,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::{
-    error_for_status, join_url, DecodeContext, EncodeContext, ProviderCodec, StreamDecode,
-};
+use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     finish_completion, ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse,
@@ -40,7 +38,7 @@ impl ProviderCodec for OpenAiCompat {
         let body = req.to_openai_json(ctx.upstream_model, true, false);
         let mut r = http::Request::new(Bytes::from(body));
         *r.method_mut() = Method::POST;
-        *r.uri_mut() = join_url(&ctx.provider.base_url, "/chat/completions")?;
+        *r.uri_mut() = ctx.provider.endpoint("/chat/completions")?;
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &ctx.provider.api_key {

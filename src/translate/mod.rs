@@ -67,11 +67,12 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use futures_core::Stream;
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{Candidate, Target};
 use crate::openai::sse::SseDecoder;
@@ -304,21 +305,16 @@ where
         }
         return Ok(Bytes::from(buf));
     }
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Err(Error::upstream(format!(
-                    "the provider's response is larger than the {max} byte limit"
-                ))
-                .with_code("upstream_response_too_large"))
-            } else {
-                Err(Error::upstream(
-                    "the connection to the provider failed while reading the response",
-                )
-                .with_source(e))
-            }
-        }
+    match crate::body_util::read_to_bytes(body, max).await {
+        Ok(b) => Ok(b),
+        Err(ReadError::TooLarge) => Err(Error::upstream(format!(
+            "the provider's response is larger than the {max} byte limit"
+        ))
+        .with_code("upstream_response_too_large")),
+        Err(ReadError::Body(e)) => Err(Error::upstream(
+            "the connection to the provider failed while reading the response",
+        )
+        .with_source(e)),
     }
 }
 
