@@ -495,7 +495,7 @@ impl ChatRequest {
     pub fn to_openai_json(&self, model: &str, force_usage: bool, keep_routing: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.messages.get().len() + 256);
         out.extend_from_slice(b"{\"model\":");
-        write_json(&mut out, model);
+        scan::write_json_str(&mut out, model);
         out.extend_from_slice(b",\"messages\":");
         out.extend_from_slice(self.messages.get().as_bytes());
         macro_rules! opt {

@@ -350,22 +350,25 @@ fn string_end_slow(b: &[u8], mut i: usize) -> Result<(usize, bool), Invalid> {
 
 /// The first index at or after `i` holding `"`, `\` or a control character (or `b.len()`).
 ///
-/// Short runs (keys, most values) are checked eight bytes at a time in a `u64`; a run longer
-/// than two words (message text) goes to `memchr2` for the next `"` or `\` (SIMD) and then
-/// checks the bytes before it for control characters with a minimum over the span, a loop
-/// the compiler vectorises. Both halves are far cheaper per byte than the word loop.
+/// Short runs (keys, most values) are checked eight bytes at a time in a `u64`; past four
+/// words, a run with at least 64 more bytes in the buffer (message text) goes to `memchr2` for
+/// the next `"` or `\` (SIMD) and then checks the bytes before it for control characters with
+/// a minimum over the span, a loop the compiler vectorises. Both halves are far cheaper per
+/// byte than the word loop on long text, and the word loop is cheaper on short strings.
 #[inline(always)]
 fn plain_run_end(b: &[u8], mut i: usize) -> usize {
-    for _ in 0..2 {
-        let Some(word) = b.get(i..i + 8) else {
-            return plain_tail_end(b, i);
-        };
+    let mut words = 0;
+    while let Some(word) = b.get(i..i + 8) {
         if let Some(at) = special_in_word(word) {
             return i + at;
         }
         i += 8;
+        words += 1;
+        if words == 4 && b.len() - i >= 64 {
+            return long_run_end(b, i);
+        }
     }
-    long_run_end(b, i)
+    plain_tail_end(b, i)
 }
 
 /// The index of the first special byte (`"`, `\` or below 0x20) in an eight-byte `word`.

@@ -263,8 +263,8 @@ where
             out.extensions_mut().insert(UpstreamLatency(sent.elapsed()));
             if let Some(id) = rparts
                 .headers
-                .get("x-request-id")
-                .or_else(|| rparts.headers.get("request-id"))
+                .get(&X_REQUEST_ID)
+                .or_else(|| rparts.headers.get(&REQUEST_ID))
             {
                 out.extensions_mut().insert(UpstreamRequestId(id.clone()));
             }
@@ -272,6 +272,10 @@ where
         })
     }
 }
+
+/// The headers an upstream names its request id in (OpenAI's, then Anthropic's).
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
 
 /// Time spent waiting on the upstream for the answer that served: until the whole body was
 /// decoded (non-streaming) or until its headers (streams). Response extension; the CostMeter
