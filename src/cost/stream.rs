@@ -1,6 +1,6 @@
 use std::fmt;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -87,21 +87,23 @@ impl Stream for MeteredStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let mut item = ready!(this.inner.as_mut().poll_next(cx));
-        // Looked at in place: the chunk is handed on without being moved out and rewrapped.
-        match &mut item {
-            Some(Ok(chunk)) => {
+        let mut poll = this.inner.as_mut().poll_next(cx);
+        // Looked at in place and returned from where the inner stream put it: one move of the
+        // item (a chunk is moved with a `memcpy` call), where `ready!` and a rewrap made two.
+        match &mut poll {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(chunk))) => {
                 if this.meter.is_some() {
                     this.observe(chunk);
                 }
             }
-            Some(Err(e)) => {
+            Poll::Ready(Some(Err(e))) => {
                 this.error = Some(e.kind());
                 this.finish();
             }
-            None => this.finish(),
+            Poll::Ready(None) => this.finish(),
         }
-        Poll::Ready(item)
+        poll
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
