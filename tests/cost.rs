@@ -13,7 +13,7 @@ use support::*;
 use switchboard::catalog::{Pricing, Provider, ProviderKind};
 use switchboard::cost::{Budget, Budgets, CostMeterLayer, CostRecord, Window};
 use switchboard::ext::{Attempt, CacheStatus, CallerKey, Candidate, Route, ServedBy};
-use switchboard::openai::{PromptTokensDetails, Usage};
+use switchboard::openai::{FunctionCallDelta, PromptTokensDetails, ToolCallDelta, Usage};
 use switchboard::{ChatHttpRequest, ChatHttpResponse, ChatResponse, Error, ErrorKind};
 use tower::{service_fn, Layer, ServiceExt};
 
@@ -229,6 +229,49 @@ async fn client_disconnect_mid_stream_is_still_metered() {
     assert!(r[0].usage_estimated);
     assert_eq!(r[0].usage.as_ref().unwrap().completion_tokens, 3);
     assert!(r[0].cost.unwrap().total().usd() > 0.0);
+}
+
+#[tokio::test]
+async fn error_mid_stream_is_metered_from_the_streamed_text() {
+    let (recs, sink) = records();
+    let inner = service_fn(|_r: ChatHttpRequest| async {
+        let mut thought = text_chunk("ab");
+        thought.choices[0].delta.reasoning = Some("think".into());
+        let mut call = text_chunk("");
+        call.choices[0].delta.content = None;
+        call.choices[0].delta.tool_calls = Some(vec![ToolCallDelta {
+            index: 0,
+            id: Some("call_1".into()),
+            kind: Some("function".into()),
+            function: Some(FunctionCallDelta {
+                name: Some("f".into()),
+                arguments: Some(r#"{"x":1}"#.into()),
+            }),
+        }]);
+        let items = vec![
+            Ok(role_chunk()),
+            Ok(thought),
+            Ok(call),
+            Err(Error::upstream("upstream went away")),
+        ];
+        let mut resp = http::Response::new(ChatResponse::stream(futures_util::stream::iter(items)));
+        resp.extensions_mut().insert(served("a", "a/m"));
+        Ok::<_, Error>(resp)
+    });
+    let svc = CostMeterLayer::new().sink(sink).layer(inner);
+    let resp = svc
+        .oneshot(routed(HELLO_STREAM, vec![priced("a", "a/m", 1.0, 3.0)]))
+        .await
+        .unwrap();
+    let items: Vec<_> = resp.into_body().into_stream().unwrap().collect().await;
+    assert_eq!(items.len(), 4, "every item passed on");
+    let r = recs.lock().unwrap();
+    assert_eq!(r.len(), 1, "recorded exactly once, at the error");
+    assert_eq!(r[0].error, Some(ErrorKind::Upstream));
+    assert!(r[0].usage_estimated);
+    // "think" + "ab" + "f" + `{"x":1}`: 15 bytes, 4 tokens.
+    assert_eq!(r[0].usage.as_ref().unwrap().completion_tokens, 4);
+    assert!(r[0].time_to_first_token.is_some());
 }
 
 #[test]

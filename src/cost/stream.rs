@@ -1,13 +1,13 @@
 use std::fmt;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
 
 use super::Meter;
 use crate::chat::ChunkStream;
-use crate::openai::{ChatCompletionChunk, Usage};
+use crate::openai::{ChatCompletionChunk, ToolCallDelta, Usage};
 use crate::{Error, ErrorKind};
 
 /// Meters a chunk stream inline: time to first token, the usage chunk (priced in place) and
@@ -42,32 +42,47 @@ impl MeteredStream {
         }
     }
 
+    /// The per-chunk work, kept small: everything that happens once per stream (first output,
+    /// the usage chunk, the end) is out of line.
     #[inline]
     fn observe(&mut self, chunk: &mut ChatCompletionChunk) {
-        let Some(meter) = &self.meter else { return };
-        if self.ttft.is_none() && chunk.has_output() {
-            self.ttft = Some(meter.started.elapsed());
+        if self.ttft.is_none() {
+            self.first_output(chunk);
         }
         for c in &chunk.choices {
             let d = &c.delta;
             self.streamed_bytes += d.content.as_ref().map_or(0, String::len)
                 + d.reasoning.as_ref().map_or(0, String::len)
-                + d.tool_calls.as_ref().map_or(0, |t| {
-                    t.iter()
-                        .filter_map(|t| t.function.as_ref())
-                        .map(|f| {
-                            f.arguments.as_ref().map_or(0, String::len)
-                                + f.name.as_ref().map_or(0, String::len)
-                        })
-                        .sum()
-                });
+                + d.tool_calls.as_deref().map_or(0, tool_call_bytes);
         }
         if let Some(u) = chunk.usage.as_mut() {
+            self.priced(u);
+        }
+    }
+
+    /// Time to first token, on the first chunk with output.
+    #[cold]
+    #[inline(never)]
+    fn first_output(&mut self, chunk: &ChatCompletionChunk) {
+        if let Some(meter) = &self.meter {
+            if chunk.has_output() {
+                self.ttft = Some(meter.started.elapsed());
+            }
+        }
+    }
+
+    /// Prices the usage chunk in place and keeps its usage for the record.
+    #[cold]
+    #[inline(never)]
+    fn priced(&mut self, u: &mut Usage) {
+        if let Some(meter) = &self.meter {
             meter.annotate(u);
             self.usage = Some(Usage::clone(u));
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn finish(&mut self) {
         if let Some(meter) = self.meter.take() {
             let (usage, estimated) = match self.usage.take() {
@@ -82,26 +97,39 @@ impl MeteredStream {
     }
 }
 
+/// Streamed bytes of tool-call fragments (names and arguments).
+fn tool_call_bytes(calls: &[ToolCallDelta]) -> usize {
+    calls
+        .iter()
+        .filter_map(|t| t.function.as_ref())
+        .map(|f| {
+            f.arguments.as_ref().map_or(0, String::len) + f.name.as_ref().map_or(0, String::len)
+        })
+        .sum()
+}
+
 impl Stream for MeteredStream {
     type Item = Result<ChatCompletionChunk, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let mut item = ready!(this.inner.as_mut().poll_next(cx));
-        // Looked at in place: the chunk is handed on without being moved out and rewrapped.
-        match &mut item {
-            Some(Ok(chunk)) => {
+        let mut poll = this.inner.as_mut().poll_next(cx);
+        // Looked at in place and returned from where the inner stream put it: one move of the
+        // item (a chunk is moved with a `memcpy` call), where `ready!` and a rewrap made two.
+        match &mut poll {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(chunk))) => {
                 if this.meter.is_some() {
                     this.observe(chunk);
                 }
             }
-            Some(Err(e)) => {
+            Poll::Ready(Some(Err(e))) => {
                 this.error = Some(e.kind());
                 this.finish();
             }
-            None => this.finish(),
+            Poll::Ready(None) => this.finish(),
         }
-        Poll::Ready(item)
+        poll
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
