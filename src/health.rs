@@ -86,62 +86,100 @@ pub enum TargetState {
     CoolingDown,
 }
 
-/// Per-target entries. A target's key is hashed once per lookup (SipHash with a random key,
-/// since pass-through model ids come from clients) and the map is keyed by that hash; the few
-/// targets that share a hash sit side by side.
+/// Per-target entries. A target's names are hashed once per lookup (SipHash with a random
+/// key, since pass-through model ids come from clients) and the map is keyed by that hash; the
+/// few targets that share a hash sit side by side. Entries are never removed, so a slot
+/// (hash, position) names an entry for good: a [`Permit`] keeps the slot, not the names.
 #[derive(Debug, Default)]
 struct Targets {
     hasher: RandomState,
     map: HashMap<u64, Vec<(TargetKey, Entry)>, BuildHasherDefault<Prehashed>>,
 }
 
-/// A target's names, as the map holds them, with their hash.
+/// A target's names, as the map holds them.
 #[derive(Debug, Clone)]
 struct TargetKey {
     provider: Arc<str>,
     model: Arc<str>,
-    hash: u64,
 }
 
-impl TargetKey {
-    fn of(c: &Candidate, targets: &Targets) -> Self {
-        let hash = targets
-            .hasher
-            .hash_one((&*c.provider.name, &*c.upstream_model));
-        Self {
-            provider: c.provider.name.clone(),
-            model: c.upstream_model.clone(),
-            hash,
-        }
-    }
-
-    fn is(&self, other: &Self) -> bool {
-        self.provider == other.provider && self.model == other.model
-    }
+/// Where a permit's outcome goes.
+#[derive(Debug)]
+enum Slot {
+    /// An entry that exists: its hash and position among the entries sharing it.
+    At(u64, usize),
+    /// A target without an entry yet: made by the first outcome that counts.
+    New(u64, TargetKey),
 }
 
 impl Targets {
-    fn get(&self, key: &TargetKey) -> Option<&Entry> {
-        let same = self.map.get(&key.hash)?;
-        same.iter().find(|(k, _)| k.is(key)).map(|(_, e)| e)
+    fn hash(&self, c: &Candidate) -> u64 {
+        self.hasher
+            .hash_one((&*c.provider.name, &*c.upstream_model))
     }
 
-    fn get_mut(&mut self, key: &TargetKey) -> Option<&mut Entry> {
-        let same = self.map.get_mut(&key.hash)?;
-        same.iter_mut().find(|(k, _)| k.is(key)).map(|(_, e)| e)
+    /// The slot of `c`'s entry, if it has one (borrows the names: nothing is cloned).
+    fn find(&self, c: &Candidate, hash: u64) -> Option<usize> {
+        self.map
+            .get(&hash)?
+            .iter()
+            .position(|(k, _)| *k.provider == *c.provider.name && *k.model == *c.upstream_model)
     }
 
-    /// The entry, made if it is not there yet (the only place the map grows).
-    fn entry(&mut self, key: &TargetKey) -> &mut Entry {
-        let same = self.map.entry(key.hash).or_default();
-        let at = match same.iter().position(|(k, _)| k.is(key)) {
+    fn get(&self, c: &Candidate) -> Option<&Entry> {
+        let hash = self.hash(c);
+        let at = self.find(c, hash)?;
+        self.map
+            .get(&hash)
+            .and_then(|same| same.get(at))
+            .map(|(_, e)| e)
+    }
+
+    fn at_mut(&mut self, hash: u64, at: usize) -> Option<&mut Entry> {
+        self.map
+            .get_mut(&hash)
+            .and_then(|same| same.get_mut(at))
+            .map(|(_, e)| e)
+    }
+
+    /// The entry of a slot, made if it is not there yet (the only place the map grows).
+    fn entry(&mut self, slot: &Slot) -> Option<&mut Entry> {
+        let (hash, key) = match slot {
+            Slot::At(hash, at) => return self.at_mut(*hash, *at),
+            Slot::New(hash, key) => (*hash, key),
+        };
+        let same = self.map.entry(hash).or_default();
+        let at = match same
+            .iter()
+            .position(|(k, _)| k.provider == key.provider && k.model == key.model)
+        {
             Some(at) => at,
             None => {
                 same.push((key.clone(), Entry::default()));
                 same.len() - 1
             }
         };
-        &mut same[at].1
+        same.get_mut(at).map(|(_, e)| e)
+    }
+
+    /// The entry of a slot if it exists.
+    fn existing(&mut self, slot: &Slot) -> Option<&mut Entry> {
+        match slot {
+            Slot::At(hash, at) => self.at_mut(*hash, *at),
+            Slot::New(..) => self.entry_if_made(slot),
+        }
+    }
+
+    /// A `New` slot's entry, if another request made it meanwhile.
+    fn entry_if_made(&mut self, slot: &Slot) -> Option<&mut Entry> {
+        let Slot::New(hash, key) = slot else {
+            return None;
+        };
+        self.map
+            .get_mut(hash)?
+            .iter_mut()
+            .find(|(k, _)| k.provider == key.provider && k.model == key.model)
+            .map(|(_, e)| e)
     }
 
     #[cfg(test)]
@@ -198,7 +236,7 @@ impl Health {
     /// The state of a target now.
     pub fn state(&self, c: &Candidate) -> TargetState {
         let map = self.map();
-        let Some(e) = map.get(&TargetKey::of(c, &map)) else {
+        let Some(e) = map.get(c) else {
             return TargetState::Healthy;
         };
         match e.circuit {
@@ -211,8 +249,8 @@ impl Health {
 
     /// The latency EWMA of a target, if it has served before.
     pub fn latency(&self, c: &Candidate) -> Option<Duration> {
-        let map = self.map();
-        map.get(&TargetKey::of(c, &map))
+        self.map()
+            .get(c)
             .and_then(|e| e.latency_ewma)
             .map(Duration::from_secs_f64)
     }
@@ -222,31 +260,42 @@ impl Health {
     /// client hang-up, releases a probe without counting anything).
     pub fn acquire(&self, c: &Candidate) -> Option<Permit> {
         let mut map = self.map();
-        let key = TargetKey::of(c, &map);
+        let hash = map.hash(c);
         // A target without an entry is healthy; entries are made by outcomes, so requests for
         // models that never answer (e.g. made-up pass-through ids) do not grow the map.
-        let probe = match map.get_mut(&key) {
-            None => false,
-            Some(e) => match e.circuit {
-                Circuit::Closed => false,
-                Circuit::Open { until } if Instant::now() >= until => {
-                    e.circuit = Circuit::HalfOpen { probing: true };
-                    true
-                }
-                Circuit::HalfOpen { probing: false } => {
-                    e.circuit = Circuit::HalfOpen { probing: true };
-                    true
-                }
-                Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => return None,
-            },
+        let Some(at) = map.find(c, hash) else {
+            drop(map);
+            let key = TargetKey {
+                provider: c.provider.name.clone(),
+                model: c.upstream_model.clone(),
+            };
+            return Some(self.permit(Slot::New(hash, key), false));
+        };
+        let slot = Slot::At(hash, at);
+        let e = map.at_mut(hash, at)?;
+        let probe = match e.circuit {
+            Circuit::Closed => false,
+            Circuit::Open { until } if Instant::now() >= until => {
+                e.circuit = Circuit::HalfOpen { probing: true };
+                true
+            }
+            Circuit::HalfOpen { probing: false } => {
+                e.circuit = Circuit::HalfOpen { probing: true };
+                true
+            }
+            Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => return None,
         };
         drop(map);
-        Some(Permit {
+        Some(self.permit(slot, probe))
+    }
+
+    fn permit(&self, slot: Slot, probe: bool) -> Permit {
+        Permit {
             health: self.clone(),
-            key,
+            slot,
             probe,
             done: false,
-        })
+        }
     }
 }
 
@@ -254,7 +303,7 @@ impl Health {
 #[derive(Debug)]
 pub struct Permit {
     health: Health,
-    key: TargetKey,
+    slot: Slot,
     probe: bool,
     done: bool,
 }
@@ -270,7 +319,9 @@ impl Permit {
         self.done = true;
         let alpha = self.health.inner.config.ewma_alpha;
         let mut map = self.health.map();
-        let e = map.entry(&self.key);
+        let Some(e) = map.entry(&self.slot) else {
+            return;
+        };
         e.failures = 0;
         e.circuit = Circuit::Closed;
         let sample = latency.as_secs_f64();
@@ -287,13 +338,15 @@ impl Permit {
         let mut map = self.health.map();
         if !kind.is_retryable() {
             if self.probe {
-                if let Some(e) = map.get_mut(&self.key) {
+                if let Some(e) = map.existing(&self.slot) {
                     e.circuit = Circuit::HalfOpen { probing: false };
                 }
             }
             return;
         }
-        let e = map.entry(&self.key);
+        let Some(e) = map.entry(&self.slot) else {
+            return;
+        };
         e.failures = e.failures.saturating_add(1);
         if self.probe || e.failures >= cfg.failure_threshold {
             e.circuit = Circuit::Open {
@@ -307,7 +360,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done && self.probe {
             let mut map = self.health.map();
-            if let Some(e) = map.get_mut(&self.key) {
+            if let Some(e) = map.existing(&self.slot) {
                 e.circuit = Circuit::HalfOpen { probing: false };
             }
         }
