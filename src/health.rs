@@ -103,6 +103,12 @@ struct TargetKey {
     model: Arc<str>,
 }
 
+impl TargetKey {
+    fn is(&self, other: &Self) -> bool {
+        self.provider == other.provider && self.model == other.model
+    }
+}
+
 /// Where a permit's outcome goes.
 #[derive(Debug)]
 enum Slot {
@@ -144,42 +150,33 @@ impl Targets {
 
     /// The entry of a slot, made if it is not there yet (the only place the map grows).
     fn entry(&mut self, slot: &Slot) -> Option<&mut Entry> {
-        let (hash, key) = match slot {
-            Slot::At(hash, at) => return self.at_mut(*hash, *at),
-            Slot::New(hash, key) => (*hash, key),
-        };
-        let same = self.map.entry(hash).or_default();
-        let at = match same
-            .iter()
-            .position(|(k, _)| k.provider == key.provider && k.model == key.model)
-        {
-            Some(at) => at,
-            None => {
-                same.push((key.clone(), Entry::default()));
-                same.len() - 1
-            }
-        };
-        same.get_mut(at).map(|(_, e)| e)
-    }
-
-    /// The entry of a slot if it exists.
-    fn existing(&mut self, slot: &Slot) -> Option<&mut Entry> {
         match slot {
             Slot::At(hash, at) => self.at_mut(*hash, *at),
-            Slot::New(..) => self.entry_if_made(slot),
+            Slot::New(hash, key) => {
+                let same = self.map.entry(*hash).or_default();
+                let at = match same.iter().position(|(k, _)| k.is(key)) {
+                    Some(at) => at,
+                    None => {
+                        same.push((key.clone(), Entry::default()));
+                        same.len() - 1
+                    }
+                };
+                same.get_mut(at).map(|(_, e)| e)
+            }
         }
     }
 
-    /// A `New` slot's entry, if another request made it meanwhile.
-    fn entry_if_made(&mut self, slot: &Slot) -> Option<&mut Entry> {
-        let Slot::New(hash, key) = slot else {
-            return None;
-        };
-        self.map
-            .get_mut(hash)?
-            .iter_mut()
-            .find(|(k, _)| k.provider == key.provider && k.model == key.model)
-            .map(|(_, e)| e)
+    /// The entry of a slot if there is one (a `New` slot's, if another request made it).
+    fn existing(&mut self, slot: &Slot) -> Option<&mut Entry> {
+        match slot {
+            Slot::At(hash, at) => self.at_mut(*hash, *at),
+            Slot::New(hash, key) => self
+                .map
+                .get_mut(hash)?
+                .iter_mut()
+                .find(|(k, _)| k.is(key))
+                .map(|(_, e)| e),
+        }
     }
 
     #[cfg(test)]
