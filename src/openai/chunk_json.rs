@@ -30,10 +30,11 @@ use bytes::Bytes;
 use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
 use super::response::FinishReason;
 use super::scan::{
-    self, hex4, json_str_len, null_end as null, skip_ws, string_end, uint, value_end, write_json,
-    write_json_str, Invalid,
+    self, hex4, json_str_len, null_end as null, object_members, skip_ws, string_end, uint,
+    value_end, write_json, write_json_str, Invalid, Seen,
 };
 use super::usage_json::write_u64;
+use super::Usage;
 
 // ---------------------------------------------------------------------------------------------
 // Writer
@@ -68,7 +69,7 @@ pub(super) fn write_chunk(out: &mut Vec<u8>, c: &ChatCompletionChunk) {
     out.push(b']');
     if let Some(u) = &c.usage {
         out.extend_from_slice(b",\"usage\":");
-        write_json(out, &**u);
+        u.write_json(out);
     }
     if let Some(s) = &c.system_fingerprint {
         out.extend_from_slice(b",\"system_fingerprint\":");
@@ -331,7 +332,14 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
         }
         b"usage" => {
             seen.first(5)?;
-            by_serde(s, i, 1, &mut c.usage)
+            // Depth 2, as `by_serde` counts it (one stricter than the scanner's own limit).
+            match Usage::parse_json_at(b, i, 2) {
+                Some((u, end)) => {
+                    c.usage = u.map(Box::new);
+                    Some(end)
+                }
+                None => by_serde(s, i, 1, &mut c.usage),
+            }
         }
         b"system_fingerprint" => {
             seen.first(6)?;
@@ -477,44 +485,6 @@ fn function(s: &str, i: usize, f: &mut FunctionCallDelta) -> Option<usize> {
         }
         _ => skip(b, i, 7),
     })
-}
-
-/// The fields of one struct already seen (serde_json refuses duplicates).
-#[derive(Default)]
-struct Seen(u8);
-
-impl Seen {
-    /// `None` if field `bit` was seen before.
-    fn first(&mut self, bit: u8) -> Option<()> {
-        let mask = 1 << bit;
-        if self.0 & mask != 0 {
-            return None;
-        }
-        self.0 |= mask;
-        Some(())
-    }
-
-    fn has(&self, bit: u8) -> bool {
-        self.0 & (1 << bit) != 0
-    }
-}
-
-/// Calls `member(key, value_start)` for every member of the object at `b[i]`; `member` reads
-/// or skips the value and returns where it ends. Returns the index after the closing brace.
-/// Keys with escapes are refused (serde_json matches field names after decoding them). The
-/// depth limit is checked by [`skip`], so the walk itself passes depth 0.
-fn object_members<'a>(
-    b: &'a [u8],
-    i: usize,
-    mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
-) -> Option<usize> {
-    scan::object_end(b, i, 0, |key, escaped, v| {
-        if escaped {
-            return Err(Invalid);
-        }
-        member(key, v).ok_or(Invalid)
-    })
-    .ok()
 }
 
 /// Calls `element(start)` for every element of the array at `b[i]`; returns the index after

@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 /// Nesting deeper than this is refused (serde_json's own default limit).
-const MAX_DEPTH: u32 = 128;
+pub(crate) const MAX_DEPTH: u32 = 128;
 
 /// Not valid JSON, or not the shape asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,45 @@ pub(crate) fn object_end<'a>(
             _ => return Err(Invalid),
         }
     }
+}
+
+/// The fields of one struct already seen (serde_json refuses duplicates).
+#[derive(Default)]
+pub(crate) struct Seen(u8);
+
+impl Seen {
+    /// `None` if field `bit` was seen before.
+    pub(crate) fn first(&mut self, bit: u8) -> Option<()> {
+        let mask = 1 << bit;
+        if self.0 & mask != 0 {
+            return None;
+        }
+        self.0 |= mask;
+        Some(())
+    }
+
+    pub(crate) fn has(&self, bit: u8) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+}
+
+/// Calls `member(key, value_start)` for every member of the object at `b[i]`; `member` reads
+/// or skips the value and returns where it ends. Returns the index after the closing brace.
+/// Keys with escapes are refused (serde_json matches field names after decoding them). The
+/// walk itself passes depth 0: the depth limit is the caller's to check where it steps over
+/// a value it does not read.
+pub(crate) fn object_members<'a>(
+    b: &'a [u8],
+    i: usize,
+    mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    object_end(b, i, 0, |key, escaped, v| {
+        if escaped {
+            return Err(Invalid);
+        }
+        member(key, v).ok_or(Invalid)
+    })
+    .ok()
 }
 
 /// `b[i]` is `[` (an array at nesting `depth`): calls `each(element_start)` for every element,

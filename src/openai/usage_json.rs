@@ -2,7 +2,7 @@
 //! and a direct writer. Both give exactly what serde gives (the parse hands anything unusual
 //! back to serde); the proptests below hold them to it.
 
-use super::scan::{self, Invalid};
+use super::scan::{self, object_members, Seen};
 use super::{CompletionTokensDetails, CostDetails, PromptTokensDetails, Usage};
 
 impl Usage {
@@ -19,30 +19,46 @@ impl Usage {
     /// with the index after it: one pass over `usage` where the caller would otherwise step
     /// over it and then parse it.
     pub(crate) fn parse_json_at(b: &[u8], i: usize, depth: u32) -> Option<(Option<Self>, usize)> {
-        if b.get(i) == Some(&b'n') {
-            return Some((None, scan::null_end(b, i)?));
+        if let Some(end) = scan::null_end(b, i) {
+            return Some((None, end));
+        }
+        if depth >= scan::MAX_DEPTH {
+            return None;
         }
         let mut u = Self::default();
-        let end = members(b, i, depth, |key, v| {
-            Ok(match key {
-                b"prompt_tokens" => (1, count(b, v, &mut u.prompt_tokens)?),
-                b"completion_tokens" => (2, count(b, v, &mut u.completion_tokens)?),
-                b"total_tokens" => (4, count(b, v, &mut u.total_tokens)?),
-                b"prompt_tokens_details" => (
-                    8,
-                    prompt_details(b, v, depth + 1, &mut u.prompt_tokens_details)?,
-                ),
-                b"completion_tokens_details" => (
-                    16,
-                    completion_details(b, v, depth + 1, &mut u.completion_tokens_details)?,
-                ),
-                // Set by the CostMeter; an upstream's own value goes through serde.
-                b"cost" => (32, null(b, v)?),
-                b"cost_details" => (64, null(b, v)?),
-                _ => (0, scan::value_end(b, v, depth + 1)?),
-            })
-        })
-        .ok()?;
+        let mut seen = Seen::default();
+        let end = object_members(b, i, |key, v| match key {
+            b"prompt_tokens" => {
+                seen.first(0)?;
+                count(b, v, &mut u.prompt_tokens)
+            }
+            b"completion_tokens" => {
+                seen.first(1)?;
+                count(b, v, &mut u.completion_tokens)
+            }
+            b"total_tokens" => {
+                seen.first(2)?;
+                count(b, v, &mut u.total_tokens)
+            }
+            b"prompt_tokens_details" => {
+                seen.first(3)?;
+                prompt_details(b, v, depth + 1, &mut u.prompt_tokens_details)
+            }
+            b"completion_tokens_details" => {
+                seen.first(4)?;
+                completion_details(b, v, depth + 1, &mut u.completion_tokens_details)
+            }
+            // Set by the CostMeter; an upstream's own value goes through serde.
+            b"cost" => {
+                seen.first(5)?;
+                scan::null_end(b, v)
+            }
+            b"cost_details" => {
+                seen.first(6)?;
+                scan::null_end(b, v)
+            }
+            _ => scan::value_end(b, v, depth + 1).ok(),
+        })?;
         Some((Some(u), end))
     }
 
@@ -106,48 +122,40 @@ impl Usage {
     }
 }
 
-/// Steps over the object at `b[i]` (nesting `depth`), calling `field(key, value_start)` for
-/// each member; `field` returns the member's bit (0 for members it ignores) and the value's
-/// end. Escaped keys and duplicate fields are refused (serde reports the duplicates).
-fn members(
-    b: &[u8],
-    i: usize,
-    depth: u32,
-    mut field: impl FnMut(&[u8], usize) -> Result<(u8, usize), Invalid>,
-) -> Result<usize, Invalid> {
-    let mut seen = 0u8;
-    scan::object_end(b, i, depth, |key, escaped, v| {
-        if escaped {
-            return Err(Invalid);
-        }
-        let (bit, end) = field(key, v)?;
-        if seen & bit != 0 {
-            return Err(Invalid);
-        }
-        seen |= bit;
-        Ok(end)
-    })
-}
-
 /// A token count at `b[i]`: a plain non-negative integer that fits a `u64` (what serde
 /// accepts for a `u64`, less the forms it refuses anyway). Returns the end.
-fn count(b: &[u8], i: usize, out: &mut u64) -> Result<usize, Invalid> {
-    let (n, end) = scan::uint(b, i, u64::MAX).ok_or(Invalid)?;
+fn count(b: &[u8], i: usize, out: &mut u64) -> Option<usize> {
+    let (n, end) = scan::uint(b, i, u64::MAX)?;
     *out = n;
-    Ok(end)
+    Some(end)
 }
 
-fn opt_count(b: &[u8], i: usize, out: &mut Option<u64>) -> Result<usize, Invalid> {
-    if b.get(i) == Some(&b'n') {
+fn opt_count(b: &[u8], i: usize, out: &mut Option<u64>) -> Option<usize> {
+    if let Some(end) = scan::null_end(b, i) {
         *out = None;
-        return null(b, i);
+        return Some(end);
     }
     count(b, i, out.get_or_insert(0))
 }
 
-/// A `null` at `b[i]`; returns its end.
-fn null(b: &[u8], i: usize) -> Result<usize, Invalid> {
-    scan::null_end(b, i).ok_or(Invalid)
+/// A details object (at nesting `depth`) or `null` into `out`: `read(key, value_start, d)`
+/// reads one member and says where it ends.
+fn details<T: Default>(
+    b: &[u8],
+    i: usize,
+    depth: u32,
+    out: &mut Option<T>,
+    mut read: impl FnMut(&[u8], usize, &mut T) -> Option<usize>,
+) -> Option<usize> {
+    if let Some(end) = scan::null_end(b, i) {
+        *out = None;
+        return Some(end);
+    }
+    if depth >= scan::MAX_DEPTH {
+        return None;
+    }
+    let d = out.insert(T::default());
+    object_members(b, i, |key, v| read(key, v, d))
 }
 
 fn prompt_details(
@@ -155,19 +163,22 @@ fn prompt_details(
     i: usize,
     depth: u32,
     out: &mut Option<PromptTokensDetails>,
-) -> Result<usize, Invalid> {
-    if b.get(i) == Some(&b'n') {
-        *out = None;
-        return null(b, i);
-    }
-    let d = out.insert(PromptTokensDetails::default());
-    members(b, i, depth, |k, v| {
-        Ok(match k {
-            b"cached_tokens" => (1, count(b, v, &mut d.cached_tokens)?),
-            b"cache_write_tokens" => (2, opt_count(b, v, &mut d.cache_write_tokens)?),
-            b"audio_tokens" => (4, opt_count(b, v, &mut d.audio_tokens)?),
-            _ => (0, scan::value_end(b, v, depth + 1)?),
-        })
+) -> Option<usize> {
+    let mut seen = Seen::default();
+    details(b, i, depth, out, |key, v, d| match key {
+        b"cached_tokens" => {
+            seen.first(0)?;
+            count(b, v, &mut d.cached_tokens)
+        }
+        b"cache_write_tokens" => {
+            seen.first(1)?;
+            opt_count(b, v, &mut d.cache_write_tokens)
+        }
+        b"audio_tokens" => {
+            seen.first(2)?;
+            opt_count(b, v, &mut d.audio_tokens)
+        }
+        _ => scan::value_end(b, v, depth + 1).ok(),
     })
 }
 
@@ -176,24 +187,26 @@ fn completion_details(
     i: usize,
     depth: u32,
     out: &mut Option<CompletionTokensDetails>,
-) -> Result<usize, Invalid> {
-    if b.get(i) == Some(&b'n') {
-        *out = None;
-        return null(b, i);
-    }
-    let d = out.insert(CompletionTokensDetails::default());
-    members(b, i, depth, |k, v| {
-        Ok(match k {
-            b"reasoning_tokens" => (1, count(b, v, &mut d.reasoning_tokens)?),
-            b"audio_tokens" => (2, opt_count(b, v, &mut d.audio_tokens)?),
-            b"accepted_prediction_tokens" => {
-                (4, opt_count(b, v, &mut d.accepted_prediction_tokens)?)
-            }
-            b"rejected_prediction_tokens" => {
-                (8, opt_count(b, v, &mut d.rejected_prediction_tokens)?)
-            }
-            _ => (0, scan::value_end(b, v, depth + 1)?),
-        })
+) -> Option<usize> {
+    let mut seen = Seen::default();
+    details(b, i, depth, out, |key, v, d| match key {
+        b"reasoning_tokens" => {
+            seen.first(0)?;
+            count(b, v, &mut d.reasoning_tokens)
+        }
+        b"audio_tokens" => {
+            seen.first(1)?;
+            opt_count(b, v, &mut d.audio_tokens)
+        }
+        b"accepted_prediction_tokens" => {
+            seen.first(2)?;
+            opt_count(b, v, &mut d.accepted_prediction_tokens)
+        }
+        b"rejected_prediction_tokens" => {
+            seen.first(3)?;
+            opt_count(b, v, &mut d.rejected_prediction_tokens)
+        }
+        _ => scan::value_end(b, v, depth + 1).ok(),
     })
 }
 
