@@ -20,8 +20,9 @@ use std::time::Duration;
 use tower::Layer;
 
 use micro::{
-    answer, arm, call, catalog, complete_response, completion, drain, identity, parse, sdk_headers,
-    stream_response, text_chunks, typed, Bench, Canned, WithRecorder, REQUEST, TAIL,
+    answer, arm, call, catalog, complete_response, completion, drain, fresh_stream_response,
+    identity, parse, sdk_headers, stream_response, text_chunks, typed, Bench, Canned, WithRecorder,
+    REQUEST, TAIL,
 };
 use switchboard::catalog::Deadlines;
 use switchboard::cost::CostMeterLayer;
@@ -313,6 +314,13 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
             Vec::with_capacity(CHUNKS),
         )
     };
+    let shared: Arc<[_]> = chunks.clone().into();
+    let fresh = || {
+        (
+            with(&stream_chat, fresh_stream_response(&shared)),
+            Vec::with_capacity(CHUNKS),
+        )
+    };
 
     let base_svc = RefCell::new(identity());
     let svc = RefCell::new(CostMeterLayer::new().layer(identity()));
@@ -337,6 +345,12 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
         recorder: &prometheus,
         fut: Box::pin(async { drain(call(&prom_svc, req).await, out).await }),
     });
+    let fresh_base = arm(fresh, |(req, out)| async {
+        drain(call(&base_svc, req).await, out).await
+    });
+    let fresh_stream = arm(fresh, |(req, out)| async {
+        drain(call(&svc, req).await, out).await
+    });
 
     // Every case is priced: the completion carries usage.cost, the stream's usage chunk too.
     for resp in [nonstream_prom.once(rt), nonstream.once(rt)] {
@@ -347,7 +361,7 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
             "the completion is priced"
         );
     }
-    for (out, _) in [stream.once(rt), stream_prom.once(rt)] {
+    for (out, _) in [stream.once(rt), stream_prom.once(rt), fresh_stream.once(rt)] {
         assert_eq!(out.len(), CHUNKS);
         let usage = out.last().and_then(|c| c.usage.as_ref());
         assert!(
@@ -390,6 +404,15 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
         REQUEST,
         ("identity_stream200", &stream_base),
         &stream_prom,
+        Some(THREE_US),
+    );
+    // Each chunk made as it is polled (in cache, as a decoder leaves it): the meter's own cost.
+    g.baseline("identity_fresh_stream200", REQUEST, &fresh_base);
+    g.versus(
+        "fresh_stream200",
+        REQUEST,
+        ("identity_fresh_stream200", &fresh_base),
+        &fresh_stream,
         Some(THREE_US),
     );
     g.finish();

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +74,26 @@ pub struct Health {
 struct Inner {
     config: HealthConfig,
     map: Mutex<Targets>,
+    /// Entries whose circuit is not closed, changed only under the map's lock: while it is 0
+    /// every target is healthy and [`Health::state`] answers without the lock or a hash.
+    unhealthy: AtomicUsize,
+}
+
+impl Inner {
+    /// Moves `e`'s circuit to `to`, keeping the count of circuits that are not closed.
+    fn set(&self, e: &mut Entry, to: Circuit) {
+        let (was, is) = (e.circuit != Circuit::Closed, to != Circuit::Closed);
+        e.circuit = to;
+        match (was, is) {
+            (false, true) => {
+                self.unhealthy.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.unhealthy.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What [`Health::state`] says about a target.
@@ -213,6 +234,7 @@ impl Health {
             inner: Arc::new(Inner {
                 config,
                 map: Mutex::new(Targets::default()),
+                unhealthy: AtomicUsize::new(0),
             }),
         }
     }
@@ -232,6 +254,9 @@ impl Health {
 
     /// The state of a target now.
     pub fn state(&self, c: &Candidate) -> TargetState {
+        if self.inner.unhealthy.load(Ordering::Relaxed) == 0 {
+            return TargetState::Healthy;
+        }
         let map = self.map();
         let Some(e) = map.get(c) else {
             return TargetState::Healthy;
@@ -273,11 +298,11 @@ impl Health {
         let probe = match e.circuit {
             Circuit::Closed => false,
             Circuit::Open { until } if Instant::now() >= until => {
-                e.circuit = Circuit::HalfOpen { probing: true };
+                self.inner.set(e, Circuit::HalfOpen { probing: true });
                 true
             }
             Circuit::HalfOpen { probing: false } => {
-                e.circuit = Circuit::HalfOpen { probing: true };
+                self.inner.set(e, Circuit::HalfOpen { probing: true });
                 true
             }
             Circuit::Open { .. } | Circuit::HalfOpen { probing: true } => return None,
@@ -320,7 +345,7 @@ impl Permit {
             return;
         };
         e.failures = 0;
-        e.circuit = Circuit::Closed;
+        self.health.inner.set(e, Circuit::Closed);
         let sample = latency.as_secs_f64();
         e.latency_ewma = Some(match e.latency_ewma {
             Some(old) => old + alpha * (sample - old),
@@ -336,7 +361,9 @@ impl Permit {
         if !kind.is_retryable() {
             if self.probe {
                 if let Some(e) = map.existing(&self.slot) {
-                    e.circuit = Circuit::HalfOpen { probing: false };
+                    self.health
+                        .inner
+                        .set(e, Circuit::HalfOpen { probing: false });
                 }
             }
             return;
@@ -346,9 +373,8 @@ impl Permit {
         };
         e.failures = e.failures.saturating_add(1);
         if self.probe || e.failures >= cfg.failure_threshold {
-            e.circuit = Circuit::Open {
-                until: Instant::now() + cfg.cooldown,
-            };
+            let until = Instant::now() + cfg.cooldown;
+            self.health.inner.set(e, Circuit::Open { until });
         }
     }
 }
@@ -358,7 +384,9 @@ impl Drop for Permit {
         if !self.done && self.probe {
             let mut map = self.health.map();
             if let Some(e) = map.existing(&self.slot) {
-                e.circuit = Circuit::HalfOpen { probing: false };
+                self.health
+                    .inner
+                    .set(e, Circuit::HalfOpen { probing: false });
             }
         }
     }
@@ -398,6 +426,37 @@ mod tests {
         h.acquire(&c).unwrap().success(Duration::from_millis(100));
         assert_eq!(h.state(&c), TargetState::Healthy);
         assert_eq!(h.latency(&c), Some(Duration::from_millis(100)));
+        assert_eq!(h.inner.unhealthy.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unhealthy_count_follows_every_circuit() {
+        let h = Health::new(HealthConfig {
+            failure_threshold: 1,
+            cooldown: Duration::from_secs(10),
+            ewma_alpha: 0.5,
+        });
+        let p = Arc::new(Provider::new("p", ProviderKind::Openai, "http://x/v1"));
+        let a = Candidate::passthrough("p/a".into(), p.clone(), "a".into());
+        let b = Candidate::passthrough("p/b".into(), p, "b".into());
+        let count = |h: &Health| h.inner.unhealthy.load(Ordering::Relaxed);
+        h.acquire(&a).unwrap().failure(ErrorKind::Upstream);
+        h.acquire(&b).unwrap().failure(ErrorKind::Upstream);
+        assert_eq!(count(&h), 2);
+        assert_eq!(h.state(&a), TargetState::CoolingDown);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // A probe that hangs up, one that fails with a client error: still not closed.
+        drop(h.acquire(&a).unwrap());
+        h.acquire(&a)
+            .unwrap()
+            .failure(ErrorKind::UpstreamInvalidRequest);
+        assert_eq!(count(&h), 2);
+        h.acquire(&a).unwrap().success(Duration::from_millis(5));
+        assert_eq!(count(&h), 1);
+        assert_eq!(h.state(&b), TargetState::Probe);
+        h.acquire(&b).unwrap().success(Duration::from_millis(5));
+        assert_eq!(count(&h), 0);
+        assert_eq!(h.state(&a), TargetState::Healthy);
     }
 
     #[tokio::test(start_paused = true)]

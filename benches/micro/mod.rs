@@ -558,6 +558,18 @@ pub(crate) fn stream_response(chunks: &[ChatCompletionChunk]) -> ChatHttpRespons
     )))
 }
 
+/// A response carrying a stream that clones each of `chunks` when it is polled, the way a
+/// decoder hands over a chunk it has just written: the chunk is in cache when the layers look
+/// at it. ([`stream_response`] builds every chunk in setup, long before the timed part reads
+/// them; a layer that is the first to touch a chunk then pays the cache misses.)
+pub(crate) fn fresh_stream_response(chunks: &Arc<[ChatCompletionChunk]>) -> ChatHttpResponse {
+    let chunks = chunks.clone();
+    let n = chunks.len();
+    http::Response::new(ChatResponse::stream(futures_util::stream::iter(
+        (0..n).map(move |i| Ok(chunks[i].clone())),
+    )))
+}
+
 /// A response carrying `c` (cloned, in setup).
 pub(crate) fn complete_response(c: &ChatCompletion) -> ChatHttpResponse {
     http::Response::new(ChatResponse::from(c.clone()))

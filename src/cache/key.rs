@@ -64,12 +64,12 @@ impl CacheKey {
                     h.field("provider");
                     let json = serde_json::to_string(p)
                         .map_err(|e| Error::invalid_request("invalid `provider`").with_source(e))?;
-                    h.json(&json, "provider")?;
+                    h.json(json.as_bytes(), "provider")?;
                 }
             }
         }
         h.field("messages");
-        h.json(req.messages.get(), "messages")?;
+        h.json(req.messages.as_bytes(), "messages")?;
         for (name, raw) in [
             ("tools", &req.tools),
             ("tool_choice", &req.tool_choice),
@@ -77,7 +77,7 @@ impl CacheKey {
         ] {
             if let Some(raw) = raw {
                 h.field(name);
-                h.json(raw.get(), name)?;
+                h.json(raw.as_bytes(), name)?;
             }
         }
         for (name, v) in [
@@ -142,7 +142,7 @@ impl CacheKey {
             h.len(extra.len());
             for (k, v) in extra {
                 h.str(k);
-                h.json(v.get(), "extra")?;
+                h.json(v.as_bytes(), "extra")?;
             }
         }
         Ok(Self(h.0.finalize().into()))
@@ -247,7 +247,7 @@ impl KeyHasher {
             Some(true) => 2,
         }]);
     }
-    fn json(&mut self, raw: &str, what: &'static str) -> Result<(), Error> {
+    fn json(&mut self, raw: &[u8], what: &'static str) -> Result<(), Error> {
         canonicalize(raw, &mut self.0)
             .map_err(|e| Error::invalid_request(format!("invalid `{what}`: {e}")).with_param(what))
     }
@@ -259,8 +259,8 @@ fn write_str<W: Sink>(w: &mut W, s: &str) {
 }
 
 /// Writes the canonical encoding of the JSON text `raw` to `out`.
-fn canonicalize<W: Sink>(raw: &str, out: &mut W) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(raw);
+fn canonicalize<W: Sink>(raw: &[u8], out: &mut W) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
     Canon(out).deserialize(&mut de)?;
     de.end()
 }
@@ -365,7 +365,7 @@ mod tests {
 
     fn canon_bytes(raw: &str) -> Vec<u8> {
         let mut v = Vec::new();
-        canonicalize(raw, &mut v).unwrap();
+        canonicalize(raw.as_bytes(), &mut v).unwrap();
         v
     }
 
@@ -396,7 +396,7 @@ mod tests {
         assert_ne!(canon_bytes(r#"["ab","c"]"#), canon_bytes(r#"["a","bc"]"#));
         assert_ne!(canon_bytes(r#"{"ab":"c"}"#), canon_bytes(r#"{"a":"bc"}"#));
         assert_eq!(canon_bytes("-5"), canon_bytes(" -5 "));
-        assert!(canonicalize("{", &mut Vec::new()).is_err());
+        assert!(canonicalize(b"{", &mut Vec::new()).is_err());
     }
 
     #[test]

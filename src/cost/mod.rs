@@ -86,6 +86,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::HeaderValue;
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -179,6 +180,9 @@ impl Default for HandleCache {
 }
 
 const MAX_CACHED_LABEL_SETS: usize = 4096;
+
+/// Response header with the request's cost in USD (completions; streams carry `usage.cost`).
+pub const COST_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchboard-cost");
 
 struct Handles {
     requests: metrics::Counter,
@@ -680,7 +684,15 @@ where
                 }
             };
             let (mut parts, body) = resp.into_parts();
-            meter.served = parts.extensions.get::<ServedBy>().cloned();
+            meter.served = parts.extensions.get::<ServedBy>().map(|s| ServedBy {
+                provider: s.provider.clone(),
+                model: s.model.clone(),
+                // Only the sink's record lists the attempts.
+                attempts: match meter.config.sink {
+                    Some(_) => s.attempts.clone(),
+                    None => Vec::new(),
+                },
+            });
             meter.cache = parts.extensions.get::<CacheStatus>().copied();
             meter.prices = prices_for(meter.route.as_ref(), meter.served.as_ref());
             let body = match body {
@@ -695,9 +707,9 @@ where
                     let usage = whole.usage_mut().and_then(Option::as_mut);
                     let cost = usage.and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
-                        if let Ok(v) = HeaderValue::from_str(&format!("{:.9}", cost.total().usd()))
-                        {
-                            parts.headers.insert("x-switchboard-cost", v);
+                        let text = format!("{:.9}", cost.total().usd());
+                        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
+                            parts.headers.insert(COST_HEADER, v);
                         }
                     }
                     let ttft = meter.started.elapsed();

@@ -202,14 +202,13 @@ where
         Ok(b) => b,
         Err(e) => return error_response(&e),
     };
-    let chat = match ChatRequest::from_slice(&bytes) {
+    let chat = match ChatRequest::from_bytes(bytes) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
             return error_response(&e);
         }
     };
-    drop(bytes);
     let wants_usage = chat.wants_stream_usage();
     let span = tracing::info_span!(
         "gen_ai.chat",

@@ -41,9 +41,10 @@
 //! # }
 //! ```
 //!
-//! Requires: [`Route`] (from [`ModelResolve`](crate::resolve::ModelResolve)); a request with no
-//! `Route` but a `Target` is passed through as one attempt. Provides: [`Target`] (request),
-//! [`ServedBy`] (response).
+//! Requires: [`Route`] (from [`ModelResolve`](crate::resolve::ModelResolve)), which Fallback
+//! takes out of the request (the services below it see each attempt's [`Target`] instead); a
+//! request with no `Route` but a `Target` is passed through as one attempt. Provides:
+//! [`Target`] (request), [`ServedBy`] (response).
 //!
 //! # The commit point
 //! The future resolves only at the commit point: for a non-streaming request when a candidate
@@ -280,9 +281,11 @@ where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Clone + Send,
     S::Future: Send,
 {
-    let Some(route) = req.extensions().get::<Route>().cloned() else {
-        if req.extensions().get::<Target>().is_some() {
-            return inner.oneshot(req).await;
+    let (mut parts, body) = req.into_parts();
+    // The route is Fallback's to walk: taken out, so no attempt copies it.
+    let Some(route) = parts.extensions.remove::<Route>() else {
+        if parts.extensions.get::<Target>().is_some() {
+            return inner.oneshot(http::Request::from_parts(parts, body)).await;
         }
         return Err(Error::new(
             ErrorKind::InvalidRequest,
@@ -290,8 +293,7 @@ where
         ));
     };
     let started = Instant::now();
-    let deadline = budget(&config, req.headers()).map(|b| started + b);
-    let (mut parts, body) = req.into_parts();
+    let deadline = budget(&config, &parts.headers).map(|b| started + b);
     let mut attempts: Vec<Attempt> = Vec::with_capacity(route.candidates.len());
     let mut errors: Vec<Error> = Vec::new();
     let mut n: u32 = 0;

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+
+use bytes::Bytes;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -102,35 +103,41 @@ impl MessagesSummary {
 }
 
 /// A JSON value kept as text: a slice of the request body it was parsed from (shared, not
-/// copied), valid JSON by construction.
+/// copied), valid UTF-8 and valid JSON by construction.
 #[derive(Clone)]
 pub struct RawJson {
-    src: Arc<str>,
+    src: Bytes,
     start: usize,
     end: usize,
 }
 
 impl RawJson {
-    /// The JSON text.
+    /// The JSON text. (Checks the UTF-8 again, which costs a pass over the text: writers and
+    /// parsers that take bytes use [`RawJson::as_bytes`].)
     pub fn get(&self) -> &str {
-        self.src.get(self.start..self.end).unwrap_or("null")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("null")
+    }
+
+    /// The JSON text's bytes (valid UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.src.get(self.start..self.end).unwrap_or(b"null")
     }
 
     /// Checks `json` and keeps it.
     pub fn from_json(json: &str) -> Result<Self, Error> {
         let b = json.trim().as_bytes();
         match scan::value_end(b, 0, 0) {
-            Ok(end) if end == b.len() => Ok(Self::whole(json.trim().into())),
+            Ok(end) if end == b.len() => Ok(Self::whole(Bytes::copy_from_slice(b))),
             _ => Err(Error::invalid_request("not a JSON value")),
         }
     }
 
-    fn whole(src: Arc<str>) -> Self {
+    fn whole(src: Bytes) -> Self {
         let end = src.len();
         Self { src, start: 0, end }
     }
 
-    fn slice(src: &Arc<str>, span: Range<usize>) -> Self {
+    fn slice(src: &Bytes, span: Range<usize>) -> Self {
         Self {
             src: src.clone(),
             start: span.start,
@@ -142,7 +149,7 @@ impl RawJson {
 impl Default for RawJson {
     /// An empty array.
     fn default() -> Self {
-        Self::whole("[]".into())
+        Self::whole(Bytes::from_static(b"[]"))
     }
 }
 
@@ -154,7 +161,7 @@ impl fmt::Debug for RawJson {
 
 impl PartialEq for RawJson {
     fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -170,7 +177,7 @@ impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         let text: Box<str> = raw.into();
-        Ok(Self::whole(text.into()))
+        Ok(Self::whole(Bytes::from(String::from(text))))
     }
 }
 
@@ -277,15 +284,21 @@ pub enum ResponseFormat {
 impl ChatRequest {
     /// Parses a request body. Errors are client errors (400) with a clear message.
     pub fn from_slice(body: &[u8]) -> Result<Self, Error> {
-        let fast = std::str::from_utf8(body)
+        Self::from_bytes(Bytes::copy_from_slice(body))
+    }
+
+    /// [`ChatRequest::from_slice`] of a body the request keeps: its raw fields (`messages`,
+    /// `tools`, …) are slices of `body`, not copies.
+    pub fn from_bytes(body: Bytes) -> Result<Self, Error> {
+        let fast = std::str::from_utf8(&body)
             .ok()
-            .and_then(|text| Self::parse_fast(&Arc::from(text)));
+            .and_then(|_| Self::parse_fast(&body));
         let req = match fast {
             Some(r) => r,
             None => {
                 // The fast path only says no; serde says why (or accepts what the fast path
                 // does not handle, such as escaped keys).
-                let mut de = serde_json::Deserializer::from_slice(body);
+                let mut de = serde_json::Deserializer::from_slice(&body);
                 let req = Self::deserialize(&mut de).map_err(|e| json_error(&e))?;
                 de.end().map_err(|e| json_error(&e))?;
                 req
@@ -297,39 +310,40 @@ impl ChatRequest {
 
     /// One validating pass over the body with the byte scanner; typed fields are parsed from
     /// their own small slices, `messages` by the summary scan, raw fields kept as slices of
-    /// `src`. `None` for anything it does not accept.
-    fn parse_fast(src: &Arc<str>) -> Option<Self> {
+    /// `src` (valid UTF-8). `None` for anything it does not accept.
+    fn parse_fast(src: &Bytes) -> Option<Self> {
         let mut r = Self::default();
         let (mut have_model, mut have_messages) = (false, false);
         let mut summary = None;
         // `messages` is checked and summarised by serde in the same pass that finds its end.
         let messages_end = |key: &[u8], start: usize| {
             (key == b"messages").then(|| {
-                let (s, end) = match summarize_messages_fast(src.as_bytes(), start) {
+                let (s, end) = match summarize_messages_fast(src, start) {
                     Ok(done) => done,
                     // Escapes in keys, unusual shapes, errors: serde decides.
-                    Err(scan::Invalid) => summarize_messages(&src[start..])
-                        .map(|(s, len)| (s, start + len))
-                        .map_err(|_| scan::Invalid)?,
+                    Err(scan::Invalid) => std::str::from_utf8(&src[start..])
+                        .map_err(|_| scan::Invalid)
+                        .and_then(|rest| summarize_messages(rest).map_err(|_| scan::Invalid))
+                        .map(|(s, len)| (s, start + len))?,
                 };
                 summary = Some(s);
                 Ok(end)
             })
         };
-        scan::top_level_members_with(src.as_bytes(), messages_end, |m| {
+        scan::top_level_members_with(src, messages_end, |m| {
             if m.escaped_key {
                 return Err(scan::Invalid);
             }
             let text = &src[m.value.clone()];
-            let raw = || (text != "null").then(|| RawJson::slice(src, m.value.clone()));
+            let raw = || (text != b"null").then(|| RawJson::slice(src, m.value.clone()));
             macro_rules! typed {
                 ($($f:ident),*) => {
                     match m.key {
                         $(k if k == stringify!($f).as_bytes() => {
-                            r.$f = serde_json::from_str(text).map_err(|_| scan::Invalid)?;
+                            r.$f = serde_json::from_slice(text).map_err(|_| scan::Invalid)?;
                         })*
                         b"model" => {
-                            r.model = serde_json::from_str(text).map_err(|_| scan::Invalid)?;
+                            r.model = serde_json::from_slice(text).map_err(|_| scan::Invalid)?;
                             have_model = true;
                         }
                         b"messages" => {
@@ -434,7 +448,7 @@ impl ChatRequest {
 
     /// Parses `messages` into typed values (for codecs that translate them).
     pub fn parse_messages(&self) -> Result<Vec<Message>, Error> {
-        serde_json::from_str(self.messages.get()).map_err(|e| {
+        serde_json::from_slice(self.messages.as_bytes()).map_err(|e| {
             Error::invalid_request(format!("invalid `messages`: {e}")).with_param("messages")
         })
     }
@@ -443,7 +457,7 @@ impl ChatRequest {
     pub fn parse_tools(&self) -> Result<Vec<Tool>, Error> {
         match &self.tools {
             None => Ok(Vec::new()),
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+            Some(raw) => serde_json::from_slice(raw.as_bytes()).map_err(|e| {
                 Error::invalid_request(format!("invalid `tools`: {e}")).with_param("tools")
             }),
         }
@@ -454,7 +468,7 @@ impl ChatRequest {
         let Some(raw) = &self.tool_choice else {
             return Ok(None);
         };
-        let v: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| {
+        let v: serde_json::Value = serde_json::from_slice(raw.as_bytes()).map_err(|e| {
             Error::invalid_request(format!("invalid `tool_choice`: {e}")).with_param("tool_choice")
         })?;
         ToolChoice::from_value(&v).map(Some).ok_or_else(|| {
@@ -469,10 +483,12 @@ impl ChatRequest {
     pub fn parse_response_format(&self) -> Result<Option<ResponseFormat>, Error> {
         match &self.response_format {
             None => Ok(None),
-            Some(raw) => serde_json::from_str(raw.get()).map(Some).map_err(|e| {
-                Error::invalid_request(format!("invalid `response_format`: {e}"))
-                    .with_param("response_format")
-            }),
+            Some(raw) => serde_json::from_slice(raw.as_bytes())
+                .map(Some)
+                .map_err(|e| {
+                    Error::invalid_request(format!("invalid `response_format`: {e}"))
+                        .with_param("response_format")
+                }),
         }
     }
 
@@ -480,24 +496,24 @@ impl ChatRequest {
     pub fn metadata_str(&self, key: &str) -> Option<String> {
         let raw = self.metadata.as_ref()?;
         let map: std::collections::HashMap<Cow<'_, str>, serde_json::Value> =
-            serde_json::from_str(raw.get()).ok()?;
+            serde_json::from_slice(raw.as_bytes()).ok()?;
         map.get(key)?.as_str().map(str::to_owned)
     }
 
     /// Whether any tools are offered.
     pub fn has_tools(&self) -> bool {
-        self.tools.as_ref().is_some_and(|t| t.get() != "[]")
+        self.tools.as_ref().is_some_and(|t| t.as_bytes() != b"[]")
     }
 
     /// Serializes the request with OpenAI's field names, for an OpenAI-compatible upstream:
     /// `model` replaced by `model`, OpenRouter routing fields dropped unless `keep_routing`,
     /// `stream_options.include_usage` forced on for streams when `force_usage`.
     pub fn to_openai_json(&self, model: &str, force_usage: bool, keep_routing: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.messages.get().len() + 256);
+        let mut out = Vec::with_capacity(self.messages.as_bytes().len() + 256);
         out.extend_from_slice(b"{\"model\":");
         scan::write_json_str(&mut out, model);
         out.extend_from_slice(b",\"messages\":");
-        out.extend_from_slice(self.messages.get().as_bytes());
+        out.extend_from_slice(self.messages.as_bytes());
         macro_rules! opt {
             ($($f:ident),*) => {$(
                 if let Some(v) = &self.$f {
@@ -510,7 +526,7 @@ impl ChatRequest {
             ($($f:ident),*) => {$(
                 if let Some(v) = &self.$f {
                     write_key(&mut out, stringify!($f));
-                    out.extend_from_slice(v.get().as_bytes());
+                    out.extend_from_slice(v.as_bytes());
                 }
             )*};
         }
@@ -549,7 +565,7 @@ impl ChatRequest {
             out.push(b',');
             write_json(&mut out, k.as_str());
             out.push(b':');
-            out.extend_from_slice(v.get().as_bytes());
+            out.extend_from_slice(v.as_bytes());
         }
         out.push(b'}');
         out
