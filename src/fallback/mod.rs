@@ -292,8 +292,7 @@ where
             "no route for this request (ModelResolve must run before Fallback)",
         ));
     };
-    let started = Instant::now();
-    let deadline = budget(&config, &parts.headers).map(|b| started + b);
+    let deadline = budget(&config, &parts.headers).map(|b| Instant::now() + b);
     let mut attempts: Vec<Attempt> = Vec::with_capacity(route.candidates.len());
     let mut errors: Vec<Error> = Vec::new();
     let mut n: u32 = 0;
@@ -352,7 +351,8 @@ where
                 candidate: candidate.clone(),
                 attempt: n,
             });
-            let attempt_started = Instant::now();
+            // Only health wants the attempt's latency.
+            let attempt_started = permit.as_ref().map(|_| Instant::now());
             let svc = inner.clone();
             let call = async move {
                 let resp = svc.oneshot(attempt_req).await?;
@@ -377,8 +377,8 @@ where
             };
             match result {
                 Ok(mut resp) => {
-                    if let Some(p) = permit {
-                        p.success(attempt_started.elapsed());
+                    if let (Some(p), Some(t)) = (permit, attempt_started) {
+                        p.success(t.elapsed());
                     }
                     attempts.push(Attempt {
                         provider: candidate.provider.name.clone(),

@@ -1,5 +1,7 @@
 //! Streaming chunks.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,9 +14,9 @@ use super::response::{FinishReason, Usage};
 pub struct ChatCompletionChunk {
     /// Completion id, the same for every chunk of a stream.
     pub id: String,
-    /// Always `chat.completion.chunk`.
+    /// Always `chat.completion.chunk` (borrowed when it is: no allocation per chunk).
     #[serde(default = "chunk_object")]
-    pub object: String,
+    pub object: Cow<'static, str>,
     /// Unix seconds.
     #[serde(default)]
     pub created: u64,
@@ -38,8 +40,11 @@ pub struct ChatCompletionChunk {
     pub error: Option<Box<ErrorBody>>,
 }
 
-fn chunk_object() -> String {
-    "chat.completion.chunk".to_owned()
+/// The `object` of a chunk.
+pub(crate) const CHUNK_OBJECT: &str = "chat.completion.chunk";
+
+pub(crate) fn chunk_object() -> Cow<'static, str> {
+    Cow::Borrowed(CHUNK_OBJECT)
 }
 
 impl ChatCompletionChunk {

@@ -27,7 +27,10 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+use super::chunk::{
+    chunk_object, ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta,
+    CHUNK_OBJECT,
+};
 use super::response::FinishReason;
 use super::scan::{
     self, hex4, json_str_len, null_end as null, object_members, skip_ws, string_end, uint,
@@ -287,7 +290,7 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
     let mut seen = Seen::default();
     let mut c = ChatCompletionChunk {
         id: String::new(),
-        object: String::new(),
+        object: Cow::Borrowed(""),
         created: 0,
         model: String::new(),
         choices: Vec::new(),
@@ -303,7 +306,13 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
         }
         b"object" => {
             seen.first(1)?;
-            string_into(s, i, &mut c.object)
+            let (v, end) = str_value(s, i)?;
+            c.object = if v == CHUNK_OBJECT {
+                chunk_object()
+            } else {
+                Cow::Owned(v.into_owned())
+            };
+            Some(end)
         }
         b"created" => {
             seen.first(2)?;
@@ -357,7 +366,7 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
         return None;
     }
     if !seen.has(1) {
-        c.object = "chat.completion.chunk".to_owned();
+        c.object = chunk_object();
     }
     Some(c)
 }
@@ -970,7 +979,12 @@ mod tests {
                 |((id, object, created, model), choices, usage, fp, provider, error)| {
                     ChatCompletionChunk {
                         id,
-                        object,
+                        // Half the chunks carry the usual (borrowed) object.
+                        object: if created % 2 == 0 {
+                            chunk_object()
+                        } else {
+                            object.into()
+                        },
                         created,
                         model,
                         choices,
