@@ -137,12 +137,13 @@ pub struct ServedBy {
 impl ServedBy {
     /// `provider/model:outcome` entries joined by `, ` (the `x-switchboard-attempts` header).
     pub fn attempts_header(attempts: &[Attempt]) -> String {
-        let mut s = String::with_capacity(
-            attempts
-                .iter()
-                .map(|a| a.provider.len() + a.model.len() + 24)
-                .sum(),
-        );
+        // The exact length, so the header value takes the buffer as it is.
+        let len = attempts
+            .iter()
+            .map(|a| a.provider.len() + a.model.len() + 2 + a.error.map_or(2, |e| e.as_str().len()))
+            .sum::<usize>()
+            + 2 * attempts.len().saturating_sub(1);
+        let mut s = String::with_capacity(len);
         for (i, a) in attempts.iter().enumerate() {
             if i > 0 {
                 s.push_str(", ");
@@ -176,5 +177,37 @@ impl CacheStatus {
             Self::Miss => "MISS",
             Self::Bypass => "BYPASS",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_header_is_built_at_its_exact_length() {
+        let at = |p: &str, m: &str, error| Attempt {
+            provider: p.into(),
+            model: m.into(),
+            error,
+        };
+        let attempts = [
+            at("a", "a/m", Some(ErrorKind::RateLimited)),
+            at("bb", "bb/model", Some(ErrorKind::Timeout)),
+            at("c", "c/m", None),
+        ];
+        for n in 1..=attempts.len() {
+            let s = ServedBy::attempts_header(&attempts[..n]);
+            assert_eq!(s.len(), s.capacity(), "{s}");
+        }
+        assert_eq!(
+            ServedBy::attempts_header(&attempts),
+            format!(
+                "a:a/m={}, bb:bb/model={}, c:c/m=ok",
+                ErrorKind::RateLimited.as_str(),
+                ErrorKind::Timeout.as_str()
+            )
+        );
+        assert_eq!(ServedBy::attempts_header(&[]), "");
     }
 }

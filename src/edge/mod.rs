@@ -269,10 +269,10 @@ fn request_id(headers: &HeaderMap) -> RequestId {
     {
         return RequestId(v.clone());
     }
-    let mut id = String::with_capacity(32);
-    crate::openai::push_unique_hex(&mut id);
+    // Copied once from the stack into a buffer of its exact size.
+    let id = crate::openai::unique_hex();
     RequestId(
-        HeaderValue::from_maybe_shared(Bytes::from(id.into_bytes()))
+        HeaderValue::from_maybe_shared(Bytes::copy_from_slice(id.as_bytes()))
             .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
     )
 }

@@ -55,9 +55,14 @@ pub fn new_completion_id() -> String {
     id
 }
 
-/// Appends a fresh id in lowercase hex (16 scrambled digits, then a process-wide counter):
-/// unique per process run, cheap, not cryptographic.
+/// Appends a fresh id in lowercase hex; see [`unique_hex`].
 pub(crate) fn push_unique_hex(out: &mut String) {
+    out.push_str(unique_hex().as_str());
+}
+
+/// A fresh id in lowercase hex (16 scrambled digits, then a process-wide counter): unique per
+/// process run, cheap, not cryptographic. Kept on the stack (at most 32 digits).
+pub(crate) fn unique_hex() -> UniqueHex {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
@@ -73,11 +78,62 @@ pub(crate) fn push_unique_hex(out: &mut String) {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = UniqueHex {
+        buf: [b'0'; 32],
+        len: 0,
+    };
     for shift in (0..16).rev() {
-        out.push(char::from(HEX[(z >> (shift * 4)) as usize & 15]));
+        id.push(HEX[(z >> (shift * 4)) as usize & 15]);
     }
     let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
     for shift in (0..digits).rev() {
-        out.push(char::from(HEX[(n >> (shift * 4)) as usize & 15]));
+        id.push(HEX[(n >> (shift * 4)) as usize & 15]);
+    }
+    id
+}
+
+/// An id made by [`unique_hex`].
+pub(crate) struct UniqueHex {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl UniqueHex {
+    fn push(&mut self, digit: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = digit;
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len.min(self.buf.len())]
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_hex_ids_are_hex_distinct_and_bounded() {
+        let ids: Vec<String> = (0..1000)
+            .map(|_| unique_hex().as_str().to_owned())
+            .collect();
+        for id in &ids {
+            assert!((17..=32).contains(&id.len()), "{id}");
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let c = new_completion_id();
+        assert!(c.starts_with("chatcmpl-") && c.len() >= 9 + 17);
     }
 }
