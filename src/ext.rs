@@ -2,7 +2,7 @@
 //!
 //! | type | written by | read by |
 //! | --- | --- | --- |
-//! | [`Route`] | ModelResolve | CostMeter, ResponseCache, Fallback |
+//! | [`Route`] | ModelResolve | CostMeter, ResponseCache, Fallback (which takes it out) |
 //! | [`Target`] | Fallback | ModelTimeout, ProviderTranslate |
 //! | [`CallerKey`] | the host app's auth | CostMeter (budgets), per-key limits |
 //! | [`ServedBy`] | Fallback (response) | CostMeter, the edge (headers) |
