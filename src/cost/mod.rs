@@ -506,10 +506,11 @@ impl Meter {
                 caller: self.caller.clone(),
                 provider: self.served.as_ref().map(|s| s.provider.clone()),
                 model: self.served.as_ref().map(|s| s.model.clone()),
+                // Kept for the sink only (see `call`); this is its last use.
                 attempts: self
                     .served
-                    .as_ref()
-                    .map(|s| s.attempts.clone())
+                    .as_mut()
+                    .map(|s| std::mem::take(&mut s.attempts))
                     .unwrap_or_default(),
                 usage,
                 usage_estimated,

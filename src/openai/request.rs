@@ -175,9 +175,15 @@ impl Serialize for RawJson {
 
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(d)?;
+        Box::<RawValue>::deserialize(d).map(Self::from)
+    }
+}
+
+impl From<Box<RawValue>> for RawJson {
+    /// Keeps serde_json's checked text (its buffer, not a copy).
+    fn from(raw: Box<RawValue>) -> Self {
         let text: Box<str> = raw.into();
-        Ok(Self::whole(Bytes::from(String::from(text))))
+        Self::whole(Bytes::from(String::from(text)))
     }
 }
 
@@ -628,9 +634,10 @@ impl<'de> Visitor<'de> for RequestVisitor {
                     have_model = true;
                 }
                 "messages" => {
-                    let raw: RawJson = map.next_value()?;
+                    // Summarised while still a `str` (a `RawJson` would check the UTF-8 again).
+                    let raw: Box<RawValue> = map.next_value()?;
                     r.summary = scan_messages(raw.get()).map_err(de::Error::custom)?;
-                    r.messages = raw;
+                    r.messages = RawJson::from(raw);
                     have_messages = true;
                 }
                 "models" => field!(models),
