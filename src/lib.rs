@@ -18,7 +18,7 @@
 //! ModelResolve       model / alias / models[] → Route (ordered candidates)
 //! Fallback           walks the Route: Target per attempt, commit point, ServedBy
 //! ProviderTranslate  ChatRequest + Target → provider wire request; wire answer → canonical
-//!   ▼  http::Request<Full<Bytes>>             ▲ http::Response<Incoming>
+//!   ▼  http::Request<UpstreamBody>            ▲ http::Response<Incoming>
 //! HttpClient         hyper-util pooled client, rustls (ring), HTTP/1.1 + HTTP/2
 //! ```
 //!

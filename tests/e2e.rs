@@ -152,6 +152,34 @@ async fn unknown_fields_are_forwarded_untouched() {
 }
 
 #[tokio::test]
+async fn a_long_conversation_goes_upstream_byte_for_byte_with_a_content_length() {
+    // `messages` over 4 KiB is sent as a slice of the client's body between the codec's own
+    // bytes (three frames, one vectored write): the provider must still see one JSON body
+    // with an exact Content-Length, not a chunked one.
+    let e = env().await;
+    let turn =
+        r#"{"role":"user","content":"Summarise the attached report, section by section. \u00e9"}"#;
+    let messages = vec![turn; 120].join(",");
+    let raw = format!(
+        r#"{{"model":"a/gpt-4o-mini","messages":[{messages}],"temperature":0.25,"x_vendor":[1, 2]}}"#
+    );
+    assert!(messages.len() > 8192);
+    let req = http::Request::post("/v1/chat/completions")
+        .body(Full::new(Bytes::from(raw)))
+        .unwrap();
+    let resp = e.gateway.chat_completions().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = e.a.last_request().unwrap();
+    let expected = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{messages}],"temperature":0.25,"x_vendor":[1, 2]}}"#
+    );
+    assert_eq!(std::str::from_utf8(&got.raw_body).unwrap(), expected);
+    let expected_len = expected.len().to_string();
+    assert_eq!(got.header("content-length"), Some(expected_len.as_str()));
+    assert_eq!(got.header("transfer-encoding"), None);
+}
+
+#[tokio::test]
 async fn completion_carries_model_usage_cost_and_headers() {
     let e = env().await;
     let a = post(&e.gateway, hello("a/gpt-4o-mini")).await;

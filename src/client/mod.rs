@@ -1,5 +1,5 @@
 //! [`HttpClient`]: hyper-util's pooled client with rustls (ring, webpki roots), HTTP/1.1 and
-//! HTTP/2, as a `tower::Service<http::Request<Full<Bytes>>>` that fails with [`Error`].
+//! HTTP/2, as a `tower::Service<http::Request<UpstreamBody>>` that fails with [`Error`].
 //!
 //! Plain `http://` works too (local vLLM, Ollama, llama.cpp, test fakes). Connection failures
 //! and resets map to [`ErrorKind::Upstream`] (502, retryable).
@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,7 +22,10 @@ use tower_service::Service;
 
 use crate::{Error, ErrorKind};
 
-type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+mod body;
+pub use body::UpstreamBody;
+
+type Inner = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// The pooled HTTP client at the bottom of the stack. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
@@ -139,7 +140,7 @@ fn rustls_config() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-impl Service<http::Request<Full<Bytes>>> for HttpClient {
+impl Service<http::Request<UpstreamBody>> for HttpClient {
     type Response = http::Response<Incoming>;
     type Error = Error;
     type Future = ResponseFuture;
@@ -148,7 +149,7 @@ impl Service<http::Request<Full<Bytes>>> for HttpClient {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Full<Bytes>>) -> ResponseFuture {
+    fn call(&mut self, req: http::Request<UpstreamBody>) -> ResponseFuture {
         ResponseFuture {
             inner: self.inner.request(req),
         }

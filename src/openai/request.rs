@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::message::{Message, Role, Tool, ToolChoice};
 use super::scan::{self, write_json};
+use crate::client::UpstreamBody;
 use crate::Error;
 
 /// A chat-completions request.
@@ -121,6 +122,15 @@ impl RawJson {
     /// The JSON text's bytes (valid UTF-8).
     pub fn as_bytes(&self) -> &[u8] {
         self.src.get(self.start..self.end).unwrap_or(b"null")
+    }
+
+    /// The JSON text as a slice of the buffer it was parsed from (shared, not copied).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.start <= self.end && self.end <= self.src.len() {
+            self.src.slice(self.start..self.end)
+        } else {
+            Bytes::from_static(b"null")
+        }
     }
 
     /// Checks `json` and keeps it.
@@ -515,23 +525,50 @@ impl ChatRequest {
     /// `model` replaced by `model`, OpenRouter routing fields dropped unless `keep_routing`,
     /// `stream_options.include_usage` forced on for streams when `force_usage`.
     pub fn to_openai_json(&self, model: &str, force_usage: bool, keep_routing: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.messages.as_bytes().len() + 256);
-        out.extend_from_slice(b"{\"model\":");
-        scan::write_json_str(&mut out, model);
-        out.extend_from_slice(b",\"messages\":");
-        out.extend_from_slice(self.messages.as_bytes());
+        let messages = self.messages.as_bytes();
+        let mut out = Vec::with_capacity(model.len() + messages.len() + 256);
+        write_openai_head(&mut out, model);
+        out.extend_from_slice(messages);
+        self.write_openai_rest(&mut out, force_usage, keep_routing);
+        out
+    }
+
+    /// [`to_openai_json`](Self::to_openai_json) as an upstream request body. When `messages`
+    /// is long (most of a long conversation) it is sent as the slice of the client's body it
+    /// was parsed from, between the bytes before and after it, instead of being copied; a
+    /// short one is copied into a single buffer (cheaper than a frame of its own). The bytes
+    /// sent are the same either way.
+    pub fn to_openai_body(
+        &self,
+        model: &str,
+        force_usage: bool,
+        keep_routing: bool,
+    ) -> UpstreamBody {
+        if self.messages.as_bytes().len() < SHARED_MESSAGES_MIN {
+            return UpstreamBody::new(self.to_openai_json(model, force_usage, keep_routing));
+        }
+        let mut head = Vec::with_capacity(model.len() + 24);
+        write_openai_head(&mut head, model);
+        let mut rest = Vec::with_capacity(256);
+        self.write_openai_rest(&mut rest, force_usage, keep_routing);
+        UpstreamBody::concat(head.into(), self.messages.to_bytes(), rest.into())
+    }
+
+    /// Everything after `messages` in [`to_openai_json`](Self::to_openai_json), closing brace
+    /// included.
+    fn write_openai_rest(&self, out: &mut Vec<u8>, force_usage: bool, keep_routing: bool) {
         macro_rules! opt {
             ($($f:ident),*) => {$(
                 if let Some(v) = &self.$f {
-                    write_key(&mut out, stringify!($f));
-                    write_json(&mut out, v);
+                    write_key(out, stringify!($f));
+                    write_json(out, v);
                 }
             )*};
         }
         macro_rules! raw {
             ($($f:ident),*) => {$(
                 if let Some(v) = &self.$f {
-                    write_key(&mut out, stringify!($f));
+                    write_key(out, stringify!($f));
                     out.extend_from_slice(v.as_bytes());
                 }
             )*};
@@ -569,13 +606,23 @@ impl ChatRequest {
         opt!(parallel_tool_calls);
         for (k, v) in &self.extra {
             out.push(b',');
-            write_json(&mut out, k.as_str());
+            write_json(out, k.as_str());
             out.push(b':');
             out.extend_from_slice(v.as_bytes());
         }
         out.push(b'}');
-        out
     }
+}
+
+/// `messages` at least this long goes upstream as a slice of the client's body (a frame of
+/// its own) rather than copied: below it, the copy costs less than the extra frame.
+const SHARED_MESSAGES_MIN: usize = 4096;
+
+/// The start of an upstream OpenAI body, up to the value of `messages`.
+fn write_openai_head(out: &mut Vec<u8>, model: &str) {
+    out.extend_from_slice(b"{\"model\":");
+    scan::write_json_str(out, model);
+    out.extend_from_slice(b",\"messages\":");
 }
 
 fn write_key(out: &mut Vec<u8>, name: &str) {
@@ -948,6 +995,43 @@ mod tests {
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(v.get("models").is_none());
         assert!(v.get("provider").is_none());
+    }
+
+    #[tokio::test]
+    async fn upstream_body_is_the_json_and_shares_long_messages() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt;
+        let turn = r#"{"role":"user","content":"The quick brown fox jumps over the lazy dog."}"#;
+        for turns in [1, 200] {
+            let messages = vec![turn; turns].join(",");
+            let body = Bytes::from(format!(
+                r#"{{"model":"a/b","messages":[{messages}],"stream":true,"tools":[{{"type":"function","function":{{"name":"f"}}}}],"x":1}}"#
+            ));
+            let r = ChatRequest::from_bytes(body.clone()).unwrap();
+            let json = r.to_openai_json("b", true, false);
+            let upstream = r.to_openai_body("b", true, false);
+            assert_eq!(upstream.size_hint().exact(), Some(json.len() as u64));
+            let mut frames = Vec::new();
+            let mut upstream = std::pin::pin!(upstream);
+            while let Some(f) = upstream.frame().await {
+                frames.push(f.unwrap().into_data().unwrap());
+            }
+            assert_eq!(
+                frames.concat(),
+                json,
+                "the same bytes, in one frame or three"
+            );
+            let long = r.messages.as_bytes().len() >= SHARED_MESSAGES_MIN;
+            assert_eq!(long, turns > 1);
+            if long {
+                // The middle frame is the client's own `messages`, not a copy.
+                let start = body.iter().position(|&c| c == b'[').unwrap();
+                assert_eq!(frames.len(), 3);
+                assert_eq!(frames[1].as_ptr(), body[start..].as_ptr());
+            } else {
+                assert_eq!(frames.len(), 1);
+            }
+        }
     }
 
     #[test]

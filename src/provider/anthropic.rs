@@ -70,7 +70,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -78,6 +77,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
+use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     new_completion_id, unix_now, AssistantMessage, ChatCompletion, ChatCompletionChunk,
@@ -109,7 +109,7 @@ impl ProviderCodec for Anthropic {
         &self,
         req: &ChatRequest,
         ctx: &EncodeContext<'_>,
-    ) -> Result<http::Request<Bytes>, Error> {
+    ) -> Result<http::Request<UpstreamBody>, Error> {
         refuse_unsupported(req)?;
         let messages = req.parse_messages()?;
         let tools = req.parse_tools()?;
@@ -157,7 +157,7 @@ impl ProviderCodec for Anthropic {
         if let Some(key) = &ctx.provider.api_key {
             b = b.header("x-api-key", key.header_value()?);
         }
-        b.body(Bytes::from(body))
+        b.body(UpstreamBody::from(body))
             .map_err(|_| Error::upstream("could not build the upstream request"))
     }
 
@@ -1581,7 +1581,10 @@ mod tests {
         .with_api_key("sk-ant-test")
     }
 
-    fn encode_with(body: Value, max_output: Option<u32>) -> Result<http::Request<Bytes>, Error> {
+    fn encode_with(
+        body: Value,
+        max_output: Option<u32>,
+    ) -> Result<http::Request<UpstreamBody>, Error> {
         let req = ChatRequest::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
         let p = provider();
         Anthropic.encode(
@@ -1596,7 +1599,7 @@ mod tests {
 
     fn encode(body: Value) -> Value {
         let r = encode_with(body, None).unwrap();
-        serde_json::from_slice(r.body()).unwrap()
+        serde_json::from_slice(&r.body().to_bytes()).unwrap()
     }
 
     fn encode_err(body: Value) -> Error {
@@ -1627,7 +1630,7 @@ mod tests {
         assert_eq!(r.headers()["anthropic-version"], "2023-06-01");
         assert_eq!(r.headers()["content-type"], "application/json");
         assert!(r.headers().get("authorization").is_none());
-        let v: Value = serde_json::from_slice(r.body()).unwrap();
+        let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
         assert_eq!(
             v,
             json!({
@@ -1651,7 +1654,7 @@ mod tests {
         };
         let mt = |b: Value, cap: Option<u32>| -> Value {
             let r = encode_with(b, cap).unwrap();
-            serde_json::from_slice::<Value>(r.body()).unwrap()["max_tokens"].clone()
+            serde_json::from_slice::<Value>(&r.body().to_bytes()).unwrap()["max_tokens"].clone()
         };
         assert_eq!(
             mt(
@@ -1964,7 +1967,7 @@ mod tests {
             Some(8192),
         )
         .unwrap();
-        let v: Value = serde_json::from_slice(r.body()).unwrap();
+        let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
         assert_eq!(v["max_tokens"], 8192);
         assert_eq!(v["thinking"]["budget_tokens"], 8000);
     }

@@ -127,7 +127,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -136,6 +135,7 @@ use serde_json::{Map, Value};
 use super::{
     error_for_status, join_url, DecodeContext, EncodeContext, ProviderCodec, StreamDecode,
 };
+use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChunkChoice,
@@ -160,7 +160,7 @@ impl ProviderCodec for Gemini {
         &self,
         req: &ChatRequest,
         ctx: &EncodeContext<'_>,
-    ) -> Result<http::Request<Bytes>, Error> {
+    ) -> Result<http::Request<UpstreamBody>, Error> {
         let model = ctx
             .upstream_model
             .strip_prefix("models/")
@@ -190,7 +190,7 @@ impl ProviderCodec for Gemini {
         if let Some(key) = &ctx.provider.api_key {
             b = b.header("x-goog-api-key", key.header_value()?);
         }
-        b.body(Bytes::from(json))
+        b.body(UpstreamBody::from(json))
             .map_err(|_| Error::upstream("could not build the upstream request"))
     }
 
@@ -1908,7 +1908,7 @@ mod tests {
         }
     }
 
-    fn encode_with(body: Value, model: &str) -> Result<http::Request<Bytes>, Error> {
+    fn encode_with(body: Value, model: &str) -> Result<http::Request<UpstreamBody>, Error> {
         let req = ChatRequest::from_slice(body.to_string().as_bytes())?;
         let p = provider();
         Gemini.encode(
@@ -1923,7 +1923,7 @@ mod tests {
 
     fn encode(body: Value) -> Value {
         let r = encode_with(body, "gemini-2.5-flash").unwrap();
-        serde_json::from_slice(r.body()).unwrap()
+        serde_json::from_slice(&r.body().to_bytes()).unwrap()
     }
 
     fn encode_err(body: Value) -> Error {
@@ -1949,7 +1949,7 @@ mod tests {
         assert_eq!(r.headers()["content-type"], "application/json");
         assert!(r.headers().get("authorization").is_none());
         // The REST quickstart body.
-        let v: Value = serde_json::from_slice(r.body()).unwrap();
+        let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
         assert_eq!(
             v,
             json!({"contents": [{"role": "user", "parts": [{"text": "Explain how AI works"}]}]})
@@ -2279,7 +2279,7 @@ mod tests {
             "gemini-2.0-flash-001",
         )
         .unwrap();
-        let v: Value = serde_json::from_slice(r.body()).unwrap();
+        let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
         assert_eq!(
             v["generationConfig"],
             json!({"presencePenalty": 0.5, "frequencyPenalty": 0.25})

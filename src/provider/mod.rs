@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::catalog::{Provider, ProviderKind};
+use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, RawCompletion};
 use crate::{Error, ErrorKind};
@@ -48,7 +49,7 @@ pub trait ProviderCodec: fmt::Debug + Send + Sync {
         &self,
         req: &ChatRequest,
         ctx: &EncodeContext<'_>,
-    ) -> Result<http::Request<Bytes>, Error>;
+    ) -> Result<http::Request<UpstreamBody>, Error>;
 
     /// Decodes a successful non-streaming body.
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error>;

@@ -18,6 +18,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
+use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     finish_completion, ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse,
@@ -34,9 +35,8 @@ impl ProviderCodec for OpenAiCompat {
         &self,
         req: &ChatRequest,
         ctx: &EncodeContext<'_>,
-    ) -> Result<http::Request<Bytes>, Error> {
-        let body = req.to_openai_json(ctx.upstream_model, true, false);
-        let mut r = http::Request::new(Bytes::from(body));
+    ) -> Result<http::Request<UpstreamBody>, Error> {
+        let mut r = http::Request::new(req.to_openai_body(ctx.upstream_model, true, false));
         *r.method_mut() = Method::POST;
         *r.uri_mut() = ctx.provider.endpoint("/chat/completions")?;
         let h = r.headers_mut();
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(r.uri(), "https://api.openai.com/v1/chat/completions");
         assert_eq!(r.headers()["authorization"], "Bearer sk-test");
         assert!(r.headers()["authorization"].is_sensitive());
-        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({

@@ -9,6 +9,7 @@
 //! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use switchboard::catalog::{Provider, ProviderKind};
+//! use switchboard::client::UpstreamBody;
 //! use switchboard::ext::{Candidate, Target};
 //! use switchboard::openai::ChatRequest;
 //! use switchboard::translate::ProviderTranslate;
@@ -16,7 +17,7 @@
 //! use tower::{service_fn, ServiceExt};
 //!
 //! // A fake HTTP client standing in for Anthropic: checks the native request, answers natively.
-//! let client = service_fn(|req: http::Request<Full<Bytes>>| async move {
+//! let client = service_fn(|req: http::Request<UpstreamBody>| async move {
 //!     assert_eq!(req.uri(), "https://api.anthropic.com/v1/messages");
 //!     assert_eq!(req.headers()["x-api-key"], "sk-ant");
 //!     let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-20250514",
@@ -67,13 +68,14 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use futures_core::Stream;
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::client::UpstreamBody;
 use crate::ext::{Candidate, Target};
 use crate::openai::sse::SseDecoder;
 use crate::openai::ChatCompletionChunk;
@@ -164,7 +166,7 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ChatHttpResponse, E
 
 impl<C, B> Service<ChatHttpRequest> for ProviderTranslate<C>
 where
-    C: Service<http::Request<Full<Bytes>>, Response = http::Response<B>, Error = Error>
+    C: Service<http::Request<UpstreamBody>, Response = http::Response<B>, Error = Error>
         + Clone
         + Send
         + 'static,
@@ -203,7 +205,7 @@ where
             },
         );
         let upstream_req = match encoded {
-            Ok(r) => r.map(Full::new),
+            Ok(r) => r,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         // Readiness was driven by poll_ready on `self.client`; take it and leave a clone.
