@@ -36,7 +36,7 @@ impl RawCompletion {
     /// handles (invalid JSON, no `choices` array, duplicate keys, an `error` object, …): the
     /// caller then decodes it typed, which produces the right error.
     pub fn parse(body: Bytes, model: Arc<str>, provider: Arc<str>) -> Option<Self> {
-        std::str::from_utf8(&body).ok()?;
+        scan::utf8(&body)?;
         let (mut id, mut choices) = (false, false);
         let (mut model_span, mut usage_span, mut provider_span) = (None, None, None);
         // `usage` is parsed where the scan meets it (one pass); a shape the fast parse does
@@ -300,6 +300,18 @@ mod tests {
             "",
         ] {
             assert!(parse(body).is_none(), "{body}");
+        }
+        // Invalid UTF-8 inside a string, in a body long enough for the SIMD check and in a
+        // short one.
+        for pad in [0, 200] {
+            let mut body = format!(
+                r#"{{"id":"x","model":"m","choices":[],"p":"{}"#,
+                "a".repeat(pad)
+            )
+            .into_bytes();
+            body.extend_from_slice(b"\xff\xfe\"}");
+            let raw = RawCompletion::parse(Bytes::from(body), "m".into(), "p".into());
+            assert!(raw.is_none(), "pad {pad}");
         }
     }
 

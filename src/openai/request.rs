@@ -306,9 +306,7 @@ impl ChatRequest {
     /// [`ChatRequest::from_slice`] of a body the request keeps: its raw fields (`messages`,
     /// `tools`, …) are slices of `body`, not copies.
     pub fn from_bytes(body: Bytes) -> Result<Self, Error> {
-        let fast = std::str::from_utf8(&body)
-            .ok()
-            .and_then(|_| Self::parse_fast(&body));
+        let fast = scan::utf8(&body).and_then(|_| Self::parse_fast(&body));
         let req = match fast {
             Some(r) => r,
             None => {
@@ -1031,6 +1029,20 @@ mod tests {
             } else {
                 assert_eq!(frames.len(), 1);
             }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_400_whatever_the_length() {
+        for pad in [0, 300] {
+            let mut body = format!(
+                r#"{{"model":"a/b","messages":[{{"role":"user","content":"{}"#,
+                "a".repeat(pad)
+            )
+            .into_bytes();
+            body.extend_from_slice(b"\xc3\x28\"}]}");
+            let e = ChatRequest::from_bytes(Bytes::from(body)).unwrap_err();
+            assert_eq!(e.status(), 400, "pad {pad}");
         }
     }
 

@@ -147,8 +147,8 @@ impl Pending {
             }
         };
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        let value = std::str::from_utf8(value)
-            .map_err(|_| Error::upstream("upstream stream is not valid UTF-8"))?;
+        let value = super::scan::utf8(value)
+            .ok_or_else(|| Error::upstream("upstream stream is not valid UTF-8"))?;
         match name {
             b"data" => {
                 if self.has_data {
