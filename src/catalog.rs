@@ -68,6 +68,12 @@ use serde::Deserialize;
 
 use crate::{Error, ErrorKind};
 
+/// The catalog's lookup tables. Their keys are the operator's (fixed once the catalog is
+/// built); clients only look names up, so they cannot grow a table or fill it with colliding
+/// keys, and a fast seeded hash (foldhash) is enough where a per-request lookup in SipHash
+/// costs ~220 instructions.
+type Table<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Which wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -620,8 +626,8 @@ pub struct Routing {
     auto_explicit: bool,
     auto_pool: Vec<Arc<str>>,
     rules: Vec<Rule>,
-    rule_ids: std::collections::HashSet<Arc<str>>,
-    splits: HashMap<Arc<str>, Split>,
+    rule_ids: std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
+    splits: Table<Arc<str>, Split>,
 }
 
 impl Default for Routing {
@@ -631,8 +637,8 @@ impl Default for Routing {
             auto_explicit: false,
             auto_pool: Vec::new(),
             rules: Vec::new(),
-            rule_ids: std::collections::HashSet::new(),
-            splits: HashMap::new(),
+            rule_ids: std::collections::HashSet::default(),
+            splits: Table::default(),
         }
     }
 }
@@ -686,10 +692,10 @@ pub struct Catalog {
 
 #[derive(Debug, Default)]
 struct CatalogInner {
-    providers: HashMap<Arc<str>, Arc<Provider>>,
+    providers: Table<Arc<str>, Arc<Provider>>,
     models: Vec<Arc<Model>>,
-    by_id: HashMap<Arc<str>, usize>,
-    aliases: HashMap<String, String>,
+    by_id: Table<Arc<str>, usize>,
+    aliases: Table<String, String>,
     settings: Settings,
     routing: Routing,
 }
@@ -767,7 +773,7 @@ impl Catalog {
     /// them at local demo servers); models keep their endpoints on the rewritten providers.
     #[must_use]
     pub fn map_providers(&self, mut f: impl FnMut(&Provider) -> Provider) -> Self {
-        let providers: HashMap<Arc<str>, Arc<Provider>> = self
+        let providers: Table<Arc<str>, Arc<Provider>> = self
             .inner
             .providers
             .iter()
@@ -791,11 +797,7 @@ impl Catalog {
     }
 
     /// This catalog with other providers and models (same ids, aliases, settings, routing).
-    fn rebuilt(
-        &self,
-        providers: HashMap<Arc<str>, Arc<Provider>>,
-        models: Vec<Arc<Model>>,
-    ) -> Self {
+    fn rebuilt(&self, providers: Table<Arc<str>, Arc<Provider>>, models: Vec<Arc<Model>>) -> Self {
         Self {
             inner: Arc::new(CatalogInner {
                 providers,

@@ -139,7 +139,7 @@ use crate::health::{Health, TargetState};
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
-use prefs::{Need, Prefs, Slot, SortBy};
+use prefs::{Need, Prefs, Slot, SlotCandidate, SortBy};
 use rules::{Ctx, Rng};
 
 pub use crate::future::ResponseFuture;
@@ -382,7 +382,8 @@ impl Resolver {
         }
         let requested = ids.first().copied().unwrap_or_default();
         let mut cx = Ctx::new(req, headers);
-        let mut slots: Vec<Slot> = Vec::new();
+        // Most ids have a few endpoints: one allocation for the usual route.
+        let mut slots: Vec<Slot<'_>> = Vec::with_capacity(ids.len() * 4);
         let mut sorts: Vec<Option<SortBy>> = Vec::with_capacity(ids.len());
         for raw in &ids {
             let (id, suffix) = strip_suffix(raw);
@@ -407,12 +408,12 @@ impl Resolver {
     }
 
     /// Adds the candidates of one requested id; returns its default sort (price for auto).
-    fn expand(
-        &self,
+    fn expand<'s>(
+        &'s self,
         id: &str,
         cx: &mut Ctx<'_>,
         group: u32,
-        out: &mut Vec<Slot>,
+        out: &mut Vec<Slot<'s>>,
     ) -> Result<Option<SortBy>, Error> {
         let catalog = &self.shared.catalog;
         let routing = catalog.routing();
@@ -467,7 +468,11 @@ impl Resolver {
                             params: p.kind.default_parameters(),
                             throughput: p.throughput,
                             group,
-                            cand: Candidate::passthrough(cur.into(), p.clone(), rest.into()),
+                            cand: SlotCandidate::Made(Box::new(Candidate::passthrough(
+                                cur.into(),
+                                p.clone(),
+                                rest.into(),
+                            ))),
                         });
                         return Ok(None);
                     }
@@ -477,7 +482,7 @@ impl Resolver {
         Err(unknown_model(catalog, id))
     }
 
-    fn push_model(&self, i: usize, group: u32, out: &mut Vec<Slot>) {
+    fn push_model<'s>(&'s self, i: usize, group: u32, out: &mut Vec<Slot<'s>>) {
         let caps = self.shared.catalog.models()[i].capabilities;
         let p = &self.shared.models[i];
         out.extend(
@@ -485,7 +490,7 @@ impl Resolver {
                 .iter()
                 .zip(p.params.iter().zip(p.throughput.iter()))
                 .map(|(c, (params, tp))| Slot {
-                    cand: c.clone(),
+                    cand: SlotCandidate::Catalog(c),
                     caps,
                     params: *params,
                     throughput: *tp,
@@ -495,11 +500,18 @@ impl Resolver {
     }
 
     /// Moves cooling-down candidates to the end; 503 when all are cooling down.
-    fn by_health(&self, slots: Vec<Slot>, requested: &str) -> Result<Arc<[Candidate]>, Error> {
-        let Some(h) = &self.health else {
-            return Ok(slots.into_iter().map(|s| s.cand).collect());
+    fn by_health(&self, slots: Vec<Slot<'_>>, requested: &str) -> Result<Arc<[Candidate]>, Error> {
+        let all_ready = |h: &Health| {
+            slots
+                .iter()
+                .all(|s| h.state(&s.cand) != TargetState::CoolingDown)
         };
-        let (ready, cooling): (Vec<Slot>, Vec<Slot>) = slots
+        let h = match &self.health {
+            Some(h) if !all_ready(h) => h,
+            // The usual case: keep the order, no partition.
+            _ => return Ok(slots.into_iter().map(|s| s.cand.into_owned()).collect()),
+        };
+        let (ready, cooling): (Vec<Slot<'_>>, Vec<Slot<'_>>) = slots
             .into_iter()
             .partition(|s| h.state(&s.cand) != TargetState::CoolingDown);
         if ready.is_empty() && !cooling.is_empty() {
@@ -510,7 +522,11 @@ impl Resolver {
                 ),
             ));
         }
-        Ok(ready.into_iter().chain(cooling).map(|s| s.cand).collect())
+        Ok(ready
+            .into_iter()
+            .chain(cooling)
+            .map(|s| s.cand.into_owned())
+            .collect())
     }
 }
 
@@ -526,7 +542,7 @@ fn strip_suffix(id: &str) -> (&str, Option<SortBy>) {
 }
 
 /// Keeps the first candidate for each provider + upstream model.
-fn dedup(slots: &mut Vec<Slot>) {
+fn dedup(slots: &mut Vec<Slot<'_>>) {
     let mut i = 0;
     while i < slots.len() {
         let dup = slots[..i].iter().any(|s| {

@@ -29,15 +29,44 @@ impl SortBy {
     }
 }
 
-/// A candidate being considered, with what the filters need to know about it.
+/// A candidate being considered, with what the filters need to know about it. Small (the
+/// candidate is borrowed from the prepared catalog), so filtering and sorting move little;
+/// the route clones the candidates that are left, once.
 #[derive(Debug, Clone)]
-pub(super) struct Slot {
-    pub(super) cand: Candidate,
+pub(super) struct Slot<'a> {
+    pub(super) cand: SlotCandidate<'a>,
     pub(super) caps: Capabilities,
     pub(super) params: Parameters,
     pub(super) throughput: Option<f64>,
     /// Which requested id (in `model`, `models` order) produced it.
     pub(super) group: u32,
+}
+
+/// A [`Slot`]'s candidate: one of the catalog's, or one made for this request (pass-through).
+#[derive(Debug, Clone)]
+pub(super) enum SlotCandidate<'a> {
+    Catalog(&'a Candidate),
+    Made(Box<Candidate>),
+}
+
+impl SlotCandidate<'_> {
+    pub(super) fn into_owned(self) -> Candidate {
+        match self {
+            Self::Catalog(c) => c.clone(),
+            Self::Made(c) => *c,
+        }
+    }
+}
+
+impl std::ops::Deref for SlotCandidate<'_> {
+    type Target = Candidate;
+
+    fn deref(&self) -> &Candidate {
+        match self {
+            Self::Catalog(c) => c,
+            Self::Made(c) => c,
+        }
+    }
 }
 
 /// The request's `provider` object, validated.
@@ -130,7 +159,7 @@ impl<'r> Prefs<'r> {
     /// that order; the first that leaves nothing is named in the error.
     pub(super) fn filter(
         &self,
-        slots: &mut Vec<Slot>,
+        slots: &mut Vec<Slot<'_>>,
         req: &ChatRequest,
         requested: &str,
     ) -> Result<(), Error> {
@@ -201,7 +230,7 @@ impl<'r> Prefs<'r> {
     /// key; groups keep their order and ties keep catalog order.
     pub(super) fn order(
         &self,
-        slots: &mut Vec<Slot>,
+        slots: &mut Vec<Slot<'_>>,
         sorts: &[Option<SortBy>],
         health: Option<&Health>,
     ) {
@@ -213,7 +242,7 @@ impl<'r> Prefs<'r> {
                 .and_then(|h| h.latency(c))
                 .map_or(f64::INFINITY, |d| d.as_secs_f64())
         };
-        let mut keyed: Vec<((u32, usize, f64, f64), Slot)> = std::mem::take(slots)
+        let mut keyed: Vec<((u32, usize, f64, f64), Slot<'_>)> = std::mem::take(slots)
             .into_iter()
             .map(|s| {
                 let pos = self
@@ -348,7 +377,7 @@ impl Need {
     /// Drops the candidates that cannot serve; when none can, a 400 saying why:
     /// `context_length_exceeded` when the context window was the reason for every candidate,
     /// else `unsupported_parameter` naming the first other reason.
-    pub(super) fn filter(&self, slots: &mut Vec<Slot>, requested: &str) -> Result<(), Error> {
+    pub(super) fn filter(&self, slots: &mut Vec<Slot<'_>>, requested: &str) -> Result<(), Error> {
         if slots.is_empty() {
             return Err(Error::invalid_request(format!(
                 "`{requested}` has no candidates to serve this request"
