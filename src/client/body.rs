@@ -68,20 +68,19 @@ impl UpstreamBody {
     /// What is left to send as one buffer: shared when it is a single part, copied otherwise.
     /// For tests, logs and consumers that need contiguous bytes; the client sends the parts.
     pub fn to_bytes(&self) -> Bytes {
-        let mut parts = self.remaining().iter().filter(|b| !b.is_empty());
-        let Some(first) = parts.next() else {
-            return Bytes::new();
-        };
-        let rest: Vec<&Bytes> = parts.collect();
-        if rest.is_empty() {
-            return first.clone();
+        let parts = self.remaining();
+        let mut non_empty = parts.iter().filter(|b| !b.is_empty());
+        match (non_empty.next(), non_empty.next()) {
+            (None, _) => Bytes::new(),
+            (Some(one), None) => one.clone(),
+            _ => {
+                let mut out = BytesMut::with_capacity(self.len());
+                for b in parts {
+                    out.extend_from_slice(b);
+                }
+                out.freeze()
+            }
         }
-        let mut out = BytesMut::with_capacity(self.len());
-        out.extend_from_slice(first);
-        for b in rest {
-            out.extend_from_slice(b);
-        }
-        out.freeze()
     }
 
     /// The buffers left to send, in order (some may be empty).

@@ -423,54 +423,62 @@ mod tests {
         }
     }
 
-    /// What a decoder gives for `input` pushed in the pieces `splits` cut: after every push, the
-    /// events until `None` or an error (which ends the run), and `has_partial` at the end.
-    fn trace_new(input: &[u8], splits: &[usize], max: usize) -> (Vec<Result<SseEvent, ()>>, bool) {
-        let mut d = SseDecoder::with_limit(max);
-        let mut out = Vec::new();
-        let mut last = 0;
-        for &s in splits.iter().chain(std::iter::once(&input.len())) {
-            let s = s.clamp(last, input.len());
-            d.push(&input[last..s]);
-            last = s;
-            loop {
-                match d.next_event() {
-                    Ok(Some(e)) => out.push(Ok(e)),
-                    Ok(None) => break,
-                    Err(_) => {
-                        out.push(Err(()));
-                        return (out, d.has_partial());
-                    }
-                }
-            }
-        }
-        (out, d.has_partial())
+    /// The decoder and the reference model, as the trace sees them.
+    trait Decode {
+        fn feed(&mut self, bytes: &[u8]);
+        fn next(&mut self) -> Result<Option<SseEvent>, ()>;
+        fn partial(&self) -> bool;
     }
 
-    fn trace_reference(
+    impl Decode for SseDecoder {
+        fn feed(&mut self, bytes: &[u8]) {
+            self.push(bytes);
+        }
+        fn next(&mut self) -> Result<Option<SseEvent>, ()> {
+            self.next_event().map_err(|_| ())
+        }
+        fn partial(&self) -> bool {
+            self.has_partial()
+        }
+    }
+
+    impl Decode for Reference {
+        fn feed(&mut self, bytes: &[u8]) {
+            self.push(bytes);
+        }
+        fn next(&mut self) -> Result<Option<SseEvent>, ()> {
+            self.next_event()
+        }
+        fn partial(&self) -> bool {
+            !self.buf.is_empty() || self.has_data
+        }
+    }
+
+    /// What decoder `d` gives for `input` pushed in the pieces `splits` cut: after every push,
+    /// the events until `None` or an error (which ends the run), and `has_partial` at the end.
+    fn trace(
+        mut d: impl Decode,
         input: &[u8],
         splits: &[usize],
-        max: usize,
     ) -> (Vec<Result<SseEvent, ()>>, bool) {
-        let mut d = Reference::new(max);
         let mut out = Vec::new();
         let mut last = 0;
         for &s in splits.iter().chain(std::iter::once(&input.len())) {
             let s = s.clamp(last, input.len());
-            d.push(&input[last..s]);
+            d.feed(&input[last..s]);
             last = s;
             loop {
-                match d.next_event() {
+                match d.next() {
                     Ok(Some(e)) => out.push(Ok(e)),
                     Ok(None) => break,
                     Err(()) => {
                         out.push(Err(()));
-                        return (out, !d.buf.is_empty() || d.has_data);
+                        return (out, d.partial());
                     }
                 }
             }
         }
-        (out, !d.buf.is_empty() || d.has_data)
+        (out, d.partial())
     }
 
     /// Streams made of the pieces that matter to the line and field rules.
@@ -514,8 +522,8 @@ mod tests {
         ) {
             splits.sort_unstable();
             prop_assert_eq!(
-                trace_new(&input, &splits, max),
-                trace_reference(&input, &splits, max),
+                trace(SseDecoder::with_limit(max), &input, &splits),
+                trace(Reference::new(max), &input, &splits),
                 "{:?}", String::from_utf8_lossy(&input)
             );
         }
