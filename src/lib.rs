@@ -90,6 +90,9 @@ mod macros;
 pub mod openai;
 pub mod provider;
 pub mod resolve;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod timeout;
 pub mod translate;
 

@@ -1,11 +1,9 @@
-//! The ready gateway (examples/gateway.rs) end to end: metrics, health, readiness, client
+//! The ready gateway (the ready gateway) end to end: metrics, health, readiness, client
 //! keys, request ids, secrets, graceful shutdown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../examples/gateway.rs"]
-#[allow(dead_code, unreachable_pub, missing_docs)]
-mod gateway;
+use switchboard::server;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -120,29 +118,27 @@ mod tempfile_path {
     }
 }
 
-async fn start(config: &str) -> gateway::Running {
-    let args = gateway::Args {
-        config: config.to_owned(),
-        listen: "127.0.0.1:0".to_owned(),
-        log_json: false,
-        prices: None,
-    };
-    gateway::start(&args).await.unwrap()
+async fn start(config: &str) -> server::Running {
+    let options = server::Options::new(config).listen("127.0.0.1:0");
+    server::start(&options).await.unwrap()
 }
 
 #[tokio::test]
 async fn demo_mode_health_ready_models_metrics_and_request_ids() {
     let _ = logs();
     let g = start("examples/gateway.toml").await;
-    assert!(g.notes.iter().any(|n| n.contains("demo providers")));
-    assert_eq!(call(g.addr, "GET", "/health", &[], None).await.status, 200);
-    assert_eq!(call(g.addr, "GET", "/ready", &[], None).await.status, 200);
-    let nowhere = call(g.addr, "POST", "/v1/completions", &[], None).await;
+    assert!(g.notes().iter().any(|n| n.contains("demo providers")));
+    assert_eq!(
+        call(g.addr(), "GET", "/health", &[], None).await.status,
+        200
+    );
+    assert_eq!(call(g.addr(), "GET", "/ready", &[], None).await.status, 200);
+    let nowhere = call(g.addr(), "POST", "/v1/completions", &[], None).await;
     assert_eq!(nowhere.status, 404);
     let v: Value = serde_json::from_str(&nowhere.body).unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
     let models: Value =
-        serde_json::from_str(&call(g.addr, "GET", "/v1/models", &[], None).await.body).unwrap();
+        serde_json::from_str(&call(g.addr(), "GET", "/v1/models", &[], None).await.body).unwrap();
     assert!(models["data"]
         .as_array()
         .unwrap()
@@ -150,7 +146,7 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
         .any(|m| m["id"] == "anthropic/claude-sonnet-4"));
 
     let r = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[("x-request-id", "req-123")],
@@ -160,7 +156,7 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["x-request-id"], "req-123");
     let r = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[],
@@ -172,7 +168,7 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
         "generated when absent"
     );
     let _ = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[],
@@ -180,7 +176,7 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
     )
     .await;
 
-    let m = call(g.addr, "GET", "/metrics", &[], None).await;
+    let m = call(g.addr(), "GET", "/metrics", &[], None).await;
     assert_eq!(m.status, 200);
     let line = |name: &str, needle: &str| {
         m.body
@@ -219,7 +215,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
     ));
     let g = start(&cfg.path()).await;
     let no_key = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[],
@@ -228,7 +224,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
     .await;
     assert_eq!(no_key.status, 401);
     let bad = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[("authorization", "Bearer nope")],
@@ -239,7 +235,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
     let alice = [("authorization", "Bearer sk-gw-alice")];
     assert_eq!(
         call(
-            g.addr,
+            g.addr(),
             "POST",
             "/v1/chat/completions",
             &alice,
@@ -250,7 +246,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
         200
     );
     let forbidden = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &alice,
@@ -260,7 +256,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
     assert_eq!(forbidden.status, 403);
     assert_eq!(
         call(
-            g.addr,
+            g.addr(),
             "POST",
             "/v1/chat/completions",
             &alice,
@@ -271,7 +267,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
         200
     );
     let limited = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &alice,
@@ -281,7 +277,7 @@ async fn client_keys_allow_lists_and_rate_limits() {
     assert_eq!(limited.status, 429, "{}", limited.body);
     assert!(limited.headers.contains_key("retry-after"));
     let broke = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[("authorization", "Bearer sk-gw-bob")],
@@ -344,7 +340,7 @@ upstream = "claude-3-5-haiku-20241022"
             let mut body = chat("openai/gpt-4o-mini");
             body["stream"] = json!(stream);
             let r = call(
-                g.addr,
+                g.addr(),
                 "POST",
                 "/v1/chat/completions",
                 &[("cache-control", "no-store")],
@@ -356,7 +352,7 @@ upstream = "claude-3-5-haiku-20241022"
     }
     // Our key for anthropic is wrong: 502, not the client's 401.
     let r = call(
-        g.addr,
+        g.addr(),
         "POST",
         "/v1/chat/completions",
         &[],
@@ -365,8 +361,8 @@ upstream = "claude-3-5-haiku-20241022"
     .await;
     assert_eq!(r.status, 502);
     seen.push_str(&r.body);
-    seen.push_str(&call(g.addr, "GET", "/v1/models", &[], None).await.body);
-    seen.push_str(&call(g.addr, "GET", "/metrics", &[], None).await.body);
+    seen.push_str(&call(g.addr(), "GET", "/v1/models", &[], None).await.body);
+    seen.push_str(&call(g.addr(), "GET", "/metrics", &[], None).await.body);
     assert!(upstream.request_count() >= 10);
     assert!(!seen.contains(SECRET), "a provider key leaked to a client");
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
@@ -391,7 +387,7 @@ async fn graceful_shutdown_lets_an_in_flight_stream_finish() {
         upstream.base_url()
     ));
     let g = start(&cfg.path()).await;
-    let addr = g.addr;
+    let addr = g.addr();
     let mut body = chat("openai/gpt-4o-mini");
     body["stream"] = json!(true);
     let in_flight =

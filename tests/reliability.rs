@@ -13,12 +13,10 @@
 //!
 //! Every wait is bounded by a timeout; nothing sleeps to order events.
 
-#![cfg(feature = "demo")]
+#![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../examples/gateway.rs"]
-#[allow(dead_code, unreachable_pub, missing_docs)]
-mod gateway;
+use switchboard::server;
 
 #[path = "support/answers.rs"]
 mod answers;
@@ -492,9 +490,9 @@ impl Drop for TempFile {
 const BODY_LIMIT: usize = 64 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_millis(600);
 
-/// The ready gateway (examples/gateway.rs) over one OpenAI demo provider, with a 64 KiB body
+/// The ready gateway (the ready gateway) over one OpenAI demo provider, with a 64 KiB body
 /// limit and a 600 ms body deadline.
-async fn ready_gateway(upstream: &DemoServer) -> (gateway::Running, TempFile) {
+async fn ready_gateway(upstream: &DemoServer) -> (server::Running, TempFile) {
     let config = TempFile::new(&format!(
         "[gateway]\nmax_body_bytes = {BODY_LIMIT}\nbody_timeout_ms = {}\n\n\
          [providers.openai]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{DEMO_API_KEY}\"\n\n\
@@ -502,13 +500,9 @@ async fn ready_gateway(upstream: &DemoServer) -> (gateway::Running, TempFile) {
         BODY_TIMEOUT.as_millis(),
         upstream.base_url()
     ));
-    let args = gateway::Args {
-        config: config.0.to_string_lossy().into_owned(),
-        listen: "127.0.0.1:0".to_owned(),
-        log_json: false,
-        prices: None,
-    };
-    (gateway::start(&args).await.unwrap(), config)
+    let options =
+        server::Options::new(config.0.to_string_lossy().into_owned()).listen("127.0.0.1:0");
+    (server::start(&options).await.unwrap(), config)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -644,6 +638,7 @@ async fn oversized_bodies_are_413_however_they_are_framed() {
         .await
         .unwrap();
     let (g, _config) = ready_gateway(&upstream).await;
+    let addr = g.addr();
     let big = 1024 * 1024;
     let mut lying_chunk = format!("{:x}\r\n", 16 * 1024 * 1024).into_bytes();
     lying_chunk.extend(std::iter::repeat_n(b' ', 80 * 1024));
@@ -696,7 +691,7 @@ async fn oversized_bodies_are_413_however_they_are_framed() {
     let runs = cases
         .into_iter()
         .map(|(what, head, body, want)| async move {
-            let (status, text, took) = exchange(g.addr, head, body).await;
+            let (status, text, took) = exchange(addr, head, body).await;
             assert_eq!(status, want, "{what}: {text}");
             let v: Value =
                 serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e} {text}"));
@@ -708,7 +703,7 @@ async fn oversized_bodies_are_413_however_they_are_framed() {
             }
         });
     futures_util::future::join_all(runs).await;
-    still_serves(g.addr).await;
+    still_serves(g.addr()).await;
     g.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -718,6 +713,7 @@ async fn slow_bodies_are_408_within_the_body_deadline() {
         .await
         .unwrap();
     let (g, _config) = ready_gateway(&upstream).await;
+    let addr = g.addr();
     let body = valid_body();
     let every = Duration::from_millis(50);
     assert!(every * body.len() as u32 > BODY_TIMEOUT * 4);
@@ -744,7 +740,7 @@ async fn slow_bodies_are_408_within_the_body_deadline() {
         ),
     ];
     let runs = cases.into_iter().map(|(what, head, feed)| async move {
-        let (status, text, took) = exchange(g.addr, head, feed).await;
+        let (status, text, took) = exchange(addr, head, feed).await;
         assert_eq!(status, 408, "{what}: {text}");
         assert!(text.contains("in time"), "{what}: {text}");
         assert!(
@@ -753,7 +749,7 @@ async fn slow_bodies_are_408_within_the_body_deadline() {
         );
     });
     futures_util::future::join_all(runs).await;
-    still_serves(g.addr).await;
+    still_serves(g.addr()).await;
     g.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -968,12 +964,13 @@ async fn thousands_of_idle_connections_do_not_block_a_real_request() {
         .await
         .unwrap();
     let (g, _config) = ready_gateway(&upstream).await;
+    let addr = g.addr();
     // Warm up first: the server's and the provider connection pool's tasks are running.
-    still_serves(g.addr).await;
+    still_serves(addr).await;
     let baseline = alive_tasks();
     let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
     for i in 0..IDLE_CONNECTIONS {
-        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        let mut s = TcpStream::connect(addr).await.unwrap();
         if i % 4 == 0 {
             // A request head that is never finished.
             s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n")
@@ -988,7 +985,7 @@ async fn thousands_of_idle_connections_do_not_block_a_real_request() {
     let open = tasks_reach(want, Duration::from_secs(10)).await;
     assert!(open >= want, "{open} tasks, {baseline} before");
 
-    still_serves(g.addr).await;
+    still_serves(addr).await;
 
     drop(idle);
     // A few tasks may come and go: pooled connections to the provider, the last client's

@@ -1,4 +1,4 @@
-"""Drives the ready gateway (examples/gateway.rs, demo providers, port 0) with the official
+"""Drives the ready gateway (the `switchboard` binary, demo providers, port 0) with the official
 `openai` Python package.
 
 Run by .ci/run in its own venv:
@@ -248,7 +248,7 @@ class PerModel(unittest.TestCase):
 def main():
     global GATEWAY, BASE_URL, STARTUP
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "examples", "gateway"
+        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "switchboard"
     )
     GATEWAY, BASE_URL, STARTUP = start_gateway(binary)
     try:

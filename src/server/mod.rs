@@ -1,0 +1,169 @@
+//! The ready gateway: [`GatewayConfig`](crate::config::GatewayConfig) in, a running HTTP server
+//! out (cargo feature `server`, on by default; the `switchboard` binary is a thin `main` over
+//! it).
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), String> {
+//! let options = switchboard::server::Options::new("examples/gateway.toml").listen("127.0.0.1:0");
+//! let running = switchboard::server::start(&options).await?;
+//! println!("listening on http://{}", running.addr());
+//! running.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /metrics` (Prometheus),
+//! `GET /health` (liveness), `GET /ready` (at least one provider endpoint not cooling down).
+//! Every other path answers an OpenAI-style 404.
+//!
+//! With no provider key set, [`start`] starts switchboard's local demo providers
+//! ([`crate::demo`]), points every provider of the config at them and says so in
+//! [`Running::notes`].
+//!
+//! The listener is guarded by [`ConnLimits`]: a cap on open connections (an overloaded
+//! gateway answers new connections with a 503 and closes them), a deadline for a request head,
+//! an idle keep-alive timeout and HTTP/2 limits.
+
+mod listen;
+mod routes;
+mod telemetry;
+mod wiring;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::demo::DemoProviders;
+
+pub use listen::ConnLimits;
+pub use telemetry::{init_logs, raise_fd_limit};
+
+/// What [`start`] needs: the config file, the listen address and the connection limits.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The config file (TOML, [`GatewayConfig`](crate::config::GatewayConfig)).
+    pub config: String,
+    /// The listen address; port 0 picks a free port.
+    pub listen: String,
+    /// An OpenRouter-format price file (`/api/v1/models`) for models the config leaves
+    /// unpriced.
+    pub prices: Option<String>,
+    /// Connection limits and timeouts.
+    pub limits: ConnLimits,
+}
+
+impl Options {
+    /// The config file `config` on the default listen address.
+    pub fn new(config: impl Into<String>) -> Self {
+        Self {
+            config: config.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the listen address.
+    #[must_use]
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// Sets the OpenRouter-format price file.
+    #[must_use]
+    pub fn prices(mut self, path: impl Into<String>) -> Self {
+        self.prices = Some(path.into());
+        self
+    }
+
+    /// Sets the connection limits.
+    #[must_use]
+    pub fn limits(mut self, limits: ConnLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+impl Default for Options {
+    /// `examples/gateway.toml` on `SWITCHBOARD_LISTEN`, else 127.0.0.1:8080.
+    fn default() -> Self {
+        Self {
+            config: "examples/gateway.toml".to_owned(),
+            listen: std::env::var("SWITCHBOARD_LISTEN")
+                .unwrap_or_else(|_| "127.0.0.1:8080".to_owned()),
+            prices: None,
+            limits: ConnLimits::default(),
+        }
+    }
+}
+
+/// A running gateway. Dropping it stops accepting at once; [`shutdown`](Self::shutdown) lets
+/// in-flight requests finish first.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    notes: Vec<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    _demo: Option<DemoProviders>,
+}
+
+impl Running {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the gateway has to say about its start (demo providers, keys, price imports).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Stops accepting, lets in-flight requests and streams finish within `grace`, then
+    /// closes what is left.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if tokio::time::timeout(grace, &mut self.server).await.is_err() {
+            tracing::warn!(?grace, "in-flight requests did not finish in time; closing");
+            self.server.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Loads the config, starts the demo providers when no provider key is set, binds the
+/// listener and serves in a background task.
+///
+/// # Errors
+/// A message for the operator: an unreadable or invalid config or price file, an address that
+/// cannot be bound, demo providers that cannot start.
+pub async fn start(options: &Options) -> Result<Running, String> {
+    let wired = wiring::build(options).await?;
+    let app = routes::router(&wired.gateway);
+    let addr: SocketAddr = options
+        .listen
+        .parse()
+        .map_err(|e| format!("invalid listen address `{}`: {e}", options.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(listen::serve(listener, app, options.limits.clone(), rx));
+    Ok(Running {
+        addr: bound,
+        notes: wired.notes,
+        shutdown: Some(tx),
+        server,
+        _demo: wired.demo,
+    })
+}

@@ -1,0 +1,65 @@
+//! Process-wide telemetry of the ready gateway: the Prometheus recorder and the log subscriber.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets (seconds for latencies; the same bounds serve token counts poorly but
+/// keep memory flat: a bucketed histogram is a fixed set of counters, never a list of samples).
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// How often the recorder's upkeep runs when nobody scrapes `/metrics`.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// The process's Prometheus recorder, installed on first use; `None` when another global
+/// recorder was installed first. Histograms are bucketed and the recorder's upkeep runs on its
+/// own, so memory stays flat whether or not `/metrics` is scraped.
+pub(super) fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("switchboard-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+/// Installs the global log subscriber: `RUST_LOG` (default `info`), human-readable or JSON.
+/// Does nothing (but say so) when a subscriber is already installed.
+pub fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    if let Err(e) = result {
+        eprintln!("logging not initialised: {e}");
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, so the connection cap, not the
+/// process's descriptor limit, decides how many clients are served.
+pub fn raise_fd_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+}

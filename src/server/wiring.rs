@@ -1,0 +1,138 @@
+//! [`GatewayConfig`] → the layered [`Gateway`]: price imports, demo providers when no key is
+//! set, the cache (memory or Redis), budgets, Fallback settings.
+
+use std::time::Duration;
+
+use crate::cache::{MemoryStore, ResponseCacheLayer};
+use crate::catalog::{ApiKey, ProviderKind};
+use crate::config::GatewayConfig;
+use crate::cost::CostMeterLayer;
+use crate::demo::{DemoProviders, DEMO_API_KEY};
+use crate::fallback::FallbackLayer;
+use crate::Gateway;
+
+use super::Options;
+
+/// The gateway with what it needs to stay alive and what it has to say.
+pub(super) struct Wired {
+    pub(super) gateway: Gateway,
+    pub(super) notes: Vec<String>,
+    pub(super) demo: Option<DemoProviders>,
+}
+
+pub(super) async fn build(options: &Options) -> Result<Wired, String> {
+    let text = std::fs::read_to_string(&options.config)
+        .map_err(|e| format!("cannot read config {}: {e}", options.config))?;
+    let config = GatewayConfig::from_toml(&text)
+        .map_err(|e| format!("config {}: {}", options.config, e.message()))?;
+    let mut catalog = config.catalog.clone();
+    let mut notes = Vec::new();
+    if let Some(path) = &options.prices {
+        let json =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read prices {path}: {e}"))?;
+        let (c, n) = catalog
+            .with_openrouter_prices(&json)
+            .map_err(|e| format!("{path}: {}", e.message()))?;
+        notes.push(format!("imported prices for {n} endpoints from {path}"));
+        catalog = c;
+    }
+
+    let mut demo = None;
+    let keyed: Vec<String> = catalog
+        .providers()
+        .filter(|p| p.api_key.is_some())
+        .map(|p| p.name.to_string())
+        .collect();
+    if keyed.is_empty() {
+        let d = DemoProviders::start()
+            .await
+            .map_err(|e| format!("cannot start the demo providers: {e}"))?;
+        let (oa, an, ge) = (
+            d.openai.base_url(),
+            d.anthropic.base_url(),
+            d.gemini.base_url(),
+        );
+        notes.push(format!(
+            "no provider API keys set: using the built-in local demo providers \
+             (OpenAI-compatible at {oa}, Anthropic at {an}, Gemini at {ge}); \
+             set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use the real ones"
+        ));
+        catalog = catalog.map_providers(|p| {
+            let base = match p.kind {
+                ProviderKind::Anthropic => &an,
+                ProviderKind::Gemini => &ge,
+                _ => &oa,
+            };
+            let mut p = p.clone();
+            p.base_url = base.as_str().into();
+            p.api_key = Some(ApiKey::new(DEMO_API_KEY));
+            p
+        });
+        demo = Some(d);
+    } else {
+        notes.push(format!("providers with keys: {}", keyed.join(", ")));
+        let missing: Vec<String> = catalog
+            .providers()
+            .filter(|p| p.api_key.is_none())
+            .map(|p| p.name.to_string())
+            .collect();
+        if !missing.is_empty() {
+            notes.push(format!(
+                "providers without keys (requests to them fail over): {}",
+                missing.join(", ")
+            ));
+        }
+    }
+    if !config.keys.is_empty() {
+        notes.push("gateway keys configured: requests need `Authorization: Bearer <key>`".into());
+    }
+
+    let s = config.settings;
+    let mut fallback = FallbackLayer::new().retries(s.retries);
+    if let Some(ms) = s.request_timeout_ms {
+        fallback = fallback.default_budget(Duration::from_millis(ms));
+    }
+    if let Some(ms) = s.max_request_timeout_ms {
+        fallback = fallback.max_budget(Duration::from_millis(ms));
+    }
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut budgets = config.budgets.clone();
+    let mut builder = Gateway::builder(catalog);
+    if config.cache.enabled || config.cache.redis_url.is_some() {
+        let c = &config.cache;
+        let layer = match &c.redis_url {
+            #[cfg(feature = "redis")]
+            Some(url) => {
+                let store = crate::cache::RedisStore::connect(url)
+                    .await
+                    .map_err(|e| format!("cache.redis_url: {}", e.message()))?;
+                let b = crate::cost::RedisBudgetStore::connect(url)
+                    .await
+                    .map_err(|e| format!("cache.redis_url: {}", e.message()))?;
+                budgets = budgets.with_store(std::sync::Arc::new(b));
+                notes.push(format!("response cache and budgets in Redis at {url}"));
+                ResponseCacheLayer::new(store)
+            }
+            _ => ResponseCacheLayer::new(MemoryStore::with_limits(c.max_bytes, c.max_entries)),
+        };
+        builder = builder.response_cache(
+            layer
+                .ttl(Duration::from_secs(c.ttl_secs))
+                .max_entry_bytes(c.max_entry_bytes)
+                .deterministic_only(c.deterministic_only),
+        );
+    }
+    let mut builder = builder
+        .client_keys(config.keys.clone())
+        .cost_meter(CostMeterLayer::new().budgets(budgets))
+        .fallback(fallback)
+        .max_body_bytes(s.max_body_bytes);
+    if let Some(t) = s.body_timeout() {
+        builder = builder.body_timeout(t);
+    }
+    Ok(Wired {
+        gateway: builder.build(),
+        notes,
+        demo,
+    })
+}
