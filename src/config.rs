@@ -21,7 +21,8 @@
 //!
 //! [[keys]]                          # gateway API keys; none configured = no auth
 //! name = "team-a"                   # the caller (budgets, logs)
-//! key_env = "TEAM_A_KEY"            # or key = "sk-…"
+//! key_env = "TEAM_A_KEY"            # or key = "sk-…", or key_sha256 = "<64 hex digits>"
+//!                                   # (keys are kept only as SHA-256 digests)
 //! models = ["openai/*", "fast"]     # allow-list (optional)
 //! requests_per_minute = 60          # optional
 //! tokens_per_minute = 100000        # optional
@@ -130,6 +131,7 @@ struct KeyFile {
     name: String,
     key: Option<String>,
     key_env: Option<String>,
+    key_sha256: Option<String>,
     models: Option<Vec<String>>,
     requests_per_minute: Option<u32>,
     tokens_per_minute: Option<u32>,
@@ -200,13 +202,15 @@ impl GatewayConfig {
             if !names.insert(k.name.clone()) {
                 errors.push(format!("{at}: duplicate key name"));
             }
+            // The key itself is hashed as soon as it is read and not kept.
             let secret = k.key.or_else(|| k.key_env.as_deref().and_then(&env));
-            let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            let secret = secret.filter(|s| !s.is_empty());
+            if secret.is_none() && k.key_sha256.is_none() {
                 errors.push(format!(
-                    "{at}: no `key`, or `key_env` names an unset variable"
+                    "{at}: no `key` or `key_sha256`, or `key_env` names an unset variable"
                 ));
                 continue;
-            };
+            }
             let mut policy = KeyPolicy::new(k.name.as_str());
             if let Some(models) = k.models {
                 for m in &models {
@@ -242,7 +246,22 @@ impl GatewayConfig {
                 }
                 budgets = budgets.with(k.name.as_str(), Budget::usd(b.usd, window));
             }
-            layer = layer.key(secret, policy);
+            layer = match (secret, k.key_sha256) {
+                (Some(secret), None) => layer.key(secret, policy),
+                (None, Some(hex)) => match layer.clone().key_sha256(&hex, policy) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        errors.push(format!("{at}.key_sha256: {}", e.message()));
+                        layer
+                    }
+                },
+                _ => {
+                    errors.push(format!(
+                        "{at}: give `key`/`key_env` or `key_sha256`, not both"
+                    ));
+                    layer
+                }
+            };
         }
         if !errors.is_empty() {
             return Err(config_error(errors.join("; ")));
@@ -303,5 +322,30 @@ fast = "openai/gpt-4o-mini"
             .unwrap_err()
             .to_string();
         assert!(e.contains("gateway: unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn keys_from_digests_and_debug_redacts_secrets() {
+        let digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let text = format!(
+            "{BASE}\n[[keys]]\nname = \"h\"\nkey_sha256 = \"{digest}\"\n[[keys]]\nname = \"p\"\nkey = \"sk-live-SECRET\"\n"
+        );
+        let c = GatewayConfig::from_toml_with_env(&text, |_| None).unwrap();
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("SECRET") && !printed.contains(digest),
+            "{printed}"
+        );
+        let bad = format!("{BASE}\n[[keys]]\nname = \"h\"\nkey_sha256 = \"xyz\"\n");
+        let e = GatewayConfig::from_toml_with_env(&bad, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keys[0] (h).key_sha256"), "{e}");
+        let both =
+            format!("{BASE}\n[[keys]]\nname = \"h\"\nkey = \"k\"\nkey_sha256 = \"{digest}\"\n");
+        let e = GatewayConfig::from_toml_with_env(&both, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
     }
 }

@@ -145,10 +145,45 @@ struct Limits {
 }
 
 /// Layer for [`ClientKeys`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ClientKeysLayer {
-    keys: Arc<HashMap<String, KeyPolicy>>,
+    /// SHA-256 digests of the accepted keys: the secrets themselves are never kept.
+    keys: Arc<Vec<(KeyDigest, KeyPolicy)>>,
     limits: Arc<Mutex<Limits>>,
+}
+
+/// The SHA-256 digest of a gateway key.
+type KeyDigest = [u8; 32];
+
+fn digest(secret: &str) -> KeyDigest {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Parses 64 hexadecimal digits.
+fn parse_hex_digest(hex: &str) -> Option<KeyDigest> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let nibble = |c: u8| (c as char).to_digit(16);
+        *o = u8::try_from(nibble(pair[0])? * 16 + nibble(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
+impl std::fmt::Debug for ClientKeysLayer {
+    /// Names the keys' callers, never the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKeysLayer")
+            .field(
+                "keys",
+                &self.keys.iter().map(|(_, p)| p.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientKeysLayer {
@@ -159,8 +194,30 @@ impl ClientKeysLayer {
 
     /// Accepts `secret` with `policy`.
     #[must_use]
-    pub fn key(mut self, secret: impl Into<String>, policy: KeyPolicy) -> Self {
-        Arc::make_mut(&mut self.keys).insert(secret.into(), policy);
+    pub fn key(self, secret: impl AsRef<str>, policy: KeyPolicy) -> Self {
+        self.insert(digest(secret.as_ref()), policy)
+    }
+
+    /// Accepts the key whose SHA-256 digest is `sha256_hex` (64 hexadecimal digits, as
+    /// `printf %s "$KEY" | sha256sum` prints it), with `policy`: the configuration need not
+    /// hold the key itself.
+    ///
+    /// # Errors
+    /// An [`ErrorKind::InvalidRequest`] when `sha256_hex` is not 64 hexadecimal digits.
+    pub fn key_sha256(self, sha256_hex: &str, policy: KeyPolicy) -> Result<Self, Error> {
+        let d = parse_hex_digest(sha256_hex).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                "a key's sha256 must be 64 hexadecimal digits",
+            )
+        })?;
+        Ok(self.insert(d, policy))
+    }
+
+    fn insert(mut self, d: KeyDigest, policy: KeyPolicy) -> Self {
+        let keys = Arc::make_mut(&mut self.keys);
+        keys.retain(|(k, _)| *k != d);
+        keys.push((d, policy));
         self
     }
 
@@ -192,18 +249,25 @@ impl<S> ClientKeys<S> {
 }
 
 /// Constant-time equality for secrets.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
+#[cfg(test)]
+fn hex_digest(secret: &str) -> String {
+    digest(secret).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two digests in time independent of where they differ.
+fn ct_eq(a: &KeyDigest, b: &KeyDigest) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl ClientKeysLayer {
+    /// The policy of the presented key. The presented key is hashed once and compared with
+    /// every configured digest (fixed length, constant time, no early exit), so neither the
+    /// keys' lengths nor their prefixes leak through timing.
     fn find(&self, presented: &str) -> Option<&KeyPolicy> {
+        let d = digest(presented);
         let mut found = None;
-        for (secret, policy) in self.keys.iter() {
-            if ct_eq(secret.as_bytes(), presented.as_bytes()) {
+        for (k, policy) in self.keys.iter() {
+            if ct_eq(k, &d) {
                 found = Some(policy);
             }
         }
@@ -407,5 +471,57 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimited);
+    }
+
+    #[tokio::test]
+    async fn keys_are_kept_as_digests_and_never_printed() {
+        // sha256("sk-hashed")
+        let hex = "1f1c3d2ac0a55d6f8e8f0e2b5cf0e3c3a8a3ad35b0c7f5f1b7bde9e6d3c8c4a1";
+        let layer = ClientKeysLayer::new()
+            .key("sk-plain-SECRET", KeyPolicy::new("plain"))
+            .key_sha256(&super::hex_digest("sk-hashed"), KeyPolicy::new("hashed"))
+            .unwrap();
+        let printed = format!("{layer:?}");
+        assert!(
+            printed.contains("plain") && printed.contains("hashed"),
+            "{printed}"
+        );
+        assert!(
+            !printed.contains("SECRET") && !printed.contains("sk-"),
+            "{printed}"
+        );
+        let svc = layer.clone().layer(ok());
+        let r = svc
+            .clone()
+            .oneshot(req(Some("sk-hashed"), BODY))
+            .await
+            .unwrap();
+        assert_eq!(r.into_body().into_complete().unwrap().id, "hashed");
+        let r = svc
+            .clone()
+            .oneshot(req(Some("sk-plain-SECRET"), BODY))
+            .await
+            .unwrap();
+        assert_eq!(r.into_body().into_complete().unwrap().id, "plain");
+        // A prefix, a longer key and a wrong digest are all refused the same way.
+        for bad in ["sk-plain", "sk-plain-SECRET-and-more", hex] {
+            let e = svc.clone().oneshot(req(Some(bad), BODY)).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        }
+        assert!(ClientKeysLayer::new()
+            .key_sha256("abc", KeyPolicy::new("x"))
+            .is_err());
+        // The digest as `printf %s abc | sha256sum` prints it (upper case accepted too).
+        let abc = ClientKeysLayer::new()
+            .key_sha256(
+                "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+                KeyPolicy::new("abc"),
+            )
+            .unwrap()
+            .layer(ok());
+        assert!(abc.oneshot(req(Some("abc"), BODY)).await.is_ok());
+        assert!(ClientKeysLayer::new()
+            .key_sha256(&"g".repeat(64), KeyPolicy::new("x"))
+            .is_err());
     }
 }
