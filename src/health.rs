@@ -28,6 +28,10 @@ pub struct HealthConfig {
     pub cooldown: Duration,
     /// Weight of the newest latency sample in the EWMA (default 0.2).
     pub ewma_alpha: f64,
+    /// Targets tracked at most (default 10,000). Pass-through ids come from clients, so the
+    /// map is bounded: past the bound a healthy entry is evicted for a new one, and an outcome
+    /// is dropped when every entry is cooling down.
+    pub max_targets: usize,
 }
 
 impl Default for HealthConfig {
@@ -36,6 +40,7 @@ impl Default for HealthConfig {
             failure_threshold: 3,
             cooldown: Duration::from_secs(30),
             ewma_alpha: 0.2,
+            max_targets: 10_000,
         }
     }
 }
@@ -109,12 +114,17 @@ pub enum TargetState {
 
 /// Per-target entries. A target's names are hashed once per lookup (SipHash with a random
 /// key, since pass-through model ids come from clients) and the map is keyed by that hash; the
-/// few targets that share a hash sit side by side. Entries are never removed, so a slot
-/// (hash, position) names an entry for good: a [`Permit`] keeps the slot, not the names.
+/// few targets that share a hash sit side by side. A slot (hash, position, generation) names
+/// an entry until the next eviction: a [`Permit`] keeps the slot, not the names, and an
+/// outcome whose slot an eviction invalidated is dropped.
 #[derive(Debug, Default)]
 struct Targets {
     hasher: RandomState,
     map: HashMap<u64, Vec<(TargetKey, Entry)>, BuildHasherDefault<Prehashed>>,
+    /// Entries in the map.
+    len: usize,
+    /// Evictions so far.
+    generation: u64,
 }
 
 /// A target's names, as the map holds them.
@@ -133,8 +143,9 @@ impl TargetKey {
 /// Where a permit's outcome goes.
 #[derive(Debug)]
 enum Slot {
-    /// An entry that exists: its hash and position among the entries sharing it.
-    At(u64, usize),
+    /// An entry that exists: its hash, its position among the entries sharing it, and the
+    /// generation the position belongs to.
+    At(u64, usize, u64),
     /// A target without an entry yet: made by the first outcome that counts.
     New(u64, TargetKey),
 }
@@ -162,7 +173,10 @@ impl Targets {
             .map(|(_, e)| e)
     }
 
-    fn at_mut(&mut self, hash: u64, at: usize) -> Option<&mut Entry> {
+    fn at_mut(&mut self, hash: u64, at: usize, generation: u64) -> Option<&mut Entry> {
+        if generation != self.generation {
+            return None;
+        }
         self.map
             .get_mut(&hash)
             .and_then(|same| same.get_mut(at))
@@ -170,27 +184,67 @@ impl Targets {
     }
 
     /// The entry of a slot, made if it is not there yet (the only place the map grows).
-    fn entry(&mut self, slot: &Slot) -> Option<&mut Entry> {
+    fn entry(&mut self, slot: &Slot, max: usize) -> Option<&mut Entry> {
         match slot {
-            Slot::At(hash, at) => self.at_mut(*hash, *at),
+            Slot::At(hash, at, generation) => self.at_mut(*hash, *at, *generation),
             Slot::New(hash, key) => {
-                let same = self.map.entry(*hash).or_default();
-                let at = match same.iter().position(|(k, _)| k.is(key)) {
+                let known = self
+                    .map
+                    .get(hash)
+                    .and_then(|same| same.iter().position(|(k, _)| k.is(key)));
+                let at = match known {
                     Some(at) => at,
                     None => {
+                        if self.len >= max && !self.evict_one() {
+                            return None;
+                        }
+                        let same = self.map.entry(*hash).or_default();
                         same.push((key.clone(), Entry::default()));
+                        self.len += 1;
                         same.len() - 1
                     }
                 };
-                same.get_mut(at).map(|(_, e)| e)
+                self.map
+                    .get_mut(hash)
+                    .and_then(|same| same.get_mut(at))
+                    .map(|(_, e)| e)
             }
         }
+    }
+
+    /// Removes one entry whose circuit is closed (one that never failed if there is one);
+    /// `false` when every entry is cooling down. Linear in the (bounded) number of entries,
+    /// and only when the map is full.
+    fn evict_one(&mut self) -> bool {
+        let mut pick = None;
+        'scan: for (hash, same) in &self.map {
+            for (at, (_, e)) in same.iter().enumerate() {
+                if e.circuit == Circuit::Closed {
+                    pick = Some((*hash, at));
+                    if e.failures == 0 {
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        let Some((hash, at)) = pick else {
+            return false;
+        };
+        if let Some(same) = self.map.get_mut(&hash) {
+            same.swap_remove(at);
+            if same.is_empty() {
+                self.map.remove(&hash);
+            }
+        }
+        self.len -= 1;
+        self.generation += 1;
+        true
     }
 
     /// The entry of a slot if there is one (a `New` slot's, if another request made it).
     fn existing(&mut self, slot: &Slot) -> Option<&mut Entry> {
         match slot {
-            Slot::At(hash, at) => self.at_mut(*hash, *at),
+            Slot::At(hash, at, generation) => self.at_mut(*hash, *at, *generation),
             Slot::New(hash, key) => self
                 .map
                 .get_mut(hash)?
@@ -293,8 +347,9 @@ impl Health {
             };
             return Some(self.permit(Slot::New(hash, key), false));
         };
-        let slot = Slot::At(hash, at);
-        let e = map.at_mut(hash, at)?;
+        let generation = map.generation;
+        let slot = Slot::At(hash, at, generation);
+        let e = map.at_mut(hash, at, generation)?;
         let probe = match e.circuit {
             Circuit::Closed => false,
             Circuit::Open { until } if Instant::now() >= until => {
@@ -340,8 +395,9 @@ impl Permit {
     pub fn success(mut self, latency: Duration) {
         self.done = true;
         let alpha = self.health.inner.config.ewma_alpha;
+        let max = self.health.inner.config.max_targets;
         let mut map = self.health.map();
-        let Some(e) = map.entry(&self.slot) else {
+        let Some(e) = map.entry(&self.slot, max) else {
             return;
         };
         e.failures = 0;
@@ -357,6 +413,7 @@ impl Permit {
     pub fn failure(mut self, kind: ErrorKind) {
         self.done = true;
         let cfg = self.health.inner.config;
+        let max = cfg.max_targets;
         let mut map = self.health.map();
         if !kind.is_retryable() {
             if self.probe {
@@ -368,7 +425,7 @@ impl Permit {
             }
             return;
         }
-        let Some(e) = map.entry(&self.slot) else {
+        let Some(e) = map.entry(&self.slot, max) else {
             return;
         };
         e.failures = e.failures.saturating_add(1);
@@ -408,6 +465,7 @@ mod tests {
             failure_threshold: 2,
             cooldown: Duration::from_secs(10),
             ewma_alpha: 0.5,
+            ..HealthConfig::default()
         });
         let c = cand();
         h.acquire(&c).unwrap().failure(ErrorKind::Upstream);
@@ -435,6 +493,7 @@ mod tests {
             failure_threshold: 1,
             cooldown: Duration::from_secs(10),
             ewma_alpha: 0.5,
+            ..HealthConfig::default()
         });
         let p = Arc::new(Provider::new("p", ProviderKind::Openai, "http://x/v1"));
         let a = Candidate::passthrough("p/a".into(), p.clone(), "a".into());
@@ -474,6 +533,45 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         drop(h.acquire(&c).unwrap()); // a probe whose client hung up
         assert_eq!(h.state(&c), TargetState::Probe);
+    }
+
+    #[test]
+    fn the_map_is_bounded_and_keeps_cooling_targets() {
+        let h = Health::new(HealthConfig {
+            max_targets: 8,
+            ..HealthConfig::default()
+        });
+        let p = Arc::new(Provider::new("p", ProviderKind::Openai, "http://x/v1"));
+        let c = |i: usize| {
+            Candidate::passthrough(format!("p/m{i}").into(), p.clone(), format!("m{i}").into())
+        };
+        // A target cooling down survives any number of newcomers.
+        for _ in 0..3 {
+            h.acquire(&c(0)).unwrap().failure(ErrorKind::Upstream);
+        }
+        assert_eq!(h.state(&c(0)), TargetState::CoolingDown);
+        // A permit taken before evictions records nothing into a reused position.
+        let stale = h.acquire(&c(1)).unwrap();
+        h.acquire(&c(1)).unwrap().failure(ErrorKind::Upstream);
+        for i in 2..10_000 {
+            h.acquire(&c(i)).unwrap().failure(ErrorKind::Upstream);
+            assert!(h.map().len() <= 8);
+        }
+        stale.failure(ErrorKind::Upstream);
+        assert_eq!(h.state(&c(0)), TargetState::CoolingDown);
+        assert_eq!(h.map().len(), 8);
+        // Every entry cooling down: new outcomes are dropped, not stored.
+        let full = Health::new(HealthConfig {
+            max_targets: 2,
+            failure_threshold: 1,
+            ..HealthConfig::default()
+        });
+        for i in 0..5 {
+            full.acquire(&c(i)).unwrap().failure(ErrorKind::Upstream);
+        }
+        assert_eq!(full.map().len(), 2);
+        assert_eq!(full.state(&c(0)), TargetState::CoolingDown);
+        assert_eq!(full.state(&c(4)), TargetState::Healthy);
     }
 
     #[test]
