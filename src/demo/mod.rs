@@ -80,6 +80,8 @@ mod faults;
 mod gemini;
 mod openai;
 mod server;
+mod wire;
+
 #[cfg(test)]
 mod tests;
 

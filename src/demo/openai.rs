@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::common::{
     answer, chunks, fragments, type_name, words, Answer, Choice, Convo, Finish, ToolDef,
 };
-use super::server::{Ctx, Reply, StreamPlan};
+use super::wire::{Ctx, Reply, StreamPlan};
 
 const PROVIDER: &str = "openai";
 
@@ -175,7 +175,7 @@ fn auth(ctx: &Ctx<'_>) -> Result<(), Reply> {
         ));
     };
     let key = value.strip_prefix("Bearer ").unwrap_or("");
-    if key != ctx.shared.config.api_key() {
+    if key != ctx.config.api_key() {
         let chars: Vec<char> = key.chars().collect();
         let shown = if chars.len() > 8 {
             let head: String = chars[..3].iter().collect();

@@ -1,7 +1,7 @@
 //! The hyper server under every demo provider: accept loop, request log, faults, and the
 //! response body (whole, or written by a small task for streams and faults).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::wire::{Ctx, PromptCache, Reply};
 use super::{anthropic, gemini, openai, DemoConfig, Fault, Faults, RecordedRequest};
 use crate::catalog::ProviderKind;
 
@@ -52,7 +53,7 @@ pub(super) struct Shared {
     notify: Notify,
     received: AtomicU64,
     /// Anthropic prompt-cache prefixes seen so far.
-    pub(super) prompt_cache: Mutex<HashSet<u64>>,
+    prompt_cache: PromptCache,
     shutdown: watch::Receiver<()>,
 }
 
@@ -101,11 +102,6 @@ impl Shared {
             notified.await;
         }
     }
-
-    /// Whether `seen` was already in the prompt cache (records it either way).
-    pub(super) fn cache_hit(&self, key: u64) -> bool {
-        !lock(&self.prompt_cache).insert(key)
-    }
 }
 
 /// Binds 127.0.0.1:0 and spawns the accept loop.
@@ -128,7 +124,7 @@ pub(super) async fn start(
         log: Mutex::new(VecDeque::new()),
         notify: Notify::new(),
         received: AtomicU64::new(0),
-        prompt_cache: Mutex::new(HashSet::new()),
+        prompt_cache: PromptCache::default(),
         shutdown: rx.clone(),
     });
     let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
@@ -163,96 +159,6 @@ async fn accept_loop(
             }
         });
     }
-}
-
-/// What the request is, for the provider modules.
-#[derive(Debug)]
-pub(super) struct Ctx<'a> {
-    pub(super) shared: &'a Shared,
-    pub(super) method: &'a Method,
-    pub(super) path: &'a str,
-    pub(super) query: Option<&'a str>,
-    pub(super) headers: &'a HeaderMap,
-    /// The body, when it is JSON.
-    pub(super) body: Option<&'a Value>,
-    /// This request's number on this server, from 1 (used in ids).
-    pub(super) seq: u64,
-    /// Answer with this text (for [`Fault::Huge`]).
-    pub(super) text_override: Option<&'static str>,
-}
-
-impl Ctx<'_> {
-    /// A header as text.
-    pub(super) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// A query parameter.
-    pub(super) fn query_param(&self, name: &str) -> Option<&str> {
-        self.query?
-            .split('&')
-            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
-    }
-
-    /// Words per streamed event.
-    pub(super) fn words_per_chunk(&self) -> usize {
-        self.shared.config.words_per_chunk
-    }
-
-    /// Whether the model is allowed by the configuration.
-    pub(super) fn model_known(&self, model: &str) -> bool {
-        self.shared
-            .config
-            .models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|k| k == model))
-    }
-}
-
-/// A provider's answer before faults shape it.
-#[derive(Debug)]
-pub(super) enum Reply {
-    /// A JSON body.
-    Json {
-        status: StatusCode,
-        headers: Vec<(&'static str, String)>,
-        body: Value,
-    },
-    /// An event stream.
-    Stream(StreamPlan),
-}
-
-impl Reply {
-    pub(super) fn json(status: StatusCode, body: Value) -> Self {
-        Self::Json {
-            status,
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    #[must_use]
-    pub(super) fn with_header(mut self, name: &'static str, value: String) -> Self {
-        match &mut self {
-            Self::Json { headers, .. } => headers.push((name, value)),
-            Self::Stream(p) => p.headers.push((name, value)),
-        }
-        self
-    }
-}
-
-/// A whole event stream, one frame per SSE event.
-#[derive(Debug)]
-pub(super) struct StreamPlan {
-    pub(super) content_type: &'static str,
-    pub(super) headers: Vec<(&'static str, String)>,
-    pub(super) frames: Vec<Bytes>,
-    /// How many trailing frames make the provider's end marker.
-    pub(super) end_frames: usize,
-    /// A frame with broken JSON, for [`Fault::MalformedEvent`].
-    pub(super) malformed: Bytes,
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Response<DemoBody>> {
@@ -296,7 +202,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Respo
         _ if too_large => status_reply(shared.kind, 413, None, seq),
         _ => {
             let ctx = Ctx {
-                shared: &shared,
+                config: &shared.config,
+                prompt_cache: &shared.prompt_cache,
                 method: &parts.method,
                 path: parts.uri.path(),
                 query: parts.uri.query(),

@@ -132,9 +132,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{
-    error_for_status, join_url, DecodeContext, EncodeContext, ProviderCodec, StreamDecode,
-};
+use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
+use crate::catalog::join_url;
 use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{

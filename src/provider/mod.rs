@@ -92,16 +92,6 @@ pub fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
     }
 }
 
-/// Joins a base URL and a path.
-pub(crate) fn join_url(base: &str, path: &str) -> Result<http::Uri, Error> {
-    let mut s = String::with_capacity(base.len() + path.len());
-    s.push_str(base.trim_end_matches('/'));
-    s.push_str(path);
-    s.parse().map_err(|e| {
-        Error::upstream("provider base URL is invalid").with_source(Box::new(e) as crate::BoxError)
-    })
-}
-
 /// Reads `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
