@@ -391,7 +391,9 @@ pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(after) = e.retry_after() {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        let secs = after
+            .as_secs()
+            .saturating_add(u64::from(after.subsec_nanos() > 0));
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     if let Some(attempts) = e.attempts() {

@@ -92,15 +92,27 @@ pub fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
     }
 }
 
-/// Reads `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// The longest wait an upstream can ask for: anything longer is read as this.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A wait of `secs` seconds from an upstream, capped at [`MAX_RETRY_AFTER`]; `None` for a
+/// negative or not-a-number value. Never panics, whatever the number.
+pub(crate) fn retry_secs(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER)))
+}
+
+/// Reads `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, capped at an hour.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
+        .and_then(|ms| retry_secs(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(ms);
     }
     let v = headers
         .get(http::header::RETRY_AFTER)?
@@ -108,12 +120,13 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return retry_secs(secs);
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(
         when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -226,5 +239,28 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn any_retry_after_is_read_without_panic_and_capped() {
+        for (name, v) in [
+            ("retry-after", "18446744073709551616"),
+            ("retry-after", "1e308"),
+            ("retry-after", "inf"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after-ms", "18446744073709551616000"),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, v.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "{name}: {v}");
+            let e = error_for_status(StatusCode::TOO_MANY_REQUESTS, &h, None, None);
+            assert_eq!(e.retry_after(), Some(MAX_RETRY_AFTER));
+        }
+        for v in ["-1", "NaN", "soon"] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", v.parse().unwrap());
+            assert_eq!(retry_after(&h), None, "{v}");
+        }
     }
 }
