@@ -1,8 +1,11 @@
 //! Streaming chunks.
+//!
+//! The types only; their hand-written JSON writer and reader
+//! ([`ChatCompletionChunk::write_json`], [`ChatCompletionChunk::to_sse_event`], the fast
+//! decoder) live in `chunk_json`, which depends on this module and not the other way round.
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -61,30 +64,6 @@ impl ChatCompletionChunk {
             provider: None,
             error: None,
         }
-    }
-
-    /// Appends the chunk as JSON to `out`: the very bytes `serde_json::to_vec(self)` gives
-    /// (same member order, omitted members and escaping), written without serde's per-byte
-    /// work.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        super::chunk_json::write_chunk(out, self);
-    }
-
-    /// The chunk as one server-sent event, `data: {json}\n\n` with the JSON of
-    /// [`write_json`](Self::write_json), in a single buffer allocated at its final size.
-    pub fn to_sse_event(&self) -> Bytes {
-        super::chunk_json::sse_event(self, b"")
-    }
-
-    /// [`to_sse_event`](Self::to_sse_event) followed by `tail` in the same buffer.
-    pub(crate) fn to_sse_event_then(&self, tail: &[u8]) -> Bytes {
-        super::chunk_json::sse_event(self, tail)
-    }
-
-    /// Decodes a chunk: the same result, value or error, as
-    /// `serde_json::from_str::<ChatCompletionChunk>(s)`, with a faster path for the usual shape.
-    pub(crate) fn from_json(s: &str) -> Result<Self, serde_json::Error> {
-        super::chunk_json::from_json(s)
     }
 
     /// Whether this chunk carries real output (text, reasoning, refusal or a tool call), the

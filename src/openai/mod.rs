@@ -29,6 +29,7 @@ pub use message::{
 };
 pub(crate) use raw::finish_completion;
 pub use raw::RawCompletion;
+pub(crate) use request::write_openai_head;
 pub use request::{
     ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, RawJson, Reasoning,
     ResponseFormat, Stop, StreamOptions,

@@ -21,8 +21,8 @@ use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, Strea
 use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
-    finish_completion, ChatCompletion, ChatCompletionChunk, ChatRequest, ErrorResponse,
-    RawCompletion,
+    finish_completion, write_openai_head, ChatCompletion, ChatCompletionChunk, ChatRequest,
+    ErrorResponse, RawCompletion,
 };
 use crate::Error;
 
@@ -36,7 +36,7 @@ impl ProviderCodec for OpenAiCompat {
         req: &ChatRequest,
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
-        let mut r = http::Request::new(req.to_openai_body(ctx.upstream_model, true, false));
+        let mut r = http::Request::new(openai_body(req, ctx.upstream_model, true, false));
         *r.method_mut() = Method::POST;
         *r.uri_mut() = ctx.provider.endpoint("/chat/completions")?;
         let h = r.headers_mut();
@@ -93,6 +93,30 @@ impl ProviderCodec for OpenAiCompat {
             done: false,
         })
     }
+}
+
+/// `messages` at least this long goes upstream as a slice of the client's body (a frame of
+/// its own) rather than copied: below it, the copy costs less than the extra frame.
+const SHARED_MESSAGES_MIN: usize = 4096;
+
+/// [`ChatRequest::to_openai_json`] as an upstream request body. When `messages` is long (most
+/// of a long conversation) it is sent as the slice of the client's body it was parsed from,
+/// between the bytes before and after it, instead of being copied; a short one is copied into
+/// a single buffer (cheaper than a frame of its own). The bytes sent are the same either way.
+pub fn openai_body(
+    req: &ChatRequest,
+    model: &str,
+    force_usage: bool,
+    keep_routing: bool,
+) -> UpstreamBody {
+    if req.messages.as_bytes().len() < SHARED_MESSAGES_MIN {
+        return UpstreamBody::new(req.to_openai_json(model, force_usage, keep_routing));
+    }
+    let mut head = Vec::with_capacity(model.len() + 24);
+    write_openai_head(&mut head, model);
+    let mut rest = Vec::with_capacity(256);
+    req.write_openai_rest(&mut rest, force_usage, keep_routing);
+    UpstreamBody::concat(head.into(), req.messages.to_bytes(), rest.into())
 }
 
 /// Stream state: OpenAI chunks are already canonical; this checks them, renames the model and
@@ -207,6 +231,43 @@ mod tests {
                 "logit_bias": {"50256": -100}
             })
         );
+    }
+
+    #[tokio::test]
+    async fn upstream_body_is_the_json_and_shares_long_messages() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt;
+        let turn = r#"{"role":"user","content":"The quick brown fox jumps over the lazy dog."}"#;
+        for turns in [1, 200] {
+            let messages = vec![turn; turns].join(",");
+            let body = Bytes::from(format!(
+                r#"{{"model":"a/b","messages":[{messages}],"stream":true,"tools":[{{"type":"function","function":{{"name":"f"}}}}],"x":1}}"#
+            ));
+            let r = ChatRequest::from_bytes(body.clone()).unwrap();
+            let json = r.to_openai_json("b", true, false);
+            let upstream = openai_body(&r, "b", true, false);
+            assert_eq!(upstream.size_hint().exact(), Some(json.len() as u64));
+            let mut frames = Vec::new();
+            let mut upstream = std::pin::pin!(upstream);
+            while let Some(f) = upstream.frame().await {
+                frames.push(f.unwrap().into_data().unwrap());
+            }
+            assert_eq!(
+                frames.concat(),
+                json,
+                "the same bytes, in one frame or three"
+            );
+            let long = r.messages.as_bytes().len() >= SHARED_MESSAGES_MIN;
+            assert_eq!(long, turns > 1);
+            if long {
+                // The middle frame is the client's own `messages`, not a copy.
+                let start = body.iter().position(|&c| c == b'[').unwrap();
+                assert_eq!(frames.len(), 3);
+                assert_eq!(frames[1].as_ptr(), body[start..].as_ptr());
+            } else {
+                assert_eq!(frames.len(), 1);
+            }
+        }
     }
 
     // From OpenAI's API reference (chat object example).
