@@ -61,8 +61,6 @@
 
 mod builder;
 mod model;
-mod params;
-mod provider;
 mod routing;
 mod toml;
 
@@ -76,9 +74,7 @@ use crate::{Error, ErrorKind};
 
 pub use builder::CatalogBuilder;
 pub use model::{Capabilities, Endpoint, EndpointSpec, Model, ModelSpec, Pricing};
-pub use params::Parameters;
-pub(crate) use provider::join_url;
-pub use provider::{ApiKey, Deadlines, Provider, ProviderKind};
+pub use crate::provider::{ApiKey, Deadlines, Parameters, Provider, ProviderKind};
 pub use routing::{Routing, Rule, Split, DEFAULT_AUTO_MODEL};
 
 /// The catalog's lookup tables. Their keys are the operator's (fixed once the catalog is

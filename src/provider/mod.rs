@@ -12,15 +12,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use crate::catalog::{Provider, ProviderKind};
 use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, RawCompletion};
 use crate::{Error, ErrorKind};
 
 pub mod anthropic;
+mod config;
 pub mod gemini;
 pub mod openai_compat;
+mod params;
+
+pub(crate) use config::join_url;
+pub use config::{ApiKey, Deadlines, Provider, ProviderKind};
+pub use params::Parameters;
 
 /// What a codec needs to know to encode one attempt.
 #[derive(Debug, Clone, Copy)]

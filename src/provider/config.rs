@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Parameters;
+use super::params::Parameters;
 use crate::Error;
 
 /// Which wire format a provider speaks.
