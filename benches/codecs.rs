@@ -5,7 +5,7 @@
 //! cargo bench --bench codecs -- anthropic       # one group (the summary follows the filter)
 //! ```
 //!
-//! Per codec (`switchboard::provider::codec(kind)`):
+//! Per codec (`Provider::codec()` of each kind):
 //!
 //! - `encode`: a 1 KB chat request with a tool call, its result and a tool definition →
 //!   the provider's HTTP request (`ProviderCodec::encode`);
@@ -40,7 +40,7 @@ use switchboard::catalog::{Provider, ProviderKind};
 use switchboard::edge::ChatCompletions;
 use switchboard::openai::sse::SseDecoder;
 use switchboard::openai::ChatCompletionChunk;
-use switchboard::provider::{codec, DecodeContext, EncodeContext, StreamDecode};
+use switchboard::provider::{DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -534,4 +534,22 @@ fn main() {
     }
     edge(&mut bench, &rt);
     bench.finish();
+}
+
+/// The built-in codec of a provider kind.
+fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
+    static PROVIDERS: std::sync::OnceLock<[Provider; 3]> = std::sync::OnceLock::new();
+    let [o, a, g] = PROVIDERS.get_or_init(|| {
+        [
+            ProviderKind::Openai,
+            ProviderKind::Anthropic,
+            ProviderKind::Gemini,
+        ]
+        .map(|k| Provider::new(k.as_str(), k, "http://127.0.0.1:1"))
+    });
+    match kind {
+        ProviderKind::Anthropic => a.codec(),
+        ProviderKind::Gemini => g.codec(),
+        _ => o.codec(),
+    }
 }

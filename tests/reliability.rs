@@ -1004,7 +1004,25 @@ mod properties {
     use switchboard::catalog::{Provider, ProviderKind};
     use switchboard::openai::sse::{SseDecoder, SseEvent};
     use switchboard::openai::ChatRequest;
-    use switchboard::provider::{codec, DecodeContext, EncodeContext};
+    use switchboard::provider::{DecodeContext, EncodeContext, ProviderCodec};
+
+    /// The built-in codec of a provider kind.
+    fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
+        static PROVIDERS: std::sync::OnceLock<[Provider; 3]> = std::sync::OnceLock::new();
+        let [o, a, g] = PROVIDERS.get_or_init(|| {
+            [
+                ProviderKind::Openai,
+                ProviderKind::Anthropic,
+                ProviderKind::Gemini,
+            ]
+            .map(|k| Provider::new(k.as_str(), k, "http://127.0.0.1:1"))
+        });
+        match kind {
+            ProviderKind::Anthropic => a.codec(),
+            ProviderKind::Gemini => g.codec(),
+            _ => o.codec(),
+        }
+    }
 
     const KINDS: [ProviderKind; 3] = [
         ProviderKind::Openai,

@@ -890,7 +890,9 @@ pub(crate) fn decode_events(
     events: &[String],
 ) -> Vec<ChatCompletionChunk> {
     let mut sse = SseDecoder::new();
-    let mut dec = switchboard::provider::codec(kind).stream_decoder(ctx);
+    let mut dec = switchboard::provider::Provider::new("bench", kind, "http://127.0.0.1:1")
+        .codec()
+        .stream_decoder(ctx);
     let mut out = Vec::new();
     for e in events {
         sse.push(e.as_bytes());

@@ -72,9 +72,9 @@ use std::sync::Arc;
 
 use crate::{Error, ErrorKind};
 
+pub use crate::provider::{ApiKey, Deadlines, Parameters, Provider, ProviderKind};
 pub use builder::CatalogBuilder;
 pub use model::{Capabilities, Endpoint, EndpointSpec, Model, ModelSpec, Pricing};
-pub use crate::provider::{ApiKey, Deadlines, Parameters, Provider, ProviderKind};
 pub use routing::{Routing, Rule, Split, DEFAULT_AUTO_MODEL};
 
 /// The catalog's lookup tables. Their keys are the operator's (fixed once the catalog is

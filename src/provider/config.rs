@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::params::Parameters;
+use super::{ProviderAuth, ProviderCodec};
 use crate::Error;
 
 /// Which wire format a provider speaks.
@@ -170,6 +171,11 @@ pub struct Provider {
     pub throughput: Option<f64>,
     /// The URL [`Provider::endpoint`] built first, with the base URL and path it came from.
     endpoint: OnceLock<(Arc<str>, &'static str, http::Uri)>,
+    /// The wire format: the built-in codec of `kind`, or the one given to
+    /// [`with_codec`](Self::with_codec).
+    codec: Arc<dyn ProviderCodec>,
+    /// An authentication step run on each encoded request, if any.
+    auth: Option<Arc<dyn ProviderAuth>>,
 }
 
 impl Provider {
@@ -184,7 +190,36 @@ impl Provider {
             data_collection: true,
             throughput: None,
             endpoint: OnceLock::new(),
+            codec: super::builtin(kind),
+            auth: None,
         }
+    }
+
+    /// A provider speaking a wire format of your own: `codec` encodes requests and decodes
+    /// answers, streams and errors (see [`ProviderCodec`]). `kind` then only chooses the
+    /// default [parameter table](ProviderKind::default_parameters) for its models.
+    #[must_use]
+    pub fn with_codec(mut self, codec: impl ProviderCodec + 'static) -> Self {
+        self.codec = Arc::new(codec);
+        self
+    }
+
+    /// Runs `auth` on every encoded request before it is sent (request signing, refreshed
+    /// tokens; see [`ProviderAuth`]).
+    #[must_use]
+    pub fn with_auth(mut self, auth: impl ProviderAuth + 'static) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// The provider's codec.
+    pub fn codec(&self) -> &dyn ProviderCodec {
+        &*self.codec
+    }
+
+    /// The provider's authentication step, if it has one.
+    pub fn auth(&self) -> Option<&dyn ProviderAuth> {
+        self.auth.as_deref()
     }
 
     /// The URL of `path` under the base URL (e.g. `/chat/completions`). The first one asked

@@ -70,8 +70,38 @@ pub trait ProviderCodec: fmt::Debug + Send + Sync {
     /// Maps a non-success upstream answer to an [`Error`] per the error table.
     fn decode_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error;
 
-    /// A decoder for one SSE stream.
+    /// A decoder for one stream, fed the events of the codec's [`framing`](Self::framing).
     fn stream_decoder(&self, ctx: &DecodeContext) -> Box<dyn StreamDecode>;
+
+    /// How the provider frames a streamed answer (default: server-sent events). Each frame
+    /// reaches [`StreamDecode::event`] as an event name and its data.
+    fn framing(&self) -> StreamFraming {
+        StreamFraming::Sse
+    }
+}
+
+/// How a provider frames the events of a streamed answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamFraming {
+    /// Server-sent events (`text/event-stream`): `event:` and `data:` lines.
+    Sse,
+}
+
+/// A provider's own authentication step, run on every encoded request after
+/// [`ProviderCodec::encode`] and before it is sent: it may add a header from a cached token
+/// it refreshes (OAuth2 from a service account), or sign the final method, URL, headers and
+/// body bytes (AWS SigV4). Providers that send a static key need none: their codec puts the
+/// [`Provider::api_key`] in the header the API expects.
+///
+/// A failure is the gateway's own credentials failing: return an [`ErrorKind::Upstream`]
+/// error (502, retryable on another provider), never the client's 401.
+pub trait ProviderAuth: fmt::Debug + Send + Sync {
+    /// Adds credentials to `req`.
+    fn authorize<'a>(
+        &'a self,
+        req: &'a mut http::Request<UpstreamBody>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), Error>>;
 }
 
 /// Turns one provider's SSE events into chunks, keeping whatever state the format needs
@@ -88,12 +118,12 @@ pub trait StreamDecode: fmt::Debug + Send + Sync {
     fn finish(&mut self, out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error>;
 }
 
-/// The codec for a provider kind.
-pub fn codec(kind: ProviderKind) -> &'static dyn ProviderCodec {
+/// The built-in codec of a provider kind.
+pub(crate) fn builtin(kind: ProviderKind) -> Arc<dyn ProviderCodec> {
     match kind {
-        ProviderKind::Openai => &openai_compat::OpenAiCompat,
-        ProviderKind::Anthropic => &anthropic::Anthropic,
-        ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Openai => Arc::new(openai_compat::OpenAiCompat),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic),
+        ProviderKind::Gemini => Arc::new(gemini::Gemini),
     }
 }
 

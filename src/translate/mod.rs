@@ -79,7 +79,7 @@ use crate::client::UpstreamBody;
 use crate::ext::{Candidate, Target};
 use crate::openai::sse::SseDecoder;
 use crate::openai::ChatCompletionChunk;
-use crate::provider::{self, DecodeContext, EncodeContext, StreamDecode};
+use crate::provider::{DecodeContext, EncodeContext, StreamDecode};
 use crate::{BoxError, Error};
 
 /// Default cap on a non-streaming upstream body: 32 MiB.
@@ -195,8 +195,7 @@ where
                 }
             },
         };
-        let codec = provider::codec(candidate.provider.kind);
-        let encoded = codec.encode(
+        let encoded = candidate.provider.codec().encode(
             &chat,
             &EncodeContext {
                 provider: &candidate.provider,
@@ -216,6 +215,7 @@ where
         let max = self.config.max_response_bytes;
         let provider_name = candidate.provider.name.clone();
         Box::pin(async move {
+            let codec = candidate.provider.codec();
             let ctx = DecodeContext {
                 model: candidate.model.clone(),
                 provider: provider_name.clone(),

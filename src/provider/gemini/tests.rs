@@ -1133,7 +1133,7 @@ fn maps_error_bodies() {
 
 #[test]
 fn codec_is_registered() {
-    let c = super::super::codec(ProviderKind::Gemini);
+    let c = &*super::super::builtin(ProviderKind::Gemini);
     assert!(format!("{c:?}").contains("Gemini"));
 }
 
