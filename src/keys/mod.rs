@@ -36,6 +36,8 @@
 //! # }
 //! ```
 
+pub mod future;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -47,7 +49,6 @@ use tower_service::Service;
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::ext::CallerKey;
-use crate::future::ResponseFuture;
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
@@ -288,7 +289,7 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = future::ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -298,9 +299,9 @@ where
         match self.layer.check(&req) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
-                ResponseFuture::inner(self.inner.call(req))
+                future::ResponseFuture::inner(self.inner.call(req))
             }
-            Err(e) => ResponseFuture::failed(e),
+            Err(e) => future::ResponseFuture::failed(e),
         }
     }
 }
@@ -369,7 +370,15 @@ mod tests {
             401
         );
         let r = svc.clone().oneshot(req(Some("sk-a"), BODY)).await.unwrap();
-        assert_eq!(r.into_body().into_complete().unwrap().id, "alice");
+        assert_eq!(
+            r.into_body()
+                .into_complete()
+                .unwrap()
+                .into_typed()
+                .unwrap()
+                .id,
+            "alice"
+        );
         let other = r#"{"model":"openai/gpt-4o","models":["anthropic/claude"],"messages":[{"role":"user","content":"hi"}]}"#;
         assert_eq!(
             svc.clone()
