@@ -355,7 +355,10 @@ fn cost_meter(bench: &mut Bench<'_>, rt: &tokio::runtime::Runtime) {
     // Every case is priced: the completion carries usage.cost, the stream's usage chunk too.
     for resp in [nonstream_prom.once(rt), nonstream.once(rt)] {
         assert!(resp.headers().contains_key("x-switchboard-cost"));
-        let usage = resp.into_body().into_complete().and_then(|c| c.usage);
+        let usage = resp
+            .into_body()
+            .into_complete()
+            .and_then(|c| c.usage().cloned());
         assert!(
             usage.and_then(|u| u.cost).is_some(),
             "the completion is priced"

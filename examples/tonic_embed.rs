@@ -247,9 +247,12 @@ async fn chat(
     req: tonic::Request<pb::ChatRequest>,
 ) -> Result<tonic::Response<pb::ChatReply>, Status> {
     let answer = call(gateway, req.into_inner(), false).await?;
+    // A pass-through from an OpenAI-compatible provider is parsed here, once.
     let completion = answer
         .into_complete()
-        .ok_or_else(|| Status::internal("expected a whole completion"))?;
+        .ok_or_else(|| Status::internal("expected a whole completion"))?
+        .into_typed()
+        .map_err(|e| status_of(&e))?;
     let choice = completion.choices.first();
     Ok(tonic::Response::new(pb::ChatReply {
         id: completion.id.clone(),

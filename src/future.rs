@@ -1,4 +1,7 @@
-//! A future shared by layers that either call inner or answer at once with an error.
+//! What the layers' futures share: the crate's one boxed-future alias, and the future of the
+//! layers that either call the inner service or answer at once with an error
+//! ([`ModelResolve`](crate::resolve::ModelResolve) and [`ClientKeys`](crate::keys::ClientKeys),
+//! which re-export it from their own `future` modules).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,6 +10,10 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::Error;
+
+/// A boxed, `Send` future: what the layers with long `async` logic keep inside their named
+/// `ResponseFuture`s, and what the cache keeps its leader's call in.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pin_project! {
     /// Either the inner service's future or an immediate error.

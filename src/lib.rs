@@ -83,7 +83,7 @@ pub mod edge;
 mod error;
 pub mod ext;
 pub mod fallback;
-pub mod future;
+mod future;
 pub mod health;
 pub mod keys;
 mod macros;
@@ -98,7 +98,7 @@ pub mod translate;
 
 pub use builder::{Gateway, GatewayBuilder, GatewayService, ServiceBuilderExt};
 pub use catalog::Catalog;
-pub use chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream};
+pub use chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream, Completion};
 pub use error::{BoxError, Error, ErrorKind};
 
 /// The README's code blocks, compiled as doctests.

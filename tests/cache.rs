@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use support::*;
-use switchboard::cache::{CacheStore, CachedEntry, MemoryStore, ResponseCacheLayer, StoreFuture};
+use switchboard::cache::{CacheStore, CachedEntry, MemoryStore, ResponseCacheLayer};
 use switchboard::ext::{CacheStatus, ServedBy};
 use switchboard::openai::{
     ChatCompletion, ChatCompletionChunk, ChunkAggregator, FinishReason, ToolCall,
@@ -180,7 +181,12 @@ async fn miss_then_hit_for_completions() {
 
     let first = call(&svc, request(HELLO)).await.unwrap();
     assert_eq!(status(&first), CacheStatus::Miss);
-    let first = first.into_body().into_complete().unwrap();
+    let first = first
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     assert_eq!(
         first.id, "chatcmpl-test",
         "the miss passes the answer through"
@@ -191,7 +197,12 @@ async fn miss_then_hit_for_completions() {
     assert_eq!(status(&second), CacheStatus::Hit);
     let served = second.extensions().get::<ServedBy>().unwrap();
     assert_eq!((&*served.provider, &*served.model), ("a", "a/b"));
-    let second = second.into_body().into_complete().unwrap();
+    let second = second
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     assert_same_answer(&first, &second);
     assert_fresh(&second.id, second.created, &first.id);
 
@@ -200,6 +211,8 @@ async fn miss_then_hit_for_completions() {
         .unwrap()
         .into_body()
         .into_complete()
+        .unwrap()
+        .into_typed()
         .unwrap();
     assert_ne!(third.id, second.id);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -241,7 +254,12 @@ async fn stream_is_recorded_then_replayed_as_stream_and_as_completion() {
     // As a completion: the aggregated answer.
     let whole = call(&svc, request(HELLO)).await.unwrap();
     assert_eq!(status(&whole), CacheStatus::Hit);
-    let whole = whole.into_body().into_complete().unwrap();
+    let whole = whole
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     assert_same_answer(&whole, &fold(&recorded));
     assert_eq!(
         whole.choices[0].message.content.as_deref(),
@@ -275,7 +293,15 @@ async fn completion_is_recorded_then_replayed_as_stream() {
     let layer = ResponseCacheLayer::default();
     let svc = layer.layer(inner);
     let first = call(&svc, request(HELLO)).await.unwrap();
-    assert_eq!(first.into_body().into_complete().unwrap(), original);
+    assert_eq!(
+        first
+            .into_body()
+            .into_complete()
+            .unwrap()
+            .into_typed()
+            .unwrap(),
+        original
+    );
     settle(&layer).await;
 
     let replay = call(&svc, request(HELLO_STREAM)).await.unwrap();
@@ -433,7 +459,7 @@ async fn entries_over_the_size_limit_are_not_stored() {
     for _ in 0..2 {
         let r = call(&svc, request(long)).await.unwrap();
         assert_eq!(status(&r), CacheStatus::Miss);
-        let c = r.into_body().into_complete().unwrap();
+        let c = r.into_body().into_complete().unwrap().into_typed().unwrap();
         assert_eq!(c.choices[0].message.content.as_ref().unwrap().len(), 4_000);
         settle(&layer).await;
     }
@@ -472,7 +498,12 @@ async fn no_cache_refetches_and_refreshes_the_entry() {
     settle(&layer).await;
     let hit = call(&svc, request(HELLO)).await.unwrap();
     assert_eq!(status(&hit), CacheStatus::Hit);
-    let c = hit.into_body().into_complete().unwrap();
+    let c = hit
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     assert_eq!(c.choices[0].message.content.as_deref(), Some("version 1"));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -517,7 +548,12 @@ async fn max_age_limits_reads_and_caps_the_ttl() {
     tokio::time::advance(Duration::from_secs(9)).await;
     let hit = call(&svc, request(HELLO)).await.unwrap();
     assert_eq!(status(&hit), CacheStatus::Hit);
-    let c = hit.into_body().into_complete().unwrap();
+    let c = hit
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     assert_eq!(c.choices[0].message.content.as_deref(), Some("version 1"));
     tokio::time::advance(Duration::from_secs(2)).await;
     let expired = call(&svc, request(HELLO)).await.unwrap();
@@ -670,7 +706,7 @@ async fn twenty_identical_requests_make_one_upstream_call() {
     for t in tasks {
         let r = t.await.unwrap().unwrap();
         statuses.push(status(&r));
-        let c = r.into_body().into_complete().unwrap();
+        let c = r.into_body().into_complete().unwrap().into_typed().unwrap();
         assert_eq!(c.choices[0].message.content.as_deref(), Some("shared"));
         ids.push(c.id);
     }
@@ -765,7 +801,7 @@ async fn waiters_get_their_own_shape() {
     let streamed = ok_chunks(leader).await;
     let r = waiter.await.unwrap().unwrap();
     assert_eq!(status(&r), CacheStatus::Hit);
-    let c = r.into_body().into_complete().unwrap();
+    let c = r.into_body().into_complete().unwrap().into_typed().unwrap();
     assert_same_answer(&c, &fold(&streamed));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
@@ -938,7 +974,7 @@ async fn followers_get_the_answer_when_the_leader_hangs_up_before_the_head() {
         .unwrap();
     let r = follower.await.unwrap().unwrap();
     assert_eq!(status(&r), CacheStatus::Hit);
-    let c = r.into_body().into_complete().unwrap();
+    let c = r.into_body().into_complete().unwrap().into_typed().unwrap();
     assert_eq!(c.choices[0].message.content.as_deref(), Some("still here"));
     settle(&layer).await;
     assert_eq!(
@@ -956,7 +992,10 @@ async fn followers_get_the_answer_when_the_leader_hangs_up_before_the_head() {
 struct BrokenStore;
 
 impl CacheStore for BrokenStore {
-    fn get(&self, _key: switchboard::cache::CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>> {
+    fn get(
+        &self,
+        _key: switchboard::cache::CacheKey,
+    ) -> BoxFuture<'_, Result<Option<Arc<CachedEntry>>, Error>> {
         Box::pin(async { Err(Error::upstream("store down")) })
     }
     fn put(
@@ -964,7 +1003,7 @@ impl CacheStore for BrokenStore {
         _key: switchboard::cache::CacheKey,
         _entry: Arc<CachedEntry>,
         _ttl: Duration,
-    ) -> StoreFuture<'_, ()> {
+    ) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async { Err(Error::upstream("store down")) })
     }
 }
@@ -1025,7 +1064,12 @@ mod redis_store {
         let whole = call(&svc_b, request(HELLO)).await.unwrap();
         assert_eq!(status(&whole), CacheStatus::Hit);
         assert_same_answer(
-            &whole.into_body().into_complete().unwrap(),
+            &whole
+                .into_body()
+                .into_complete()
+                .unwrap()
+                .into_typed()
+                .unwrap(),
             &fold(&recorded),
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);

@@ -127,7 +127,12 @@ async fn prices_the_target_that_served_after_fallback() {
     // 800 × $1/M + 200 × $0.1/M + 100 × $2/M = 0.0008 + 0.00002 + 0.0002
     let expected = 0.001_02;
     assert_eq!(resp.headers()["x-switchboard-cost"], "0.001020000");
-    let c = resp.into_body().into_complete().unwrap();
+    let c = resp
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     let u = c.usage.unwrap();
     assert!((u.cost.unwrap() - expected).abs() < 1e-12);
     assert!((u.cost_details.unwrap().cached_input - 0.000_02).abs() < 1e-12);
@@ -145,7 +150,12 @@ async fn unpriced_target_gets_null_cost() {
         .await
         .unwrap();
     assert!(resp.headers().get("x-switchboard-cost").is_none());
-    let c = resp.into_body().into_complete().unwrap();
+    let c = resp
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap();
     let v = serde_json::to_value(&c).unwrap();
     assert!(v["usage"]["cost"].is_null());
     assert!(v["usage"].as_object().unwrap().contains_key("cost"));
@@ -163,7 +173,14 @@ async fn cache_hit_costs_zero() {
         .oneshot(routed(HELLO, vec![priced("a", "a/m", 1.0, 1.0)]))
         .await
         .unwrap();
-    let u = resp.into_body().into_complete().unwrap().usage.unwrap();
+    let u = resp
+        .into_body()
+        .into_complete()
+        .unwrap()
+        .into_typed()
+        .unwrap()
+        .usage
+        .unwrap();
     assert_eq!(u.cost, Some(0.0));
     assert_eq!(u.total_tokens, 15, "token counts kept");
 }

@@ -49,7 +49,7 @@
 //!
 //! let second = svc.clone().oneshot(request()).await.unwrap();
 //! assert_eq!(second.extensions().get::<CacheStatus>(), Some(&CacheStatus::Hit));
-//! let answer = second.into_body().into_complete().unwrap();
+//! let answer = second.into_body().into_complete().unwrap().into_typed().unwrap();
 //! assert_eq!(answer.choices[0].message.content.as_deref(), Some("Hi!"));
 //! assert_ne!(answer.id, "chatcmpl-up"); // a fresh id
 //! assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -107,14 +107,13 @@
 //! The layer adds none: store failures are logged and read as a miss; the inner service's
 //! errors pass through (and reach every follower).
 
+pub mod future;
 mod key;
 mod record;
 mod replay;
 pub mod store;
 
-use std::future::Future;
 use std::mem;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -129,7 +128,7 @@ pub use replay::{fresh_completion, ReplayStream};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::RedisStore;
-pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore, StoreFuture};
+pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore};
 
 use record::{follow, Clock, Lead, PendingLead, Role, Shared};
 
@@ -379,79 +378,6 @@ fn hit(entry: &Arc<CachedEntry>, want_stream: bool) -> ChatHttpResponse {
     }
     resp.extensions_mut().insert(CacheStatus::Hit);
     resp
-}
-
-/// The [`ResponseCache`] future.
-pub mod future {
-    use super::*;
-
-    use pin_project_lite::pin_project;
-
-    type BoxFuture = Pin<Box<dyn Future<Output = Result<ChatHttpResponse, Error>> + Send>>;
-
-    pin_project! {
-        /// Future of [`ResponseCache`](super::ResponseCache): the inner call for a bypass
-        /// (marked [`CacheStatus::Bypass`]), or the lookup / fetch / follow of a cacheable
-        /// request.
-        pub struct ResponseFuture<F> {
-            #[pin]
-            kind: Kind<F>,
-        }
-    }
-
-    pin_project! {
-        #[project = KindProj]
-        enum Kind<F> {
-            Bypass {
-                #[pin]
-                fut: F,
-            },
-            Cached {
-                fut: BoxFuture,
-            },
-        }
-    }
-
-    impl<F> ResponseFuture<F> {
-        pub(super) fn bypass(fut: F) -> Self {
-            Self {
-                kind: Kind::Bypass { fut },
-            }
-        }
-        pub(super) fn cached(fut: BoxFuture) -> Self {
-            Self {
-                kind: Kind::Cached { fut },
-            }
-        }
-    }
-
-    impl<F> std::fmt::Debug for ResponseFuture<F> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(match self.kind {
-                Kind::Bypass { .. } => "ResponseFuture::Bypass",
-                Kind::Cached { .. } => "ResponseFuture::Cached",
-            })
-        }
-    }
-
-    impl<F> Future for ResponseFuture<F>
-    where
-        F: Future<Output = Result<ChatHttpResponse, Error>>,
-    {
-        type Output = Result<ChatHttpResponse, Error>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.project().kind.project() {
-                KindProj::Bypass { fut } => fut.poll(cx).map(|r| {
-                    r.map(|mut resp| {
-                        resp.extensions_mut().insert(CacheStatus::Bypass);
-                        resp
-                    })
-                }),
-                KindProj::Cached { fut } => fut.as_mut().poll(cx),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,13 +31,12 @@ use super::key::CacheKey;
 use super::store::{CacheStore, CachedEntry, CachedServedBy};
 use crate::chat::{ChatHttpResponse, ChatResponse, ChunkStream};
 use crate::ext::{CacheStatus, ServedBy};
+use crate::future::BoxFuture;
 use crate::openai::{
     completion_to_chunks, new_completion_id, unix_now, ChatCompletion, ChatCompletionChunk,
     ChunkAggregator, FinishReason,
 };
 use crate::Error;
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code holding these locks can panic halfway through an update that matters.
@@ -419,18 +418,14 @@ impl Lead {
         self.flight.set_head(parts.clone());
         parts.extensions.insert(CacheStatus::Miss);
         let body = match body {
+            // Entries are typed (hits replay as a completion or as chunks): a pass-through is
+            // parsed once, on the miss.
             ChatResponse::Complete(c) => {
-                self.finish_complete(&c);
-                ChatResponse::Complete(c)
-            }
-            // Entries are typed (hits replay as a completion or as chunks): parse the
-            // pass-through once, on the miss.
-            ChatResponse::Raw(r) => {
-                match r.to_completion() {
-                    Ok(c) => self.finish_complete(&c),
+                match c.to_typed() {
+                    Ok(typed) => self.finish_complete(typed),
                     Err(e) => self.fail(e),
                 }
-                ChatResponse::Raw(r)
+                ChatResponse::Complete(c)
             }
             ChatResponse::Stream(s) => ChatResponse::stream(RecordingStream {
                 inner: Some(s),
@@ -446,15 +441,15 @@ impl Lead {
         self.flight.fail(e);
     }
 
-    fn finish_complete(self, c: &ChatCompletion) {
-        let chunks = completion_to_chunks(c);
+    fn finish_complete(self, c: ChatCompletion) {
+        let chunks = completion_to_chunks(&c);
         let size =
-            chunks.iter().map(approx_chunk_bytes).sum::<usize>() + approx_completion_bytes(c);
+            chunks.iter().map(approx_chunk_bytes).sum::<usize>() + approx_completion_bytes(&c);
         let success = !c.choices.is_empty()
             && c.choices
                 .iter()
                 .all(|ch| ch.finish_reason.is_some_and(|r| r != FinishReason::Error));
-        let entry = self.entry(chunks, c.clone(), size);
+        let entry = self.entry(chunks, c, size);
         let storable = success && size <= self.max_entry_bytes;
         {
             let mut st = lock(&self.flight.state);
@@ -559,7 +554,7 @@ impl Lead {
 
     /// The leader's client went away before the answer was complete: with followers, drive
     /// the rest of the upstream answer from a spawned task; else drop it and store nothing.
-    fn leader_gone(self, rest: BoxFuture<()>) {
+    fn leader_gone(self, rest: BoxFuture<'static, ()>) {
         let map = lock(&self.shared.inflight);
         let followers = self.flight.followers();
         if followers > 0 {
@@ -625,12 +620,15 @@ impl Drop for Abandon {
 /// The leader's wait for the inner service. If dropped before the inner future resolved, the
 /// call is handed to a spawned task when followers wait for it.
 pub(crate) struct PendingLead {
-    fut: Option<BoxFuture<Result<ChatHttpResponse, Error>>>,
+    fut: Option<BoxFuture<'static, Result<ChatHttpResponse, Error>>>,
     lead: Option<Lead>,
 }
 
 impl PendingLead {
-    pub(crate) fn new(fut: BoxFuture<Result<ChatHttpResponse, Error>>, lead: Lead) -> Self {
+    pub(crate) fn new(
+        fut: BoxFuture<'static, Result<ChatHttpResponse, Error>>,
+        lead: Lead,
+    ) -> Self {
         Self {
             fut: Some(fut),
             lead: Some(lead),
@@ -666,7 +664,7 @@ impl Drop for PendingLead {
             let key = lead.key;
             let (ttl, max_entry_bytes) = (lead.ttl, lead.max_entry_bytes);
             let mut guard = Abandon::new(&lead);
-            let rest: BoxFuture<()> = Box::pin(async move {
+            let rest: BoxFuture<'static, ()> = Box::pin(async move {
                 let lead = Lead {
                     shared,
                     key,
@@ -740,7 +738,7 @@ impl Drop for RecordingStream {
             let (ttl, max_entry_bytes) = (lead.ttl, lead.max_entry_bytes);
             let served_by = lead.served_by.clone();
             let mut guard = Abandon::new(&lead);
-            let rest: BoxFuture<()> = Box::pin(async move {
+            let rest: BoxFuture<'static, ()> = Box::pin(async move {
                 let mut rec = Self {
                     inner: Some(inner),
                     lead: Some(Lead {

@@ -6,10 +6,8 @@
 //! The maximum size of a non-streaming upstream body is enforced where the body is read, by
 //! [`ProviderTranslateLayer::max_response_bytes`](crate::translate::ProviderTranslateLayer::max_response_bytes).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -17,12 +15,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{self, Client};
 use hyper_util::rt::TokioExecutor;
-use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::{Error, ErrorKind};
 
 mod body;
+pub mod future;
 pub use body::UpstreamBody;
 
 type Inner = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
@@ -143,39 +141,14 @@ fn rustls_config() -> rustls::ClientConfig {
 impl Service<http::Request<UpstreamBody>> for HttpClient {
     type Response = http::Response<Incoming>;
     type Error = Error;
-    type Future = ResponseFuture;
+    type Future = future::ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<UpstreamBody>) -> ResponseFuture {
-        ResponseFuture {
-            inner: self.inner.request(req),
-        }
-    }
-}
-
-pin_project! {
-    /// Future of [`HttpClient`].
-    pub struct ResponseFuture {
-        #[pin]
-        inner: legacy::ResponseFuture,
-    }
-}
-
-impl std::fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<http::Response<Incoming>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let res = ready!(self.project().inner.poll(cx));
-        Poll::Ready(res.map_err(map_error))
+    fn call(&mut self, req: http::Request<UpstreamBody>) -> future::ResponseFuture {
+        future::ResponseFuture::new(self.inner.request(req))
     }
 }
 

@@ -7,14 +7,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use super::price::Picodollars;
+use futures_util::future::BoxFuture;
 
-/// A boxed future returned by [`BudgetStore`] methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use super::price::Picodollars;
 
 /// The calendar window a budget covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +85,8 @@ pub struct Exhausted {
 }
 
 /// Where spend is kept. Implementations must make `reserve` atomic.
+///
+/// The methods return [`futures_util::future::BoxFuture`]s (`Box::pin(async move { … })`).
 pub trait BudgetStore: fmt::Debug + Send + Sync + 'static {
     /// Adds `amount` to the window's committed spend unless that would pass `limit`.
     fn reserve<'a>(
@@ -268,7 +267,9 @@ mod redis_store {
     use redis::aio::ConnectionManager;
     use redis::Script;
 
-    use super::{BoxFuture, BudgetStore, Exhausted, Picodollars};
+    use futures_util::future::BoxFuture;
+
+    use super::{BudgetStore, Exhausted, Picodollars};
     use crate::{Error, ErrorKind};
 
     /// Redis keeps whole nanodollars: Lua numbers are doubles, exact to 2^53 nanodollars

@@ -31,7 +31,7 @@
 //! req.extensions_mut().insert(Route { requested: "openai/m".into(), candidates: vec![cand].into() });
 //! let resp = CostMeterLayer::new().layer(inner).oneshot(req).await.unwrap();
 //! assert_eq!(resp.headers()["x-switchboard-cost"], "0.006000000"); // 1000 × $2/M + 500 × $8/M
-//! let usage = resp.into_body().into_complete().unwrap().usage.unwrap();
+//! let usage = resp.into_body().into_complete().unwrap().into_typed().unwrap().usage.unwrap();
 //! assert_eq!(usage.cost, Some(0.006));
 //! # }
 //! ```
@@ -77,6 +77,7 @@
 //! recorder before the first request goes through the layer.
 
 mod budget;
+pub mod future;
 mod price;
 mod stream;
 
@@ -95,7 +96,7 @@ use tower_service::Service;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use budget::RedisBudgetStore;
-pub use budget::{BoxFuture, Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
+pub use budget::{Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
 pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
 
@@ -303,9 +304,6 @@ impl<S: fmt::Debug> fmt::Debug for CostMeter<S> {
 impl<S> CostMeter<S> {
     crate::macros::inner_service_accessors!(inner: S);
 }
-
-/// Future of [`CostMeter`].
-pub type ResponseFuture = BoxFuture<'static, Result<ChatHttpResponse, Error>>;
 
 /// A budget reservation to settle exactly once (on drop if the request was abandoned).
 struct Reservation {
@@ -607,17 +605,17 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture;
+    type Future = future::ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: ChatHttpRequest) -> ResponseFuture {
+    fn call(&mut self, req: ChatHttpRequest) -> future::ResponseFuture {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        Box::pin(async move {
+        future::ResponseFuture::new(Box::pin(async move {
             let started = Instant::now();
             let route = req.extensions().get::<Route>().cloned();
             let caller = req.extensions().get::<CallerKey>().cloned();
@@ -700,13 +698,12 @@ where
                 ChatResponse::Stream(s) => {
                     ChatResponse::Stream(Box::pin(MeteredStream::new(s, meter)))
                 }
-                mut whole => {
+                ChatResponse::Complete(mut whole) => {
                     if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
                         let overhead = meter.started.elapsed().saturating_sub(up.0);
                         meter.handles().overhead.record(overhead.as_secs_f64());
                     }
-                    let usage = whole.usage_mut().and_then(Option::as_mut);
-                    let cost = usage.and_then(|u| meter.annotate(u));
+                    let cost = whole.usage_mut().as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
                         let text = format!("{:.9}", cost.total().usd());
                         if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
@@ -714,12 +711,12 @@ where
                         }
                     }
                     let ttft = meter.started.elapsed();
-                    let usage = whole.usage_mut().and_then(|u| u.clone());
+                    let usage = whole.usage().cloned();
                     meter.finish(usage, false, Some(ttft), None);
-                    whole
+                    ChatResponse::Complete(whole)
                 }
             };
             Ok(http::Response::from_parts(parts, body))
-        })
+        }))
     }
 }

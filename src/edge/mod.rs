@@ -37,11 +37,10 @@
 //! Both are `Service<http::Request<B>, Error = Infallible>`, as axum requires.
 
 mod body;
+pub mod future;
 mod models;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -137,10 +136,6 @@ impl<S> ChatCompletions<S> {
     crate::macros::inner_service_accessors!(inner: S);
 }
 
-/// Future of [`ChatCompletions`].
-pub type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<http::Response<EdgeBody>, Infallible>> + Send>>;
-
 impl<S, B> Service<http::Request<B>> for ChatCompletions<S>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
@@ -153,16 +148,18 @@ where
 {
     type Response = http::Response<EdgeBody>;
     type Error = Infallible;
-    type Future = ResponseFuture;
+    type Future = future::ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> ResponseFuture {
+    fn call(&mut self, req: http::Request<B>) -> future::ResponseFuture {
         let inner = self.inner.clone();
         let config = self.config;
-        Box::pin(async move { Ok(handle(inner, config, req).await) })
+        future::ResponseFuture::new(Box::pin(
+            async move { Ok(handle(inner, config, req).await) },
+        ))
     }
 }
 
@@ -333,11 +330,10 @@ fn json_response(json: Bytes) -> http::Response<EdgeBody> {
 fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody> {
     let (parts, answer) = resp.into_parts();
     let mut out = match answer {
-        ChatResponse::Complete(c) => match serde_json::to_vec(&c) {
-            Ok(json) => json_response(Bytes::from(json)),
-            Err(_) => return error_response(&Error::upstream("could not encode the answer")),
+        ChatResponse::Complete(c) => match c.to_bytes() {
+            Ok(json) => json_response(json),
+            Err(e) => return error_response(&e),
         },
-        ChatResponse::Raw(r) => json_response(r.to_bytes()),
         ChatResponse::Stream(s) => {
             let mut r = http::Response::new(EdgeBody::sse(s, wants_usage));
             let h = r.headers_mut();

@@ -73,8 +73,8 @@
 //! A non-retryable error is returned at once. When every candidate failed: a 429 with the
 //! smallest `Retry-After` if every attempt was rate limited, else the last attempt's error.
 
-use std::future::Future;
-use std::pin::Pin;
+pub mod future;
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -195,9 +195,6 @@ impl<S> Fallback<S> {
     crate::macros::inner_service_accessors!(inner: S);
 }
 
-/// Future of [`Fallback`].
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ChatHttpResponse, Error>> + Send>>;
-
 impl<S> Service<ChatHttpRequest> for Fallback<S>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
@@ -208,16 +205,16 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture;
+    type Future = future::ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // Readiness is driven per attempt, so one slow candidate cannot stall the others.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: ChatHttpRequest) -> ResponseFuture {
+    fn call(&mut self, req: ChatHttpRequest) -> future::ResponseFuture {
         let inner = self.inner.clone();
-        Box::pin(run(inner, self.config.clone(), req))
+        future::ResponseFuture::new(Box::pin(run(inner, self.config.clone(), req)))
     }
 }
 
@@ -458,9 +455,7 @@ fn larger_context_exists(errors: &[Error], failed: &Candidate, rest: &[Candidate
 async fn commit(resp: ChatHttpResponse) -> Result<ChatHttpResponse, Error> {
     let (parts, body) = resp.into_parts();
     let stream = match body {
-        ChatResponse::Complete(_) | ChatResponse::Raw(_) => {
-            return Ok(http::Response::from_parts(parts, body))
-        }
+        ChatResponse::Complete(_) => return Ok(http::Response::from_parts(parts, body)),
         ChatResponse::Stream(s) => s,
     };
     let (held, rest) = first_output(stream).await?;

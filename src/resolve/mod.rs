@@ -108,7 +108,7 @@
 //!     assert_eq!(labels, ["openai-us/gpt-4o", "openai-eu/gpt-4o"]);
 //!     let done: ChatCompletion = serde_json::from_str(r#"{"id":"1","model":"openai/gpt-4o","choices":[]}"#)
 //!         .map_err(|e| Error::upstream(e.to_string()))?;
-//!     Ok::<_, Error>(http::Response::new(ChatResponse::Complete(Box::new(done))))
+//!     Ok::<_, Error>(http::Response::new(ChatResponse::from(done)))
 //! });
 //! let svc = ModelResolveLayer::new(catalog).layer(inner);
 //!
@@ -122,6 +122,7 @@
 //! # }
 //! ```
 
+pub mod future;
 mod prefs;
 mod rules;
 
@@ -141,8 +142,6 @@ use crate::{Error, ErrorKind};
 
 use prefs::{Need, Prefs, Slot, SlotCandidate, SortBy};
 use rules::{Ctx, Rng};
-
-pub use crate::future::ResponseFuture;
 
 /// Request header naming the request's task for routing rules (else `metadata.task`).
 pub const TASK_HEADER: &str = "x-switchboard-task";
@@ -210,7 +209,7 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = future::ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -220,9 +219,9 @@ where
         match self.resolver.resolve(req.body(), req.headers()) {
             Ok(route) => {
                 req.extensions_mut().insert(route);
-                ResponseFuture::inner(self.inner.call(req))
+                future::ResponseFuture::inner(self.inner.call(req))
             }
-            Err(e) => ResponseFuture::failed(e),
+            Err(e) => future::ResponseFuture::failed(e),
         }
     }
 }

@@ -38,21 +38,19 @@
 //! # }
 //! ```
 
+pub mod future;
 mod stream;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use stream::TimeoutStream;
 
 use crate::catalog::Deadlines;
-use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::ext::Target;
 use crate::{Error, ErrorKind};
 
@@ -96,7 +94,7 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = future::ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -110,11 +108,7 @@ where
         let stream = req.body().is_stream();
         let fut = self.inner.call(req);
         if d.is_none() {
-            return ResponseFuture {
-                inner: fut,
-                sleep: None,
-                plan: None,
-            };
+            return future::ResponseFuture::new(fut, None, None);
         }
         let now = Instant::now();
         let total = d.total.map(|t| now + t);
@@ -124,15 +118,15 @@ where
             None
         };
         let until_headers = earliest(total, first);
-        ResponseFuture {
-            inner: fut,
-            sleep: until_headers.map(tokio::time::sleep_until),
-            plan: Some(Plan {
+        future::ResponseFuture::new(
+            fut,
+            until_headers.map(tokio::time::sleep_until),
+            Some(Plan {
                 total,
                 first,
                 idle: d.idle,
             }),
-        }
+        )
     }
 }
 
@@ -155,61 +149,4 @@ pub(crate) fn deadline_error(what: &'static str) -> Error {
         ErrorKind::Timeout,
         format!("the provider missed the {what} deadline"),
     )
-}
-
-pin_project! {
-    /// Future of [`ModelTimeout`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        #[pin]
-        sleep: Option<Sleep>,
-        plan: Option<Plan>,
-    }
-}
-
-impl<F> std::fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("plan", &self.plan)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<ChatHttpResponse, Error>>,
-{
-    type Output = Result<ChatHttpResponse, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(res) = this.inner.poll(cx) {
-            let resp = res?;
-            let Some(plan) = *this.plan else {
-                return Poll::Ready(Ok(resp));
-            };
-            let (parts, body) = resp.into_parts();
-            let body = match body {
-                ChatResponse::Stream(s) => ChatResponse::Stream(Box::pin(TimeoutStream::new(
-                    s, plan.total, plan.first, plan.idle,
-                ))),
-                complete => complete,
-            };
-            return Poll::Ready(Ok(http::Response::from_parts(parts, body)));
-        }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            ready!(sleep.poll(cx));
-            let what = match *this.plan {
-                Some(Plan {
-                    first: Some(f),
-                    total,
-                    ..
-                }) if total.is_none_or(|t| f <= t) => "first-token",
-                _ => "total",
-            };
-            return Poll::Ready(Err(deadline_error(what)));
-        }
-        Poll::Pending
-    }
 }

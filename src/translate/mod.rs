@@ -37,7 +37,7 @@
 //!     "claude-sonnet-4-20250514".into(),
 //! )));
 //! let resp = ProviderTranslate::new(client).oneshot(req).await.unwrap();
-//! let c = resp.into_body().into_complete().unwrap();
+//! let c = resp.into_body().into_complete().unwrap().into_typed().unwrap();
 //! assert_eq!(c.model, "anthropic/claude-sonnet-4");
 //! assert_eq!(c.choices[0].message.content.as_deref(), Some("Hello!"));
 //! assert_eq!(c.usage.unwrap().total_tokens, 13);
@@ -58,9 +58,10 @@
 //! partial SSE event, which may not grow past `max_response_bytes` (nor 16 MiB). A stream that breaks (connection reset, malformed event, missing end
 //! marker) yields one `Err` and ends.
 
+pub mod future;
+
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -161,9 +162,6 @@ impl<C> ProviderTranslate<C> {
     crate::macros::inner_service_accessors!(client: C);
 }
 
-/// Future of [`ProviderTranslate`].
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ChatHttpResponse, Error>> + Send>>;
-
 impl<C, B> Service<ChatHttpRequest> for ProviderTranslate<C>
 where
     C: Service<http::Request<UpstreamBody>, Response = http::Response<B>, Error = Error>
@@ -176,21 +174,23 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture;
+    type Future = future::ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.client.poll_ready(cx)
     }
 
-    fn call(&mut self, req: ChatHttpRequest) -> ResponseFuture {
+    fn call(&mut self, req: ChatHttpRequest) -> future::ResponseFuture {
         let (parts, chat) = req.into_parts();
         let candidate = match parts.extensions.get::<Target>() {
             Some(t) => t.candidate.clone(),
             None => match &self.config.default_target {
                 Some(c) => c.clone(),
                 None => {
-                    return Box::pin(std::future::ready(Err(Error::upstream(
-                        "no provider target for this request (ModelResolve and Fallback must run first)",
+                    return future::ResponseFuture::new(Box::pin(std::future::ready(Err(
+                        Error::upstream(
+                            "no provider target for this request (ModelResolve and Fallback must run first)",
+                        ),
                     ))))
                 }
             },
@@ -203,22 +203,39 @@ where
                 max_output: candidate.max_output,
             },
         );
-        let upstream_req = match encoded {
+        let mut upstream_req = match encoded {
             Ok(r) => r,
-            Err(e) => return Box::pin(std::future::ready(Err(e))),
+            Err(e) => return future::ResponseFuture::new(Box::pin(std::future::ready(Err(e)))),
         };
         // Readiness was driven by poll_ready on `self.client`; take it and leave a clone.
         let clone = self.client.clone();
         let mut client = std::mem::replace(&mut self.client, clone);
         let sent = tokio::time::Instant::now();
-        let fut = client.call(upstream_req);
         let max = self.config.max_response_bytes;
         let provider_name = candidate.provider.name.clone();
-        Box::pin(async move {
+        // Without an auth step the request is handed to the client now; with one, the
+        // future signs it or adds its token first.
+        let ready = candidate
+            .provider
+            .auth()
+            .is_none()
+            .then(|| client.call(std::mem::take(&mut upstream_req)));
+        future::ResponseFuture::new(Box::pin(async move {
             let codec = candidate.provider.codec();
             let ctx = DecodeContext {
                 model: candidate.model.clone(),
                 provider: provider_name.clone(),
+            };
+            let fut = match ready {
+                Some(fut) => fut,
+                None => {
+                    if let Some(auth) = candidate.provider.auth() {
+                        auth.authorize(&mut upstream_req)
+                            .await
+                            .map_err(|e| e.with_provider(provider_name.clone()))?;
+                    }
+                    client.call(upstream_req)
+                }
             };
             let resp = fut
                 .await
@@ -247,7 +264,7 @@ where
                     .then(|| codec.passthrough(&bytes, &ctx))
                     .flatten()
                 {
-                    Some(raw) => ChatResponse::Raw(Box::new(raw)),
+                    Some(raw) => ChatResponse::from(raw),
                     None => {
                         let mut c = codec
                             .decode(&bytes, &ctx)
@@ -257,7 +274,7 @@ where
                                 ch.message.reasoning = None;
                             }
                         }
-                        ChatResponse::Complete(Box::new(c))
+                        ChatResponse::from(c)
                     }
                 }
             };
@@ -271,7 +288,7 @@ where
                 out.extensions_mut().insert(UpstreamRequestId(id.clone()));
             }
             Ok(out)
-        })
+        }))
     }
 }
 

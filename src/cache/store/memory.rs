@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use moka::future::Cache;
 use moka::Expiry;
 
-use super::{CacheStore, CachedEntry, StoreFuture};
+use super::{CacheStore, CachedEntry};
 use crate::cache::key::CacheKey;
+use crate::Error;
 
 /// Default byte budget: 64 MiB.
 const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -118,11 +120,16 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl CacheStore for MemoryStore {
-    fn get(&self, key: CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>> {
+    fn get(&self, key: CacheKey) -> BoxFuture<'_, Result<Option<Arc<CachedEntry>>, Error>> {
         Box::pin(async move { Ok(self.cache.get(&key).await.map(|s| s.entry)) })
     }
 
-    fn put(&self, key: CacheKey, entry: Arc<CachedEntry>, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn put(
+        &self,
+        key: CacheKey,
+        entry: Arc<CachedEntry>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             if entry.size_bytes as u64 <= self.max_bytes && !ttl.is_zero() {
                 self.cache.insert(key, Slot { entry, ttl }).await;

@@ -6,11 +6,10 @@ mod memory;
 mod redis;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
@@ -22,28 +21,37 @@ use super::key::CacheKey;
 use crate::openai::{ChatCompletion, ChatCompletionChunk};
 use crate::Error;
 
-/// The future a [`CacheStore`] method returns.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
-
 /// A place to keep cached answers, shared by every clone of a
 /// [`ResponseCacheLayer`](super::ResponseCacheLayer).
 ///
 /// Errors are logged by the layer and treated as a miss (on `get`) or as not stored (on
 /// `put`); they never reach the client. Freshness (`expires_at_ms`, `max-age`) is checked by
 /// the layer against its own clock, so a store may keep an entry a little longer than its TTL.
+///
+/// The methods return [`futures_util::future::BoxFuture`]s (`Box::pin(async move { … })`).
 pub trait CacheStore: fmt::Debug + Send + Sync + 'static {
     /// The entry for `key`, if any.
-    fn get(&self, key: CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>>;
+    fn get(&self, key: CacheKey) -> BoxFuture<'_, Result<Option<Arc<CachedEntry>>, Error>>;
 
     /// Stores `entry` under `key` (replacing any previous one) for at most `ttl`.
-    fn put(&self, key: CacheKey, entry: Arc<CachedEntry>, ttl: Duration) -> StoreFuture<'_, ()>;
+    fn put(
+        &self,
+        key: CacheKey,
+        entry: Arc<CachedEntry>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), Error>>;
 }
 
 impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
-    fn get(&self, key: CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>> {
+    fn get(&self, key: CacheKey) -> BoxFuture<'_, Result<Option<Arc<CachedEntry>>, Error>> {
         (**self).get(key)
     }
-    fn put(&self, key: CacheKey, entry: Arc<CachedEntry>, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn put(
+        &self,
+        key: CacheKey,
+        entry: Arc<CachedEntry>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), Error>> {
         (**self).put(key, entry, ttl)
     }
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CacheStore, CachedEntry, StoreFuture};
+use super::{CacheStore, CachedEntry};
 use crate::cache::key::CacheKey;
 use crate::Error;
 
@@ -136,7 +137,7 @@ impl RedisStore {
 }
 
 impl CacheStore for RedisStore {
-    fn get(&self, key: CacheKey) -> StoreFuture<'_, Option<Arc<CachedEntry>>> {
+    fn get(&self, key: CacheKey) -> BoxFuture<'_, Result<Option<Arc<CachedEntry>>, Error>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let k = self.redis_key(key);
@@ -154,7 +155,12 @@ impl CacheStore for RedisStore {
         })
     }
 
-    fn put(&self, key: CacheKey, entry: Arc<CachedEntry>, ttl: Duration) -> StoreFuture<'_, ()> {
+    fn put(
+        &self,
+        key: CacheKey,
+        entry: Arc<CachedEntry>,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
             if ms == 0 {

@@ -36,6 +36,8 @@
 //! # }
 //! ```
 
+pub mod future;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -47,7 +49,6 @@ use tower_service::Service;
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::ext::CallerKey;
-use crate::future::ResponseFuture;
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
@@ -352,7 +353,7 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = future::ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
@@ -362,9 +363,9 @@ where
         match self.layer.check(&req) {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
-                ResponseFuture::inner(self.inner.call(req))
+                future::ResponseFuture::inner(self.inner.call(req))
             }
-            Err(e) => ResponseFuture::failed(e),
+            Err(e) => future::ResponseFuture::failed(e),
         }
     }
 }
@@ -433,7 +434,15 @@ mod tests {
             401
         );
         let r = svc.clone().oneshot(req(Some("sk-a"), BODY)).await.unwrap();
-        assert_eq!(r.into_body().into_complete().unwrap().id, "alice");
+        assert_eq!(
+            r.into_body()
+                .into_complete()
+                .unwrap()
+                .into_typed()
+                .unwrap()
+                .id,
+            "alice"
+        );
         let other = r#"{"model":"openai/gpt-4o","models":["anthropic/claude"],"messages":[{"role":"user","content":"hi"}]}"#;
         assert_eq!(
             svc.clone()
@@ -496,13 +505,29 @@ mod tests {
             .oneshot(req(Some("sk-hashed"), BODY))
             .await
             .unwrap();
-        assert_eq!(r.into_body().into_complete().unwrap().id, "hashed");
+        assert_eq!(
+            r.into_body()
+                .into_complete()
+                .unwrap()
+                .into_typed()
+                .unwrap()
+                .id,
+            "hashed"
+        );
         let r = svc
             .clone()
             .oneshot(req(Some("sk-plain-SECRET"), BODY))
             .await
             .unwrap();
-        assert_eq!(r.into_body().into_complete().unwrap().id, "plain");
+        assert_eq!(
+            r.into_body()
+                .into_complete()
+                .unwrap()
+                .into_typed()
+                .unwrap()
+                .id,
+            "plain"
+        );
         // A prefix, a longer key and a wrong digest are all refused the same way.
         for bad in ["sk-plain", "sk-plain-SECRET-and-more", hex] {
             let e = svc.clone().oneshot(req(Some(bad), BODY)).await.unwrap_err();
