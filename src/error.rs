@@ -303,13 +303,6 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.inner.kind.is_retryable()
     }
-
-    /// The OpenAI-style JSON body: `{"error": {"message", "type", "param", "code"}}`.
-    pub fn to_json(&self) -> Vec<u8> {
-        let body = crate::openai::ErrorBody::from(self);
-        serde_json::to_vec(&crate::openai::ErrorResponse { error: body })
-            .unwrap_or_else(|_| br#"{"error":{"message":"internal error","type":"api_error","param":null,"code":null}}"#.to_vec())
-    }
 }
 
 impl fmt::Debug for Error {
@@ -358,16 +351,6 @@ mod tests {
         assert_eq!(ErrorKind::Overloaded.status(), 503);
         assert!(ErrorKind::Overloaded.is_retryable());
         assert!(!ErrorKind::UpstreamInvalidRequest.is_retryable());
-    }
-
-    #[test]
-    fn renders_openai_json() {
-        let e = Error::new(ErrorKind::NotFound, "no such model").with_param("model");
-        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
-        assert_eq!(v["error"]["message"], "no such model");
-        assert_eq!(v["error"]["type"], "invalid_request_error");
-        assert_eq!(v["error"]["code"], "model_not_found");
-        assert_eq!(v["error"]["param"], "model");
     }
 
     #[test]

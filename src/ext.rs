@@ -158,6 +158,11 @@ impl ServedBy {
     }
 }
 
+/// The request's cost in USD (response extension, set by CostMeter on a whole answer; the
+/// edge renders it as `x-switchboard-cost`; a stream carries it in its final `usage.cost`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost(pub f64);
+
 /// Whether the response cache answered (response extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheStatus {

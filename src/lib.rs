@@ -84,6 +84,7 @@ mod error;
 pub mod ext;
 pub mod fallback;
 mod future;
+pub mod headers;
 pub mod health;
 pub mod keys;
 mod macros;

@@ -87,8 +87,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::HeaderValue;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -101,7 +99,7 @@ pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{Attempt, CacheStatus, CallerKey, Route, ServedBy};
+use crate::ext::{Attempt, CacheStatus, CallerKey, Cost, Route, ServedBy};
 use crate::openai::Usage;
 use crate::translate::UpstreamLatency;
 use crate::{Error, ErrorKind};
@@ -181,9 +179,6 @@ impl Default for HandleCache {
 }
 
 const MAX_CACHED_LABEL_SETS: usize = 4096;
-
-/// Response header with the request's cost in USD (completions; streams carry `usage.cost`).
-pub const COST_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchboard-cost");
 
 struct Handles {
     requests: metrics::Counter,
@@ -705,10 +700,7 @@ where
                     }
                     let cost = whole.usage_mut().as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {
-                        let text = format!("{:.9}", cost.total().usd());
-                        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
-                            parts.headers.insert(COST_HEADER, v);
-                        }
+                        parts.extensions.insert(Cost(cost.total().usd()));
                     }
                     let ttft = meter.started.elapsed();
                     let usage = whole.usage().cloned();

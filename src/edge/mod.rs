@@ -58,7 +58,7 @@ pub use models::Models;
 
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{CacheStatus, ServedBy};
+use crate::ext::{CacheStatus, Cost, ServedBy};
 use crate::openai::ChatRequest;
 use crate::translate::UpstreamRequestId;
 use crate::{BoxError, Error, ErrorKind};
@@ -253,7 +253,7 @@ where
 }
 
 /// The request id header, taken from the request or generated, returned on the response.
-pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub use crate::headers::REQUEST_ID;
 
 /// The request's id (request extension), from `x-request-id` or generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +352,9 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
     if let Some(cache) = parts.extensions.get::<CacheStatus>() {
         h.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
     }
+    if let Some(cost) = parts.extensions.get::<Cost>() {
+        insert_owned_header(h, X_COST, format!("{:.9}", cost.0));
+    }
     for (name, value) in &parts.headers {
         if name.as_str().starts_with("x-switchboard-") {
             h.insert(name.clone(), value.clone());
@@ -361,10 +364,8 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
     out
 }
 
-const X_MODEL: HeaderName = HeaderName::from_static("x-switchboard-model");
-const X_PROVIDER: HeaderName = HeaderName::from_static("x-switchboard-provider");
-const X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchboard-attempts");
-const X_CACHE: HeaderName = HeaderName::from_static("x-switchboard-cache");
+use crate::headers::{ATTEMPTS as X_ATTEMPTS, CACHE as X_CACHE, COST as X_COST};
+use crate::headers::{MODEL as X_MODEL, PROVIDER as X_PROVIDER};
 
 fn insert_header(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -379,10 +380,20 @@ fn insert_owned_header(h: &mut HeaderMap, name: HeaderName, value: String) {
     }
 }
 
+/// The OpenAI-style JSON body of an error: `{"error": {"message", "type", "param", "code"}}`.
+/// The edge is the only place an [`Error`] becomes JSON.
+pub(crate) fn error_json(e: &Error) -> Vec<u8> {
+    let body = crate::openai::ErrorBody::from(e);
+    serde_json::to_vec(&crate::openai::ErrorResponse { error: body }).unwrap_or_else(|_| {
+        br#"{"error":{"message":"internal error","type":"api_error","param":null,"code":null}}"#
+            .to_vec()
+    })
+}
+
 /// Renders an [`Error`] as an OpenAI-style JSON response with the status from the error table
 /// (and `Retry-After` when known).
 pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
-    let mut r = http::Response::new(EdgeBody::full(Bytes::from(e.to_json())));
+    let mut r = http::Response::new(EdgeBody::full(Bytes::from(error_json(e))));
     *r.status_mut() = e.status();
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -413,4 +424,20 @@ fn method_not_allowed(allow: &'static str) -> http::Response<EdgeBody> {
     r.headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn renders_openai_json() {
+        let e = Error::new(ErrorKind::NotFound, "no such model").with_param("model");
+        let v: serde_json::Value = serde_json::from_slice(&error_json(&e)).unwrap();
+        assert_eq!(v["error"]["message"], "no such model");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+    }
 }

@@ -94,8 +94,7 @@ use crate::openai::ChatCompletionChunk;
 use crate::{Error, ErrorKind};
 
 /// Request header carrying the client's time budget in milliseconds.
-pub const TIMEOUT_HEADER: http::HeaderName =
-    http::HeaderName::from_static("x-switchboard-timeout-ms");
+pub use crate::headers::TIMEOUT_MS as TIMEOUT_HEADER;
 
 /// Layer for [`Fallback`].
 #[derive(Debug, Clone, Default)]

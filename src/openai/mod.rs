@@ -42,7 +42,7 @@ pub use response::{
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Seconds since the Unix epoch (for `created`).
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -293,8 +293,7 @@ where
 }
 
 /// The headers an upstream names its request id in (OpenAI's, then Anthropic's).
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
+use crate::headers::{REQUEST_ID as X_REQUEST_ID, UPSTREAM_REQUEST_ID as REQUEST_ID};
 
 /// Time spent waiting on the upstream for the answer that served: until the whole body was
 /// decoded (non-streaming) or until its headers (streams). Response extension; the CostMeter
