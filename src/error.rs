@@ -327,9 +327,24 @@ impl fmt::Debug for Error {
 }
 
 impl fmt::Display for Error {
+    /// `kind: message`, with control characters in the message escaped: messages may quote
+    /// what a client or an upstream sent, and a newline must not forge a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.inner.kind, self.inner.message)
+        write!(f, "{}: ", self.inner.kind)?;
+        write_escaped(f, &self.inner.message)
     }
+}
+
+/// Writes `s` with control characters escaped (`\n`, `\u{1b}`, …); the rest as it is.
+pub(crate) fn write_escaped(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    let mut rest = s;
+    while let Some(at) = rest.find(char::is_control) {
+        f.write_str(&rest[..at])?;
+        let c = rest[at..].chars().next().unwrap_or('\0');
+        write!(f, "{}", c.escape_default())?;
+        rest = &rest[at + c.len_utf8()..];
+    }
+    f.write_str(rest)
 }
 
 impl std::error::Error for Error {
@@ -351,6 +366,20 @@ mod tests {
         assert_eq!(ErrorKind::Overloaded.status(), 503);
         assert!(ErrorKind::Overloaded.is_retryable());
         assert!(!ErrorKind::UpstreamInvalidRequest.is_retryable());
+    }
+
+    #[test]
+    fn display_escapes_control_characters() {
+        let e = Error::new(
+            ErrorKind::NotFound,
+            "unknown model `x\n2026-01-01 INFO forged\u{1b}[31m` — é",
+        );
+        let shown = e.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(
+            shown.contains("x\\n2026") && shown.contains("\\u{1b}[31m` — é"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -210,7 +210,7 @@ where
     let span = tracing::info_span!(
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
-        "gen_ai.request.model" = %chat.model,
+        "gen_ai.request.model" = ?chat.model,
         "gen_ai.provider.name" = tracing::field::Empty,
         "gen_ai.response.model" = tracing::field::Empty,
         "gen_ai.usage.input_tokens" = tracing::field::Empty,

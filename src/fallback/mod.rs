@@ -356,8 +356,8 @@ where
             };
             let attempt_span = tracing::info_span!(
                 "gen_ai.attempt",
-                "gen_ai.provider.name" = %candidate.provider.name,
-                "gen_ai.request.model" = %candidate.upstream_model,
+                "gen_ai.provider.name" = ?candidate.provider.name,
+                "gen_ai.request.model" = ?candidate.upstream_model,
                 attempt = n,
             );
             let call = tracing::Instrument::instrument(call, attempt_span);
@@ -393,8 +393,8 @@ where
                         p.failure(e.kind());
                     }
                     tracing::debug!(
-                        provider = %candidate.provider.name,
-                        model = %candidate.model,
+                        provider = ?candidate.provider.name,
+                        model = ?candidate.model,
                         attempt = n,
                         error = %e,
                         "attempt failed"

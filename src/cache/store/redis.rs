@@ -148,7 +148,7 @@ impl CacheStore for RedisStore {
                 Ok(entry) => Ok(Some(Arc::new(entry))),
                 // An entry written by another version: a miss, overwritten on the next store.
                 Err(e) => {
-                    tracing::debug!(error = %e, key = %k, "undecodable cache entry");
+                    tracing::debug!(error = %e, key = ?k, "undecodable cache entry");
                     Ok(None)
                 }
             }
