@@ -174,30 +174,43 @@ pub fn error_for_status(
     message: Option<String>,
     code: Option<String>,
 ) -> Error {
+    // The provider's own words only where they are about the client's request (400, 404);
+    // about the gateway's key, quota or the provider's health they may name the operator's
+    // account or organisation, so the client gets the gateway's message and the log the
+    // provider's (inside the request's span, with its request id).
     let msg = |fallback: &str| {
         message
             .clone()
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| format!("{fallback} (upstream status {})", status.as_u16()))
     };
+    let own = |fallback: &str| {
+        // Auth failures are about our key: their text may quote it, so none of it is kept.
+        let keep = !matches!(status.as_u16(), 401 | 403);
+        if let Some(m) = message.as_deref().filter(|m| keep && !m.is_empty()) {
+            tracing::warn!(
+                upstream_status = status.as_u16(),
+                upstream_message = ?redact_ids(m),
+                "provider error (not shown to the client)"
+            );
+        }
+        format!("{fallback} (upstream status {})", status.as_u16())
+    };
     let mut err = match status.as_u16() {
         401 | 403 => Error::new(
             ErrorKind::Upstream,
-            format!(
-                "the provider rejected the gateway's credentials (upstream status {})",
-                status.as_u16()
-            ),
+            own("the provider rejected the gateway's credentials"),
         ),
         404 => Error::new(
             ErrorKind::UpstreamNotFound,
             msg("the provider does not know this model"),
         ),
-        408 => Error::new(ErrorKind::Timeout, msg("the provider timed out")),
+        408 => Error::new(ErrorKind::Timeout, own("the provider timed out")),
         429 => Error::new(
             ErrorKind::RateLimited,
-            msg("the provider is rate limiting requests"),
+            own("the provider is rate limiting requests"),
         ),
-        503 | 529 => Error::new(ErrorKind::Overloaded, msg("the provider is overloaded")),
+        503 | 529 => Error::new(ErrorKind::Overloaded, own("the provider is overloaded")),
         400..=499 => {
             let m = msg("the provider rejected the request");
             let ctx = is_context_length(&m, code.as_deref());
@@ -208,7 +221,7 @@ pub fn error_for_status(
                 e
             }
         }
-        _ => Error::new(ErrorKind::Upstream, msg("the provider failed")),
+        _ => Error::new(ErrorKind::Upstream, own("the provider failed")),
     };
     if let Some(after) = retry_after(headers) {
         err = err.with_retry_after(after);
@@ -219,6 +232,26 @@ pub fn error_for_status(
         }
     }
     err
+}
+
+/// `text` with words that look like account identifiers or keys (`org-…`, `sk-…`, `proj_…`,
+/// `key-…`, long hex or base64 runs) replaced by `<redacted>`, for logging a provider's
+/// message.
+pub(crate) fn redact_ids(text: &str) -> String {
+    let looks_secret = |w: &str| {
+        let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        let lower = w.to_ascii_lowercase();
+        [
+            "org-", "org_", "sk-", "sk_", "proj-", "proj_", "key-", "user-",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p))
+            || (w.len() >= 20 && w.chars().any(|c| c.is_ascii_digit()) && !w.contains(' '))
+    };
+    text.split(' ')
+        .map(|w| if looks_secret(w) { "<redacted>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_context_length(message: &str, code: Option<&str>) -> bool {
@@ -259,6 +292,49 @@ mod tests {
             None,
         );
         assert!(!e.message().contains("sk-abc"));
+    }
+
+    #[test]
+    fn quota_and_server_errors_hide_upstream_message() {
+        let secret = "Rate limit reached for gpt-4o in organization org-SECRET on tokens";
+        for status in [429, 500, 502, 503, 529, 408, 403] {
+            let e = error_for_status(
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                Some(secret.into()),
+                None,
+            );
+            assert!(
+                !e.message().contains("org-SECRET"),
+                "{status}: {}",
+                e.message()
+            );
+            assert!(e.message().contains(&status.to_string()), "{}", e.message());
+        }
+        // About the client's own request, the provider's words help and are kept.
+        let e = error_for_status(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            Some("max_tokens is too large".into()),
+            None,
+        );
+        assert_eq!(e.message(), "max_tokens is too large");
+    }
+
+    #[test]
+    fn logged_provider_messages_lose_account_ids() {
+        let r = redact_ids(
+            "Rate limit reached for gpt-4o in organization org-AbC123 on tokens per min. \
+             Key sk-proj-xyz; request req_8f3a9c2e1b7d4a6f9e0c1d2b",
+        );
+        assert!(
+            !r.contains("org-AbC123") && !r.contains("sk-proj") && !r.contains("req_8f3a"),
+            "{r}"
+        );
+        assert!(
+            r.starts_with("Rate limit reached for gpt-4o in organization <redacted>"),
+            "{r}"
+        );
     }
 
     #[test]
