@@ -181,14 +181,17 @@ impl GatewayBuilder {
             .layer(ModelTimeoutLayer::default())
             .layer(self.translate)
             .service(client);
-        let service = match self.keys {
-            Some(keys) => BoxCloneSyncService::new(tower_layer::Layer::layer(&keys, svc)),
-            None => BoxCloneSyncService::new(svc),
+        let (service, edge) = match self.keys {
+            Some(keys) => (
+                BoxCloneSyncService::new(tower_layer::Layer::layer(&keys, svc)),
+                self.edge.client_keys(keys),
+            ),
+            None => (BoxCloneSyncService::new(svc), self.edge),
         };
         Gateway {
             service,
             catalog: self.catalog,
-            edge: self.edge,
+            edge,
             health: self.health,
         }
     }

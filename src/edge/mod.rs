@@ -59,6 +59,7 @@ pub use models::Models;
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{CacheStatus, Cost, ServedBy};
+use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::openai::ChatRequest;
 use crate::translate::UpstreamRequestId;
 use crate::{BoxError, Error, ErrorKind};
@@ -71,6 +72,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ChatCompletionsLayer {
     config: EdgeConfig,
+    keys: Option<ClientKeysLayer>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +95,18 @@ impl ChatCompletionsLayer {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 body_timeout: None,
             },
+            keys: None,
         }
+    }
+
+    /// Checks the gateway key from the request's headers before the body is read (a
+    /// missing or unknown key is a 401 without reading a byte of the body); the typed
+    /// [`ClientKeys`](crate::keys::ClientKeys) layer then applies the key's policy without
+    /// hashing the key again.
+    #[must_use]
+    pub fn client_keys(mut self, keys: ClientKeysLayer) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// The largest accepted request body (larger → 413).
@@ -117,6 +130,7 @@ impl<S> Layer<S> for ChatCompletionsLayer {
         ChatCompletions {
             inner,
             config: self.config,
+            keys: self.keys.clone(),
         }
     }
 }
@@ -126,6 +140,7 @@ impl<S> Layer<S> for ChatCompletionsLayer {
 pub struct ChatCompletions<S> {
     inner: S,
     config: EdgeConfig,
+    keys: Option<ClientKeysLayer>,
 }
 
 impl<S> ChatCompletions<S> {
@@ -157,9 +172,22 @@ where
     fn call(&mut self, req: http::Request<B>) -> future::ResponseFuture {
         let inner = self.inner.clone();
         let config = self.config;
-        future::ResponseFuture::new(Box::pin(
-            async move { Ok(handle(inner, config, req).await) },
-        ))
+        // The key is checked before the body is buffered.
+        let presented = match &self.keys {
+            Some(keys) => match keys.authenticate(req.headers()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let id = request_id(req.headers());
+                    let mut resp = error_response(&e);
+                    resp.headers_mut().insert(REQUEST_ID, id.0);
+                    return future::ResponseFuture::new(Box::pin(std::future::ready(Ok(resp))));
+                }
+            },
+            None => None,
+        };
+        future::ResponseFuture::new(Box::pin(async move {
+            Ok(handle(inner, config, req, presented).await)
+        }))
     }
 }
 
@@ -167,6 +195,7 @@ async fn handle<S, B>(
     inner: S,
     config: EdgeConfig,
     req: http::Request<B>,
+    presented: Option<PresentedKey>,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
@@ -177,6 +206,9 @@ where
         return method_not_allowed("POST");
     }
     let (mut parts, body) = req.into_parts();
+    if let Some(p) = presented {
+        parts.extensions.insert(p);
+    }
     let id = request_id(&parts.headers);
     let mut resp = answer(inner, config, &mut parts, body, &id).await;
     resp.headers_mut().insert(REQUEST_ID, id.0);
@@ -429,7 +461,68 @@ fn method_not_allowed(allow: &'static str) -> http::Response<EdgeBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{ModelSpec, Provider, ProviderKind};
+    use crate::keys::KeyPolicy;
     use crate::ErrorKind;
+    use tower::ServiceExt;
+
+    /// A body that never sends a byte.
+    fn stalled() -> http_body_util::StreamBody<
+        futures_util::stream::Pending<Result<http_body::Frame<Bytes>, Infallible>>,
+    > {
+        http_body_util::StreamBody::new(futures_util::stream::pending())
+    }
+
+    #[tokio::test]
+    async fn keys_are_checked_before_the_body_is_read() {
+        let catalog = crate::Catalog::builder()
+            .provider(Provider::new(
+                "p",
+                ProviderKind::Openai,
+                "http://127.0.0.1:9/v1",
+            ))
+            .model(ModelSpec::new("p/m"))
+            .build()
+            .unwrap();
+        let gateway = crate::Gateway::builder(catalog)
+            .client_keys(ClientKeysLayer::new().key("sk-good", KeyPolicy::new("a")))
+            .build();
+        for (name, value) in [
+            ("authorization", "Bearer sk-bad"),
+            ("x-api-key", "sk-bad"),
+            ("x-other", "x"),
+        ] {
+            let req = http::Request::post("/v1/chat/completions")
+                .header(name, value)
+                .body(stalled())
+                .unwrap();
+            let resp = tokio::time::timeout(
+                Duration::from_secs(5),
+                gateway.chat_completions().oneshot(req),
+            )
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+            assert_eq!(resp.status(), 401, "{name}");
+            assert!(resp.headers().contains_key(REQUEST_ID));
+        }
+        // A good key (either header) gets past the check: the stalled body is then awaited.
+        for (name, value) in [
+            ("authorization", "Bearer sk-good"),
+            ("x-api-key", "sk-good"),
+        ] {
+            let req = http::Request::post("/v1/chat/completions")
+                .header(name, value)
+                .body(stalled())
+                .unwrap();
+            let waited = tokio::time::timeout(
+                Duration::from_millis(200),
+                gateway.chat_completions().oneshot(req),
+            )
+            .await;
+            assert!(waited.is_err(), "{name}: a good key waits for the body");
+        }
+    }
 
     #[test]
     fn renders_openai_json() {

@@ -1,4 +1,5 @@
-//! ClientKeys: the gateway's own API keys. Checks `Authorization: Bearer <key>` (401), sets
+//! ClientKeys: the gateway's own API keys. Checks `Authorization: Bearer <key>` or
+//! `x-api-key: <key>` (401; the edge checks it before reading the body), sets
 //! the [`CallerKey`] (so budgets apply per key), enforces a per-key model allow-list (403) and
 //! rate limits in requests and tokens per minute (429 with `Retry-After`).
 //!
@@ -156,6 +157,17 @@ pub struct ClientKeysLayer {
 /// The SHA-256 digest of a gateway key.
 type KeyDigest = [u8; 32];
 
+/// A key the edge found in a request's headers and matched against the configured digests
+/// (request extension; only this crate can make one, so a client cannot forge it).
+#[derive(Clone)]
+pub(crate) struct PresentedKey(KeyDigest);
+
+impl std::fmt::Debug for PresentedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedKey(..)")
+    }
+}
+
 fn digest(secret: &str) -> KeyDigest {
     use sha2::Digest;
     sha2::Sha256::digest(secret.as_bytes()).into()
@@ -261,29 +273,31 @@ fn ct_eq(a: &KeyDigest, b: &KeyDigest) -> bool {
 }
 
 impl ClientKeysLayer {
-    /// The policy of the presented key. The presented key is hashed once and compared with
-    /// every configured digest (fixed length, constant time, no early exit), so neither the
-    /// keys' lengths nor their prefixes leak through timing.
-    fn find(&self, presented: &str) -> Option<&KeyPolicy> {
-        let d = digest(presented);
+    /// The policy of a key's digest, compared with every configured digest (fixed length,
+    /// constant time, no early exit), so neither the keys' lengths nor their prefixes leak
+    /// through timing.
+    fn by_digest(&self, d: &KeyDigest) -> Option<&KeyPolicy> {
         let mut found = None;
         for (k, policy) in self.keys.iter() {
-            if ct_eq(k, &d) {
+            if ct_eq(k, d) {
                 found = Some(policy);
             }
         }
         found
     }
 
-    fn check(&self, req: &ChatHttpRequest) -> Result<CallerKey, Error> {
-        let presented = req
-            .headers()
+    /// Checks the key a request presents in its headers (`Authorization: Bearer <key>`, or
+    /// `x-api-key: <key>` as Anthropic clients send it): a 401 when it is missing or unknown.
+    /// The edge calls this before reading the body.
+    pub(crate) fn authenticate(&self, headers: &http::HeaderMap) -> Result<PresentedKey, Error> {
+        let presented = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim)
             .ok_or_else(|| {
                 Error::new(
@@ -291,8 +305,20 @@ impl ClientKeysLayer {
                     "missing API key: send `Authorization: Bearer <key>`",
                 )
             })?;
+        let d = digest(presented);
+        if self.by_digest(&d).is_none() {
+            return Err(Error::new(ErrorKind::Unauthorized, "invalid API key"));
+        }
+        Ok(PresentedKey(d))
+    }
+
+    fn check(&self, req: &ChatHttpRequest) -> Result<CallerKey, Error> {
+        let presented = match req.extensions().get::<PresentedKey>() {
+            Some(p) => p.clone(),
+            None => self.authenticate(req.headers())?,
+        };
         let policy = self
-            .find(presented)
+            .by_digest(&presented.0)
             .ok_or_else(|| Error::new(ErrorKind::Unauthorized, "invalid API key"))?;
         let chat: &ChatRequest = req.body();
         let requested = std::iter::once(chat.model.as_str())
