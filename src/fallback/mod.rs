@@ -217,16 +217,17 @@ where
     }
 }
 
-fn budget(config: &Config, headers: &http::HeaderMap) -> Option<Duration> {
+/// The request's time budget, and whether the client chose it (`x-switchboard-timeout-ms`).
+fn budget(config: &Config, headers: &http::HeaderMap) -> (Option<Duration>, bool) {
     let asked = headers
         .get(&TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
     match (asked, config.max_budget) {
-        (Some(a), Some(max)) => Some(a.min(max)),
-        (Some(a), None) => Some(a),
-        (None, _) => config.default_budget,
+        (Some(a), Some(max)) => (Some(a.min(max)), true),
+        (Some(a), None) => (Some(a), true),
+        (None, _) => (config.default_budget, false),
     }
 }
 
@@ -288,7 +289,8 @@ where
             "no route for this request (ModelResolve must run before Fallback)",
         ));
     };
-    let deadline = budget(&config, &parts.headers).map(|b| Instant::now() + b);
+    let (budget, client_budget) = budget(&config, &parts.headers);
+    let deadline = budget.and_then(|b| Instant::now().checked_add(b));
     let mut attempts: Vec<Attempt> = Vec::with_capacity(route.candidates.len());
     let mut errors: Vec<Error> = Vec::new();
     let mut n: u32 = 0;
@@ -342,8 +344,12 @@ where
                 *attempt_req.headers_mut() = parts.headers.clone();
                 *attempt_req.extensions_mut() = parts.extensions.clone();
             }
+            let deadlines = clip(candidate.deadlines, left);
+            // A timeout under a budget the client chose and that cut the target's own
+            // deadlines says nothing about the target: Health does not hear of it.
+            let clients_deadline = client_budget && deadlines != candidate.deadlines;
             attempt_req.extensions_mut().insert(Target {
-                deadlines: clip(candidate.deadlines, left),
+                deadlines,
                 candidate: candidate.clone(),
                 attempt: n,
             });
@@ -390,7 +396,11 @@ where
                 }
                 Err(e) => {
                     if let Some(p) = permit {
-                        p.failure(e.kind());
+                        if e.kind() == ErrorKind::Timeout && clients_deadline {
+                            drop(p);
+                        } else {
+                            p.failure(e.kind());
+                        }
                     }
                     tracing::debug!(
                         provider = ?candidate.provider.name,
@@ -501,3 +511,6 @@ fn final_error(mut errors: Vec<Error>) -> Error {
         )
     })
 }
+
+#[cfg(test)]
+mod tests;
