@@ -17,6 +17,7 @@
 //! max_entries = 100000
 //! max_entry_bytes = 1048576         # larger answers are not stored
 //! deterministic_only = false        # only cache temperature 0 or seeded requests
+//! shared = false                    # true: gateway keys share entries (each key has its own by default)
 //! # redis_url = "redis://127.0.0.1:6379/"   # share the cache (and budgets) across instances (feature `redis`)
 //!
 //! [[keys]]                          # gateway API keys; none configured = no auth
@@ -71,6 +72,9 @@ pub struct CacheSettings {
     pub max_entry_bytes: usize,
     /// Cache only requests with temperature 0 or a seed.
     pub deterministic_only: bool,
+    /// Share entries and in-flight requests across gateway keys (default false: each key
+    /// has its own).
+    pub shared: bool,
     /// A Redis URL: the cache and the budgets live there (feature `redis`).
     pub redis_url: Option<String>,
 }
@@ -84,6 +88,7 @@ impl Default for CacheSettings {
             max_entries: 100_000,
             max_entry_bytes: crate::cache::DEFAULT_MAX_ENTRY_BYTES,
             deterministic_only: false,
+            shared: false,
             redis_url: None,
         }
     }

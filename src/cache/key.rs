@@ -38,8 +38,23 @@ impl CacheKey {
     /// Errors only when a raw JSON part is not valid JSON (requests parsed by
     /// [`ChatRequest::from_slice`] always are).
     pub fn for_request(route: Option<&Route>, req: &ChatRequest) -> Result<Self, Error> {
+        Self::for_caller(None, route, req)
+    }
+
+    /// The key of a request in one caller's scope: the same request from two gateway keys
+    /// has two keys, so one tenant never sees another's answers (or learns from a hit what
+    /// another sent). `None` is the shared scope.
+    pub fn for_caller(
+        caller: Option<&str>,
+        route: Option<&Route>,
+        req: &ChatRequest,
+    ) -> Result<Self, Error> {
         let mut h = KeyHasher(Sha256::new());
         h.0.update(KEY_VERSION);
+        if let Some(caller) = caller {
+            h.field("caller");
+            h.str(caller);
+        }
         match route {
             Some(route) => {
                 h.field("route");

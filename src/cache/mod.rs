@@ -133,7 +133,7 @@ pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore};
 use record::{follow, Clock, Lead, PendingLead, Role, Shared};
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{CacheStatus, Route, ServedBy};
+use crate::ext::{CacheStatus, CallerKey, Route, ServedBy};
 use crate::openai::ChatRequest;
 use crate::Error;
 
@@ -186,6 +186,7 @@ struct Config {
     ttl: Duration,
     max_entry_bytes: usize,
     deterministic_only: bool,
+    shared_across_callers: bool,
 }
 
 /// Layer for [`ResponseCache`]; see the [module docs](self). Clones (and every service built
@@ -216,6 +217,7 @@ impl ResponseCacheLayer {
                 ttl: DEFAULT_TTL,
                 max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
                 deterministic_only: false,
+                shared_across_callers: false,
             },
         }
     }
@@ -238,6 +240,17 @@ impl ResponseCacheLayer {
     #[must_use]
     pub fn deterministic_only(mut self, yes: bool) -> Self {
         self.config.deterministic_only = yes;
+        self
+    }
+
+    /// Whether callers share entries and in-flight requests (default `false`: each
+    /// [`CallerKey`](crate::ext::CallerKey) has its own, so a tenant can neither read another's
+    /// answers nor learn from a hit that another sent the same prompt). Sharing raises the hit
+    /// rate for identical public prompts; turn it on only where every caller may see what the
+    /// others asked.
+    #[must_use]
+    pub fn shared_across_callers(mut self, yes: bool) -> Self {
+        self.config.shared_across_callers = yes;
         self
     }
 
@@ -296,7 +309,11 @@ where
         if cc.no_store || (self.config.deterministic_only && !is_deterministic(body)) {
             return future::ResponseFuture::bypass(self.inner.call(req));
         }
-        let key = match CacheKey::for_request(req.extensions().get::<Route>(), body) {
+        let caller = match self.config.shared_across_callers {
+            true => None,
+            false => req.extensions().get::<CallerKey>().map(|c| &*c.0),
+        };
+        let key = match CacheKey::for_caller(caller, req.extensions().get::<Route>(), body) {
             Ok(k) => k,
             Err(e) => {
                 tracing::debug!(error = %e, "request not cacheable");
@@ -402,5 +419,57 @@ mod tests {
         assert!(c.no_store);
         assert_eq!(c.max_age, Some(Duration::from_secs(30)));
         assert_eq!(cc(&["max-age=soon, private"]), CacheControl::default());
+    }
+
+    #[tokio::test]
+    async fn each_caller_has_its_own_entries_unless_shared() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower::{service_fn, Layer, ServiceExt};
+
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let inner = service_fn(move |_req: ChatHttpRequest| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                let c: crate::openai::ChatCompletion = serde_json::from_str(
+                    r#"{"id":"x","object":"chat.completion","created":1,"model":"m",
+                        "choices":[{"index":0,"message":{"role":"assistant","content":"secret answer"},
+                        "finish_reason":"stop"}]}"#,
+                )
+                .unwrap();
+                Ok::<_, Error>(http::Response::new(ChatResponse::from(c)))
+            }
+        });
+        let req = |caller: &str| {
+            let chat = crate::openai::ChatRequest::from_slice(
+                br#"{"model":"m","messages":[{"role":"user","content":"my private prompt"}]}"#,
+            )
+            .unwrap();
+            let mut r = http::Request::new(Arc::new(chat));
+            r.extensions_mut().insert(CallerKey(caller.into()));
+            r
+        };
+        let status = |r: &ChatHttpResponse| r.extensions().get::<CacheStatus>().copied();
+
+        let svc = ResponseCacheLayer::default().layer(inner.clone());
+        let a1 = svc.clone().oneshot(req("tenant-a")).await.unwrap();
+        let b1 = svc.clone().oneshot(req("tenant-b")).await.unwrap();
+        let a2 = svc.clone().oneshot(req("tenant-a")).await.unwrap();
+        assert_eq!(status(&a1), Some(CacheStatus::Miss));
+        assert_eq!(
+            status(&b1),
+            Some(CacheStatus::Miss),
+            "B must not hit A's entry"
+        );
+        assert_eq!(status(&a2), Some(CacheStatus::Hit), "A still hits its own");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        let shared = ResponseCacheLayer::default()
+            .shared_across_callers(true)
+            .layer(inner);
+        shared.clone().oneshot(req("tenant-a")).await.unwrap();
+        let b = shared.oneshot(req("tenant-b")).await.unwrap();
+        assert_eq!(status(&b), Some(CacheStatus::Hit));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -119,7 +119,8 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
             layer
                 .ttl(Duration::from_secs(c.ttl_secs))
                 .max_entry_bytes(c.max_entry_bytes)
-                .deterministic_only(c.deterministic_only),
+                .deterministic_only(c.deterministic_only)
+                .shared_across_callers(c.shared),
         );
     }
     let mut builder = builder
