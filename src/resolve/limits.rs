@@ -1,9 +1,11 @@
 //! What one request may ask of ModelResolve, checked before any per-id work; how error
-//! messages quote what the client sent.
+//! messages quote what the client sent; which upstream model names a pass-through id may
+//! carry to a provider.
 
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::catalog::ProviderKind;
 use crate::openai::ChatRequest;
 use crate::Error;
 
@@ -138,6 +140,54 @@ pub(crate) fn quote_list(list: &[String]) -> String {
     quote(&head).to_string()
 }
 
+/// Whether `name` may be sent to a provider of `kind` as the upstream model of a
+/// pass-through id (`provider/name`). The name reaches a URL path (Gemini:
+/// `/v1beta/models/{name}:generateContent`) or a JSON body, so it must be one plain path
+/// segment, never a way to another one:
+///
+/// - OpenAI-compatible: `/`-separated segments of ASCII letters, digits and `.` `_` `-` `:`
+///   `@` (`meta-llama/Llama-3-70b`, `llama3:8b`, `@cf/meta/llama-3-8b-instruct`);
+/// - Anthropic: one segment of letters, digits and `.` `_` `-` `:`;
+/// - Gemini: one segment of letters, digits and `.` `_` `-` (no `:`, which would start the
+///   method), optionally after `models/` or `tunedModels/`.
+///
+/// No segment may be empty, `.` or `..`; spaces, control chars, `%`, `?`, `#`, `\` and
+/// non-ASCII are never allowed.
+pub(crate) fn upstream_name_ok(kind: ProviderKind, name: &str) -> bool {
+    let plain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+    let segment_ok = |seg: &str, extra: &[u8]| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg.bytes().all(|c| plain(c) || extra.contains(&c))
+    };
+    match kind {
+        ProviderKind::Openai => name.split('/').all(|seg| segment_ok(seg, b":@")),
+        ProviderKind::Anthropic => segment_ok(name, b":"),
+        ProviderKind::Gemini => {
+            let seg = name
+                .strip_prefix("models/")
+                .or_else(|| name.strip_prefix("tunedModels/"))
+                .unwrap_or(name);
+            segment_ok(seg, b"")
+        }
+    }
+}
+
+/// What [`upstream_name_ok`] allows for `kind`, for error messages.
+pub(super) fn upstream_name_rule(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Openai => {
+            "`/`-separated segments of ASCII letters, digits, `.`, `_`, `-`, `:` and `@`, none \
+             empty, `.` or `..`"
+        }
+        ProviderKind::Anthropic => "ASCII letters, digits, `.`, `_`, `-` and `:`",
+        ProviderKind::Gemini => {
+            "ASCII letters, digits, `.`, `_` and `-`, optionally after `models/` or `tunedModels/`"
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +291,79 @@ mod tests {
         assert_eq!(requested_ids(&r), ["a"]);
         let r = req(serde_json::json!({"models": ["x", "y", "x", "z", "y"]}));
         assert_eq!(requested_ids(&r), ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn upstream_names_accepted() {
+        use ProviderKind::{Anthropic, Gemini, Openai};
+        for name in [
+            "gpt-4o",
+            "gpt-4.1-nano",
+            "meta-llama/Llama-3-70b",
+            "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
+            "accounts/fireworks/models/llama-v3-70b-instruct",
+            "llama3:8b",
+            "qwen2.5:7b-instruct-q4_K_M",
+            "@cf/meta/llama-3-8b-instruct",
+            "ft:gpt-4o-mini:org:custom:id",
+            ".hidden",
+            "a..b",
+        ] {
+            assert!(upstream_name_ok(Openai, name), "openai refused {name:?}");
+        }
+        for name in [
+            "claude-sonnet-4-20250514",
+            "claude-3-5-haiku-latest",
+            "claude-3.7:thinking",
+        ] {
+            assert!(
+                upstream_name_ok(Anthropic, name),
+                "anthropic refused {name:?}"
+            );
+        }
+        for name in [
+            "gemini-2.5-flash",
+            "gemini-2.0-flash-001",
+            "gemma-3-27b-it",
+            "models/gemini-2.5-pro",
+            "tunedModels/my-model-123",
+        ] {
+            assert!(upstream_name_ok(Gemini, name), "gemini refused {name:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_names_refused() {
+        use ProviderKind::{Anthropic, Gemini, Openai};
+        let always = [
+            "", ".", "..", "../admin", "a/../b", "a/./b", "a//b", "/a", "a/", "%2e%2e", "%2E%2E/x",
+            "a b", "a\tb", "a\nb", "a\u{0}b", "a\u{7f}b", "a?b=1", "a#frag", "a\\..\\b",
+            "gpt‐4o", // U+2010, not ASCII
+            "a;b", "a&b",
+        ];
+        for kind in [Openai, Anthropic, Gemini] {
+            for name in always {
+                assert!(!upstream_name_ok(kind, name), "{kind:?} allowed {name:?}");
+            }
+        }
+        // Only OpenAI-compatible names have segments.
+        for name in ["meta-llama/Llama-3-70b", "x/y"] {
+            assert!(!upstream_name_ok(Anthropic, name), "{name:?}");
+            assert!(!upstream_name_ok(Gemini, name), "{name:?}");
+        }
+        // Gemini: `:` would start the method; only the two collections may prefix.
+        for name in [
+            "gemini-2.5-flash:streamGenerateContent",
+            "x:countTokens",
+            "files/abc",
+            "models/",
+            "models/..",
+            "models/a/b",
+            "tunedModels/x:y",
+            "cachedContents/x",
+        ] {
+            assert!(!upstream_name_ok(Gemini, name), "gemini allowed {name:?}");
+        }
+        assert!(!upstream_name_ok(Anthropic, "claude@20240620"));
     }
 }

@@ -26,6 +26,15 @@
 //! linear in the number of ids (duplicates are found with a hash set), and error messages
 //! quote at most the first 64 chars of anything the client sent (escaped, then `…`).
 //!
+//! A pass-through id's upstream name (the part after `provider/`) must be safe to send to
+//! that provider — it may become a URL path segment (Gemini's
+//! `/v1beta/models/{model}:generateContent`): OpenAI-compatible providers accept
+//! `/`-separated segments of ASCII letters, digits and `.` `_` `-` `:` `@`
+//! (`meta-llama/Llama-3-70b`, `llama3:8b`); Anthropic one segment of letters, digits and
+//! `.` `_` `-` `:`; Gemini one segment of letters, digits and `.` `_` `-`, optionally after
+//! `models/` or `tunedModels/`. No segment may be empty, `.` or `..`; spaces, control chars,
+//! `%`, `?`, `#` and non-ASCII are never sent. Anything else is a 400 (`invalid_value`).
+//!
 //! # How a route is built
 //!
 //! 1. **Ids.** `model` (if set), then each of `models` not already listed, each tried in that
@@ -81,7 +90,8 @@
 //!
 //! # Errors
 //! - Too many `models`, or an id too long → 400 ([`ErrorKind::InvalidRequest`]), see
-//!   [Limits](#limits).
+//!   [Limits](#limits); a pass-through id whose upstream name is not safe for its provider →
+//!   400 `invalid_value`.
 //! - Unknown model → 404 ([`ErrorKind::NotFound`]) naming close matches.
 //! - Bad `provider` values (`sort`, `data_collection`, `max_price`) → 400 naming the field.
 //! - No candidate can serve → 400 ([`ErrorKind::InvalidRequest`]): code
@@ -157,7 +167,7 @@ use crate::health::{Health, TargetState};
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
-use limits::{quote, requested_ids};
+use limits::{quote, requested_ids, upstream_name_ok, upstream_name_rule};
 use prefs::{Need, Prefs, Slot, SlotCandidate, SortBy};
 use rules::{Ctx, Rng};
 
@@ -513,6 +523,19 @@ impl Resolver {
             if let Some((prefix, rest)) = cur.split_once('/') {
                 if let Some(p) = catalog.provider(prefix) {
                     if !rest.is_empty() {
+                        if !upstream_name_ok(p.kind, rest) {
+                            return Err(Error::invalid_request(format!(
+                                "model `{}`: `{}` is not a valid upstream model name for \
+                                 provider `{}` ({} model names are {})",
+                                quote(id),
+                                quote(rest),
+                                quote(prefix),
+                                p.kind.as_str(),
+                                upstream_name_rule(p.kind)
+                            ))
+                            .with_code("invalid_value")
+                            .with_param("model"));
+                        }
                         out.push(Slot {
                             caps: crate::catalog::Capabilities::default(),
                             params: p.kind.default_parameters(),

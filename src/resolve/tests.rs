@@ -1164,3 +1164,86 @@ fn error_messages_quote_a_short_prefix_of_what_the_client_sent() {
         e.message()
     );
 }
+
+#[test]
+fn passthrough_names_must_be_safe_for_the_provider() {
+    let r = resolver();
+    // Accepted: each kind's usual names.
+    for (id, upstream) in [
+        ("openai-us/meta-llama/Llama-3-70b", "meta-llama/Llama-3-70b"),
+        ("groq/llama3:8b", "llama3:8b"),
+        (
+            "anthropic/claude-3-5-haiku-latest",
+            "claude-3-5-haiku-latest",
+        ),
+        ("google/gemini-2.0-flash-001", "gemini-2.0-flash-001"),
+        (
+            "google/models/gemini-2.0-flash-001",
+            "models/gemini-2.0-flash-001",
+        ),
+        ("google/tunedModels/my-model-1", "tunedModels/my-model-1"),
+    ] {
+        let route = go(&r, json!({ "model": id })).unwrap();
+        assert_eq!(&*route.candidates[0].upstream_model, upstream, "{id}");
+    }
+    // Refused: path tricks, escapes, spaces, control chars; per kind.
+    for id in [
+        "openai-us/../admin",
+        "openai-us/a//b",
+        "openai-us/a/",
+        "openai-us/%2e%2e/x",
+        "openai-us/gpt 4o",
+        "openai-us/gpt\u{0}4o",
+        "openai-us/gpt-4o?x=1",
+        "anthropic/claude/../x",
+        "anthropic/claude 3",
+        "google/../../v1/files",
+        "google/files/abc",
+        "google/gemini-2.5-flash:streamGenerateContent",
+        "google/gemini\r\nx-goog-api-key: k",
+        "google/%2e%2e",
+        "google/..",
+    ] {
+        let e = err(&r, json!({ "model": id }));
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{id}");
+        assert_eq!(e.code(), Some("invalid_value"), "{id}");
+        assert_eq!(e.param(), Some("model"), "{id}");
+        assert!(e.message().len() < 600, "{}", e.message());
+    }
+    // Also in `models`, and a `:floor` suffix is stripped first.
+    let e = err(&r, json!({"model": "fast", "models": ["google/a b:floor"]}));
+    assert_eq!(e.code(), Some("invalid_value"));
+    assert_eq!(
+        ok(&r, json!({"model": "google/gemini-2.0-flash:floor"})),
+        ["google/gemini-2.0-flash"]
+    );
+}
+
+#[tokio::test]
+async fn an_unsafe_passthrough_name_never_reaches_the_provider() {
+    let gw = gateway(|b| b);
+    for id in [
+        "google/../../v1beta/files",
+        "google/gemini-2.5-flash:countTokens",
+        "openai/a b",
+        "openai/%2e%2e",
+    ] {
+        let (status, headers, body) = post(&gw, &json!({ "model": id })).await;
+        assert_eq!(status, 400, "{id}");
+        assert!(headers.get("x-switchboard-attempts").is_none(), "{id}");
+        let e = error_of(&body);
+        assert_eq!(e["type"], "invalid_request_error", "{id}");
+        assert_eq!(e["code"], "invalid_value", "{id}");
+    }
+}
+
+#[test]
+fn an_unsafe_passthrough_name_error_says_what_is_allowed() {
+    let e = err(&resolver(), json!({"model": "google/../x"}));
+    assert_eq!(
+        e.message(),
+        "model `google/../x`: `../x` is not a valid upstream model name for provider `google` \
+         (gemini model names are ASCII letters, digits, `.`, `_` and `-`, optionally after \
+         `models/` or `tunedModels/`)"
+    );
+}
