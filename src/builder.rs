@@ -29,7 +29,7 @@ use crate::edge::{ChatCompletions, ChatCompletionsLayer, Models};
 use crate::fallback::FallbackLayer;
 use crate::health::Health;
 use crate::keys::ClientKeysLayer;
-use crate::resolve::ModelResolveLayer;
+use crate::resolve::{Limits, ModelResolveLayer};
 use crate::timeout::ModelTimeoutLayer;
 use crate::translate::ProviderTranslateLayer;
 use crate::Error;
@@ -60,6 +60,7 @@ impl Gateway {
             health: Health::default(),
             keys: None,
             cache: None,
+            resolve_limits: Limits::default(),
         }
     }
 
@@ -101,6 +102,7 @@ pub struct GatewayBuilder {
     health: Health,
     keys: Option<ClientKeysLayer>,
     cache: Option<ResponseCacheLayer>,
+    resolve_limits: Limits,
 }
 
 impl GatewayBuilder {
@@ -155,6 +157,24 @@ impl GatewayBuilder {
         self
     }
 
+    /// The most entries a request's `models` may list (default
+    /// [`DEFAULT_MAX_MODELS`](crate::resolve::DEFAULT_MAX_MODELS), 64; more → 400), see
+    /// [`ModelResolveLayer::max_models`].
+    #[must_use]
+    pub fn max_models(mut self, n: usize) -> Self {
+        self.resolve_limits.max_models = n;
+        self
+    }
+
+    /// The longest `model`, and the longest entry of `models`, in bytes (default
+    /// [`DEFAULT_MAX_ID_BYTES`](crate::resolve::DEFAULT_MAX_ID_BYTES), 256; longer → 400), see
+    /// [`ModelResolveLayer::max_id_bytes`].
+    #[must_use]
+    pub fn max_model_id_bytes(mut self, n: usize) -> Self {
+        self.resolve_limits.max_id_bytes = n;
+        self
+    }
+
     /// How long a client may take to send its body (larger → 408).
     #[must_use]
     pub fn body_timeout(mut self, d: Duration) -> Self {
@@ -174,7 +194,12 @@ impl GatewayBuilder {
     pub fn build(self) -> Gateway {
         let client = self.client.unwrap_or_default();
         let svc = ServiceBuilder::new()
-            .layer(ModelResolveLayer::new(self.catalog.clone()).health(self.health.clone()))
+            .layer(
+                ModelResolveLayer::new(self.catalog.clone())
+                    .health(self.health.clone())
+                    .max_models(self.resolve_limits.max_models)
+                    .max_id_bytes(self.resolve_limits.max_id_bytes),
+            )
             .layer(self.cost)
             .option_layer(self.cache)
             .layer(self.fallback.health(self.health.clone()))

@@ -9,6 +9,8 @@
 //! request_timeout_ms = 300000       # default request budget across all attempts
 //! max_request_timeout_ms = 600000   # cap on the client's x-switchboard-timeout-ms
 //! retries = 0                       # retries of one target before the next candidate
+//! max_models = 64                   # most entries in a request's `models` (400 above)
+//! max_model_id_bytes = 256          # longest `model` / `models` entry (400 above)
 //!
 //! [cache]                           # the response cache (on by default)
 //! enabled = true
@@ -109,6 +111,10 @@ pub struct GatewaySettings {
     pub max_request_timeout_ms: Option<u64>,
     /// Retries of one target.
     pub retries: u32,
+    /// The most entries a request's `models` may list.
+    pub max_models: usize,
+    /// The longest `model`, and the longest entry of `models`, in bytes.
+    pub max_model_id_bytes: usize,
 }
 
 impl Default for GatewaySettings {
@@ -119,6 +125,8 @@ impl Default for GatewaySettings {
             request_timeout_ms: None,
             max_request_timeout_ms: None,
             retries: 0,
+            max_models: crate::resolve::DEFAULT_MAX_MODELS,
+            max_model_id_bytes: crate::resolve::DEFAULT_MAX_ID_BYTES,
         }
     }
 }
@@ -298,11 +306,16 @@ fast = "openai/gpt-4o-mini"
     #[test]
     fn reads_gateway_and_keys() {
         let text = format!(
-            "{BASE}\n[gateway]\nretries = 2\n[[keys]]\nname = \"a\"\nkey_env = \"K\"\nmodels = [\"fast\"]\nbudget = {{ usd = 1.5, window = \"day\" }}\n"
+            "{BASE}\n[gateway]\nretries = 2\nmax_models = 8\n[[keys]]\nname = \"a\"\nkey_env = \"K\"\nmodels = [\"fast\"]\nbudget = {{ usd = 1.5, window = \"day\" }}\n"
         );
         let c = GatewayConfig::from_toml_with_env(&text, |k| (k == "K").then(|| "sk-1".into()))
             .unwrap();
         assert_eq!(c.settings.retries, 2);
+        assert_eq!(c.settings.max_models, 8);
+        assert_eq!(
+            c.settings.max_model_id_bytes,
+            crate::resolve::DEFAULT_MAX_ID_BYTES
+        );
         assert!(!c.keys.is_empty());
         assert_eq!(
             c.budgets.for_caller("a"),

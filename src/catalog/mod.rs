@@ -209,43 +209,83 @@ impl Catalog {
         }
     }
 
-    /// Up to three known ids or aliases closest to `id` (for "did you mean" messages).
+    /// Up to three known ids or aliases closest to `id` (for "did you mean" messages): within
+    /// an edit distance of half its length (at least 3), or containing it, or contained in it;
+    /// closest first. Ids longer than [`CLOSE_MATCH_MAX_BYTES`] get none (no work is done for
+    /// them). The cost is linear in the catalog's names: one pass, each name compared with
+    /// `id` in O(`id` length × name length), the best three kept as it goes.
     pub fn close_matches(&self, id: &str) -> Vec<&str> {
-        let mut scored: Vec<(usize, &str)> = self
+        if id.len() > CLOSE_MATCH_MAX_BYTES {
+            return Vec::new();
+        }
+        let limit = (id.len() / 2).max(3);
+        let mut lev = Levenshtein::new(id);
+        let mut best: Vec<(usize, &str)> = Vec::with_capacity(4);
+        let names = self
             .inner
             .models
             .iter()
             .map(|m| &*m.id)
             .chain(self.inner.aliases.keys().map(String::as_str))
             .chain(self.inner.routing.splits.keys().map(|k| &**k))
-            .chain(self.inner.routing.auto.as_deref())
-            .map(|cand| (distance(id, cand), cand))
-            .collect();
-        scored.sort_unstable();
-        let limit = (id.len() / 2).max(3);
-        scored
-            .into_iter()
-            .filter(|(d, c)| *d <= limit || c.contains(id) || id.contains(*c))
-            .take(3)
-            .map(|(_, c)| c)
-            .collect()
+            .chain(self.inner.routing.auto.as_deref());
+        for cand in names {
+            let contains = cand.contains(id) || id.contains(cand);
+            // The distance is at least the difference in length: skip names too far off.
+            if !contains && cand.len().abs_diff(id.len()) > limit * 4 {
+                continue;
+            }
+            let d = lev.distance(cand);
+            if d > limit && !contains {
+                continue;
+            }
+            let at = best.partition_point(|&b| b <= (d, cand));
+            if at < 3 {
+                best.insert(at, (d, cand));
+                best.truncate(3);
+            }
+        }
+        best.into_iter().map(|(_, c)| c).collect()
     }
 }
 
-/// Edit distance (Levenshtein over chars), for close matches.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+/// The longest id [`Catalog::close_matches`] looks for (bytes); longer ones get no
+/// suggestions. The same as the resolver's default id limit
+/// ([`resolve::DEFAULT_MAX_ID_BYTES`](crate::resolve::DEFAULT_MAX_ID_BYTES)).
+pub const CLOSE_MATCH_MAX_BYTES: usize = 256;
+
+/// Edit distance (Levenshtein over chars) from one id to many names, reusing its buffers.
+struct Levenshtein {
+    a: Vec<char>,
+    prev: Vec<usize>,
+    cur: Vec<usize>,
+}
+
+impl Levenshtein {
+    fn new(a: &str) -> Self {
+        let a: Vec<char> = a.chars().collect();
+        let n = a.len() + 1;
+        Self {
+            a,
+            prev: Vec::with_capacity(n),
+            cur: vec![0; n],
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev[b.len()]
+
+    fn distance(&mut self, b: &str) -> usize {
+        let (a, prev, cur) = (&self.a, &mut self.prev, &mut self.cur);
+        prev.clear();
+        prev.extend(0..=a.len());
+        for (j, cb) in b.chars().enumerate() {
+            cur[0] = j + 1;
+            for (i, &ca) in a.iter().enumerate() {
+                let sub = prev[i] + usize::from(ca != cb);
+                cur[i + 1] = sub.min(prev[i + 1] + 1).min(cur[i] + 1);
+            }
+            std::mem::swap(prev, cur);
+        }
+        prev[a.len()]
+    }
 }
 
 fn config_error(msg: String) -> Error {

@@ -280,3 +280,96 @@ weights = { "elsewhere" = 1 }
         .to_string();
     assert!(e.contains("routing.rules[0].applies_to: required"), "{e}");
 }
+
+/// The close-match ranking before it kept only the best three as it went: every name scored,
+/// sorted, filtered.
+fn close_matches_by_sorting<'c>(names: &[&'c str], id: &str) -> Vec<&'c str> {
+    let mut scored: Vec<(usize, &str)> = names
+        .iter()
+        .map(|c| (Levenshtein::new(id).distance(c), *c))
+        .collect();
+    scored.sort_unstable();
+    let limit = (id.len() / 2).max(3);
+    scored
+        .into_iter()
+        .filter(|(d, c)| *d <= limit || c.contains(id) || id.contains(*c))
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
+}
+
+#[test]
+fn close_matches_rank_like_a_full_sort_and_skip_long_ids() {
+    let names = [
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+        "openai/gpt-4.1",
+        "openai/o3",
+        "anthropic/claude-sonnet-4",
+        "anthropic/claude-opus-4",
+        "google/gemini-2.5-pro",
+        "google/gemini-2.5-flash",
+        "gpt",
+        "fast",
+        "deep",
+        "a-very-long-model-name-that-is-far-from-everything-else-by-length",
+    ];
+    let mut b = Catalog::builder()
+        .provider(Provider::new("p", ProviderKind::Openai, "http://p/v1"))
+        .auto_model("auto");
+    for n in &names[..8] {
+        b = b.model(ModelSpec::new(*n).endpoint("p", "m", None));
+    }
+    b = b.model(ModelSpec::new(names[11]).endpoint("p", "m", None));
+    for a in &names[8..11] {
+        b = b.alias(*a, "openai/gpt-4o");
+    }
+    let c = b.build().unwrap();
+    let mut all: Vec<&str> = names.to_vec();
+    all.push("auto");
+    for id in [
+        "openai/gpt-4p",
+        "openai/gpt",
+        "gpt-4o",
+        "anthropic/claude",
+        "gemini",
+        "",
+        "x",
+        "fas",
+        "auto",
+        "openai/gpt-4o-mini-2024-07-18",
+        "a-very-long-model-name",
+        "é/ü",
+    ] {
+        assert_eq!(
+            c.close_matches(id),
+            close_matches_by_sorting(&all, id),
+            "id {id:?}"
+        );
+    }
+    // An id over the limit gets nothing, even one containing a known name.
+    let long = format!("openai/gpt-4o{}", "x".repeat(CLOSE_MATCH_MAX_BYTES));
+    assert!(c.close_matches(&long).is_empty());
+    let at_limit = format!("openai/gpt-4o{}", "x".repeat(CLOSE_MATCH_MAX_BYTES - 13));
+    assert_eq!(c.close_matches(&at_limit), ["openai/gpt-4o", "gpt"]);
+    assert_eq!(
+        c.close_matches(&at_limit),
+        close_matches_by_sorting(&all, &at_limit)
+    );
+}
+
+#[test]
+fn levenshtein_is_the_edit_distance_over_chars() {
+    let d = |a: &str, b: &str| Levenshtein::new(a).distance(b);
+    assert_eq!(d("", ""), 0);
+    assert_eq!(d("abc", ""), 3);
+    assert_eq!(d("", "abc"), 3);
+    assert_eq!(d("kitten", "sitting"), 3);
+    assert_eq!(d("sitting", "kitten"), 3);
+    assert_eq!(d("gpt-4o", "gpt-4o"), 0);
+    assert_eq!(d("é", "e"), 1);
+    let mut lev = Levenshtein::new("flaw");
+    assert_eq!(lev.distance("lawn"), 2);
+    assert_eq!(lev.distance("flaws"), 1);
+    assert_eq!(lev.distance(""), 4);
+}

@@ -11,6 +11,30 @@
 //! endpoints, prices, capabilities, `supported_parameters`, `throughput`, `data_collection`,
 //! aliases and the `[routing]` section (auto model, rules, splits).
 //!
+//! # Limits
+//!
+//! Every id comes from the client, so before any per-id work a request is checked against
+//! the layer's [`Limits`]:
+//!
+//! | limit | default | set with | over it |
+//! | --- | --- | --- | --- |
+//! | entries in `models` (duplicates count) | [`DEFAULT_MAX_MODELS`] = 64 | [`ModelResolveLayer::max_models`], [`GatewayBuilder::max_models`](crate::GatewayBuilder::max_models) | 400 `array_above_max_length`, param `models` |
+//! | bytes in `model` and in each `models` entry | [`DEFAULT_MAX_ID_BYTES`] = 256 | [`ModelResolveLayer::max_id_bytes`], [`GatewayBuilder::max_model_id_bytes`](crate::GatewayBuilder::max_model_id_bytes) | 400 `string_above_max_length`, param `model` or `models[i]` |
+//!
+//! 64 ids are far more fallbacks than a request can use (each id can stand for several
+//! candidates); 256 bytes are well above any real model id. Past the check the work is
+//! linear in the number of ids (duplicates are found with a hash set), and error messages
+//! quote at most the first 64 chars of anything the client sent (escaped, then `…`).
+//!
+//! A pass-through id's upstream name (the part after `provider/`) must be safe to send to
+//! that provider — it may become a URL path segment (Gemini's
+//! `/v1beta/models/{model}:generateContent`): OpenAI-compatible providers accept
+//! `/`-separated segments of ASCII letters, digits and `.` `_` `-` `:` `@`
+//! (`meta-llama/Llama-3-70b`, `llama3:8b`); Anthropic one segment of letters, digits and
+//! `.` `_` `-` `:`; Gemini one segment of letters, digits and `.` `_` `-`, optionally after
+//! `models/` or `tunedModels/`. No segment may be empty, `.` or `..`; spaces, control chars,
+//! `%`, `?`, `#` and non-ASCII are never sent. Anything else is a 400 (`invalid_value`).
+//!
 //! # How a route is built
 //!
 //! 1. **Ids.** `model` (if set), then each of `models` not already listed, each tried in that
@@ -65,6 +89,9 @@
 //! down. `metadata` is parsed only when a task rule must look at it.
 //!
 //! # Errors
+//! - Too many `models`, or an id too long → 400 ([`ErrorKind::InvalidRequest`]), see
+//!   [Limits](#limits); a pass-through id whose upstream name is not safe for its provider →
+//!   400 `invalid_value`.
 //! - Unknown model → 404 ([`ErrorKind::NotFound`]) naming close matches.
 //! - Bad `provider` values (`sort`, `data_collection`, `max_price`) → 400 naming the field.
 //! - No candidate can serve → 400 ([`ErrorKind::InvalidRequest`]): code
@@ -123,6 +150,7 @@
 //! ```
 
 pub mod future;
+mod limits;
 mod prefs;
 mod rules;
 
@@ -140,8 +168,11 @@ use crate::health::{Health, TargetState};
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
+use limits::{quote, requested_ids, upstream_name_ok, upstream_name_rule};
 use prefs::{Need, Prefs, Slot, SlotCandidate, SortBy};
 use rules::{Ctx, Rng};
+
+pub use limits::{Limits, DEFAULT_MAX_ID_BYTES, DEFAULT_MAX_MODELS};
 
 /// Request header naming the request's task for routing rules (else `metadata.task`).
 pub const TASK_HEADER: &str = "x-switchboard-task";
@@ -173,6 +204,22 @@ impl ModelResolveLayer {
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.resolver = self.resolver.seed(seed);
+        self
+    }
+
+    /// The most entries a request's `models` may list (default [`DEFAULT_MAX_MODELS`], 64);
+    /// more → 400 before any per-id work.
+    #[must_use]
+    pub fn max_models(mut self, n: usize) -> Self {
+        self.resolver = self.resolver.max_models(n);
+        self
+    }
+
+    /// The longest `model`, and the longest entry of `models`, in bytes (default
+    /// [`DEFAULT_MAX_ID_BYTES`], 256); longer → 400 before any per-id work.
+    #[must_use]
+    pub fn max_id_bytes(mut self, n: usize) -> Self {
+        self.resolver = self.resolver.max_id_bytes(n);
         self
     }
 
@@ -234,6 +281,7 @@ pub struct Resolver {
     shared: Arc<Shared>,
     health: Option<Health>,
     rng: Arc<Rng>,
+    limits: Limits,
 }
 
 #[derive(Debug)]
@@ -278,6 +326,7 @@ impl Resolver {
             shared: Arc::new(Shared { catalog, models }),
             health: None,
             rng: Arc::new(Rng::from_entropy()),
+            limits: Limits::default(),
         }
     }
 
@@ -295,6 +344,25 @@ impl Resolver {
         self
     }
 
+    /// Sets [`Limits::max_models`].
+    #[must_use]
+    pub fn max_models(mut self, n: usize) -> Self {
+        self.limits.max_models = n;
+        self
+    }
+
+    /// Sets [`Limits::max_id_bytes`].
+    #[must_use]
+    pub fn max_id_bytes(mut self, n: usize) -> Self {
+        self.limits.max_id_bytes = n;
+        self
+    }
+
+    /// The limits requests are checked against.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.shared.catalog
@@ -303,6 +371,7 @@ impl Resolver {
     /// Resolves a request (with its headers, for `x-switchboard-task`) into a [`Route`]; see
     /// the [module docs](self) for the steps and errors.
     pub fn resolve(&self, req: &ChatRequest, headers: &HeaderMap) -> Result<Route, Error> {
+        self.limits.check(req)?;
         let prefs = Prefs::parse(req)?;
         if prefs.is_noop() {
             if let Some(route) = self.fast_path(req) {
@@ -370,15 +439,7 @@ impl Resolver {
         headers: &HeaderMap,
         prefs: &Prefs<'_>,
     ) -> Result<Route, Error> {
-        let mut ids: Vec<&str> = Vec::new();
-        if !req.model.is_empty() {
-            ids.push(&req.model);
-        }
-        for m in req.models.iter().flatten() {
-            if !ids.contains(&m.as_str()) {
-                ids.push(m);
-            }
-        }
+        let ids = requested_ids(req);
         let requested = ids.first().copied().unwrap_or_default();
         let mut cx = Ctx::new(req, headers);
         // Most ids have a few endpoints: one allocation for the usual route.
@@ -462,6 +523,19 @@ impl Resolver {
             if let Some((prefix, rest)) = cur.split_once('/') {
                 if let Some(p) = catalog.provider(prefix) {
                     if !rest.is_empty() {
+                        if !upstream_name_ok(p.kind, rest) {
+                            return Err(Error::invalid_request(format!(
+                                "model `{}`: `{}` is not a valid upstream model name for \
+                                 provider `{}` ({} model names are {})",
+                                quote(id),
+                                quote(rest),
+                                quote(prefix),
+                                p.kind.as_str(),
+                                upstream_name_rule(p.kind)
+                            ))
+                            .with_code("invalid_value")
+                            .with_param("model"));
+                        }
                         out.push(Slot {
                             caps: crate::catalog::Capabilities::default(),
                             params: p.kind.default_parameters(),
@@ -517,7 +591,8 @@ impl Resolver {
             return Err(Error::new(
                 ErrorKind::Overloaded,
                 format!(
-                    "every candidate for `{requested}` is cooling down after repeated failures; retry shortly"
+                    "every candidate for `{}` is cooling down after repeated failures; retry shortly",
+                    quote(requested)
                 ),
             ));
         }
@@ -540,20 +615,19 @@ fn strip_suffix(id: &str) -> (&str, Option<SortBy>) {
     }
 }
 
-/// Keeps the first candidate for each provider + upstream model.
+/// Keeps the first candidate for each provider + upstream model. Linear: a hash set
+/// (SipHash, randomly keyed: pass-through names are the client's) remembers the pairs seen.
 fn dedup(slots: &mut Vec<Slot<'_>>) {
-    let mut i = 0;
-    while i < slots.len() {
-        let dup = slots[..i].iter().any(|s| {
-            s.cand.provider.name == slots[i].cand.provider.name
-                && s.cand.upstream_model == slots[i].cand.upstream_model
-        });
-        if dup {
-            slots.remove(i);
-        } else {
-            i += 1;
-        }
-    }
+    let keep: Vec<bool> = {
+        let mut seen: std::collections::HashSet<(&str, &str)> =
+            std::collections::HashSet::with_capacity(slots.len());
+        slots
+            .iter()
+            .map(|s| seen.insert((&*s.cand.provider.name, &*s.cand.upstream_model)))
+            .collect()
+    };
+    let mut keep = keep.into_iter();
+    slots.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Resolves a request against `catalog` without health information (a convenience that
@@ -564,7 +638,7 @@ pub fn resolve(catalog: &Catalog, req: &ChatRequest) -> Result<Route, Error> {
 
 fn unknown_model(catalog: &Catalog, id: &str) -> Error {
     let close = catalog.close_matches(id);
-    let mut msg = format!("model `{id}` is not available");
+    let mut msg = format!("model `{}` is not available", quote(id));
     if !close.is_empty() {
         msg.push_str("; did you mean ");
         for (i, c) in close.iter().enumerate() {

@@ -7,6 +7,8 @@ use crate::health::Health;
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
+use super::limits::{quote, quote_list};
+
 /// How a group of candidates is sorted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SortBy {
@@ -103,7 +105,8 @@ impl<'r> Prefs<'r> {
             None => None,
             Some(s) => Some(SortBy::parse(s).ok_or_else(|| {
                 Error::invalid_request(format!(
-                    "`provider.sort` must be \"price\", \"latency\" or \"throughput\", not \"{s}\""
+                    "`provider.sort` must be \"price\", \"latency\" or \"throughput\", not \"{}\"",
+                    quote(s)
                 ))
                 .with_param("provider.sort")
             })?),
@@ -113,7 +116,8 @@ impl<'r> Prefs<'r> {
             Some("deny") => true,
             Some(other) => {
                 return Err(Error::invalid_request(format!(
-                    "`provider.data_collection` must be \"allow\" or \"deny\", not \"{other}\""
+                    "`provider.data_collection` must be \"allow\" or \"deny\", not \"{}\"",
+                    quote(other)
                 ))
                 .with_param("provider.data_collection"))
             }
@@ -163,6 +167,7 @@ impl<'r> Prefs<'r> {
         req: &ChatRequest,
         requested: &str,
     ) -> Result<(), Error> {
+        let requested = quote(requested);
         let none_left = |field: &'static str, what: &str| {
             Error::invalid_request(format!(
                 "no provider for `{requested}` matches `provider.{field}` ({what})"
@@ -173,7 +178,7 @@ impl<'r> Prefs<'r> {
         if let Some(only) = self.only {
             slots.retain(|s| names(only, &s.cand.provider.name).is_some());
             if slots.is_empty() {
-                return Err(none_left("only", &only.join(", ")));
+                return Err(none_left("only", &quote_list(only)));
             }
         }
         if let Some(ignore) = self.ignore {
@@ -378,6 +383,7 @@ impl Need {
     /// `context_length_exceeded` when the context window was the reason for every candidate,
     /// else `unsupported_parameter` naming the first other reason.
     pub(super) fn filter(&self, slots: &mut Vec<Slot<'_>>, requested: &str) -> Result<(), Error> {
+        let requested = quote(requested);
         if slots.is_empty() {
             return Err(Error::invalid_request(format!(
                 "`{requested}` has no candidates to serve this request"

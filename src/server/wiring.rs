@@ -127,7 +127,9 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         .client_keys(config.keys.clone())
         .cost_meter(CostMeterLayer::new().budgets(budgets))
         .fallback(fallback)
-        .max_body_bytes(s.max_body_bytes);
+        .max_body_bytes(s.max_body_bytes)
+        .max_models(s.max_models)
+        .max_model_id_bytes(s.max_model_id_bytes);
     if let Some(t) = s.body_timeout() {
         builder = builder.body_timeout(t);
     }
