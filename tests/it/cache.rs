@@ -1,16 +1,12 @@
 //! ResponseCache alone, over counting `service_fn` fakes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::StreamExt;
-use support::*;
 use switchboard::cache::{CacheStore, CachedEntry, MemoryStore, ResponseCacheLayer, StoreFuture};
 use switchboard::ext::{CacheStatus, ServedBy};
 use switchboard::openai::{
@@ -1000,7 +996,7 @@ mod redis_store {
     use super::*;
     use switchboard::cache::RedisStore;
 
-    use support::redis_server::start;
+    use crate::support::redis_server::start;
 
     #[tokio::test]
     async fn redis_store_serves_hits_across_instances() {

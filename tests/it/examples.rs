@@ -1,20 +1,19 @@
 //! The embedding examples, started in-process on 127.0.0.1:0 over the demo providers and
 //! driven as a client would: over HTTP for the axum apps, with the tonic client for gRPC.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 // Each example brings the shared examples/support module along.
 #![allow(clippy::duplicate_mod)]
 
 #[allow(dead_code)]
-#[path = "../examples/axum_embed.rs"]
+#[path = "../../examples/axum_embed.rs"]
 mod axum_embed;
 
 #[allow(dead_code)]
-#[path = "../examples/custom_gateway.rs"]
+#[path = "../../examples/custom_gateway.rs"]
 mod custom_gateway;
 
 #[allow(dead_code)]
-#[path = "../examples/tonic_embed.rs"]
+#[path = "../../examples/tonic_embed.rs"]
 mod tonic_embed;
 
 use std::future::Future;
