@@ -1,36 +1,28 @@
-//! The embedding examples, started in-process on 127.0.0.1:0 over the demo providers and
-//! driven as a client would: over HTTP for the axum apps, with the tonic client for gRPC.
-
-// Each example brings the shared examples/support module along.
-#![allow(clippy::duplicate_mod)]
-
-#[allow(dead_code)]
-#[path = "../../examples/axum_embed.rs"]
-mod axum_embed;
-
-#[allow(dead_code)]
-#[path = "../../examples/custom_gateway.rs"]
-mod custom_gateway;
-
-#[allow(dead_code)]
-#[path = "../../examples/tonic_embed.rs"]
-mod tonic_embed;
+//! The example programs, run as users run them: the binaries `cargo test` builds (into
+//! `target/<profile>/examples/`), started with `--listen 127.0.0.1:0` and no provider key in
+//! their environment, so on their own demo providers, and driven as a client would: over HTTP
+//! for the axum apps, with the example's own client mode for gRPC.
+//!
+//! The demo providers live in the example's process, so what reached them is read off their
+//! answers: the OpenAI-compatible demo numbers its answers (`chatcmpl-demo{n}` for its n-th
+//! request), and the gateway passes that id through.
 
 use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use switchboard::demo::DemoProviders;
-use switchboard::Gateway;
-use tonic::Code;
 
 /// Every test is bounded: a hang fails instead of blocking CI.
 async fn bounded<F: Future<Output = ()>>(f: F) {
@@ -39,13 +31,115 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
         .expect("the test finished within 60 s");
 }
 
-/// Serves `app` on a fresh port; the listener is bound before this returns, so requests
-/// queue until the server task runs.
-async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+/// The example program `name`, as `cargo test` or `cargo build --examples` built it next to
+/// this test binary: `target/<profile>/deps/it-<hash>` → `target/<profile>/examples/<name>`.
+fn program(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary is in target/<profile>/deps")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: the example programs are built by `cargo test` (or `cargo build \
+         --examples`); `cargo test --test it` alone does not build them",
+        path.display()
+    );
+    let mut cmd = Command::new(path);
+    // No provider key: the example starts its own demo providers.
+    for key in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"] {
+        cmd.env_remove(key);
+    }
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// An example serving on 127.0.0.1, killed on drop.
+struct Example {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    /// Everything it printed, stdout and stderr (read by two threads until it exits).
+    output: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Example {
+    /// Starts `name --listen 127.0.0.1:0` and waits for its `listening on http://ADDR` line.
+    async fn start(name: &'static str) -> Self {
+        let mut child = program(name)
+            .args(["--listen", "127.0.0.1:0"])
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stdout = child.stdout.take().unwrap();
+        let out = output.clone();
+        let stdout_reader = std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+                let mut out = out.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let out = output.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            out.lock().unwrap().push_str(&text);
+        });
+        let mut example = Self {
+            name,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            output,
+            readers: vec![stdout_reader, stderr_reader],
+        };
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(addr)) => {
+                example.addr = addr
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{name} listens on `{addr}`: {e}"));
+                example
+            }
+            _ => {
+                let output = example.stop();
+                panic!("{name} did not print `listening on http://ADDR`; its output:\n{output}")
+            }
+        }
+    }
+
+    /// Kills the program (if it still runs) and returns everything it printed.
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let output = self.stop();
+        if std::thread::panicking() {
+            eprintln!("{} printed:\n{output}", self.name);
+        }
+    }
 }
 
 struct Http {
@@ -125,8 +219,8 @@ fn hello(model: &str, text: &str) -> Value {
 #[tokio::test]
 async fn axum_embed_auth_budgets_and_streams() {
     bounded(async {
-        let demo = DemoProviders::start().await.unwrap();
-        let http = Http::new(serve(axum_embed::app(demo.catalog())).await);
+        let example = Example::start("axum_embed").await;
+        let http = Http::new(example.addr);
         const CHAT: &str = "/llm/v1/chat/completions";
 
         // The app's own public route.
@@ -145,7 +239,6 @@ async fn axum_embed_auth_budgets_and_streams() {
             assert_eq!(r.header("www-authenticate"), Some("Bearer"));
             assert_eq!(r.json()["error"], "missing or unknown bearer token");
         }
-        assert_eq!(demo.openai.request_count(), 0, "nothing reached a provider");
 
         // alice chats through /llm/v1/chat/completions.
         let r = http
@@ -154,6 +247,11 @@ async fn axum_embed_auth_budgets_and_streams() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(r.header("x-switchboard-model"), Some("openai/gpt-4o-mini"));
         let j = r.json();
+        // The OpenAI demo's first request: the refused ones above reached no provider.
+        assert_eq!(
+            j["id"], "chatcmpl-demo1",
+            "nothing reached a provider before"
+        );
         assert_eq!(
             j["choices"][0]["message"]["content"],
             "Hello from the demo openai provider! You said: Hello there"
@@ -237,96 +335,121 @@ async fn axum_embed_auth_budgets_and_streams() {
     .await;
 }
 
+/// What one run of `tonic_embed --connect …` printed, and how it ended.
+#[derive(Debug)]
+struct ClientRun {
+    status: ExitStatus,
+    /// Its stdout: one JSON object per line.
+    lines: Vec<Value>,
+    stderr: String,
+}
+
+impl ClientRun {
+    /// The lines about `rpc` (`Chat` or `ChatStream`).
+    fn rpc<'a>(&'a self, rpc: &'a str) -> impl Iterator<Item = &'a Value> {
+        self.lines.iter().filter(move |l| l["rpc"] == rpc)
+    }
+
+    /// The one error `rpc` ended with.
+    fn error<'a>(&'a self, rpc: &'a str) -> &'a Value {
+        let errors: Vec<_> = self.rpc(rpc).filter(|l| l.get("error").is_some()).collect();
+        assert_eq!(errors.len(), 1, "one {rpc} error: {self:?}");
+        &errors[0]["error"]
+    }
+}
+
+/// Runs the example's client mode against `addr`: `Chat`, then `ChatStream`, with a system
+/// prompt, `max_tokens` 100 and `temperature`.
+async fn tonic_client(addr: SocketAddr, model: &str, temperature: f64) -> ClientRun {
+    let mut cmd = tokio::process::Command::from(program("tonic_embed"));
+    cmd.args(["--connect", &format!("http://{addr}"), "--model", model])
+        .args(["--system", "Be brief.", "--max-tokens", "100"])
+        .args(["--temperature", &temperature.to_string(), "Hello over gRPC"])
+        .kill_on_drop(true);
+    let out = cmd.output().await.expect("tonic_embed --connect runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {stdout}"))
+        })
+        .collect();
+    ClientRun {
+        status: out.status,
+        lines,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[tokio::test]
 async fn tonic_embed_unary_stream_and_errors() {
-    use tonic_embed::pb;
-
     bounded(async {
-        let demo = DemoProviders::start().await.unwrap();
-        let gateway = Gateway::builder(demo.catalog()).build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            tonic_embed::serve(listener, &gateway, std::future::pending())
-                .await
-                .unwrap();
-        });
-        let mut client = tonic_embed::ChatClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
+        let server = Example::start("tonic_embed").await;
 
-        let request = |model: &str| pb::ChatRequest {
-            model: model.into(),
-            messages: vec![
-                pb::ChatMessage {
-                    role: "system".into(),
-                    content: "Be brief.".into(),
-                },
-                pb::ChatMessage {
-                    role: "user".into(),
-                    content: "Hello over gRPC".into(),
-                },
-            ],
-            max_tokens: Some(100),
-            temperature: Some(0.5),
-        };
-
-        // Unary: content and usage.
-        let reply = client.chat(request("deep")).await.unwrap();
-        assert_eq!(reply.model, "google/gemini-2.5-pro");
-        assert_eq!(
-            reply.content,
-            "Hello from the demo gemini provider! You said: Hello over gRPC"
-        );
-        assert_eq!(reply.finish_reason, "stop");
-        let usage = reply.usage.unwrap();
-        assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0);
-        assert_eq!(
-            usage.total_tokens,
-            usage.prompt_tokens + usage.completion_tokens
-        );
-        assert!(usage.cost.unwrap() > 0.0);
-
-        // Server streaming: several text chunks, then one with finish_reason and usage.
         for model in ["fast", "balanced", "deep"] {
-            let mut stream = client.chat_stream(request(model)).await.unwrap();
-            let mut chunks = Vec::new();
-            while let Some(c) = stream.next().await {
-                chunks.push(c.unwrap());
+            let run = tonic_client(server.addr, model, 0.5).await;
+            assert!(run.status.success(), "{model}: {run:?}");
+
+            // Unary: content and usage.
+            let replies: Vec<_> = run.rpc("Chat").collect();
+            assert_eq!(replies.len(), 1, "{model}: {run:?}");
+            let reply = &replies[0]["reply"];
+            if model == "deep" {
+                assert_eq!(reply["model"], "google/gemini-2.5-pro");
+                assert_eq!(
+                    reply["content"],
+                    "Hello from the demo gemini provider! You said: Hello over gRPC"
+                );
+                assert_eq!(reply["finish_reason"], "stop");
+                let usage = &reply["usage"];
+                let tokens = |k: &str| usage[k].as_u64().unwrap();
+                assert!(tokens("prompt_tokens") > 0 && tokens("completion_tokens") > 0);
+                assert_eq!(
+                    tokens("total_tokens"),
+                    tokens("prompt_tokens") + tokens("completion_tokens")
+                );
+                assert!(usage["cost"].as_f64().unwrap() > 0.0);
             }
+
+            // Server streaming: several text chunks, then one with finish_reason and usage.
+            let chunks: Vec<&Value> = run.rpc("ChatStream").map(|l| &l["chunk"]).collect();
             assert!(chunks.len() >= 3, "{model}: {chunks:?}");
             let (last, text_chunks) = chunks.split_last().unwrap();
             for c in text_chunks {
-                assert!(!c.delta.is_empty() && c.finish_reason.is_none() && c.usage.is_none());
-                assert_eq!(c.id, last.id);
+                assert!(
+                    !c["delta"].as_str().unwrap().is_empty()
+                        && c["finish_reason"].is_null()
+                        && c["usage"].is_null(),
+                    "{model}: {c}"
+                );
+                assert_eq!(c["id"], last["id"]);
             }
-            assert_eq!(last.finish_reason.as_deref(), Some("stop"));
-            let usage = last.usage.as_ref().unwrap();
-            assert!(usage.completion_tokens > 0 && usage.cost.is_some());
-            let text: String = text_chunks.iter().map(|c| c.delta.as_str()).collect();
+            assert_eq!(last["finish_reason"], "stop");
+            let usage = &last["usage"];
+            assert!(usage["completion_tokens"].as_u64().unwrap() > 0 && !usage["cost"].is_null());
+            let text: String = text_chunks
+                .iter()
+                .map(|c| c["delta"].as_str().unwrap())
+                .collect();
             assert!(
                 text.ends_with("You said: Hello over gRPC"),
                 "{model}: {text}"
             );
         }
 
-        // Errors map to gRPC codes.
-        let err = client.chat(request("no-such-model")).await.unwrap_err();
-        assert_eq!(err.code(), Code::NotFound, "{err:?}");
-        assert_eq!(
-            err.metadata().get("switchboard-error-kind").unwrap(),
-            "not_found"
-        );
-        let err = client
-            .chat_stream(request("no-such-model"))
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::NotFound, "{err:?}");
-        let mut bad = request("fast");
-        bad.temperature = Some(7.0);
-        let err = client.chat(bad).await.unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-        assert!(err.message().contains("temperature"));
+        // Errors map to gRPC codes; the client reports them and exits with a failure.
+        let run = tonic_client(server.addr, "no-such-model", 0.5).await;
+        assert!(!run.status.success(), "{run:?}");
+        assert!(run.stderr.contains("Chat failed: NotFound"), "{run:?}");
+        let err = run.error("Chat");
+        assert_eq!(err["code"], "NotFound", "{run:?}");
+        assert_eq!(err["kind"], "not_found");
+        assert_eq!(run.error("ChatStream")["code"], "NotFound", "{run:?}");
+        let run = tonic_client(server.addr, "fast", 7.0).await;
+        assert!(!run.status.success(), "{run:?}");
+        let err = run.error("Chat");
+        assert_eq!(err["code"], "InvalidArgument", "{run:?}");
+        assert!(err["message"].as_str().unwrap().contains("temperature"));
     })
     .await;
 }
@@ -334,8 +457,8 @@ async fn tonic_embed_unary_stream_and_errors() {
 #[tokio::test]
 async fn custom_gateway_layers_compose() {
     bounded(async {
-        let demo = DemoProviders::start().await.unwrap();
-        let http = Http::new(serve(custom_gateway::app(demo.catalog())).await);
+        let example = Example::start("custom_gateway").await;
+        let http = Http::new(example.addr);
         const CHAT: &str = "/v1/chat/completions";
 
         // Both layers act on an answer: the guard's typed header and tower-http's.
@@ -344,7 +467,11 @@ async fn custom_gateway_layers_compose() {
         assert_eq!(r.header("x-switchboard-guard"), Some("passed"));
         assert_eq!(r.header("x-gateway"), Some("custom_gateway"));
         assert_eq!(r.header("x-switchboard-model"), Some("openai/gpt-4o-mini"));
-        assert_eq!(demo.openai.request_count(), 1);
+        assert_eq!(
+            r.json()["id"],
+            "chatcmpl-demo1",
+            "the OpenAI demo's first request"
+        );
 
         // Streams pass through the guard too.
         let mut body = hello("balanced", "Hello!");
@@ -366,9 +493,12 @@ async fn custom_gateway_layers_compose() {
         assert_eq!(err["type"], "invalid_request_error");
         assert_eq!(r.header("x-switchboard-guard"), None);
         assert_eq!(r.header("x-gateway"), Some("custom_gateway"));
+        // The OpenAI demo's next request is its second: the banned prompt never reached it.
+        let r = http.post(CHAT, None, hello("fast", "Hello again!")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(
-            demo.openai.request_count(),
-            1,
+            r.json()["id"],
+            "chatcmpl-demo2",
             "the banned prompt was not sent"
         );
 
