@@ -2,8 +2,8 @@
 //! store) over an identity inner service, and the cost of `CacheKey::for_request` alone.
 //!
 //! ```sh
-//! cargo bench --bench cache                     # everything, about a minute
-//! cargo bench --bench cache -- hit              # some cases (the summary follows the filter)
+//! cargo bench --features bench-support --bench cache         # everything, about a minute
+//! cargo bench --features bench-support --bench cache -- hit  # some cases (the summary follows the filter)
 //! ```
 //!
 //! - `miss_*`: a unique request each iteration (a counter in the first user turn), so every
@@ -14,18 +14,18 @@
 //! - `hit_*`: the same request every time, stored before timing.
 //! - `key_*`: `CacheKey::for_request` on the parsed request (canonicalising + SHA-256).
 //!
-//! See `benches/micro/mod.rs` for the method and BENCHMARKS.md ("Per-layer overhead").
-
-#[path = "micro/mod.rs"]
-mod micro;
+//! See `src/bench_support/micro.rs` for the method and BENCHMARKS.md ("Per-layer overhead").
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use tower::Layer;
 
-use micro::{arm, call, catalog, complete_response, completion, identity, parse, sdk_headers};
-use micro::{typed, Bench, Canned, REQUEST, TAIL};
+use switchboard::bench_support::micro;
+use switchboard::bench_support::micro::{
+    arm, call, catalog, complete_response, completion, identity, parse, sdk_headers,
+};
+use switchboard::bench_support::micro::{typed, Bench, Canned, REQUEST, TAIL};
 use switchboard::cache::{CacheKey, ResponseCacheLayer};
 use switchboard::ext::{CacheStatus, Route};
 use switchboard::openai::ChatRequest;

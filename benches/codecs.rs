@@ -1,8 +1,8 @@
 //! The provider codecs (OpenAI-compatible, Anthropic Messages, Gemini) and the HTTP edge.
 //!
 //! ```sh
-//! cargo bench --bench codecs                    # everything, about a minute
-//! cargo bench --bench codecs -- anthropic       # one group (the summary follows the filter)
+//! cargo bench --features bench-support --bench codecs               # everything, about a minute
+//! cargo bench --features bench-support --bench codecs -- anthropic  # one group (the summary follows the filter)
 //! ```
 //!
 //! Per codec (`Provider::codec()` of each kind):
@@ -21,10 +21,7 @@
 //! - `nonstream_1k`: reading + parsing a 1 KB JSON body, rendering the completion as JSON;
 //! - `stream200`: rendering a 200-chunk stream as SSE, body collected to the end.
 //!
-//! See `benches/micro/mod.rs` for the method and BENCHMARKS.md ("Per-layer overhead").
-
-#[path = "micro/mod.rs"]
-mod micro;
+//! See `src/bench_support/micro.rs` for the method and BENCHMARKS.md ("Per-layer overhead").
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -32,7 +29,8 @@ use std::hint::black_box;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
-use micro::{
+use switchboard::bench_support::micro;
+use switchboard::bench_support::micro::{
     arm, call, complete_response, completion, drain, identity, parse, per, sdk_headers,
     stream_response, text_chunks, typed, Bench, Canned, ANSWER_WORDS, REQUEST,
 };

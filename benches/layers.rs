@@ -2,16 +2,13 @@
 //! identity inner service, against the identity service alone.
 //!
 //! ```sh
-//! cargo bench --bench layers                    # everything, about a minute
-//! cargo bench --bench layers -- fallback        # one group (the summary follows the filter)
-//! SB_BENCH_SUMMARY=0 cargo bench --bench layers # criterion only
+//! cargo bench --features bench-support --bench layers                     # everything, about a minute
+//! cargo bench --features bench-support --bench layers -- fallback         # one group (the summary follows the filter)
+//! SB_BENCH_SUMMARY=0 cargo bench --features bench-support --bench layers  # criterion only
 //! ```
 //!
-//! See `benches/micro/mod.rs` for the method and BENCHMARKS.md ("Per-layer overhead") for
+//! See `src/bench_support/micro.rs` for the method and BENCHMARKS.md ("Per-layer overhead") for
 //! results.
-
-#[path = "micro/mod.rs"]
-mod micro;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -19,7 +16,8 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use micro::{
+use switchboard::bench_support::micro;
+use switchboard::bench_support::micro::{
     answer, arm, call, catalog, complete_response, completion, drain, fresh_stream_response,
     identity, parse, sdk_headers, stream_response, text_chunks, typed, Bench, Canned, WithRecorder,
     REQUEST, TAIL,

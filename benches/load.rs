@@ -2,10 +2,10 @@
 //! forwarding delay for `direct`, `bare_proxy` and `switchboard`, measured in the same run.
 //!
 //! ```sh
-//! cargo bench --bench load                      # everything, ~40 s once built
-//! SB_LOAD_ROUNDS=8 SB_LOAD_ROUND_MS=250 ...     # rounds per phase, length of one round
-//! SB_BENCH_SERVER_THREADS=2 ...                 # servers on 2 workers instead of 1
-//! cargo test --bench load                       # smoke test: every phase for a few ms
+//! cargo bench --features bench-support --bench load  # everything, ~40 s once built
+//! SB_LOAD_ROUNDS=8 SB_LOAD_ROUND_MS=250 ...          # rounds per phase, length of one round
+//! SB_BENCH_SERVER_THREADS=2 ...                      # servers on 2 workers instead of 1
+//! cargo test --features bench-support --bench load   # smoke test: every phase for a few ms
 //! ```
 //!
 //! The targets are the ones of `benches/stack.rs` (same servers, same request bodies, from
@@ -42,9 +42,6 @@
 //! lowers every target's throughput alike and flattens ratios (more for `direct`, which is
 //! the cheapest).
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -65,7 +62,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use support::{Canned, Mode, Variant, PATH};
+use switchboard::bench_support::stack::{self as support, Canned, Mode, Variant, PATH};
 
 /// When the upstream handed the first frame of its latest stream to hyper.
 type Stamp = Arc<Mutex<Option<Instant>>>;

@@ -1,9 +1,9 @@
 //! Whole-stack round trip: client → server → upstream → back, on loopback.
 //!
 //! ```sh
-//! cargo bench --bench stack                    # everything (~45 s once built)
-//! cargo bench --bench stack -- stream_1k       # one criterion group (the summary still runs)
-//! SB_BENCH_SUMMARY=0 cargo bench --bench stack # criterion only
+//! cargo bench --features bench-support --bench stack                     # everything (~45 s once built)
+//! cargo bench --features bench-support --bench stack -- stream_1k        # one criterion group (the summary still runs)
+//! SB_BENCH_SUMMARY=0 cargo bench --features bench-support --bench stack  # criterion only
 //! ```
 //!
 //! Targets, side by side in one criterion group per request shape ([`Variant`]):
@@ -30,9 +30,6 @@
 //! Extending (e.g. per-layer stacks for the proof issue): add a target to [`targets`] and, if
 //! it needs a new server, a function in `support`; add request shapes to `Variant`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,7 +38,9 @@ use criterion::{BatchSize, Criterion, Throughput};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use support::{chat_request, chat_uri, round_trip, BenchClient, Mode, Variant};
+use switchboard::bench_support::stack::{
+    self as support, chat_request, chat_uri, round_trip, BenchClient, Mode, Variant,
+};
 
 /// One thing to measure: a name and the address the client calls.
 #[derive(Debug, Clone, Copy)]

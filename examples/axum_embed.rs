@@ -33,10 +33,8 @@
 //! `examples/gateway.toml` and calls the real providers. The bound address is printed as
 //! `listening on http://ADDR`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -49,6 +47,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::json;
 use switchboard::cost::{Budget, Budgets, CostMeterLayer, Window};
+use switchboard::demo::DemoProviders;
 use switchboard::ext::CallerKey;
 use switchboard::{Catalog, Gateway};
 
@@ -86,7 +85,7 @@ fn budgets() -> Budgets {
 
 /// The whole app: public routes, the app's auth, its own `/me`, and the gateway under
 /// `/llm/v1`.
-pub(crate) fn app(catalog: Catalog) -> Router {
+fn app(catalog: Catalog) -> Router {
     let budgets = budgets();
     let gateway = Gateway::builder(catalog)
         .cost_meter(CostMeterLayer::new().budgets(budgets.clone()))
@@ -148,7 +147,6 @@ async fn me(
     }))
 }
 
-#[allow(dead_code)] // unused when tests include this file as a module
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
@@ -161,8 +159,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let addr = support::parse_listen("127.0.0.1:3000")?;
-    let (catalog, _demo) = support::load_catalog().await?;
+    let addr = parse_listen("127.0.0.1:3000")?;
+    let (catalog, _demo) = load_catalog().await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -174,4 +172,41 @@ async fn run() -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up
+
+/// The demo providers' catalog, or `examples/gateway.toml` when a provider key is set. The
+/// demo providers live as long as the returned guard.
+async fn load_catalog() -> Result<(Catalog, Option<DemoProviders>), String> {
+    let keyed = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    if keyed {
+        let path = "examples/gateway.toml";
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let catalog = Catalog::from_toml(&text).map_err(|e| format!("{path}: {}", e.message()))?;
+        return Ok((catalog, None));
+    }
+    let demo = DemoProviders::start()
+        .await
+        .map_err(|e| format!("cannot start the demo providers: {e}"))?;
+    println!("no provider API keys set: using switchboard's local demo providers");
+    Ok((demo.catalog(), Some(demo)))
+}
+
+/// `--listen ADDR` from the command line, else `default`.
+fn parse_listen(default: &str) -> Result<SocketAddr, String> {
+    let mut listen = default.to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            other => return Err(format!("unknown argument `{other}` (usage: --listen ADDR)")),
+        }
+    }
+    listen
+        .parse()
+        .map_err(|e| format!("invalid listen address `{listen}`: {e}"))
 }

@@ -33,10 +33,8 @@
 //! `OPENAI_API_KEY`, `ANTHROPIC_API_KEY` or `GEMINI_API_KEY` set it loads
 //! `examples/gateway.toml`. The bound address is printed as `listening on http://ADDR`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,6 +45,7 @@ use axum::Router;
 use http::{HeaderName, HeaderValue};
 use switchboard::catalog::Deadlines;
 use switchboard::client::HttpClient;
+use switchboard::demo::DemoProviders;
 use switchboard::edge::{ChatCompletions, Models};
 use switchboard::fallback::FallbackLayer;
 use switchboard::timeout::ModelTimeoutLayer;
@@ -61,13 +60,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Layer for [`PromptGuard`].
 #[derive(Debug, Clone)]
-pub(crate) struct PromptGuardLayer {
+struct PromptGuardLayer {
     banned: Arc<[String]>,
 }
 
 impl PromptGuardLayer {
     /// Refuses prompts containing any of `words` (case-insensitive).
-    pub(crate) fn new<I, S>(words: I) -> Self
+    fn new<I, S>(words: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -93,7 +92,7 @@ impl<S> Layer<S> for PromptGuardLayer {
 
 /// Refuses chat requests whose messages contain a banned word; marks the answers it passes.
 #[derive(Debug, Clone)]
-pub(crate) struct PromptGuard<S> {
+struct PromptGuard<S> {
     inner: S,
     banned: Arc<[String]>,
 }
@@ -156,11 +155,11 @@ where
 // The stack
 
 /// The words the guard refuses.
-pub(crate) const BANNED: [&str; 2] = ["launch codes", "password"];
+const BANNED: [&str; 2] = ["launch codes", "password"];
 
 /// The app: the custom stack behind the edge at `/v1/chat/completions`, the catalog at
 /// `/v1/models`.
-pub(crate) fn app(catalog: Catalog) -> Router {
+fn app(catalog: Catalog) -> Router {
     let typed = ServiceBuilder::new()
         .model_resolve(catalog.clone())
         .layer(PromptGuardLayer::new(BANNED))
@@ -189,7 +188,6 @@ pub(crate) fn app(catalog: Catalog) -> Router {
 // ---------------------------------------------------------------------------------------------
 // main
 
-#[allow(dead_code)] // unused when tests include this file as a module
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
@@ -202,8 +200,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let addr = support::parse_listen("127.0.0.1:8081")?;
-    let (catalog, _demo) = support::load_catalog().await?;
+    let addr = parse_listen("127.0.0.1:8081")?;
+    let (catalog, _demo) = load_catalog().await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -215,4 +213,41 @@ async fn run() -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up
+
+/// The demo providers' catalog, or `examples/gateway.toml` when a provider key is set. The
+/// demo providers live as long as the returned guard.
+async fn load_catalog() -> Result<(Catalog, Option<DemoProviders>), String> {
+    let keyed = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    if keyed {
+        let path = "examples/gateway.toml";
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let catalog = Catalog::from_toml(&text).map_err(|e| format!("{path}: {}", e.message()))?;
+        return Ok((catalog, None));
+    }
+    let demo = DemoProviders::start()
+        .await
+        .map_err(|e| format!("cannot start the demo providers: {e}"))?;
+    println!("no provider API keys set: using switchboard's local demo providers");
+    Ok((demo.catalog(), Some(demo)))
+}
+
+/// `--listen ADDR` from the command line, else `default`.
+fn parse_listen(default: &str) -> Result<SocketAddr, String> {
+    let mut listen = default.to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
+            other => return Err(format!("unknown argument `{other}` (usage: --listen ADDR)")),
+        }
+    }
+    listen
+        .parse()
+        .map_err(|e| format!("invalid listen address `{listen}`: {e}"))
 }

@@ -6,8 +6,15 @@
 //!
 //! # in another terminal: the same binary as a client
 //! cargo run --example tonic_embed -- --connect http://127.0.0.1:50051 "Hello!"
-//! cargo run --example tonic_embed -- --connect http://127.0.0.1:50051 --model deep "Hello!"
+//! cargo run --example tonic_embed -- --connect http://127.0.0.1:50051 --model deep \
+//!   --system "Be brief." --max-tokens 100 --temperature 0.5 "Hello!"
 //! ```
+//!
+//! The client calls `Chat`, then `ChatStream`, with the same request and prints one JSON object
+//! per line: `{"rpc":"Chat","reply":{…}}`, then `{"rpc":"ChatStream","chunk":{…}}` for each
+//! chunk; a failed call prints `{"rpc":…,"error":{"code":"NotFound","message":…,"kind":…}}`
+//! (`kind` is switchboard's error kind, from the `switchboard-error-kind` metadata) and makes
+//! the client exit with status 1.
 //!
 //! Service `switchboard.demo.v1.Chat` has a unary `Chat` and a server-streaming `ChatStream`
 //! RPC. Its messages are ordinary protobuf messages written with `prost::Message` derives (no
@@ -47,9 +54,6 @@
 //! `OPENAI_API_KEY`, `ANTHROPIC_API_KEY` or `GEMINI_API_KEY` set it loads
 //! `examples/gateway.toml`. The bound address is printed as `listening on http://ADDR`.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,9 +64,10 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::{self, Stream, StreamExt};
 use http::uri::PathAndQuery;
-use serde_json::json;
+use serde_json::{json, Value};
+use switchboard::demo::DemoProviders;
 use switchboard::openai::ChatRequest;
-use switchboard::{ChatResponse, ChunkStream, ErrorKind, Gateway, GatewayService};
+use switchboard::{Catalog, ChatResponse, ChunkStream, ErrorKind, Gateway, GatewayService};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -478,42 +483,63 @@ impl ChatClient {
 
 enum Mode {
     Serve(SocketAddr),
-    Client {
-        uri: String,
-        model: String,
-        prompt: String,
-    },
+    Client(ClientArgs),
 }
+
+/// What the client mode sends.
+struct ClientArgs {
+    uri: String,
+    model: String,
+    system: Option<String>,
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    prompt: String,
+}
+
+const USAGE: &str = "usage: [--listen ADDR] | --connect URI [--model M] [--system TEXT] \
+                     [--max-tokens N] [--temperature T] PROMPT";
 
 fn parse_args() -> Result<Mode, String> {
     let mut listen = "127.0.0.1:50051".to_owned();
     let mut connect = None;
     let mut model = "fast".to_owned();
+    let mut system = None;
+    let mut max_tokens = None;
+    let mut temperature = None;
     let mut prompt = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value ({USAGE})"));
         match a.as_str() {
-            "--listen" => listen = args.next().ok_or("--listen needs an address")?,
-            "--connect" => connect = Some(args.next().ok_or("--connect needs a URI")?),
-            "--model" => model = args.next().ok_or("--model needs a model id")?,
-            s if s.starts_with("--") => {
-                return Err(format!(
-                    "unknown argument `{s}` (usage: [--listen ADDR] | --connect URI [--model M] PROMPT)"
-                ))
+            "--listen" => listen = value()?,
+            "--connect" => connect = Some(value()?),
+            "--model" => model = value()?,
+            "--system" => system = Some(value()?),
+            "--max-tokens" => {
+                let v = value()?;
+                max_tokens = Some(v.parse().map_err(|e| format!("--max-tokens {v}: {e}"))?);
             }
+            "--temperature" => {
+                let v = value()?;
+                temperature = Some(v.parse().map_err(|e| format!("--temperature {v}: {e}"))?);
+            }
+            s if s.starts_with("--") => return Err(format!("unknown argument `{s}` ({USAGE})")),
             _ => prompt.push(a),
         }
     }
     match connect {
-        Some(uri) => Ok(Mode::Client {
+        Some(uri) => Ok(Mode::Client(ClientArgs {
             uri,
             model,
+            system,
+            max_tokens,
+            temperature,
             prompt: if prompt.is_empty() {
                 "Hello!".to_owned()
             } else {
                 prompt.join(" ")
             },
-        }),
+        })),
         None => listen
             .parse()
             .map(Mode::Serve)
@@ -521,12 +547,11 @@ fn parse_args() -> Result<Mode, String> {
     }
 }
 
-#[allow(dead_code)] // unused when tests include this file as a module
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match parse_args() {
         Ok(Mode::Serve(addr)) => run_server(addr).await,
-        Ok(Mode::Client { uri, model, prompt }) => run_client(uri, model, prompt).await,
+        Ok(Mode::Client(args)) => run_client(args).await,
         Err(e) => Err(e),
     };
     match result {
@@ -539,7 +564,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run_server(addr: SocketAddr) -> Result<(), String> {
-    let (catalog, _demo) = support::load_catalog().await?;
+    let (catalog, _demo) = load_catalog().await?;
     let gateway = Gateway::builder(catalog).build();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -553,31 +578,104 @@ async fn run_server(addr: SocketAddr) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-async fn run_client(uri: String, model: String, prompt: String) -> Result<(), String> {
+async fn run_client(args: ClientArgs) -> Result<(), String> {
+    let uri = args.uri;
     let mut client = ChatClient::connect(uri.clone())
         .await
         .map_err(|e| format!("cannot connect to {uri}: {e}"))?;
-    let req = pb::ChatRequest {
-        model,
-        messages: vec![pb::ChatMessage {
-            role: "user".into(),
-            content: prompt,
-        }],
-        max_tokens: None,
-        temperature: None,
-    };
-    let reply = client
-        .chat(req.clone())
-        .await
-        .map_err(|s| format!("Chat failed: {s}"))?;
-    println!("Chat → {reply:?}");
-    let mut stream = client
-        .chat_stream(req)
-        .await
-        .map_err(|s| format!("ChatStream failed: {s}"))?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|s| format!("ChatStream broke: {s}"))?;
-        println!("ChatStream → {chunk:?}");
+    let mut messages = Vec::new();
+    if let Some(system) = args.system {
+        messages.push(pb::ChatMessage {
+            role: "system".into(),
+            content: system,
+        });
     }
-    Ok(())
+    messages.push(pb::ChatMessage {
+        role: "user".into(),
+        content: args.prompt,
+    });
+    let req = pb::ChatRequest {
+        model: args.model,
+        messages,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+    };
+    let mut failures = Vec::new();
+    match client.chat(req.clone()).await {
+        Ok(reply) => {
+            let usage = reply.usage.as_ref().map(usage_json);
+            let reply = json!({
+                "id": reply.id, "model": reply.model, "content": reply.content,
+                "finish_reason": reply.finish_reason, "usage": usage,
+            });
+            println!("{}", json!({ "rpc": "Chat", "reply": reply }));
+        }
+        Err(s) => failures.push(failed("Chat", &s)),
+    }
+    match client.chat_stream(req).await {
+        Ok(mut stream) => {
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => {
+                        let usage = c.usage.as_ref().map(usage_json);
+                        let chunk = json!({
+                            "id": c.id, "model": c.model, "delta": c.delta,
+                            "finish_reason": c.finish_reason, "usage": usage,
+                        });
+                        println!("{}", json!({ "rpc": "ChatStream", "chunk": chunk }));
+                    }
+                    Err(s) => {
+                        failures.push(failed("ChatStream", &s));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(s) => failures.push(failed("ChatStream", &s)),
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+fn usage_json(u: &pb::Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens, "cost": u.cost,
+    })
+}
+
+/// Prints the failure of `rpc` as a JSON line; returns it as text.
+fn failed(rpc: &str, s: &Status) -> String {
+    let kind = s
+        .metadata()
+        .get("switchboard-error-kind")
+        .and_then(|v| v.to_str().ok());
+    let error = json!({ "code": format!("{:?}", s.code()), "message": s.message(), "kind": kind });
+    println!("{}", json!({ "rpc": rpc, "error": error }));
+    format!("{rpc} failed: {:?}: {}", s.code(), s.message())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up
+
+/// The demo providers' catalog, or `examples/gateway.toml` when a provider key is set. The
+/// demo providers live as long as the returned guard.
+async fn load_catalog() -> Result<(Catalog, Option<DemoProviders>), String> {
+    let keyed = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    if keyed {
+        let path = "examples/gateway.toml";
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let catalog = Catalog::from_toml(&text).map_err(|e| format!("{path}: {}", e.message()))?;
+        return Ok((catalog, None));
+    }
+    let demo = DemoProviders::start()
+        .await
+        .map_err(|e| format!("cannot start the demo providers: {e}"))?;
+    println!("no provider API keys set: using switchboard's local demo providers");
+    Ok((demo.catalog(), Some(demo)))
 }

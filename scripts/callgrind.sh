@@ -13,11 +13,12 @@
 #             target/callgrind); each kept dump is named MODE.VARIANT.N.out, e.g. for
 #             `callgrind_annotate OUT/switchboard.nonstream_1k.1200.out`
 #
-# What it does: builds the bench_* examples in release; starts bench_upstream (native, not
-# measured); for each mode starts bench_server under `valgrind --tool=callgrind` (current-thread
-# runtime); for each variant: warms up, then `callgrind_control -z` (zero), N1 sequential
-# requests over one keep-alive connection (bench_client), `callgrind_control --dump`; zero, N2
-# requests, dump. The figure is (I(N2) - I(N1)) / (N2 - N1): the fixed costs of a phase
+# What it does: builds the bench_* programs (bench targets using `switchboard::bench_support`,
+# so `--features bench-support`, in the bench profile: release settings); starts bench_upstream
+# (native, not measured); for each mode starts bench_server under `valgrind --tool=callgrind`
+# (current-thread runtime); for each variant: warms up, then `callgrind_control -z` (zero), N1
+# sequential requests over one keep-alive connection (bench_client), `callgrind_control --dump`;
+# zero, N2 requests, dump. The figure is (I(N2) - I(N1)) / (N2 - N1): the fixed costs of a phase
 # (accepting the client's connection, its first checked request, the close) cancel out. Only
 # the proxy process is counted, not the client or the upstream. See BENCHMARKS.md.
 set -euo pipefail
@@ -42,10 +43,24 @@ done
 
 cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET_DIR/release/examples
 OUT=${OUT:-$TARGET_DIR/callgrind}
 
-cargo build --release --example bench_upstream --example bench_server --example bench_client
+# Bench targets have hashed file names: take their paths from cargo's JSON messages.
+BUILD=$(cargo bench --no-run --features bench-support --message-format=json-render-diagnostics \
+    --bench bench_upstream --bench bench_server --bench bench_client)
+program() {
+    local path
+    path=$(printf '%s\n' "$BUILD" |
+        sed -n 's|.*"executable":"\([^"]*/'"$1"'-[0-9a-f]*\)".*|\1|p' | tail -n 1)
+    if [ -z "$path" ]; then
+        echo "cargo bench --no-run did not report the $1 executable" >&2
+        return 1
+    fi
+    printf '%s\n' "$path"
+}
+UPSTREAM_BIN=$(program bench_upstream)
+SERVER_BIN=$(program bench_server)
+CLIENT_BIN=$(program bench_client)
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -77,7 +92,7 @@ instructions() {
     awk '/^summary:/ { print $2; found = 1; exit } END { if (!found) exit 1 }' "$1"
 }
 
-"$BIN/bench_upstream" >"$OUT/upstream.addr" &
+"$UPSTREAM_BIN" --listen 127.0.0.1:0 >"$OUT/upstream.addr" &
 PIDS+=($!)
 UPSTREAM=$(wait_addr "$OUT/upstream.addr" 10)
 
@@ -88,7 +103,7 @@ phase() {
     # Let the server settle (close the previous connection) before zeroing.
     sleep 0.5
     callgrind_control -z "$server" >/dev/null 2>&1
-    "$BIN/bench_client" --target "$addr" --variant "$variant" --requests "$n" >/dev/null
+    "$CLIENT_BIN" --target "$addr" --variant "$variant" --requests "$n" >/dev/null
     # Let the server finish closing the client's connection inside the phase.
     sleep 0.5
     callgrind_control --dump "$server" >/dev/null 2>&1
@@ -102,14 +117,14 @@ declare -A PER_REQUEST
 for mode in $MODES; do
     # Uncompressed names make every dump readable on its own by callgrind_annotate.
     valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$OUT/$mode.out" \
-        "$BIN/bench_server" --mode "$mode" --upstream "http://$UPSTREAM" \
+        "$SERVER_BIN" --mode "$mode" --upstream "http://$UPSTREAM" \
         >"$OUT/$mode.addr" 2>"$OUT/$mode.valgrind.log" &
     server=$!
     PIDS+=("$server")
     addr=$(wait_addr "$OUT/$mode.addr" 120)
 
     for variant in $VARIANTS; do
-        "$BIN/bench_client" --target "$addr" --variant "$variant" --requests "$WARMUP" >/dev/null
+        "$CLIENT_BIN" --target "$addr" --variant "$variant" --requests "$WARMUP" >/dev/null
         i1=$(phase "$variant" "$N1")
         i2=$(phase "$variant" "$N2")
         per=$(( (i2 - i1) / (N2 - N1) ))

@@ -68,6 +68,10 @@
 //! is the only place that renders it (see [`ErrorKind`] for the table).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The benches' shared code (feature `bench-support`): not a public API.
+#[cfg(feature = "bench-support")]
+#[doc(hidden)]
+pub mod bench_support;
 mod body_util;
 mod builder;
 pub mod cache;

@@ -1,16 +1,12 @@
 //! The HTTP edge alone, over mock typed services.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use support::*;
 use switchboard::edge::{ChatCompletions, ChatCompletionsLayer};
 use switchboard::ext::{Attempt, ServedBy};
 use switchboard::{ChatHttpRequest, ChatResponse, Error, ErrorKind};

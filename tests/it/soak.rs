@@ -5,23 +5,18 @@
 //! must get exactly one complete, well-formed answer of the expected kind, every request that
 //! reached the meter must be metered once, and memory must not grow after the warm-up.
 //!
-//! `cargo test --test soak` runs 20 000 requests: about 1.5 ms of CPU each in a debug build
-//! (gateway, eight demo providers and the client all in this process), 30 s of CPU in all, so
-//! 15 to 20 s on two otherwise idle cores (longer when other jobs share them). `SOAK_N=…`
-//! changes the count; `cargo test --release --test soak -- --ignored` runs 200 000.
-
-#![cfg(feature = "demo")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/answers.rs"]
-mod answers;
+//! Each soak runs in a process of its own ([`in_own_process`]), so that the memory it measures
+//! is its own. `cargo test --test it soak` runs 20 000 requests: about 1.5 ms of CPU each in a
+//! debug build (gateway, eight demo providers and the client all in that process), 30 s of CPU
+//! in all, so 15 to 20 s on two otherwise idle cores (longer when other jobs share them).
+//! `SOAK_N=…` changes the count; `cargo test --release --test it soak -- --ignored` runs
+//! 200 000.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use answers::{post, rss_bytes, Shape, TestClient};
 use serde_json::json;
 use switchboard::cache::{MemoryStore, ResponseCacheLayer};
 use switchboard::catalog::{ModelSpec, Provider, ProviderKind};
@@ -31,6 +26,9 @@ use switchboard::health::{Health, HealthConfig};
 use switchboard::{Catalog, Gateway};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+
+use crate::support::answers::{self, post, rss_bytes, Shape, TestClient};
+use crate::support::in_own_process;
 
 /// Requests in flight at once.
 const CONCURRENCY: usize = 32;
@@ -409,19 +407,32 @@ async fn soak(n: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soak_20k_requests_each_get_one_complete_answer_and_memory_stays_flat() {
-    soak(
+/// [`soak`] on a runtime like `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`'s,
+/// in a process of its own.
+fn soak_alone(name: &str, n: usize) {
+    in_own_process(module_path!(), name, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(soak(n));
+    });
+}
+
+#[test]
+fn soak_20k_requests_each_get_one_complete_answer_and_memory_stays_flat() {
+    soak_alone(
+        "soak_20k_requests_each_get_one_complete_answer_and_memory_stays_flat",
         std::env::var("SOAK_N")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(20_000),
-    )
-    .await;
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: run with `cargo test --release --test soak -- --ignored`"]
-async fn soak_200k_requests_release() {
-    soak(200_000).await;
+#[test]
+#[ignore = "long: run with `cargo test --release --test it soak -- --ignored`"]
+fn soak_200k_requests_release() {
+    soak_alone("soak_200k_requests_release", 200_000);
 }

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod answers;
+pub mod served;
+
 use std::sync::Arc;
 
 use switchboard::catalog::{Provider, ProviderKind};
@@ -182,4 +185,48 @@ pub mod redis_server {
         }
         panic!("redis-server did not start on port {port}");
     }
+}
+
+/// Runs `test`, the body of the test `name` of module `module` (its `module_path!()`), in a
+/// process of its own: this test binary started again with only that test selected. For tests
+/// that read process-wide state the other tests of this binary, running on other threads,
+/// would disturb: resident memory, or tracing's per-callsite interest (cached process-wide, so
+/// a callsite first hit on a thread without a subscriber can stay disabled for a thread-local
+/// one). Passes when the child ran that one test and it passed; the child's output is printed
+/// (shown on failure, or with `--nocapture`).
+pub fn in_own_process(module: &str, name: &str, test: impl FnOnce()) {
+    const CHILD: &str = "SWITCHBOARD_TEST_IN_OWN_PROCESS";
+    // The path libtest knows the test by: without the crate's name.
+    let path = match module.split_once("::") {
+        Some((_crate, rest)) => format!("{rest}::{name}"),
+        None => name.to_owned(),
+    };
+    if std::env::var(CHILD).is_ok_and(|v| v == path) {
+        test();
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .arg(&path)
+        .args([
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, &path)
+        .output()
+        .expect("the test binary starts again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{path} failed in its own process ({})",
+        out.status
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{path} did not run in its own process"
+    );
 }

@@ -13,24 +13,13 @@
 //!
 //! Every wait is bounded by a timeout; nothing sleeps to order events.
 
-#![cfg(feature = "server")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use switchboard::server;
-
-#[path = "support/answers.rs"]
-mod answers;
-
-#[path = "support/served.rs"]
-mod served;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use answers::{post, Reply, Shape};
 use serde_json::{json, Value};
-use served::{base_url, chat, closed_port, serve, upstream_model};
 use switchboard::catalog::{Deadlines, ModelSpec, Provider, ProviderKind};
 use switchboard::client::HttpClient;
 use switchboard::cost::{CostMeterLayer, CostRecord};
@@ -41,6 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+use crate::support::answers::{self, post, Reply, Shape};
+use crate::support::served::{base_url, chat, closed_port, serve, upstream_model};
 
 /// No single exchange may take longer than this: past it the test fails as a hang.
 const HANG: Duration = Duration::from_secs(20);

@@ -1,27 +1,20 @@
 //! Provider keys never leak: requests that fail in every way a provider can fail never show an
 //! upstream key in a response body, a header or a log line.
 //!
-//! Its own test binary: it captures logs with a thread-local subscriber, and tracing caches
-//! per-callsite interest process-wide, so tests running beside it on other threads (with no
-//! subscriber) could hide the very log lines this one must read.
-
-#![cfg(feature = "demo")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/answers.rs"]
-mod answers;
-
-#[path = "support/served.rs"]
-mod served;
+//! Runs in a process of its own ([`in_own_process`]): it captures logs with a thread-local
+//! subscriber, and tracing caches per-callsite interest process-wide, so tests running beside
+//! it on other threads (with no subscriber) could hide the very log lines this one must read.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use answers::post;
-use served::{base_url, chat, closed_port, serve, upstream_model};
 use switchboard::catalog::{Deadlines, ModelSpec, Provider, ProviderKind};
 use switchboard::demo::{DemoConfig, DemoServer, Fault};
 use switchboard::{Catalog, Gateway};
+
+use crate::support::answers::{self, post};
+use crate::support::in_own_process;
+use crate::support::served::{base_url, chat, closed_port, serve, upstream_model};
 
 /// No single exchange may take longer than this: past it the test fails as a hang.
 const HANG: Duration = Duration::from_secs(20);
@@ -40,11 +33,26 @@ impl std::io::Write for Logs {
     }
 }
 
-/// tests/gateway.rs checks OpenAI failures before the first byte; this adds the other
+/// `gateway.rs` checks OpenAI failures before the first byte; this adds the other
 /// providers, failures after a stream started, deadlines, refused connections and a wrong key
 /// that the provider echoes masked (`sk-***QZXW`, as OpenAI does).
-#[tokio::test] // current-thread: the log subscriber below sees every task
-async fn provider_keys_never_leak_on_failure_paths() {
+#[test]
+fn provider_keys_never_leak_on_failure_paths() {
+    in_own_process(
+        module_path!(),
+        "provider_keys_never_leak_on_failure_paths",
+        || {
+            // Current-thread: the log subscriber below sees every task.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(never_leak_on_failure_paths());
+        },
+    );
+}
+
+async fn never_leak_on_failure_paths() {
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -2,8 +2,6 @@
 //! signatures survive the round trip through `reasoning_details`, so tool use with thinking
 //! keeps working (the demo Anthropic server verifies signatures as the real API does).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};

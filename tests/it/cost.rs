@@ -1,15 +1,11 @@
 //! CostMeter alone, over mock inner services.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::StreamExt;
-use support::*;
 use switchboard::catalog::{Pricing, Provider, ProviderKind};
 use switchboard::cost::{Budget, Budgets, CostMeterLayer, CostRecord, Window};
 use switchboard::ext::{Attempt, CacheStatus, CallerKey, Candidate, Route, ServedBy};
@@ -445,7 +441,7 @@ async fn concurrent_against(a: Budgets, b: Budgets) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_a_redis_budget_without_overspending() {
     use switchboard::cost::RedisBudgetStore;
-    let Some(server) = support::redis_server::start() else {
+    let Some(server) = crate::support::redis_server::start() else {
         return;
     };
     let store_a = RedisBudgetStore::connect(&server.url).await.unwrap();

@@ -1,8 +1,6 @@
 //! The ready gateway (the ready gateway) end to end: metrics, health, readiness, client
 //! keys, request ids, secrets, graceful shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use switchboard::server;
 
 use std::io::Write;
@@ -19,7 +17,7 @@ use switchboard::demo::{DemoConfig, DemoServer, Fault};
 
 const SECRET: &str = "sk-live-SECRET-4f9c2a";
 
-/// Every log line of this test binary, at every level.
+/// Every log line of this test binary (of every module, once installed), at every level.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {

@@ -1,8 +1,9 @@
 //! In-process servers and clients for the whole-stack benchmarks.
 //!
-//! Shared by `benches/stack.rs` and the `bench_upstream` / `bench_server` / `bench_client`
-//! examples (which include this file with `#[path]`), so the criterion bench and the callgrind
-//! script (`scripts/callgrind.sh`) measure exactly the same servers and request bodies.
+//! Shared by `benches/stack.rs`, `benches/load.rs` and the `bench_upstream` / `bench_server` /
+//! `bench_client` programs (`benches/bench_*.rs`), so the criterion bench, the load bench and
+//! the callgrind script (`scripts/callgrind.sh`) measure exactly the same servers and request
+//! bodies.
 //!
 //! Three HTTP/1.1 services, all served by the same accept loop ([`serve`]) so that only the
 //! service differs between targets:
@@ -17,9 +18,6 @@
 //! Extending: a new target is one more function returning a hyper service plus a [`Mode`]
 //! variant; a new request shape is one more [`Variant`]. Both then show up in the criterion
 //! groups, the ratio summary and the callgrind script.
-
-// The bench and each example use a different subset.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -43,26 +41,26 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use switchboard::catalog::{ModelSpec, Provider, ProviderKind};
-use switchboard::edge::ChatCompletions;
-use switchboard::{Catalog, Gateway, GatewayService};
+use crate::catalog::{ModelSpec, Provider, ProviderKind};
+use crate::edge::ChatCompletions;
+use crate::{Catalog, Gateway, GatewayService};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The model every request asks for (`provider/model`, as the catalog knows it).
-pub(crate) const MODEL: &str = "openai/gpt-4o-mini";
+pub const MODEL: &str = "openai/gpt-4o-mini";
 /// The path the upstream answers and every client calls.
-pub(crate) const PATH: &str = "/v1/chat/completions";
+pub const PATH: &str = "/v1/chat/completions";
 /// Chunks with choices in the canned stream (role preamble, text deltas, finish), before the
 /// usage chunk and `[DONE]`.
-pub(crate) const STREAM_CHUNKS: usize = 20;
+pub const STREAM_CHUNKS: usize = 20;
 
 // ---------------------------------------------------------------------------------------------
 // Request shapes
 
 /// One request shape; each is a criterion group and a phase of the callgrind script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Variant {
+pub enum Variant {
     /// Non-streaming, ~1 KB request body.
     Nonstream1k,
     /// Non-streaming, ~32 KB request body (a long conversation).
@@ -73,10 +71,10 @@ pub(crate) enum Variant {
 
 impl Variant {
     /// Every variant, in report order.
-    pub(crate) const ALL: [Self; 3] = [Self::Nonstream1k, Self::Nonstream32k, Self::Stream1k];
+    pub const ALL: [Self; 3] = [Self::Nonstream1k, Self::Nonstream32k, Self::Stream1k];
 
     /// The name used for criterion groups, `--variant` and reports.
-    pub(crate) const fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Nonstream1k => "nonstream_1k",
             Self::Nonstream32k => "nonstream_32k",
@@ -85,17 +83,17 @@ impl Variant {
     }
 
     /// Parses [`Self::name`].
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.name() == s)
     }
 
     /// Whether the client asks for a stream.
-    pub(crate) const fn is_stream(self) -> bool {
+    pub const fn is_stream(self) -> bool {
         matches!(self, Self::Stream1k)
     }
 
     /// The request body (build it once, outside any timed part).
-    pub(crate) fn body(self) -> Bytes {
+    pub fn body(self) -> Bytes {
         match self {
             Self::Nonstream1k => chat_body(1024, false),
             Self::Nonstream32k => chat_body(32 * 1024, false),
@@ -107,7 +105,7 @@ impl Variant {
 /// A chat request of about `target_len` bytes: a system prompt and alternating user /
 /// assistant turns of ordinary text. Streams ask for the usage chunk, so every target returns
 /// the same events.
-pub(crate) fn chat_body(target_len: usize, stream: bool) -> Bytes {
+pub fn chat_body(target_len: usize, stream: bool) -> Bytes {
     const TEXT: &str = "The quick brown fox jumps over the lazy dog while the gateway routes \
                         the request to the cheapest healthy provider. ";
     let tail = if stream {
@@ -147,7 +145,7 @@ pub(crate) fn chat_body(target_len: usize, stream: bool) -> Bytes {
 
 /// Which proxy a `bench_server` process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// [`bare_proxy`].
     BareProxy,
     /// [`switchboard`].
@@ -156,10 +154,10 @@ pub(crate) enum Mode {
 
 impl Mode {
     /// Both modes, in report order.
-    pub(crate) const ALL: [Self; 2] = [Self::BareProxy, Self::Switchboard];
+    pub const ALL: [Self; 2] = [Self::BareProxy, Self::Switchboard];
 
     /// `bare-proxy` / `switchboard`.
-    pub(crate) const fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::BareProxy => "bare-proxy",
             Self::Switchboard => "switchboard",
@@ -167,12 +165,12 @@ impl Mode {
     }
 
     /// Parses [`Self::name`].
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == s)
     }
 
     /// Serves this proxy on `listener`, in front of the upstream at `upstream`, forever.
-    pub(crate) async fn serve(self, listener: TcpListener, upstream: SocketAddr) {
+    pub async fn serve(self, listener: TcpListener, upstream: SocketAddr) {
         match self {
             Self::BareProxy => serve(listener, bare_proxy(upstream)).await,
             Self::Switchboard => serve(listener, switchboard(upstream)).await,
@@ -181,20 +179,20 @@ impl Mode {
 }
 
 /// Binds a listener (use port 0 for a free one).
-pub(crate) async fn bind(addr: SocketAddr) -> TcpListener {
+pub async fn bind(addr: SocketAddr) -> TcpListener {
     TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"))
 }
 
 /// `127.0.0.1:0`.
-pub(crate) fn loopback() -> SocketAddr {
+pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// The accept loop every server uses: HTTP/1.1 with keep-alive, `TCP_NODELAY`, one task per
 /// connection, hyper's default buffer settings.
-pub(crate) async fn serve<S, B>(listener: TcpListener, service: S)
+pub async fn serve<S, B>(listener: TcpListener, service: S)
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -223,7 +221,7 @@ where
 /// The fast upstream: `POST /v1/chat/completions` answers a canned `chat.completion`, or a
 /// canned SSE stream ([`STREAM_CHUNKS`] chunks, a usage chunk, `[DONE]`) when the body
 /// contains `"stream":true` (a byte search, no JSON parsing). Anything else is 404.
-pub(crate) fn upstream() -> impl Service<
+pub fn upstream() -> impl Service<
     Request<Incoming>,
     Response = Response<Canned>,
     Error = Infallible,
@@ -316,7 +314,7 @@ impl Answers {
 /// The upstream's response body: prebuilt frames, handed out one per poll (a stream is sent
 /// chunked, one SSE event per frame; a whole answer with `Content-Length`).
 #[derive(Debug)]
-pub(crate) struct Canned {
+pub struct Canned {
     frames: Arc<[Bytes]>,
     next: usize,
     exact: bool,
@@ -374,7 +372,7 @@ impl Body for Canned {
 ///
 /// Its pooled client has the same settings as switchboard's `HttpClient` (keep-alive pool,
 /// `TCP_NODELAY`, 90 s idle timeout, 64 idle connections per host).
-pub(crate) fn bare_proxy(
+pub fn bare_proxy(
     upstream: SocketAddr,
 ) -> impl Service<
     Request<Incoming>,
@@ -438,9 +436,7 @@ fn bad_gateway() -> Response<Either<Incoming, Empty<Bytes>>> {
 /// The switchboard stack in front of the upstream: a one-provider, one-model catalog and
 /// `Gateway::builder(catalog).build().chat_completions()`, served by hyper through
 /// `TowerToHyperService`.
-pub(crate) fn switchboard(
-    upstream: SocketAddr,
-) -> TowerToHyperService<ChatCompletions<GatewayService>> {
+pub fn switchboard(upstream: SocketAddr) -> TowerToHyperService<ChatCompletions<GatewayService>> {
     let catalog = Catalog::builder()
         .provider(
             Provider::new(
@@ -460,10 +456,10 @@ pub(crate) fn switchboard(
 // Client
 
 /// A keep-alive HTTP/1.1 client (one pooled connection per target when used sequentially).
-pub(crate) type BenchClient = Client<HttpConnector, Full<Bytes>>;
+pub type BenchClient = Client<HttpConnector, Full<Bytes>>;
 
 /// A client with `TCP_NODELAY`, like the servers.
-pub(crate) fn client() -> BenchClient {
+pub fn client() -> BenchClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
@@ -472,7 +468,7 @@ pub(crate) fn client() -> BenchClient {
 }
 
 /// `http://{addr}/v1/chat/completions`.
-pub(crate) fn chat_uri(addr: SocketAddr) -> Uri {
+pub fn chat_uri(addr: SocketAddr) -> Uri {
     format!("http://{addr}{PATH}")
         .parse()
         .expect("a socket address makes a valid URI")
@@ -480,7 +476,7 @@ pub(crate) fn chat_uri(addr: SocketAddr) -> Uri {
 
 /// One chat request (cheap: the URI and body are reference-counted). Build it outside the
 /// timed part.
-pub(crate) fn chat_request(uri: &Uri, body: &Bytes) -> Request<Full<Bytes>> {
+pub fn chat_request(uri: &Uri, body: &Bytes) -> Request<Full<Bytes>> {
     let mut req = Request::new(Full::new(body.clone()));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = uri.clone();
@@ -493,7 +489,7 @@ pub(crate) fn chat_request(uri: &Uri, body: &Bytes) -> Request<Full<Bytes>> {
 /// Sends `req` and reads the response body to the end, frame by frame, without keeping it.
 /// Returns the number of body bytes. Panics on a non-200 answer: a bench that measures error
 /// paths by accident is worse than one that stops.
-pub(crate) async fn round_trip(client: &BenchClient, req: Request<Full<Bytes>>) -> usize {
+pub async fn round_trip(client: &BenchClient, req: Request<Full<Bytes>>) -> usize {
     let resp = client
         .request(req)
         .await
@@ -512,7 +508,7 @@ pub(crate) async fn round_trip(client: &BenchClient, req: Request<Full<Bytes>>) 
 }
 
 /// Sends `req` and returns the status and the whole body (for checks, not for timing).
-pub(crate) async fn fetch(client: &BenchClient, req: Request<Full<Bytes>>) -> (StatusCode, Bytes) {
+pub async fn fetch(client: &BenchClient, req: Request<Full<Bytes>>) -> (StatusCode, Bytes) {
     let resp = client
         .request(req)
         .await
@@ -530,7 +526,7 @@ pub(crate) async fn fetch(client: &BenchClient, req: Request<Full<Bytes>>) -> (S
 /// Checks that `addr` answers `variant` correctly: status 200 and a complete answer (a
 /// `chat.completion`, or a stream of [`STREAM_CHUNKS`] chunks + usage ending in `[DONE]`).
 /// Returns the response body size. Run it once per target before measuring.
-pub(crate) async fn check(client: &BenchClient, addr: SocketAddr, variant: Variant) -> usize {
+pub async fn check(client: &BenchClient, addr: SocketAddr, variant: Variant) -> usize {
     let (status, body) = fetch(client, chat_request(&chat_uri(addr), &variant.body())).await;
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::OK, "{addr} {}: {text}", variant.name());
@@ -558,10 +554,29 @@ pub(crate) async fn check(client: &BenchClient, addr: SocketAddr, variant: Varia
 }
 
 // ---------------------------------------------------------------------------------------------
-// Process helpers for the examples
+// Process helpers for the bench_* programs
+
+/// For the `bench_*` programs, which are bench targets (`harness = false`) so that they can use
+/// this module: `cargo bench` and `cargo test --benches` start every bench target, with their
+/// own arguments (`--bench`, a filter, criterion's options) or none. A program goes on only
+/// when one of its `own` options is on the command line; otherwise it says what it is and
+/// exits at once (successfully), instead of serving forever or failing the run.
+pub fn exit_unless_given(name: &str, own: &[&str], usage: &str) {
+    let given = std::env::args().skip(1).any(|a| {
+        own.iter()
+            .any(|o| a == *o || a.strip_prefix(o).is_some_and(|r| r.starts_with('=')))
+    });
+    if !given {
+        println!(
+            "{name}: a helper program of scripts/callgrind.sh, not a benchmark; nothing to do \
+             without its options ({usage})"
+        );
+        std::process::exit(0);
+    }
+}
 
 /// The value after `--name` on the command line, if any.
-pub(crate) fn arg(name: &str) -> Option<String> {
+pub fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == name {
@@ -575,12 +590,7 @@ pub(crate) fn arg(name: &str) -> Option<String> {
 }
 
 /// Parses `--name` with `parse`, or exits with a usage message.
-pub(crate) fn arg_or<T>(
-    name: &str,
-    default: T,
-    parse: impl Fn(&str) -> Option<T>,
-    usage: &str,
-) -> T {
+pub fn arg_or<T>(name: &str, default: T, parse: impl Fn(&str) -> Option<T>, usage: &str) -> T {
     match arg(name) {
         None => default,
         Some(v) => parse(&v).unwrap_or_else(|| {
@@ -591,7 +601,7 @@ pub(crate) fn arg_or<T>(
 }
 
 /// `http://host:port[/]`, `host:port` → a socket address (resolving `localhost`).
-pub(crate) fn parse_addr(s: &str) -> Option<SocketAddr> {
+pub fn parse_addr(s: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs as _;
     let s = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
     s.to_socket_addrs().ok()?.next()
@@ -599,7 +609,7 @@ pub(crate) fn parse_addr(s: &str) -> Option<SocketAddr> {
 
 /// A runtime for a bench process: `workers == 0` is a current-thread runtime (the most
 /// repeatable under callgrind), otherwise a multi-thread one with that many workers.
-pub(crate) fn runtime(workers: usize) -> tokio::runtime::Runtime {
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
     let mut b = if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -611,7 +621,7 @@ pub(crate) fn runtime(workers: usize) -> tokio::runtime::Runtime {
 }
 
 /// Prints the bound address as the first line of stdout (scripts wait for it).
-pub(crate) fn announce(listener: &TcpListener) -> SocketAddr {
+pub fn announce(listener: &TcpListener) -> SocketAddr {
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
@@ -620,7 +630,7 @@ pub(crate) fn announce(listener: &TcpListener) -> SocketAddr {
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM can be handled");
     tokio::select! {

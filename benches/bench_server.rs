@@ -2,10 +2,13 @@
 //! process, so that a profiler sees only the proxy.
 //!
 //! ```sh
-//! cargo run --release --example bench_server -- \
+//! cargo bench --features bench-support --bench bench_server -- \
 //!     --mode switchboard|bare-proxy --upstream http://127.0.0.1:PORT \
 //!     [--listen 127.0.0.1:0] [--workers 0]
 //! ```
+//!
+//! A bench target (`harness = false`) only so that it can use `switchboard::bench_support`:
+//! started without its options, as `cargo bench` starts every bench, it exits at once.
 //!
 //! `--upstream` is the origin of an OpenAI-compatible server (e.g. `bench_upstream`):
 //! switchboard calls `{upstream}/v1/chat/completions`, the bare proxy forwards every path.
@@ -14,15 +17,18 @@
 //! callgrind; `n` a multi-thread one with n workers. `scripts/callgrind.sh` runs it under
 //! valgrind. See BENCHMARKS.md.
 
-#[path = "../benches/support/mod.rs"]
-mod support;
-
-use support::Mode;
+use switchboard::bench_support::stack as support;
+use switchboard::bench_support::stack::Mode;
 
 const USAGE: &str = "usage: bench_server --mode switchboard|bare-proxy --upstream URL \
                      [--listen ADDR] [--workers N]";
 
 fn main() {
+    support::exit_unless_given(
+        "bench_server",
+        &["--mode", "--upstream", "--listen", "--workers"],
+        USAGE,
+    );
     let Some(mode) = support::arg("--mode").as_deref().and_then(Mode::parse) else {
         eprintln!("{USAGE}");
         std::process::exit(2);

@@ -1,15 +1,11 @@
 //! Fallback alone, over scripted mock inner services.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::StreamExt;
-use support::*;
 use switchboard::ext::{ServedBy, Target};
 use switchboard::fallback::FallbackLayer;
 use switchboard::{ChatHttpRequest, ChatHttpResponse, ChatResponse, Error, ErrorKind};

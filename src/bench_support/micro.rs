@@ -19,11 +19,11 @@
 //!
 //! Knobs: `SB_BENCH_SUMMARY=0` (criterion only), `SB_BENCH_ROUNDS` (default 30),
 //! `SB_BENCH_BATCH_US` (target time of one batch, default 1000). A criterion filter
-//! (`cargo bench --bench layers -- fallback`) also limits the summary (substring match on
-//! `group/case`).
+//! (`cargo bench --features bench-support --bench layers -- fallback`) also limits the summary
+//! (substring match on `group/case`).
 
-// Each bench file uses a different subset.
-#![allow(dead_code)]
+// The harness's types hold closures, futures and criterion's state: nothing to print.
+#![allow(missing_debug_implementations)]
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -41,23 +41,23 @@ use http::{HeaderMap, HeaderValue, Method};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use switchboard::catalog::{ModelSpec, Pricing, Provider, ProviderKind};
-use switchboard::openai::sse::SseDecoder;
-use switchboard::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
-use switchboard::provider::DecodeContext;
-use switchboard::{Catalog, ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream, Error};
+use crate::catalog::{ModelSpec, Pricing, Provider, ProviderKind};
+use crate::openai::sse::SseDecoder;
+use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest};
+use crate::provider::DecodeContext;
+use crate::{Catalog, ChatHttpRequest, ChatHttpResponse, ChatResponse, ChunkStream, Error};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 
 /// One side of a comparison: `setup` builds an input (not timed), `run` consumes it (timed).
-pub(crate) struct Arm<S, R> {
+pub struct Arm<S, R> {
     setup: S,
     run: R,
 }
 
 /// An [`Arm`] from its two closures.
-pub(crate) fn arm<I, F, S, R>(setup: S, run: R) -> Arm<S, R>
+pub fn arm<I, F, S, R>(setup: S, run: R) -> Arm<S, R>
 where
     S: Fn() -> I,
     R: Fn(I) -> F,
@@ -68,7 +68,7 @@ where
 
 impl<S, R> Arm<S, R> {
     /// One input, one call: for the checks made before anything is timed.
-    pub(crate) fn once<I, F>(&self, rt: &Runtime) -> F::Output
+    pub fn once<I, F>(&self, rt: &Runtime) -> F::Output
     where
         S: Fn() -> I,
         R: Fn(I) -> F,
@@ -114,19 +114,19 @@ impl<S, R> Arm<S, R> {
 /// What one call of a case stands for: `per` is the unit the summary reports in, `items` how
 /// many of them one call handles (e.g. 104 SSE events per stream).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Unit {
+pub struct Unit {
     per: &'static str,
     items: u64,
 }
 
 /// One call is one request.
-pub(crate) const REQUEST: Unit = Unit {
+pub const REQUEST: Unit = Unit {
     per: "request",
     items: 1,
 };
 
 /// One call handles `items` of `per` (reported per item).
-pub(crate) const fn per(per: &'static str, items: u64) -> Unit {
+pub const fn per(per: &'static str, items: u64) -> Unit {
     Unit { per, items }
 }
 
@@ -143,7 +143,7 @@ struct Row {
 }
 
 /// The whole bench: criterion plus the interleaved summary.
-pub(crate) struct Bench<'r> {
+pub struct Bench<'r> {
     title: &'static str,
     c: Criterion,
     rt: &'r Runtime,
@@ -155,7 +155,7 @@ pub(crate) struct Bench<'r> {
 impl<'r> Bench<'r> {
     /// Criterion with short warm-up (0.5 s) and measurement (2 s) times; command-line
     /// arguments override them.
-    pub(crate) fn new(title: &'static str, rt: &'r Runtime) -> Self {
+    pub fn new(title: &'static str, rt: &'r Runtime) -> Self {
         let c = Criterion::default()
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2))
@@ -171,7 +171,7 @@ impl<'r> Bench<'r> {
     }
 
     /// A criterion group (and a section of the summary).
-    pub(crate) fn group(&mut self, name: &'static str) -> Group<'_> {
+    pub fn group(&mut self, name: &'static str) -> Group<'_> {
         Group {
             name,
             g: self.c.benchmark_group(name),
@@ -183,7 +183,7 @@ impl<'r> Bench<'r> {
     }
 
     /// Criterion's final summary, then the interleaved table.
-    pub(crate) fn finish(self) {
+    pub fn finish(self) {
         self.c.final_summary();
         if self.summary && !self.rows.is_empty() {
             eprintln!("{}", table(self.title, &self.rows));
@@ -192,7 +192,7 @@ impl<'r> Bench<'r> {
 }
 
 /// One criterion group; see [`Bench`].
-pub(crate) struct Group<'a> {
+pub struct Group<'a> {
     name: &'static str,
     g: BenchmarkGroup<'a, WallTime>,
     rt: &'a Runtime,
@@ -207,7 +207,7 @@ impl Group<'_> {
     }
 
     /// A criterion function only: the baseline that [`Self::versus`] cases compare with.
-    pub(crate) fn baseline<I, F, S, R>(&mut self, name: &'static str, unit: Unit, a: &Arm<S, R>)
+    pub fn baseline<I, F, S, R>(&mut self, name: &'static str, unit: Unit, a: &Arm<S, R>)
     where
         S: Fn() -> I,
         R: Fn(I) -> F,
@@ -220,7 +220,7 @@ impl Group<'_> {
     /// A case compared with `base` (a criterion function, and a summary line measured
     /// interleaved with the baseline). `target_ns` is the issue's budget for the added time
     /// per call, if it has one.
-    pub(crate) fn versus<I1, F1, S1, R1, I2, F2, S2, R2>(
+    pub fn versus<I1, F1, S1, R1, I2, F2, S2, R2>(
         &mut self,
         name: &'static str,
         unit: Unit,
@@ -260,7 +260,7 @@ impl Group<'_> {
     }
 
     /// A case measured alone (no baseline): absolute time per call.
-    pub(crate) fn alone<I, F, S, R>(&mut self, name: &'static str, unit: Unit, case: &Arm<S, R>)
+    pub fn alone<I, F, S, R>(&mut self, name: &'static str, unit: Unit, case: &Arm<S, R>)
     where
         S: Fn() -> I,
         R: Fn(I) -> F,
@@ -287,7 +287,7 @@ impl Group<'_> {
     }
 
     /// Ends the criterion group.
-    pub(crate) fn finish(self) {
+    pub fn finish(self) {
         self.g.finish();
     }
 }
@@ -364,7 +364,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `123 ns`, `4.56 µs`, `1.23 ms`.
-pub(crate) fn fmt_time(s: f64) -> String {
+pub fn fmt_time(s: f64) -> String {
     let ns = s * 1e9;
     if ns.abs() < 10_000.0 {
         format!("{ns:.0} ns")
@@ -474,7 +474,7 @@ fn benchmarking() -> bool {
 }
 
 /// The current-thread runtime every bench runs on (timers enabled for ModelTimeout).
-pub(crate) fn runtime() -> Runtime {
+pub fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -487,14 +487,14 @@ pub(crate) fn runtime() -> Runtime {
 /// The response an [`identity`] service hands back, built in `setup` and carried on the
 /// request, so the timed part does not pay for building it.
 #[derive(Clone)]
-pub(crate) struct Canned(Arc<Mutex<Option<ChatHttpResponse>>>);
+pub struct Canned(Arc<Mutex<Option<ChatHttpResponse>>>);
 
 impl Canned {
-    pub(crate) fn new(resp: ChatHttpResponse) -> Self {
+    pub fn new(resp: ChatHttpResponse) -> Self {
         Self(Arc::new(Mutex::new(Some(resp))))
     }
 
-    pub(crate) fn take(&self) -> Option<ChatHttpResponse> {
+    pub fn take(&self) -> Option<ChatHttpResponse> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -503,18 +503,18 @@ impl Canned {
 }
 
 /// The identity service's future.
-pub(crate) type Answer = std::future::Ready<Result<ChatHttpResponse, Error>>;
+pub type Answer = std::future::Ready<Result<ChatHttpResponse, Error>>;
 
 /// The identity service: answers with the request's [`Canned`] response.
-pub(crate) type Identity = tower::util::ServiceFn<fn(ChatHttpRequest) -> Answer>;
+pub type Identity = tower::util::ServiceFn<fn(ChatHttpRequest) -> Answer>;
 
 /// An identity service.
-pub(crate) fn identity() -> Identity {
+pub fn identity() -> Identity {
     tower::service_fn(answer as fn(ChatHttpRequest) -> Answer)
 }
 
 /// What [`identity`] does.
-pub(crate) fn answer(req: ChatHttpRequest) -> Answer {
+pub fn answer(req: ChatHttpRequest) -> Answer {
     std::future::ready(
         req.extensions()
             .get::<Canned>()
@@ -525,7 +525,7 @@ pub(crate) fn answer(req: ChatHttpRequest) -> Answer {
 
 /// Drives `svc` to readiness and calls it once (the service is borrowed, not cloned, so the
 /// timed part contains only what a long-lived stack does per request).
-pub(crate) async fn call<S, Req>(svc: &std::cell::RefCell<S>, req: Req) -> S::Response
+pub async fn call<S, Req>(svc: &std::cell::RefCell<S>, req: Req) -> S::Response
 where
     S: tower::Service<Req>,
     S::Error: std::fmt::Debug,
@@ -539,7 +539,7 @@ where
 
 /// Reads a stream response to the end into `out` (capacity reserved in setup), so that the
 /// chunks are dropped after the timed part. Returns the chunks and the spent stream.
-pub(crate) async fn drain(
+pub async fn drain(
     resp: ChatHttpResponse,
     mut out: Vec<ChatCompletionChunk>,
 ) -> (Vec<ChatCompletionChunk>, ChunkStream) {
@@ -551,7 +551,7 @@ pub(crate) async fn drain(
 }
 
 /// A response carrying a stream of `chunks` (cloned, in setup).
-pub(crate) fn stream_response(chunks: &[ChatCompletionChunk]) -> ChatHttpResponse {
+pub fn stream_response(chunks: &[ChatCompletionChunk]) -> ChatHttpResponse {
     let v = chunks.to_vec();
     http::Response::new(ChatResponse::stream(futures_util::stream::iter(
         v.into_iter().map(Ok),
@@ -562,7 +562,7 @@ pub(crate) fn stream_response(chunks: &[ChatCompletionChunk]) -> ChatHttpRespons
 /// decoder hands over a chunk it has just written: the chunk is in cache when the layers look
 /// at it. ([`stream_response`] builds every chunk in setup, long before the timed part reads
 /// them; a layer that is the first to touch a chunk then pays the cache misses.)
-pub(crate) fn fresh_stream_response(chunks: &Arc<[ChatCompletionChunk]>) -> ChatHttpResponse {
+pub fn fresh_stream_response(chunks: &Arc<[ChatCompletionChunk]>) -> ChatHttpResponse {
     let chunks = chunks.clone();
     let n = chunks.len();
     http::Response::new(ChatResponse::stream(futures_util::stream::iter(
@@ -571,15 +571,15 @@ pub(crate) fn fresh_stream_response(chunks: &Arc<[ChatCompletionChunk]>) -> Chat
 }
 
 /// A response carrying `c` (cloned, in setup).
-pub(crate) fn complete_response(c: &ChatCompletion) -> ChatHttpResponse {
+pub fn complete_response(c: &ChatCompletion) -> ChatHttpResponse {
     http::Response::new(ChatResponse::from(c.clone()))
 }
 
 /// Wraps a future so that `metrics` calls made while polling it go to `recorder` (a
 /// thread-local recorder: nothing global is installed).
-pub(crate) struct WithRecorder<'a, F> {
-    pub(crate) recorder: &'a dyn metrics::Recorder,
-    pub(crate) fut: Pin<Box<F>>,
+pub struct WithRecorder<'a, F> {
+    pub recorder: &'a dyn metrics::Recorder,
+    pub fut: Pin<Box<F>>,
 }
 
 impl<F: Future> Future for WithRecorder<'_, F> {
@@ -594,7 +594,7 @@ impl<F: Future> Future for WithRecorder<'_, F> {
 // Requests
 
 /// Headers a typical OpenAI SDK request arrives with (the edge passes them down).
-pub(crate) fn sdk_headers() -> HeaderMap {
+pub fn sdk_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(HOST, HeaderValue::from_static("gateway.internal:8080"));
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -610,7 +610,7 @@ pub(crate) fn sdk_headers() -> HeaderMap {
 }
 
 /// A typed request as the edge hands it down: method, URI, the SDK's headers and `chat`.
-pub(crate) fn typed(chat: &Arc<ChatRequest>, headers: &HeaderMap) -> ChatHttpRequest {
+pub fn typed(chat: &Arc<ChatRequest>, headers: &HeaderMap) -> ChatHttpRequest {
     let mut req = http::Request::new(chat.clone());
     *req.method_mut() = Method::POST;
     *req.uri_mut() = http::Uri::from_static("/v1/chat/completions");
@@ -621,7 +621,7 @@ pub(crate) fn typed(chat: &Arc<ChatRequest>, headers: &HeaderMap) -> ChatHttpReq
 /// A chat request body of about `target_len` bytes: `{head, "messages": [system prompt,
 /// alternating user / assistant turns of plain text], tail}`. `salt` goes into the first user
 /// turn (unique requests for cache misses).
-pub(crate) fn chat_body(head: &str, target_len: usize, tail: &str, salt: u64) -> Vec<u8> {
+pub fn chat_body(head: &str, target_len: usize, tail: &str, salt: u64) -> Vec<u8> {
     const TEXT: &str = "The quick brown fox jumps over the lazy dog while the gateway routes \
                         the request to the cheapest healthy provider. ";
     let mut out = String::with_capacity(target_len + 256);
@@ -661,7 +661,7 @@ pub(crate) fn chat_body(head: &str, target_len: usize, tail: &str, salt: u64) ->
 }
 
 /// Parses a body the bench built (panics on a bench bug).
-pub(crate) fn parse(body: &[u8]) -> Arc<ChatRequest> {
+pub fn parse(body: &[u8]) -> Arc<ChatRequest> {
     Arc::new(ChatRequest::from_slice(body).unwrap_or_else(|e| {
         panic!(
             "bench request does not parse: {e}: {}",
@@ -671,9 +671,9 @@ pub(crate) fn parse(body: &[u8]) -> Arc<ChatRequest> {
 }
 
 /// The common tail of a non-streaming request.
-pub(crate) const TAIL: &str = r#""max_tokens":256,"temperature":0.7"#;
+pub const TAIL: &str = r#""max_tokens":256,"temperature":0.7"#;
 /// The common tail of a streaming request that asks for usage.
-pub(crate) const STREAM_TAIL: &str =
+pub const STREAM_TAIL: &str =
     r#""max_tokens":256,"temperature":0.7,"stream":true,"stream_options":{"include_usage":true}"#;
 
 // ---------------------------------------------------------------------------------------------
@@ -690,7 +690,7 @@ fn price(input: f64, output: f64) -> Option<Pricing> {
 /// A gateway-sized catalog: six providers (three OpenAI-compatible deployments, Anthropic,
 /// Gemini, Groq), nine models, several with more than one endpoint, prices everywhere, two
 /// aliases.
-pub(crate) fn catalog() -> Catalog {
+pub fn catalog() -> Catalog {
     Catalog::builder()
         .provider(
             Provider::new("openai", ProviderKind::Openai, "https://api.openai.com/v1")
@@ -809,7 +809,7 @@ pub(crate) fn catalog() -> Catalog {
 // Answers
 
 /// The answer text of the canned completion and streams (~600 bytes).
-pub(crate) const ANSWER_WORDS: [&str; 12] = [
+pub const ANSWER_WORDS: [&str; 12] = [
     "Sure",
     "! Here",
     " is",
@@ -831,7 +831,7 @@ fn answer_text(words: usize) -> String {
 }
 
 /// A `chat.completion` body as OpenAI sends it (its API reference's shape), ~1 KB.
-pub(crate) fn openai_completion_json() -> String {
+pub fn openai_completion_json() -> String {
     format!(
         r#"{{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4o-mini-2024-07-18","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}","refusal":null,"annotations":[]}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":212,"completion_tokens":120,"total_tokens":332,"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}},"service_tier":"default","system_fingerprint":"fp_b8bc95a0ac"}}"#,
         answer_text(96)
@@ -839,13 +839,13 @@ pub(crate) fn openai_completion_json() -> String {
 }
 
 /// The canned completion of the layer benches (decoded from [`openai_completion_json`]).
-pub(crate) fn completion() -> ChatCompletion {
+pub fn completion() -> ChatCompletion {
     serde_json::from_str(&openai_completion_json()).expect("the canned completion parses")
 }
 
 /// An OpenAI text stream: a role preamble, `deltas` content deltas, a finish chunk, a usage
 /// chunk and `[DONE]`; one string per SSE event.
-pub(crate) fn openai_text_events(deltas: usize) -> Vec<String> {
+pub fn openai_text_events(deltas: usize) -> Vec<String> {
     const HEAD: &str = r#""id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b8bc95a0ac""#;
     let chunk = |delta: &str, finish: &str| {
         format!(
@@ -876,7 +876,7 @@ pub(crate) fn openai_text_events(deltas: usize) -> Vec<String> {
 }
 
 /// The decode context of the OpenAI-shaped fixtures.
-pub(crate) fn openai_ctx() -> DecodeContext {
+pub fn openai_ctx() -> DecodeContext {
     DecodeContext {
         model: "openai/gpt-4o-mini".into(),
         provider: "openai".into(),
@@ -884,13 +884,13 @@ pub(crate) fn openai_ctx() -> DecodeContext {
 }
 
 /// Decodes SSE events with a provider's stream decoder (for building fixtures).
-pub(crate) fn decode_events(
+pub fn decode_events(
     kind: ProviderKind,
     ctx: &DecodeContext,
     events: &[String],
 ) -> Vec<ChatCompletionChunk> {
     let mut sse = SseDecoder::new();
-    let mut dec = switchboard::provider::Provider::new("bench", kind, "http://127.0.0.1:1")
+    let mut dec = crate::provider::Provider::new("bench", kind, "http://127.0.0.1:1")
         .codec()
         .stream_decoder(ctx);
     let mut out = Vec::new();
@@ -906,7 +906,7 @@ pub(crate) fn decode_events(
 
 /// `n` chunks of a canonical text stream (role preamble, text deltas, finish, usage), as the
 /// translate layer would hand them up.
-pub(crate) fn text_chunks(n: usize) -> Vec<ChatCompletionChunk> {
+pub fn text_chunks(n: usize) -> Vec<ChatCompletionChunk> {
     assert!(
         n >= 4,
         "a stream has a preamble, a delta, a finish and a usage chunk"

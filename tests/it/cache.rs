@@ -1,17 +1,13 @@
 //! ResponseCache alone, over counting `service_fn` fakes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use support::*;
 use switchboard::cache::{CacheStore, CachedEntry, MemoryStore, ResponseCacheLayer};
 use switchboard::ext::{CacheStatus, ServedBy};
 use switchboard::openai::{
@@ -1039,7 +1035,7 @@ mod redis_store {
     use super::*;
     use switchboard::cache::RedisStore;
 
-    use support::redis_server::start;
+    use crate::support::redis_server::start;
 
     #[tokio::test]
     async fn redis_store_serves_hits_across_instances() {

@@ -1,8 +1,6 @@
 //! The whole default stack against the demo providers on 127.0.0.1: pass-through, the error
 //! table end to end, fallback across providers, streams that break, deadlines.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 use tokio::time::Instant;
 

@@ -1,13 +1,9 @@
 //! ModelTimeout alone, over mock services with paused time.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::StreamExt;
-use support::*;
 use switchboard::catalog::Deadlines;
 use switchboard::ext::Target;
 use switchboard::timeout::ModelTimeoutLayer;

@@ -2,26 +2,31 @@
 //! shape over one connection, each read to the end, then prints what it did.
 //!
 //! ```sh
-//! cargo run --release --example bench_client -- --target http://127.0.0.1:PORT \
+//! cargo bench --features bench-support --bench bench_client -- --target http://127.0.0.1:PORT \
 //!     [--variant nonstream_1k|nonstream_32k|stream_1k] [--requests 100] [--report-every 0]
 //! ```
+//!
+//! A bench target (`harness = false`) only so that it can use `switchboard::bench_support`:
+//! started without its options, as `cargo bench` starts every bench, it exits at once.
 //!
 //! The request bodies are the ones `benches/stack.rs` uses. The first request is checked
 //! (status 200, a complete answer); any non-200 answer stops the client with an error.
 //! `--report-every k` also prints the mean time of every k requests (to spot drift).
 //! `scripts/callgrind.sh` drives `bench_server` with it. See BENCHMARKS.md.
 
-#[path = "../benches/support/mod.rs"]
-mod support;
-
+use switchboard::bench_support::stack as support;
+use switchboard::bench_support::stack::Variant;
 use tokio::time::Instant;
-
-use support::Variant;
 
 const USAGE: &str = "usage: bench_client --target URL [--variant NAME] [--requests N] \
                      [--report-every K]";
 
 fn main() {
+    support::exit_unless_given(
+        "bench_client",
+        &["--target", "--variant", "--requests", "--report-every"],
+        USAGE,
+    );
     let Some(target) = support::arg("--target")
         .as_deref()
         .and_then(support::parse_addr)

@@ -1,0 +1,24 @@
+//! The integration tests, in one binary (one link instead of one per file). Each module is a
+//! former test file; `support` holds what several share. Tests that need the process to
+//! themselves (the soak's memory, the log capture of `secrets`) start this binary again for
+//! just that test (`support::in_own_process`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cache;
+mod cost;
+mod e2e;
+mod edge;
+mod examples;
+mod fallback;
+mod gateway;
+mod reasoning;
+#[cfg(feature = "server")]
+mod reliability;
+#[cfg(feature = "demo")]
+mod secrets;
+#[cfg(feature = "demo")]
+mod soak;
+mod timeout;
