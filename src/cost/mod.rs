@@ -7,7 +7,7 @@
 //! use std::sync::Arc;
 //! use switchboard::catalog::{Pricing, Provider, ProviderKind};
 //! use switchboard::cost::CostMeterLayer;
-//! use switchboard::ext::{Candidate, Route, ServedBy};
+//! use switchboard::ext::{Candidate, Cost, Route, ServedBy};
 //! use switchboard::openai::{ChatCompletion, ChatRequest};
 //! use switchboard::{ChatHttpRequest, ChatResponse, Error};
 //! use tower::{service_fn, Layer, ServiceExt};
@@ -30,7 +30,8 @@
 //! ));
 //! req.extensions_mut().insert(Route { requested: "openai/m".into(), candidates: vec![cand].into() });
 //! let resp = CostMeterLayer::new().layer(inner).oneshot(req).await.unwrap();
-//! assert_eq!(resp.headers()["x-switchboard-cost"], "0.006000000"); // 1000 × $2/M + 500 × $8/M
+//! // 1000 × $2/M + 500 × $8/M; the edge renders it as `x-switchboard-cost: 0.006000000`
+//! assert_eq!(resp.extensions().get::<Cost>().map(|c| c.0), Some(0.006));
 //! let usage = resp.into_body().into_complete().unwrap().into_typed().unwrap().usage.unwrap();
 //! assert_eq!(usage.cost, Some(0.006));
 //! # }
@@ -41,7 +42,8 @@
 //! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate,
 //! without `ServedBy` no price (cost `null`), without `CallerKey` no budget. Provides:
 //! `usage.cost` and `usage.cost_details` (USD) on completions and on the usage chunk of
-//! streams, the `x-switchboard-cost` response header on completions.
+//! streams, and the [`Cost`](crate::ext::Cost) extension on completions (the edge renders it as
+//! `x-switchboard-cost`).
 //!
 //! # Cost model
 //! Usage is in OpenAI semantics whatever the provider (cached and cache-write tokens are part
