@@ -515,3 +515,70 @@ async fn custom_gateway_layers_compose() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn custom_provider_codec_runs_through_fallback_and_cost_meter() {
+    bounded(async {
+        let example = Example::start("custom_provider").await;
+        let http = Http::new(example.addr);
+        const CHAT: &str = "/v1/chat/completions";
+
+        // The made-up Acme wire format, decoded and priced: 2 prompt tokens × $1/M +
+        // 3 completion tokens × $2/M (the example's catalog).
+        let r = http.post(CHAT, None, hello("acme/echo-1", "Hello!")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.header("x-switchboard-provider"), Some("acme"));
+        let v = r.json();
+        assert_eq!(v["choices"][0]["message"]["content"], "Acme heard: Hello!");
+        assert_eq!(v["usage"]["prompt_tokens"], 2);
+        assert_eq!(v["usage"]["completion_tokens"], 3);
+        assert_eq!(v["usage"]["cost"], 0.000_008);
+        assert_eq!(r.header("x-switchboard-cost"), Some("0.000008000"));
+
+        // Acme streams through its own decoder, usage and cost on the last chunk.
+        let mut body = hello("acme/echo-1", "Hello there");
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let r = http.post(CHAT, None, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let text = r.text();
+        let chunks: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let said: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(said, "Acme heard: Hello there");
+        let usage = &chunks.last().unwrap()["usage"];
+        assert!(usage["cost"].as_f64().unwrap() > 0.0, "{text}");
+        assert!(text.trim_end().ends_with("data: [DONE]"));
+
+        // Acme's 503 is retryable through the one status table: Fallback moves on.
+        let r = http
+            .post(
+                CHAT,
+                None,
+                json!({"models": ["acme/echo-1", "openai/gpt-4o-mini"],
+                       "messages": [{"role": "user", "content": "overload please"}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(
+            r.header("x-switchboard-attempts"),
+            Some("acme:acme/echo-1=overloaded, openai:openai/gpt-4o-mini=ok")
+        );
+        assert!(r.json()["usage"]["cost"].as_f64().unwrap() > 0.0);
+
+        // Alone, Acme's overload is the client's 503 with the gateway's own message.
+        let r = http
+            .post(CHAT, None, hello("acme/echo-1", "overload please"))
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert!(!r.text().contains("Acme is overloaded"), "{}", r.text());
+    })
+    .await;
+}
