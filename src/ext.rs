@@ -158,6 +158,17 @@ impl ServedBy {
     }
 }
 
+/// Time spent waiting on the upstream for the answer that served: until the whole body was
+/// decoded (non-streaming) or until its headers (streams). Response extension written by
+/// ProviderTranslate; the CostMeter derives the gateway's own overhead from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLatency(pub std::time::Duration);
+
+/// The upstream's own request id (`x-request-id` / `request-id`), for logs (response extension
+/// written by ProviderTranslate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequestId(pub http::HeaderValue);
+
 /// The request's cost in USD (response extension, set by CostMeter on a whole answer; the
 /// edge renders it as `x-switchboard-cost`; a stream carries it in its final `usage.cost`).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -66,6 +66,27 @@
 //!
 //! Every layer fails with one [`Error`] whose [`ErrorKind`] decides the HTTP status; the edge
 //! is the only place that renders it (see [`ErrorKind`] for the table).
+//!
+//! # Modules and the way dependencies point
+//!
+//! ```text
+//! server, bin          the ready gateway: config → stack, routes, listener (feature `server`)
+//! edge                 HTTP ⇄ typed request/response; the only place errors become JSON
+//! resolve cost cache   the layers, each with its named futures in `<layer>/future.rs`
+//! fallback timeout
+//! translate keys
+//! provider             pure codecs (`ProviderCodec`), the provider itself (`Provider`,
+//!                      `ProviderAuth`), no I/O
+//! client               the pooled hyper client, the upstream request body
+//! catalog              providers, models, prices, aliases, routing rules
+//! openai               canonical wire types (requests, completions, chunks, SSE)
+//! ext, headers, error  extension types shared by layers, every header name, the one Error
+//! demo                 local providers on loopback (feature `demo`)
+//! ```
+//!
+//! Arrows point down: wire types know nothing of the transport, codecs nothing of tower,
+//! layers talk to each other only through the extension types in [`ext`], and there are no
+//! import circles.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The benches' shared code (feature `bench-support`): not a public API.

@@ -101,9 +101,8 @@ pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{Attempt, CacheStatus, CallerKey, Cost, Route, ServedBy};
+use crate::ext::{Attempt, CacheStatus, CallerKey, Cost, Route, ServedBy, UpstreamLatency};
 use crate::openai::Usage;
-use crate::translate::UpstreamLatency;
 use crate::{Error, ErrorKind};
 
 /// One record per request, for apps that log or bill.

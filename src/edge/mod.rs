@@ -58,10 +58,9 @@ pub use models::Models;
 
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{CacheStatus, Cost, ServedBy};
+use crate::ext::{CacheStatus, Cost, ServedBy, UpstreamRequestId};
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::openai::ChatRequest;
-use crate::translate::UpstreamRequestId;
 use crate::{BoxError, Error, ErrorKind};
 use tracing::Instrument;
 

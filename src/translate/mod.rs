@@ -295,15 +295,7 @@ where
 /// The headers an upstream names its request id in (OpenAI's, then Anthropic's).
 use crate::headers::{REQUEST_ID as X_REQUEST_ID, UPSTREAM_REQUEST_ID as REQUEST_ID};
 
-/// Time spent waiting on the upstream for the answer that served: until the whole body was
-/// decoded (non-streaming) or until its headers (streams). Response extension; the CostMeter
-/// derives the gateway's own overhead from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamLatency(pub std::time::Duration);
-
-/// The upstream's own request id (`x-request-id` / `request-id`), for logs (response extension).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamRequestId(pub http::HeaderValue);
+pub use crate::ext::{UpstreamLatency, UpstreamRequestId};
 
 async fn read_body<B>(body: B, max: usize, truncate: bool) -> Result<Bytes, Error>
 where
