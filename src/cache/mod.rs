@@ -244,7 +244,7 @@ impl ResponseCacheLayer {
     }
 
     /// Whether callers share entries and in-flight requests (default `false`: each
-    /// [`CallerKey`](crate::ext::CallerKey) has its own, so a tenant can neither read another's
+    /// [`CallerKey`] has its own, so a tenant can neither read another's
     /// answers nor learn from a hit that another sent the same prompt). Sharing raises the hit
     /// rate for identical public prompts; turn it on only where every caller may see what the
     /// others asked.

@@ -42,7 +42,7 @@
 //! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate,
 //! without `ServedBy` no price (cost `null`), without `CallerKey` no budget. Provides:
 //! `usage.cost` and `usage.cost_details` (USD) on completions and on the usage chunk of
-//! streams, and the [`Cost`](crate::ext::Cost) extension on completions (the edge renders it as
+//! streams, and the [`Cost`] extension on completions (the edge renders it as
 //! `x-switchboard-cost`).
 //!
 //! # Cost model
