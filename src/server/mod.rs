@@ -40,6 +40,10 @@ use crate::demo::DemoProviders;
 pub use listen::ConnLimits;
 pub use telemetry::{init_logs, raise_fd_limit};
 
+/// The config file used when none is named; when it does not exist (an installed binary run
+/// outside a checkout), the same example catalog built into the binary is used.
+pub const DEFAULT_CONFIG: &str = "examples/gateway.toml";
+
 /// What [`start`] needs: the config file, the listen address and the connection limits.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -90,7 +94,7 @@ impl Default for Options {
     /// `examples/gateway.toml` on `SWITCHBOARD_LISTEN`, else 127.0.0.1:8080.
     fn default() -> Self {
         Self {
-            config: "examples/gateway.toml".to_owned(),
+            config: DEFAULT_CONFIG.to_owned(),
             listen: std::env::var("SWITCHBOARD_LISTEN")
                 .unwrap_or_else(|_| "127.0.0.1:8080".to_owned()),
             prices: None,

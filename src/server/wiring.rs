@@ -20,13 +20,26 @@ pub(super) struct Wired {
     pub(super) demo: Option<DemoProviders>,
 }
 
+/// `examples/gateway.toml`, built in.
+const EXAMPLE_CONFIG: &str = include_str!("../../examples/gateway.toml");
+
 pub(super) async fn build(options: &Options) -> Result<Wired, String> {
-    let text = std::fs::read_to_string(&options.config)
-        .map_err(|e| format!("cannot read config {}: {e}", options.config))?;
+    let mut notes = Vec::new();
+    let text = match std::fs::read_to_string(&options.config) {
+        Ok(t) => t,
+        // An installed binary run outside a checkout still has the example catalog.
+        Err(_) if options.config == super::DEFAULT_CONFIG => {
+            notes.push(format!(
+                "{} not found: using the example catalog built into the binary",
+                super::DEFAULT_CONFIG
+            ));
+            EXAMPLE_CONFIG.to_owned()
+        }
+        Err(e) => return Err(format!("cannot read config {}: {e}", options.config)),
+    };
     let config = GatewayConfig::from_toml(&text)
         .map_err(|e| format!("config {}: {}", options.config, e.message()))?;
     let mut catalog = config.catalog.clone();
-    let mut notes = Vec::new();
     if let Some(path) = &options.prices {
         let json =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read prices {path}: {e}"))?;
