@@ -175,6 +175,30 @@ impl GatewayBuilder {
         self
     }
 
+    /// The most messages one request may carry (default
+    /// [`DEFAULT_MAX_MESSAGES`](crate::edge::DEFAULT_MAX_MESSAGES); more → 400).
+    #[must_use]
+    pub fn max_messages(mut self, n: usize) -> Self {
+        self.edge = self.edge.max_messages(n);
+        self
+    }
+
+    /// The most tools one request may declare (default
+    /// [`DEFAULT_MAX_TOOLS`](crate::edge::DEFAULT_MAX_TOOLS); more → 400).
+    #[must_use]
+    pub fn max_tools(mut self, n: usize) -> Self {
+        self.edge = self.edge.max_tools(n);
+        self
+    }
+
+    /// The most bytes of `tools` and of `response_format` (default
+    /// [`DEFAULT_MAX_TOOLS_BYTES`](crate::edge::DEFAULT_MAX_TOOLS_BYTES); more → 400).
+    #[must_use]
+    pub fn max_tools_bytes(mut self, n: usize) -> Self {
+        self.edge = self.edge.max_tools_bytes(n);
+        self
+    }
+
     /// How long a client may take to send its body (larger → 408).
     #[must_use]
     pub fn body_timeout(mut self, d: Duration) -> Self {

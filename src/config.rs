@@ -11,6 +11,17 @@
 //! retries = 0                       # retries of one target before the next candidate
 //! max_models = 64                   # most entries in a request's `models` (400 above)
 //! max_model_id_bytes = 256          # longest `model` / `models` entry (400 above)
+//! max_messages = 10000              # messages in one request (400 above)
+//! max_tools = 512                   # tools in one request (400 above)
+//! max_tools_bytes = 1048576         # bytes of `tools`, and of `response_format` (400 above)
+//!
+//! [server]                          # the ready gateway's listener
+//! max_connections = 4096            # open connections (503 and close above)
+//! header_read_timeout_ms = 30000    # a request head, and a new connection's first request
+//! idle_timeout_ms = 75000           # keep-alive connections with nothing in flight
+//! max_header_bytes = 65536          # one request head (431 above)
+//! max_headers = 100                 # header fields in one request head (431 above)
+//! h2_max_concurrent_streams = 256
 //!
 //! [cache]                           # the response cache (on by default)
 //! enabled = true
@@ -55,6 +66,8 @@ pub struct GatewayConfig {
     pub budgets: Budgets,
     /// `[cache]` settings.
     pub cache: CacheSettings,
+    /// `[server]` settings.
+    pub server: ServerSettings,
 }
 
 /// `[cache]` settings.
@@ -115,6 +128,44 @@ pub struct GatewaySettings {
     pub max_models: usize,
     /// The longest `model`, and the longest entry of `models`, in bytes.
     pub max_model_id_bytes: usize,
+    /// The most messages in one request.
+    pub max_messages: usize,
+    /// The most tools in one request.
+    pub max_tools: usize,
+    /// The most bytes of `tools`, and of `response_format`, in one request.
+    pub max_tools_bytes: usize,
+}
+
+/// `[server]` settings: the ready gateway's listener (see `switchboard::server::ConnLimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// Open connections at most (over it: 503 and close).
+    pub max_connections: usize,
+    /// Time to send a whole request head, and a new connection's first request, in ms.
+    pub header_read_timeout_ms: u64,
+    /// A connection with nothing in flight for this long is closed, in ms.
+    pub idle_timeout_ms: u64,
+    /// Bytes of one request head (HTTP/1.1) or header list (HTTP/2).
+    pub max_header_bytes: usize,
+    /// Header fields in one HTTP/1.1 request head.
+    pub max_headers: usize,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout_ms: 30_000,
+            idle_timeout_ms: 75_000,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            h2_max_concurrent_streams: 256,
+        }
+    }
 }
 
 impl Default for GatewaySettings {
@@ -127,6 +178,9 @@ impl Default for GatewaySettings {
             retries: 0,
             max_models: crate::resolve::DEFAULT_MAX_MODELS,
             max_model_id_bytes: crate::resolve::DEFAULT_MAX_ID_BYTES,
+            max_messages: crate::edge::DEFAULT_MAX_MESSAGES,
+            max_tools: crate::edge::DEFAULT_MAX_TOOLS,
+            max_tools_bytes: crate::edge::DEFAULT_MAX_TOOLS_BYTES,
         }
     }
 }
@@ -185,6 +239,12 @@ impl GatewayConfig {
                 .try_into()
                 .map_err(|e| config_error(format!("gateway: {e}")))?,
             None => GatewaySettings::default(),
+        };
+        let server: ServerSettings = match table.remove("server") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("server: {e}")))?,
+            None => ServerSettings::default(),
         };
         let cache: CacheSettings = match table.remove("cache") {
             Some(v) => v
@@ -285,6 +345,7 @@ impl GatewayConfig {
             keys: layer,
             budgets,
             cache,
+            server,
         })
     }
 }

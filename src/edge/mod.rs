@@ -78,7 +78,18 @@ pub struct ChatCompletionsLayer {
 struct EdgeConfig {
     max_body_bytes: usize,
     body_timeout: Option<Duration>,
+    max_messages: usize,
+    max_tools: usize,
+    max_tools_bytes: usize,
 }
+
+/// Default cap on the messages of one request.
+pub const DEFAULT_MAX_MESSAGES: usize = 10_000;
+/// Default cap on the tools of one request.
+pub const DEFAULT_MAX_TOOLS: usize = 512;
+/// Default cap on the bytes of a request's `tools` (their schemas) and of its
+/// `response_format` (its schema), each: 1 MiB.
+pub const DEFAULT_MAX_TOOLS_BYTES: usize = 1024 * 1024;
 
 impl Default for ChatCompletionsLayer {
     fn default() -> Self {
@@ -93,6 +104,9 @@ impl ChatCompletionsLayer {
             config: EdgeConfig {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 body_timeout: None,
+                max_messages: DEFAULT_MAX_MESSAGES,
+                max_tools: DEFAULT_MAX_TOOLS,
+                max_tools_bytes: DEFAULT_MAX_TOOLS_BYTES,
             },
             keys: None,
         }
@@ -112,6 +126,28 @@ impl ChatCompletionsLayer {
     #[must_use]
     pub const fn max_body_bytes(mut self, n: usize) -> Self {
         self.config.max_body_bytes = n;
+        self
+    }
+
+    /// The most messages one request may carry (more → 400).
+    #[must_use]
+    pub const fn max_messages(mut self, n: usize) -> Self {
+        self.config.max_messages = n;
+        self
+    }
+
+    /// The most tools one request may declare (more → 400).
+    #[must_use]
+    pub const fn max_tools(mut self, n: usize) -> Self {
+        self.config.max_tools = n;
+        self
+    }
+
+    /// The most bytes of `tools` and of `response_format` (the schemas codecs translate) in
+    /// one request (more → 400).
+    #[must_use]
+    pub const fn max_tools_bytes(mut self, n: usize) -> Self {
+        self.config.max_tools_bytes = n;
         self
     }
 
@@ -237,6 +273,9 @@ where
             return error_response(&e);
         }
     };
+    if let Err(e) = check_limits(&chat, &config) {
+        return error_response(&e);
+    }
     let wants_usage = chat.wants_stream_usage();
     let span = tracing::info_span!(
         "gen_ai.chat",
@@ -349,6 +388,53 @@ where
             Err(Error::invalid_request("could not read the request body").with_source(e))
         }
     }
+}
+
+/// What one request may carry, checked once it is parsed and before any layer works on it.
+fn check_limits(chat: &ChatRequest, config: &EdgeConfig) -> Result<(), Error> {
+    let over = |param: &'static str, what: String| {
+        Err(Error::invalid_request(what)
+            .with_param(param)
+            .with_code("array_above_max_length"))
+    };
+    if chat.summary.count > config.max_messages {
+        return over(
+            "messages",
+            format!(
+                "the request has {} messages; at most {} are allowed",
+                chat.summary.count, config.max_messages
+            ),
+        );
+    }
+    for (param, raw) in [("tools", &chat.tools), ("response_format", &chat.response_format)] {
+        if let Some(raw) = raw {
+            if raw.get().len() > config.max_tools_bytes {
+                return Err(Error::invalid_request(format!(
+                    "`{param}` is {} bytes; at most {} are allowed",
+                    raw.get().len(),
+                    config.max_tools_bytes
+                ))
+                .with_param(param)
+                .with_code("string_above_max_length"));
+            }
+        }
+    }
+    if let Some(tools) = &chat.tools {
+        // Bounded by the byte limit above; a non-array is the codecs' 400 to give.
+        if let Ok(list) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(tools.get()) {
+            if list.len() > config.max_tools {
+                return over(
+                    "tools",
+                    format!(
+                        "the request declares {} tools; at most {} are allowed",
+                        list.len(),
+                        config.max_tools
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn json_response(json: Bytes) -> http::Response<EdgeBody> {

@@ -58,6 +58,20 @@ impl Default for ConnLimits {
     }
 }
 
+impl From<&crate::config::ServerSettings> for ConnLimits {
+    fn from(s: &crate::config::ServerSettings) -> Self {
+        Self {
+            max_connections: s.max_connections,
+            header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+            ..Self::default()
+        }
+    }
+}
+
 /// What the watchdog of one connection reads.
 #[derive(Debug, Default)]
 struct ConnState {

@@ -55,8 +55,8 @@ pub struct Options {
     /// An OpenRouter-format price file (`/api/v1/models`) for models the config leaves
     /// unpriced.
     pub prices: Option<String>,
-    /// Connection limits and timeouts.
-    pub limits: ConnLimits,
+    /// Connection limits and timeouts; `None`: the config's `[server]` section.
+    pub limits: Option<ConnLimits>,
 }
 
 impl Options {
@@ -85,7 +85,7 @@ impl Options {
     /// Sets the connection limits.
     #[must_use]
     pub fn limits(mut self, limits: ConnLimits) -> Self {
-        self.limits = limits;
+        self.limits = Some(limits);
         self
     }
 }
@@ -98,7 +98,7 @@ impl Default for Options {
             listen: std::env::var("SWITCHBOARD_LISTEN")
                 .unwrap_or_else(|_| "127.0.0.1:8080".to_owned()),
             prices: None,
-            limits: ConnLimits::default(),
+            limits: None,
         }
     }
 }
@@ -162,7 +162,11 @@ pub async fn start(options: &Options) -> Result<Running, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(listen::serve(listener, app, options.limits.clone(), rx));
+    let limits = options
+        .limits
+        .clone()
+        .unwrap_or_else(|| ConnLimits::from(&wired.server));
+    let server = tokio::spawn(listen::serve(listener, app, limits, rx));
     Ok(Running {
         addr: bound,
         notes: wired.notes,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::cache::{MemoryStore, ResponseCacheLayer};
 use crate::catalog::{ApiKey, ProviderKind};
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, ServerSettings};
 use crate::cost::CostMeterLayer;
 use crate::demo::{DemoProviders, DEMO_API_KEY};
 use crate::fallback::FallbackLayer;
@@ -16,6 +16,7 @@ use super::Options;
 /// The gateway with what it needs to stay alive and what it has to say.
 pub(super) struct Wired {
     pub(super) gateway: Gateway,
+    pub(super) server: ServerSettings,
     pub(super) notes: Vec<String>,
     pub(super) demo: Option<DemoProviders>,
 }
@@ -142,12 +143,16 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         .fallback(fallback)
         .max_body_bytes(s.max_body_bytes)
         .max_models(s.max_models)
+        .max_messages(s.max_messages)
+        .max_tools(s.max_tools)
+        .max_tools_bytes(s.max_tools_bytes)
         .max_model_id_bytes(s.max_model_id_bytes);
     if let Some(t) = s.body_timeout() {
         builder = builder.body_timeout(t);
     }
     Ok(Wired {
         gateway: builder.build(),
+        server: config.server,
         notes,
         demo,
     })
