@@ -17,7 +17,7 @@ macro_rules! parameters {
 /// A set of request parameters, for `provider.require_parameters`: what a request uses
 /// (see [`crate::resolve`]) or what an endpoint accepts ([`Endpoint::supported_parameters`]).
 ///
-/// [`Endpoint::supported_parameters`]: super::Endpoint::supported_parameters
+/// [`Endpoint::supported_parameters`]: crate::catalog::Endpoint::supported_parameters
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Parameters(u32);
 
