@@ -184,18 +184,7 @@ pub fn error_for_status(
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| format!("{fallback} (upstream status {})", status.as_u16()))
     };
-    let own = |fallback: &str| {
-        // Auth failures are about our key: their text may quote it, so none of it is kept.
-        let keep = !matches!(status.as_u16(), 401 | 403);
-        if let Some(m) = message.as_deref().filter(|m| keep && !m.is_empty()) {
-            tracing::warn!(
-                upstream_status = status.as_u16(),
-                upstream_message = ?redact_ids(m),
-                "provider error (not shown to the client)"
-            );
-        }
-        format!("{fallback} (upstream status {})", status.as_u16())
-    };
+    let own = |fallback: &str| gateway_message(status, message.as_deref(), fallback);
     let mut err = match status.as_u16() {
         401 | 403 => Error::new(
             ErrorKind::Upstream,
@@ -232,6 +221,22 @@ pub fn error_for_status(
         }
     }
     err
+}
+
+/// The gateway's own message for an upstream failure that is not about the client's request
+/// (`{fallback} (upstream status N)`); the provider's `message` goes to the log instead, with
+/// account ids and keys redacted, and not at all for a 401 or 403 (about the gateway's key).
+pub(crate) fn gateway_message(status: StatusCode, message: Option<&str>, fallback: &str) -> String {
+    // Auth failures are about our key: their text may quote it, so none of it is kept.
+    let keep = !matches!(status.as_u16(), 401 | 403);
+    if let Some(m) = message.filter(|m| keep && !m.is_empty()) {
+        tracing::warn!(
+            upstream_status = status.as_u16(),
+            upstream_message = ?redact_ids(m),
+            "provider error (not shown to the client)"
+        );
+    }
+    format!("{fallback} (upstream status {})", status.as_u16())
 }
 
 /// `text` with words that look like account identifiers or keys (`org-…`, `sk-…`, `proj_…`,

@@ -2,6 +2,7 @@
 //! content blocks (see the mapping table in the module docs of [`super`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -404,7 +405,6 @@ impl Serialize for ToolInput<'_> {
 fn restore_reasoning<'a>(details: &'a [Value], out: &mut Vec<Block<'a>>) {
     enum Entry<'a> {
         Text {
-            index: Option<u64>,
             text: Cow<'a, str>,
             signature: Option<&'a str>,
         },
@@ -413,6 +413,9 @@ fn restore_reasoning<'a>(details: &'a [Value], out: &mut Vec<Block<'a>>) {
         },
     }
     let mut entries: Vec<Entry<'a>> = Vec::new();
+    // `index` → the position of the text entry with that index (one per index), so that
+    // merging a fragment is a lookup rather than a search through every earlier entry.
+    let mut by_index: HashMap<u64, usize> = HashMap::new();
     for d in details {
         let format = d.get("format").and_then(Value::as_str);
         if format.is_some_and(|f| f != REASONING_FORMAT) {
@@ -426,15 +429,14 @@ fn restore_reasoning<'a>(details: &'a [Value], out: &mut Vec<Block<'a>>) {
                     .get("signature")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty());
-                let existing = index.and_then(|i| {
-                    entries.iter_mut().rev().find_map(|e| match e {
-                        Entry::Text {
-                            index: Some(j),
-                            text,
-                            signature,
-                        } if *j == i => Some((text, signature)),
+                let existing = index.and_then(|i| by_index.get(&i)).and_then(|&at| {
+                    match entries.get_mut(at) {
+                        Some(Entry::Text {
+                            text: t,
+                            signature: sig,
+                        }) => Some((t, sig)),
                         _ => None,
-                    })
+                    }
                 });
                 match existing {
                     Some((t, sig)) => {
@@ -445,11 +447,15 @@ fn restore_reasoning<'a>(details: &'a [Value], out: &mut Vec<Block<'a>>) {
                             *sig = signature;
                         }
                     }
-                    None => entries.push(Entry::Text {
-                        index,
-                        text: Cow::Borrowed(text),
-                        signature,
-                    }),
+                    None => {
+                        if let Some(i) = index {
+                            by_index.insert(i, entries.len());
+                        }
+                        entries.push(Entry::Text {
+                            text: Cow::Borrowed(text),
+                            signature,
+                        });
+                    }
                 }
             }
             Some("reasoning.encrypted") => {
@@ -465,7 +471,6 @@ fn restore_reasoning<'a>(details: &'a [Value], out: &mut Vec<Block<'a>>) {
             Entry::Text {
                 text,
                 signature: Some(signature),
-                ..
             } => out.push(Block::Thinking {
                 thinking: text,
                 signature,

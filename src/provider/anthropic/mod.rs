@@ -66,7 +66,9 @@
 //! and reasoning deltas, tool calls with indices counted over `tool_use` blocks only (id, type
 //! and name in the first fragment, argument pieces after), the finish reason on the chunk for
 //! `message_stop`, then a usage-only chunk. An `error` event ends the stream with an [`Error`]
-//! of the matching kind; a stream closed before `message_stop` is an error.
+//! of the matching kind; a stream closed before `message_stop` is an error. Content blocks are
+//! looked up by their `index` in a map and forgotten at their `content_block_stop`; a stream
+//! that has more than 10,000 blocks open at once is a 502.
 
 use http::{HeaderMap, StatusCode};
 

@@ -1,5 +1,7 @@
 //! Streams: Anthropic SSE events become OpenAI chunks.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 use super::error::{error_from_type, WireError};
@@ -27,7 +29,10 @@ enum WireEvent {
         index: u32,
         delta: WireDelta,
     },
-    ContentBlockStop,
+    ContentBlockStop {
+        #[serde(default)]
+        index: Option<u32>,
+    },
     MessageDelta {
         #[serde(default)]
         delta: MessageDeltaBody,
@@ -94,6 +99,10 @@ enum BlockKind {
     Other,
 }
 
+/// The most content blocks a stream may have open (started, not stopped) at once; an
+/// upstream that opens more is answered with a 502 rather than grown without bound.
+pub(super) const MAX_OPEN_BLOCKS: usize = 10_000;
+
 /// Stream state for one Anthropic SSE stream.
 #[derive(Debug)]
 pub(super) struct AnthropicStream {
@@ -103,8 +112,9 @@ pub(super) struct AnthropicStream {
     created: u64,
     started: bool,
     done: bool,
-    /// Content block index → kind (few blocks; searched from the most recent).
-    blocks: Vec<(u32, BlockKind)>,
+    /// Open content blocks: index → kind (at most [`MAX_OPEN_BLOCKS`]; a block is forgotten at
+    /// its `content_block_stop`, a restarted index replaces the earlier block).
+    blocks: HashMap<u32, BlockKind>,
     next_tool: u32,
     next_reasoning: u32,
     json_output: bool,
@@ -121,7 +131,7 @@ impl AnthropicStream {
             created: 0,
             started: false,
             done: false,
-            blocks: Vec::new(),
+            blocks: HashMap::new(),
             next_tool: 0,
             next_reasoning: 0,
             json_output: false,
@@ -149,14 +159,20 @@ impl AnthropicStream {
     }
 
     fn kind_of(&self, index: u32) -> BlockKind {
-        self.blocks
-            .iter()
-            .rev()
-            .find(|(i, _)| *i == index)
-            .map_or(BlockKind::Other, |(_, k)| *k)
+        self.blocks.get(&index).copied().unwrap_or(BlockKind::Other)
     }
 
-    fn block_start(&mut self, index: u32, block: RespBlock, out: &mut Vec<ChatCompletionChunk>) {
+    fn block_start(
+        &mut self,
+        index: u32,
+        block: RespBlock,
+        out: &mut Vec<ChatCompletionChunk>,
+    ) -> Result<(), Error> {
+        if self.blocks.len() >= MAX_OPEN_BLOCKS && !self.blocks.contains_key(&index) {
+            return Err(Error::upstream(format!(
+                "bad upstream stream: more than {MAX_OPEN_BLOCKS} content blocks open at once"
+            )));
+        }
         let kind = match block {
             RespBlock::Text { text } => {
                 if !text.is_empty() {
@@ -216,7 +232,8 @@ impl AnthropicStream {
             }
             RespBlock::Other => BlockKind::Other,
         };
-        self.blocks.push((index, kind));
+        self.blocks.insert(index, kind);
+        Ok(())
     }
 
     fn block_delta(&self, index: u32, delta: WireDelta, out: &mut Vec<ChatCompletionChunk>) {
@@ -306,7 +323,12 @@ impl StreamDecode for AnthropicStream {
         })?;
         match event {
             WireEvent::Error { error } => return Err(error_from_type(&error.kind, error.message)),
-            WireEvent::Ping | WireEvent::Other | WireEvent::ContentBlockStop => {}
+            WireEvent::Ping | WireEvent::Other => {}
+            WireEvent::ContentBlockStop { index } => {
+                if let Some(i) = index {
+                    self.blocks.remove(&i);
+                }
+            }
             WireEvent::MessageStart { message } => {
                 if self.started {
                     return Err(Error::upstream(
@@ -339,7 +361,7 @@ impl StreamDecode for AnthropicStream {
                     WireEvent::ContentBlockStart {
                         index,
                         content_block,
-                    } => self.block_start(index, content_block, out),
+                    } => self.block_start(index, content_block, out)?,
                     WireEvent::ContentBlockDelta { index, delta } => {
                         self.block_delta(index, delta, out);
                     }

@@ -1210,3 +1210,112 @@ proptest::proptest! {
         let _ = dec.finish(&mut out);
     }
 }
+
+// ----- hostile inputs ----------------------------------------------------------------------
+
+#[test]
+fn restoring_many_reasoning_entries_is_linear() {
+    // 60,000 distinct indices (each once searched for through every earlier entry), then a
+    // second fragment for each, in reverse order.
+    let n = 60_000;
+    let mut details: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "reasoning.text", "text": "t", "format": "anthropic-claude-v1", "index": i}))
+        .collect();
+    details.extend((0..n).rev().map(|i| {
+        json!({"type": "reasoning.text", "text": "u", "signature": format!("s{i}"), "format": "anthropic-claude-v1", "index": i})
+    }));
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "reasoning_details": details},
+        {"role": "user", "content": "and?"}
+    ]});
+    let req = ChatRequest::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let p = provider();
+    let ctx = EncodeContext {
+        provider: &p,
+        upstream_model: "claude-sonnet-4-20250514",
+        max_output: None,
+    };
+    let started = tokio::time::Instant::now();
+    let r = Anthropic.encode(&req, &ctx).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
+    let content = v["messages"][1]["content"].as_array().unwrap();
+    assert_eq!(content.len(), n + 1);
+    assert_eq!(
+        content[0],
+        json!({"type": "thinking", "thinking": "tu", "signature": "s0"})
+    );
+    assert_eq!(content[n - 1]["signature"], format!("s{}", n - 1));
+}
+
+fn start_event(index: usize) -> String {
+    format!(
+        "data: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"t{index}\",\"name\":\"f\",\"input\":{{}}}}}}\n\n"
+    )
+}
+
+const START: &str = "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":1}}}\n\n";
+const END: &str = "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}\n\ndata: {\"type\":\"message_stop\"}\n\n";
+
+#[test]
+fn open_content_blocks_are_bounded() {
+    let limit = super::stream::MAX_OPEN_BLOCKS;
+    let mut s = String::from(START);
+    for i in 0..=limit {
+        s.push_str(&start_event(i));
+    }
+    s.push_str(END);
+    let e = decode_stream(s.as_bytes(), &[]).unwrap_err();
+    assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Upstream, 502));
+    assert!(
+        e.message().contains("bad upstream stream"),
+        "{}",
+        e.message()
+    );
+
+    // Blocks that are stopped do not count: twice the limit, one after the other, is fine.
+    let mut s = String::from(START);
+    for i in 0..2 * limit {
+        s.push_str(&start_event(i));
+        s.push_str(&format!(
+            "data: {{\"type\":\"content_block_stop\",\"index\":{i}}}\n\n"
+        ));
+    }
+    s.push_str(END);
+    let chunks = decode_stream(s.as_bytes(), &[]).unwrap();
+    let calls = chunks
+        .iter()
+        .filter(|c| {
+            c.choices
+                .first()
+                .is_some_and(|c| c.delta.tool_calls.is_some())
+        })
+        .count();
+    assert_eq!(calls, 2 * limit);
+}
+
+#[test]
+fn deltas_find_their_block_in_constant_time() {
+    // The limit of open blocks, then 200,000 deltas for the oldest (once a search through
+    // all of them each).
+    let limit = super::stream::MAX_OPEN_BLOCKS;
+    let mut s = String::from(START);
+    for i in 0..limit {
+        s.push_str(&start_event(i));
+    }
+    // (Deltas of a type the decoder ignores: the lookup is all the work they cause.)
+    for _ in 0..200_000 {
+        s.push_str(
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"x\"}}\n\n",
+        );
+    }
+    s.push_str("data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1\"}}\n\n");
+    s.push_str(END);
+    let started = tokio::time::Instant::now();
+    let chunks = decode_stream(s.as_bytes(), &[]).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(chunks.len(), 1 + limit + 1 + 2);
+    let last_delta = &chunks[chunks.len() - 3].choices[0].delta;
+    assert_eq!(last_delta.tool_calls.as_ref().unwrap()[0].index, 0);
+}

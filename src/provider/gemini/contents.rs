@@ -162,8 +162,9 @@ impl<'a> Contents<'a> {
             }
             _ => {}
         }
-        // (tool call id, part index)
-        let mut call_parts: Vec<(&'a str, usize)> = Vec::new();
+        // Tool call id → its part (the first call with that id), built once: each signature
+        // is then placed in constant time (amortised), not by searching every call and part.
+        let mut call_parts: HashMap<&'a str, usize> = HashMap::new();
         for tc in m.tool_calls.iter().flatten() {
             let args = match tc.function.arguments.trim() {
                 "" => Value::Object(Map::new()),
@@ -181,24 +182,30 @@ impl<'a> Contents<'a> {
                 },
             };
             self.calls.insert(&tc.id, &tc.function.name);
-            call_parts.push((&tc.id, parts.len()));
+            call_parts.entry(&tc.id).or_insert(parts.len());
             parts.push(Part::new(PartData::FunctionCall {
                 name: &tc.function.name,
                 args,
             }));
         }
+        // Without a matching id: the first call if it is unsigned, else the last unsigned part
+        // that is not a call. Only this fallback signs non-call parts, so the unsigned ones
+        // are found by a cursor moving backwards once.
+        let first_call = parts.iter().position(Part::is_call);
+        let mut last_free = parts.len();
         for (id, sig) in signatures(m) {
-            let by_id = id.and_then(|id| call_parts.iter().find(|(c, _)| *c == id));
-            let slot = match by_id {
-                Some(&(_, i)) => Some(i),
-                None => parts
-                    .iter()
-                    .position(Part::is_call)
+            let slot = match id.and_then(|id| call_parts.get(id)) {
+                Some(&i) => Some(i),
+                None => first_call
                     .filter(|&i| parts[i].thought_signature.is_none())
                     .or_else(|| {
-                        parts
-                            .iter()
-                            .rposition(|p| !p.is_call() && p.thought_signature.is_none())
+                        while last_free > 0
+                            && (parts[last_free - 1].is_call()
+                                || parts[last_free - 1].thought_signature.is_some())
+                        {
+                            last_free -= 1;
+                        }
+                        last_free.checked_sub(1)
                     }),
             };
             if let Some(i) = slot {

@@ -9,7 +9,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::provider::error_for_status;
+use crate::provider::{error_for_status, gateway_message, retry_after, retry_secs};
 use crate::{Error, ErrorKind};
 
 pub(super) fn unsupported(param: &'static str, message: &'static str) -> Error {
@@ -60,12 +60,12 @@ fn detail_of<'e>(e: &'e GoogleError, kind: &str) -> impl Iterator<Item = &'e Val
     })
 }
 
-/// `RetryInfo.retryDelay`, a protobuf duration such as `"37s"` or `"0.5s"`.
+/// `RetryInfo.retryDelay`, a protobuf duration such as `"37s"` or `"0.5s"`, capped at
+/// [`MAX_RETRY_AFTER`](crate::provider::MAX_RETRY_AFTER) (any number, never a panic).
 fn retry_delay(e: &GoogleError) -> Option<Duration> {
     detail_of(e, "RetryInfo").find_map(|d| {
         let s = d.get("retryDelay")?.as_str()?.strip_suffix('s')?;
-        let secs = s.trim().parse::<f64>().ok()?;
-        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+        retry_secs(s.trim().parse::<f64>().ok()?)
     })
 }
 
@@ -104,12 +104,10 @@ pub(super) fn google_error(http: Option<StatusCode>, headers: &HeaderMap, e: Goo
         .unwrap_or(StatusCode::BAD_GATEWAY);
     let retry = retry_delay(&e);
     let mut err = if status == StatusCode::GATEWAY_TIMEOUT {
-        let msg = e
-            .message
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "the provider timed out".to_owned());
+        // Like `error_for_status`'s timeouts: the gateway's words, the provider's to the log.
+        let msg = gateway_message(status, e.message.as_deref(), "the provider timed out");
         let mut err = Error::new(ErrorKind::Timeout, msg);
-        if let Some(after) = crate::provider::retry_after(headers) {
+        if let Some(after) = retry_after(headers) {
             err = err.with_retry_after(after);
         }
         err

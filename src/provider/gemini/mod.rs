@@ -2,8 +2,12 @@
 //! `:streamGenerateContent?alt=sse`, authenticated with the `x-goog-api-key` header.
 //!
 //! `base` is the bare origin (`https://generativelanguage.googleapis.com`). The upstream model
-//! is [`EncodeContext::upstream_model`] with a leading `models/` removed; a name with its own
-//! collection (`tunedModels/…`) is used as the path as is.
+//! is [`EncodeContext::upstream_model`] with a leading `models/` removed; a `tunedModels/…`
+//! name keeps that collection. The rest of the name (which may come from a client's
+//! pass-through model id) is percent-encoded as one path segment: every byte outside RFC
+//! 3986's unreserved `A-Z a-z 0-9 - . _ ~` is escaped, so `/`, `:`, `?`, `#`, `%`, spaces and
+//! control characters cannot reach another path, method, query or fragment. A name that is
+//! empty, `.` or `..` is refused (400, param `model`).
 //!
 //! # Messages
 //!
@@ -85,7 +89,21 @@
 //! `maxLength`, `minProperties`, `maxProperties` and `pattern` are dropped (`title` becomes
 //! the description when there is none). Empty `properties` are removed, and a function whose
 //! parameters end up with no properties is declared without `parameters` (Gemini rejects
-//! empty `OBJECT`s).
+//! empty `OBJECT`s). `required` keeps the schema's own names that it has as properties, then
+//! those of merged `allOf` / single `anyOf` branches, each once.
+//!
+//! Limits (a 400 naming `tools` or `response_format`, whichever schema crossed them):
+//! - `$ref` inlining has a byte budget shared by all the schemas of a request (tool
+//!   parameters and `response_format` together, so that many small schemas cannot add up):
+//!   4 × their total size as JSON, at least 64 KiB and never more than 1 MiB. Every expansion
+//!   of a `$ref` spends the referenced definition's full size as JSON. Cleaning makes no part
+//!   of a schema more than 4 × larger (a `type` list becoming `anyOf` is the worst case), so
+//!   the cleaned schemas stay below 4 × (their size + the budget), and the work with them is
+//!   linear in the same. Schemas without `$ref`s spend nothing.
+//! - Nesting: at most 64 schemas inside one another, each `$ref` followed counting as one
+//!   (the cleaner recurses per level; this keeps it far from a thread's stack limit). A chain
+//!   of more than 32 `$ref`s inside one another still ends in `{"type": "object"}`, like a
+//!   recursive one.
 //!
 //! # Answers
 //!
@@ -110,7 +128,9 @@
 //! a stable index). Gemini has no end marker: the stream is complete once every candidate has
 //! sent a `finishReason`; then a usage-only chunk (`choices: []`) is pushed from the last
 //! `usageMetadata`. A connection that closes before is an error, as is an `error` object in a
-//! frame.
+//! frame, and a stream with more than 128 candidates (a 502). The decoder does not know how
+//! many candidates were asked for: a candidate that first appears after every earlier one
+//! has finished is not waited for (the stream has already ended).
 //!
 //! # Errors
 //!
@@ -119,9 +139,9 @@
 //! overflows get `context_length_exceeded`), `PERMISSION_DENIED`, `UNAUTHENTICATED` and
 //! `API_KEY_*` reasons (Gemini reports a bad key as a 400 `INVALID_ARGUMENT`) → 502 with the
 //! upstream message hidden, `NOT_FOUND` → 404, `RESOURCE_EXHAUSTED` → 429 (delay from
-//! `Retry-After` or `RetryInfo.retryDelay`), `UNAVAILABLE` → 503, `INTERNAL` → 502,
-//! `DEADLINE_EXCEEDED` → 504; otherwise the HTTP status decides via
-//! [`error_for_status`].
+//! `Retry-After` or `RetryInfo.retryDelay`, capped at an hour), `UNAVAILABLE` → 503,
+//! `INTERNAL` → 502, `DEADLINE_EXCEEDED` → 504 (the gateway's own message, the provider's is
+//! logged); otherwise the HTTP status decides via [`error_for_status`].
 
 // Layout, lower files first (each file uses only files above it):
 // - `error`: the 400s this codec raises and the mapping of Google's error bodies;

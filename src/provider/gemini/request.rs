@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::contents::{Content, Contents, Part};
 use super::error::{invalid, unsupported};
-use super::schema::{clean_schema, function_parameters};
+use super::schema::{clean_schema, function_parameters, InlineBudget};
 use crate::client::UpstreamBody;
 use crate::openai::{ChatRequest, Message, ResponseFormat, Stop, Tool, ToolChoice};
 use crate::provider::{join_url, EncodeContext};
@@ -20,20 +20,12 @@ pub(super) fn encode(
     req: &ChatRequest,
     ctx: &EncodeContext<'_>,
 ) -> Result<http::Request<UpstreamBody>, Error> {
-    let model = ctx
-        .upstream_model
-        .strip_prefix("models/")
-        .unwrap_or(ctx.upstream_model);
-    if model.is_empty() || model.contains(['?', '#', ' ']) {
-        return Err(Error::upstream("the upstream model name is invalid"));
-    }
-    let collection = if model.contains('/') { "" } else { "models/" };
     let method = if req.is_stream() {
         ":streamGenerateContent?alt=sse"
     } else {
         ":generateContent"
     };
-    let path = format!("/v1beta/{collection}{model}{method}");
+    let path = format!("/v1beta/{}{method}", model_path(ctx.upstream_model)?);
 
     let messages = req.parse_messages()?;
     let tools = req.parse_tools()?;
@@ -51,6 +43,40 @@ pub(super) fn encode(
     }
     b.body(UpstreamBody::from(json))
         .map_err(|_| Error::upstream("could not build the upstream request"))
+}
+
+/// `models/{name}` or `tunedModels/{name}`: the name (after a leading `models/` or
+/// `tunedModels/`) percent-encoded as one path segment, so that no model name can reach
+/// another path, a query or a fragment.
+fn model_path(upstream_model: &str) -> Result<String, Error> {
+    let (collection, name) = match upstream_model.strip_prefix("tunedModels/") {
+        Some(name) => ("tunedModels/", name),
+        None => (
+            "models/",
+            upstream_model
+                .strip_prefix("models/")
+                .unwrap_or(upstream_model),
+        ),
+    };
+    if matches!(name, "" | "." | "..") {
+        return Err(invalid(
+            "model",
+            "the upstream model name is empty, `.` or `..`",
+        ));
+    }
+    let mut path = String::with_capacity(collection.len() + name.len());
+    path.push_str(collection);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            path.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            path.push('%');
+            path.push(char::from(HEX[usize::from(b >> 4)]));
+            path.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    Ok(path)
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +206,18 @@ fn build_request<'a>(
     }
     b.sign_current_turn();
 
+    let response_format = req.parse_response_format()?;
+    let response_schema = match &response_format {
+        Some(ResponseFormat::JsonSchema { json_schema }) => json_schema.get("schema"),
+        _ => None,
+    };
+    let mut budget = InlineBudget::for_schemas(
+        tools
+            .iter()
+            .filter_map(|t| t.function.parameters.as_ref())
+            .chain(response_schema),
+    );
+
     let mut decls = Vec::with_capacity(tools.len());
     for t in tools {
         if t.kind != "function" {
@@ -189,7 +227,7 @@ fn build_request<'a>(
             ));
         }
         let parameters = match &t.function.parameters {
-            Some(p) => function_parameters(p)?,
+            Some(p) => function_parameters(p, &mut budget)?,
             None => None,
         };
         decls.push(FunctionDecl {
@@ -222,7 +260,20 @@ fn build_request<'a>(
         },
     });
 
-    let generation_config = generation_config(req, upstream_model)?;
+    let mut generation_config = generation_config(req, upstream_model)?;
+    match response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            generation_config.response_mime_type = Some("application/json");
+        }
+        Some(ResponseFormat::JsonSchema { .. }) => {
+            generation_config.response_mime_type = Some("application/json");
+            if let Some(schema) = response_schema {
+                generation_config.response_schema =
+                    Some(clean_schema(schema, "response_format", &mut budget)?);
+            }
+        }
+    }
     let system_instruction =
         (!b.system.is_empty()).then_some(SystemInstruction { parts: b.system });
     Ok(GenerateContentRequest {
@@ -293,16 +344,6 @@ fn generation_config<'a>(
     if model.starts_with("gemini-2.0-") {
         g.presence_penalty = req.presence_penalty.filter(|&p| p != 0.0);
         g.frequency_penalty = req.frequency_penalty.filter(|&p| p != 0.0);
-    }
-    match req.parse_response_format()? {
-        None | Some(ResponseFormat::Text) => {}
-        Some(ResponseFormat::JsonObject) => g.response_mime_type = Some("application/json"),
-        Some(ResponseFormat::JsonSchema { json_schema }) => {
-            g.response_mime_type = Some("application/json");
-            if let Some(schema) = json_schema.get("schema") {
-                g.response_schema = Some(clean_schema(schema)?);
-            }
-        }
     }
     if req.logprobs == Some(true) {
         g.response_logprobs = Some(true);

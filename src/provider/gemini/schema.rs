@@ -1,15 +1,73 @@
 //! JSON Schemas (tool parameters, `responseSchema`) reduced to the OpenAPI subset Gemini's
 //! `Schema` accepts: `$ref` inlining, nullable unions, `allOf` merging, keyword filtering (see
-//! the module docs, "Parameters").
+//! the module docs, "Parameters", for the rules and the limits).
+
+use std::collections::{HashMap, HashSet};
+use std::io;
 
 use serde_json::{Map, Value};
 
 use super::error::invalid;
 use crate::Error;
 
+/// The `$ref` inlining budget of a request is never below this many bytes…
+const INLINE_FLOOR: usize = 64 * 1024;
+/// …nor above this many, whatever the size of its schemas.
+const INLINE_CAP: usize = 1024 * 1024;
+/// Between the two, the budget is this many times the size of the request's schemas.
+const INLINE_FACTOR: usize = 4;
+/// The deepest a schema may nest, each `$ref` followed counting as a level.
+const MAX_DEPTH: usize = 64;
+/// `$ref`s followed inside one another before the innermost becomes `{"type": "object"}`.
+const MAX_REF_CHAIN: usize = 32;
+
+/// The bytes every `$ref` of a request's schemas may inline, shared by its tools and its
+/// `response_format` so that many small schemas cannot add up to a large amplification.
+#[derive(Debug)]
+pub(super) struct InlineBudget {
+    left: usize,
+}
+
+impl InlineBudget {
+    /// The budget for a request whose schemas are `schemas`: [`INLINE_FACTOR`] times their
+    /// size as JSON, at least [`INLINE_FLOOR`] and at most [`INLINE_CAP`].
+    pub(super) fn for_schemas<'v>(schemas: impl IntoIterator<Item = &'v Value>) -> Self {
+        let size = schemas
+            .into_iter()
+            .map(json_len)
+            .fold(0, usize::saturating_add);
+        Self {
+            left: size
+                .saturating_mul(INLINE_FACTOR)
+                .clamp(INLINE_FLOOR, INLINE_CAP),
+        }
+    }
+}
+
+/// The size of `v` as compact JSON, counted without building it.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0 = self.0.saturating_add(b.len());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// Cleans a tool's `parameters`; `None` when nothing is left to declare.
-pub(super) fn function_parameters(schema: &Value) -> Result<Option<Value>, Error> {
-    let mut cleaned = clean_schema(schema)?;
+pub(super) fn function_parameters(
+    schema: &Value,
+    budget: &mut InlineBudget,
+) -> Result<Option<Value>, Error> {
+    let mut cleaned = clean_schema(schema, "tools", budget)?;
     let Some(o) = cleaned.as_object_mut() else {
         return Ok(None);
     };
@@ -24,25 +82,37 @@ pub(super) fn function_parameters(schema: &Value) -> Result<Option<Value>, Error
     Ok(Some(cleaned))
 }
 
-/// Reduces a JSON Schema to the subset Gemini's `Schema` accepts (see the module docs).
-pub(super) fn clean_schema(schema: &Value) -> Result<Value, Error> {
+/// Reduces a JSON Schema to the subset Gemini's `Schema` accepts (see the module docs);
+/// `param` is the request parameter it came from, named by the 400s.
+pub(super) fn clean_schema(
+    schema: &Value,
+    param: &'static str,
+    budget: &mut InlineBudget,
+) -> Result<Value, Error> {
     let mut c = Cleaner {
         root: schema,
+        param,
         refs: Vec::new(),
-        budget: 20_000,
+        sizes: HashMap::new(),
+        depth: 0,
+        budget,
     };
     c.clean(schema)
 }
 
-struct Cleaner<'s> {
+struct Cleaner<'s, 'b> {
     root: &'s Value,
+    param: &'static str,
     /// The `$ref`s being expanded (cycle detection).
     refs: Vec<&'s str>,
-    /// Nodes left to produce (bounds `$ref` expansion).
-    budget: usize,
+    /// The size of each definition expanded so far, by `$ref`.
+    sizes: HashMap<&'s str, usize>,
+    /// Schemas being cleaned inside one another.
+    depth: usize,
+    budget: &'b mut InlineBudget,
 }
 
-impl<'s> Cleaner<'s> {
+impl<'s> Cleaner<'s, '_> {
     fn resolve(&self, r: &str) -> Option<&'s Value> {
         let name = r
             .strip_prefix("#/$defs/")
@@ -54,23 +124,54 @@ impl<'s> Cleaner<'s> {
         defs.get(name)
     }
 
-    fn clean(&mut self, v: &'s Value) -> Result<Value, Error> {
-        self.budget = self.budget.checked_sub(1).ok_or_else(|| {
+    /// Takes `size` bytes of inlined definitions from the budget.
+    fn spend(&mut self, size: usize) -> Result<(), Error> {
+        self.budget.left = self.budget.left.checked_sub(size).ok_or_else(|| {
             invalid(
-                "tools",
-                "a JSON schema is too large once its `$ref`s are expanded",
+                self.param,
+                format!(
+                    "the JSON schemas are too large once their `$ref`s are inlined: a request \
+                     may inline {INLINE_FACTOR} times the size of its schemas, at least {} KiB \
+                     and at most {} KiB",
+                    INLINE_FLOOR / 1024,
+                    INLINE_CAP / 1024
+                ),
             )
         })?;
+        Ok(())
+    }
+
+    fn clean(&mut self, v: &'s Value) -> Result<Value, Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(invalid(
+                self.param,
+                format!(
+                    "a JSON schema is nested too deep (more than {MAX_DEPTH} levels, counting \
+                     each `$ref` followed)"
+                ),
+            ));
+        }
+        self.depth += 1;
+        let out = self.clean_node(v);
+        self.depth -= 1;
+        out
+    }
+
+    fn clean_node(&mut self, v: &'s Value) -> Result<Value, Error> {
         let Some(s) = v.as_object() else {
             return Ok(Value::Object(Map::new()));
         };
         if let Some(r) = s.get("$ref").and_then(Value::as_str) {
-            if self.refs.contains(&r) || self.refs.len() >= 32 {
+            if self.refs.contains(&r) || self.refs.len() >= MAX_REF_CHAIN {
                 let mut o = Map::new();
                 o.insert("type".to_owned(), "object".into());
                 return Ok(Value::Object(o));
             }
             if let Some(target) = self.resolve(r) {
+                // Every expansion is paid for with the definition's full size: the work and
+                // the output both grow with it.
+                let size = *self.sizes.entry(r).or_insert_with(|| json_len(target));
+                self.spend(size)?;
                 self.refs.push(r);
                 let mut out = self.clean(target)?;
                 self.refs.pop();
@@ -181,6 +282,9 @@ impl<'s> Cleaner<'s> {
             }
         }
 
+        // `required` names from merged branches, each once.
+        let mut required = Required::default();
+
         // anyOf / oneOf: null branches become `nullable`; a single branch is inlined.
         let mut branches = Vec::new();
         for key in ["anyOf", "oneOf"] {
@@ -194,7 +298,7 @@ impl<'s> Cleaner<'s> {
         }
         if branches.len() == 1 {
             if let Some(Value::Object(b)) = branches.pop() {
-                merge_missing(&mut out, b);
+                merge_missing(&mut out, b, &mut required);
             }
         } else if !branches.is_empty() {
             out.insert("anyOf".to_owned(), Value::Array(branches));
@@ -207,7 +311,7 @@ impl<'s> Cleaner<'s> {
             .flatten()
         {
             if let Value::Object(b) = self.clean(b)? {
-                merge_missing(&mut out, b);
+                merge_missing(&mut out, b, &mut required);
             }
         }
 
@@ -231,17 +335,27 @@ impl<'s> Cleaner<'s> {
             }
         }
 
-        if let Some(req) = s.get("required").and_then(Value::as_array) {
-            let props = out.get("properties").and_then(Value::as_object);
-            let kept: Vec<Value> = req
-                .iter()
+        // The schema's own required properties (those it has), then the merged branches'.
+        let mut kept = Required::default();
+        if let Some(props) = out.get("properties").and_then(Value::as_object) {
+            for n in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
                 .filter_map(Value::as_str)
-                .filter(|n| props.is_some_and(|p| p.contains_key(*n)))
-                .map(Value::from)
-                .collect();
-            if !kept.is_empty() {
-                out.insert("required".to_owned(), Value::Array(kept));
+            {
+                if props.contains_key(n) {
+                    kept.add(n.to_owned());
+                }
             }
+        }
+        for n in required.names {
+            kept.add(n);
+        }
+        if !kept.names.is_empty() {
+            let names = kept.names.into_iter().map(Value::String).collect();
+            out.insert("required".to_owned(), Value::Array(names));
         }
 
         if nullable {
@@ -251,24 +365,39 @@ impl<'s> Cleaner<'s> {
     }
 }
 
-/// Merges `from` into `into`: keys missing in `into` are added; `properties` and `required`
-/// are unioned.
-fn merge_missing(into: &mut Map<String, Value>, from: Map<String, Value>) {
+/// Required property names, each kept once, in order.
+#[derive(Default)]
+struct Required {
+    names: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Required {
+    fn add(&mut self, name: String) {
+        if self.seen.insert(name.clone()) {
+            self.names.push(name);
+        }
+    }
+}
+
+/// Merges `from` into `into`: keys missing in `into` are added, `properties` are unioned, and
+/// `required` names go to `required` (unioned by the caller, in linear time).
+fn merge_missing(into: &mut Map<String, Value>, from: Map<String, Value>, required: &mut Required) {
     for (k, v) in from {
         match (k.as_str(), into.get_mut(&k)) {
+            ("required", _) => {
+                if let Value::Array(names) = v {
+                    for n in names {
+                        if let Value::String(n) = n {
+                            required.add(n);
+                        }
+                    }
+                }
+            }
             ("properties", Some(Value::Object(mine))) => {
                 if let Value::Object(theirs) = v {
                     for (pk, pv) in theirs {
                         mine.entry(pk).or_insert(pv);
-                    }
-                }
-            }
-            ("required", Some(Value::Array(mine))) => {
-                if let Value::Array(theirs) = v {
-                    for r in theirs {
-                        if !mine.contains(&r) {
-                            mine.push(r);
-                        }
                     }
                 }
             }

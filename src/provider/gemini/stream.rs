@@ -48,16 +48,25 @@ impl GeminiStream {
     }
 }
 
-/// The state of candidate `index`, created on first sight.
-fn state_of(choices: &mut Vec<ChoiceState>, index: u32) -> &mut ChoiceState {
+/// The most candidates a stream may have (Gemini's `candidateCount` goes up to 8): the state
+/// of each is found by a search, so their number is kept small.
+pub(super) const MAX_CANDIDATES: usize = 128;
+
+/// The state of candidate `index`, created on first sight; a 502 past [`MAX_CANDIDATES`].
+fn state_of(choices: &mut Vec<ChoiceState>, index: u32) -> Result<&mut ChoiceState, Error> {
     let pos = match choices.iter().position(|c| c.index == index) {
         Some(p) => p,
+        None if choices.len() >= MAX_CANDIDATES => {
+            return Err(Error::upstream(format!(
+                "bad upstream stream: more than {MAX_CANDIDATES} candidates"
+            )))
+        }
         None => {
             choices.push(ChoiceState::new(index));
             choices.len() - 1
         }
     };
-    &mut choices[pos]
+    Ok(&mut choices[pos])
 }
 
 impl StreamDecode for GeminiStream {
@@ -87,7 +96,7 @@ impl StreamDecode for GeminiStream {
                 .as_ref()
                 .and_then(|f| f.block_reason.as_ref())
             {
-                let st = state_of(&mut self.choices, 0);
+                let st = state_of(&mut self.choices, 0)?;
                 st.finished = true;
                 let role_sent = std::mem::replace(&mut st.role_sent, true);
                 chunk.choices.push(ChunkChoice {
@@ -104,7 +113,7 @@ impl StreamDecode for GeminiStream {
         }
         for cand in frame.candidates {
             let parts = cand.content.map(|c| c.parts).unwrap_or_default();
-            let st = state_of(&mut self.choices, cand.index);
+            let st = state_of(&mut self.choices, cand.index)?;
             let d = st.absorb(parts, &mut self.ids);
             let has_calls = st.tool_calls > 0;
             let finish = cand

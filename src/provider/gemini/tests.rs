@@ -1171,3 +1171,389 @@ proptest::proptest! {
         let _ = dec.finish(&mut out);
     }
 }
+
+// ----- hostile inputs ----------------------------------------------------------------------
+
+/// A request whose `param` (`tools` or `response_format`) carries `schema`.
+fn with_schema(param: &str, schema: &Value) -> Value {
+    let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    if param == "tools" {
+        body["tools"] =
+            json!([{"type": "function", "function": {"name": "f", "parameters": schema}}]);
+    } else {
+        body["response_format"] =
+            json!({"type": "json_schema", "json_schema": {"name": "r", "schema": schema}});
+    }
+    body
+}
+
+#[test]
+fn ref_inlining_has_a_byte_budget() {
+    // One 50 KB definition referenced 3,000 times (a 150 KB request) once made a 150 MB body.
+    let props: Map<String, Value> = (0..3000)
+        .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/Big"})))
+        .collect();
+    let schema = json!({"type": "object", "properties": props,
+        "$defs": {"Big": {"type": "string", "description": "x".repeat(50_000)}}});
+    for param in ["response_format", "tools"] {
+        let e = encode_with(with_schema(param, &schema), "gemini-2.5-flash").unwrap_err();
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::InvalidRequest, Some(param))
+        );
+    }
+
+    // Fan-out 8, depth 4 and a 1 KB description at the bottom: 2 KB in, once 4 MB out.
+    let mut defs = Map::new();
+    defs.insert(
+        "L4".into(),
+        json!({"type": "string", "description": "d".repeat(1024)}),
+    );
+    for level in (0..4).rev() {
+        let props: Map<String, Value> = (0..8)
+            .map(|i| {
+                (
+                    format!("f{i}"),
+                    json!({"$ref": format!("#/$defs/L{}", level + 1)}),
+                )
+            })
+            .collect();
+        defs.insert(
+            format!("L{level}"),
+            json!({"type": "object", "properties": props}),
+        );
+    }
+    let schema = json!({"$ref": "#/$defs/L0", "$defs": defs});
+    assert!(schema.to_string().len() < 2500);
+    for param in ["response_format", "tools"] {
+        let e = encode_with(with_schema(param, &schema), "gemini-2.5-flash").unwrap_err();
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::InvalidRequest, Some(param))
+        );
+        assert!(e.message().contains("$ref"), "{}", e.message());
+    }
+
+    // Ordinary reuse is inlined as before: a 1 KB definition used 40 times.
+    let props: Map<String, Value> = (0..40)
+        .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/Addr"})))
+        .collect();
+    let schema = json!({"type": "object", "properties": props, "$defs": {"Addr": {
+        "type": "object", "description": "a".repeat(1000),
+        "properties": {"street": {"type": "string"}, "zip": {"type": "string"}}}}});
+    let r = encode_with(with_schema("response_format", &schema), "gemini-2.5-flash").unwrap();
+    let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
+    let s = &v["generationConfig"]["responseSchema"];
+    assert_eq!(s["properties"].as_object().unwrap().len(), 40);
+    assert_eq!(
+        s["properties"]["p39"]["properties"]["zip"],
+        json!({"type": "string"})
+    );
+}
+
+#[test]
+fn the_budget_is_shared_by_the_schemas_of_a_request() {
+    // Each tool alone fits; 200 of them together would be 200 times the amplification.
+    let mut defs = Map::new();
+    defs.insert(
+        "D8".into(),
+        json!({"type": "string", "description": "z".repeat(40)}),
+    );
+    for i in (0..8).rev() {
+        defs.insert(
+            format!("D{i}"),
+            json!({"type": "object", "properties": {
+                "a": {"$ref": format!("#/$defs/D{}", i + 1)},
+                "b": {"$ref": format!("#/$defs/D{}", i + 1)}}}),
+        );
+    }
+    let schema = json!({"$ref": "#/$defs/D0", "$defs": defs});
+    let one = encode_with(with_schema("tools", &schema), "gemini-2.5-flash").unwrap();
+    assert!(one.body().to_bytes().len() < 64 * 1024);
+    let tools: Vec<Value> = (0..200)
+        .map(|i| json!({"type": "function", "function": {"name": format!("f{i}"), "parameters": schema}}))
+        .collect();
+    let e = encode_with(
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools}),
+        "gemini-2.5-flash",
+    )
+    .unwrap_err();
+    assert_eq!((e.status().as_u16(), e.param()), (400, Some("tools")));
+
+    // Large schemas without `$ref`s are not amplified and pass whatever their total size:
+    // 300 tools of 4 KB each.
+    let props: Map<String, Value> = (0..100)
+        .map(|i| {
+            (
+                format!("field_{i}"),
+                json!({"type": "string", "description": "y".repeat(20)}),
+            )
+        })
+        .collect();
+    let tools: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"type": "function", "function": {"name": format!("f{i}"),
+            "parameters": {"type": "object", "properties": props}}})
+        })
+        .collect();
+    let r = encode_with(
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools}),
+        "gemini-2.5-flash",
+    )
+    .unwrap();
+    assert!(r.body().to_bytes().len() > 1 << 20);
+}
+
+#[test]
+fn deep_schemas_are_refused_without_overflowing_the_stack() {
+    // 8 definitions chained, each 55 levels deep: 440 levels through the refs.
+    let mut defs = Map::new();
+    for d in 0..8 {
+        let mut node = if d == 7 {
+            json!({"type": "string"})
+        } else {
+            json!({"$ref": format!("#/$defs/D{}", d + 1)})
+        };
+        for _ in 0..55 {
+            node = json!({"type": "array", "items": node});
+        }
+        defs.insert(format!("D{d}"), node);
+    }
+    let schema = json!({"$ref": "#/$defs/D0", "$defs": defs});
+    let body = with_schema("response_format", &schema);
+    // A test thread's default stack (2 MiB), like a runtime worker's.
+    let e = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || encode_with(body, "gemini-2.5-flash").unwrap_err())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        (e.kind(), e.param()),
+        (ErrorKind::InvalidRequest, Some("response_format"))
+    );
+    assert!(e.message().contains("deep"), "{}", e.message());
+
+    // 30 levels are fine.
+    let mut node = json!({"type": "string"});
+    for _ in 0..30 {
+        node = json!({"type": "array", "items": node});
+    }
+    encode_with(
+        with_schema(
+            "tools",
+            &json!({"type": "object", "properties": {"x": node}}),
+        ),
+        "m",
+    )
+    .unwrap();
+}
+
+#[test]
+fn merging_long_required_lists_is_linear() {
+    // An `allOf` branch requiring one property 100,000 times and another requiring 10,000
+    // distinct ones: merging them once compared every pair (a billion comparisons).
+    let names: Vec<String> = (0..10_000).map(|i| format!("b{i}")).collect();
+    let props: Map<String, Value> = names
+        .iter()
+        .map(|n| (n.clone(), json!({"type": "string"})))
+        .collect();
+    let schema = json!({"allOf": [
+        {"type": "object", "properties": {"a0": {"type": "string"}}, "required": vec!["a0"; 100_000]},
+        {"type": "object", "properties": props, "required": names}
+    ], "required": ["b1"]});
+    let started = tokio::time::Instant::now();
+    let v = encode(with_schema("response_format", &schema));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let req = v["generationConfig"]["responseSchema"]["required"]
+        .as_array()
+        .unwrap();
+    // The union, each name once: the schema's own names, then the branches' others.
+    assert_eq!(req.len(), 10_001);
+    assert_eq!(
+        req[..4],
+        [json!("b1"), json!("a0"), json!("b0"), json!("b2")]
+    );
+}
+
+#[test]
+fn own_required_is_added_to_merged_required() {
+    let schema = json!({
+        "allOf": [{"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}],
+        "properties": {"b": {"type": "string"}},
+        "required": ["b"]
+    });
+    let v = encode(with_schema("response_format", &schema));
+    assert_eq!(
+        v["generationConfig"]["responseSchema"]["required"],
+        json!(["b", "a"])
+    );
+}
+
+#[test]
+fn huge_retry_delays_are_capped_not_a_panic() {
+    for delay in ["1e30s", "1e308s", "18446744073709551616s", "inf s"] {
+        let body = format!(
+            r#"{{"error": {{"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED",
+            "details": [{{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "{delay}"}}]}}}}"#
+        );
+        let e = err(429, &body);
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3600)), "{delay}");
+    }
+    for delay in ["-1s", "NaNs", "soon"] {
+        let body = format!(
+            r#"{{"error": {{"code": 429, "status": "RESOURCE_EXHAUSTED",
+            "details": [{{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "{delay}"}}]}}}}"#
+        );
+        assert_eq!(err(429, &body).retry_after(), None, "{delay}");
+    }
+}
+
+#[test]
+fn timeouts_hide_the_upstream_message() {
+    let e = err(
+        504,
+        r#"{"error": {"code": 504, "message": "Deadline exceeded for project 123456789012 key AIzaSyA-SECRETSECRET", "status": "DEADLINE_EXCEEDED"}}"#,
+    );
+    assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Timeout, 504));
+    assert!(!e.message().contains("SECRET") && !e.message().contains("123456789012"));
+    assert!(e.message().contains("timed out"), "{}", e.message());
+    // In a stream frame (no HTTP status) too.
+    let frame = r#"{"error": {"code": 504, "message": "project 123456789012", "status": "DEADLINE_EXCEEDED"}}"#;
+    let e = decode_stream(frames(&[frame]).as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(!e.message().contains("123456789012"), "{}", e.message());
+}
+
+#[test]
+fn many_signatures_are_matched_in_linear_time() {
+    // 20,000 tool calls and 20,000 signatures (3 MB) once took 14 s; 30,000 take twice that.
+    let n = 30_000;
+    let calls: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "f", "arguments": "{}"}}))
+        .collect();
+    // In reverse order, so a search from the front finds each late; plus id-less ones.
+    let mut details: Vec<Value> = (0..n)
+        .rev()
+        .map(|i| json!({"type": "reasoning.encrypted", "data": format!("sig{i}"), "id": format!("call_{i}"), "format": "google-gemini-v1"}))
+        .collect();
+    details.extend((0..n).map(|i| json!({"type": "reasoning.encrypted", "data": format!("nosig{i}"), "id": format!("other_{i}")})));
+    let mut messages = vec![
+        json!({"role": "user", "content": "go"}),
+        json!({"role": "assistant", "content": "ok", "tool_calls": calls, "reasoning_details": details}),
+    ];
+    messages.extend(
+        (0..n)
+            .map(|i| json!({"role": "tool", "tool_call_id": format!("call_{i}"), "content": "r"})),
+    );
+    let req = ChatRequest::from_slice(
+        json!({"model": "m", "messages": messages})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let p = provider();
+    let ctx = EncodeContext {
+        provider: &p,
+        upstream_model: "gemini-2.5-flash",
+        max_output: None,
+    };
+    let started = tokio::time::Instant::now();
+    let r = Gemini.encode(&req, &ctx).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
+    let parts = v["contents"][1]["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), n + 1);
+    // The text part got the first id-less signature (every call had its own).
+    assert_eq!(parts[0]["thoughtSignature"], "nosig0");
+    assert_eq!(parts[1]["thoughtSignature"], "sig0");
+    assert_eq!(parts[n]["thoughtSignature"], format!("sig{}", n - 1));
+}
+
+#[test]
+fn hostile_model_names_stay_one_path_segment() {
+    let prefix = "https://generativelanguage.googleapis.com/v1beta/models/";
+    for (model, segment) in [
+        ("../../v1/files", "..%2F..%2Fv1%2Ffiles"),
+        ("a/b:c", "a%2Fb%3Ac"),
+        ("%2e%2e", "%252e%252e"),
+        ("gemini 2.5", "gemini%202.5"),
+        ("gemini\n2.5", "gemini%0A2.5"),
+        ("x?alt=json#y", "x%3Falt%3Djson%23y"),
+        ("models/../x", "..%2Fx"),
+        ("ünï", "%C3%BCn%C3%AF"),
+        ("gemini-2.5_flash.~1", "gemini-2.5_flash.~1"),
+    ] {
+        let r = encode_with(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            model,
+        )
+        .unwrap();
+        assert_eq!(
+            r.uri().to_string(),
+            format!("{prefix}{segment}:generateContent"),
+            "{model:?}"
+        );
+        assert_eq!(
+            r.uri().path(),
+            format!("/v1beta/models/{segment}:generateContent")
+        );
+        assert_eq!(r.uri().query(), None, "{model:?}");
+    }
+    // A tuned model keeps its collection; its name is one segment too.
+    let r = encode_with(
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        "tunedModels/../../v1/files",
+    )
+    .unwrap();
+    assert_eq!(
+        r.uri().path(),
+        "/v1beta/tunedModels/..%2F..%2Fv1%2Ffiles:generateContent"
+    );
+    for model in [
+        "",
+        ".",
+        "..",
+        "models/",
+        "models/..",
+        "tunedModels/",
+        "tunedModels/.",
+    ] {
+        let e = encode_with(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            model,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::InvalidRequest, Some("model")),
+            "{model:?}"
+        );
+    }
+}
+
+#[test]
+fn streamed_candidates_are_bounded() {
+    // One frame of 100,000 candidates (each once searched for among all the earlier ones).
+    let cands: Vec<Value> = (0..100_000)
+        .map(|i| json!({"content": {"parts": [{"text": "x"}]}, "index": i}))
+        .collect();
+    let frame = json!({"candidates": cands}).to_string();
+    let started = tokio::time::Instant::now();
+    let e = decode_stream(frames(&[&frame]).as_bytes(), &[]).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Upstream, 502));
+    assert!(
+        e.message().contains("bad upstream stream"),
+        "{}",
+        e.message()
+    );
+    // Up to the limit is fine.
+    let cands: Vec<Value> = (0..super::stream::MAX_CANDIDATES)
+        .map(|i| json!({"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP", "index": i}))
+        .collect();
+    let frame = json!({"candidates": cands}).to_string();
+    let out = decode_stream(frames(&[&frame]).as_bytes(), &[]).unwrap();
+    assert_eq!(out[0].choices.len(), super::stream::MAX_CANDIDATES);
+}
