@@ -406,7 +406,10 @@ fn check_limits(chat: &ChatRequest, config: &EdgeConfig) -> Result<(), Error> {
             ),
         );
     }
-    for (param, raw) in [("tools", &chat.tools), ("response_format", &chat.response_format)] {
+    for (param, raw) in [
+        ("tools", &chat.tools),
+        ("response_format", &chat.response_format),
+    ] {
         if let Some(raw) = raw {
             if raw.get().len() > config.max_tools_bytes {
                 return Err(Error::invalid_request(format!(

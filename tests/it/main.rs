@@ -14,6 +14,7 @@ mod edge;
 mod examples;
 mod fallback;
 mod gateway;
+mod hostile;
 mod reasoning;
 #[cfg(feature = "server")]
 mod reliability;
