@@ -40,8 +40,9 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Refuses a request whose `models` lists too many ids, or whose `model` or an entry of
-    /// `models` is too long: 400 naming the limit and the parameter. Constant work per id.
+    /// Refuses a request whose `models` (or `provider.order` / `only` / `ignore`) lists too
+    /// many ids, or whose `model` or an entry of those lists is too long: 400 naming the limit
+    /// and the parameter. Constant work per id.
     pub(super) fn check(&self, req: &ChatRequest) -> Result<(), Error> {
         let models = req.models.as_deref().unwrap_or_default();
         if models.len() > self.max_models {
@@ -68,6 +69,30 @@ impl Limits {
         }
         if let Some(i) = models.iter().position(|m| m.len() > self.max_id_bytes) {
             return Err(too_long(&models[i], format!("models[{i}]")));
+        }
+        // `provider.order` / `only` / `ignore` are scanned per candidate: bound them like
+        // `models` (provider names are ids too).
+        if let Some(p) = &req.provider {
+            for (name, list) in [
+                ("order", &p.order),
+                ("only", &p.only),
+                ("ignore", &p.ignore),
+            ] {
+                let list = list.as_deref().unwrap_or_default();
+                let param = || format!("provider.{name}");
+                if list.len() > self.max_models {
+                    return Err(Error::invalid_request(format!(
+                        "`provider.{name}` lists {} providers; at most {} are allowed",
+                        list.len(),
+                        self.max_models
+                    ))
+                    .with_code("array_above_max_length")
+                    .with_param(param()));
+                }
+                if let Some(i) = list.iter().position(|m| m.len() > self.max_id_bytes) {
+                    return Err(too_long(&list[i], format!("{}[{i}]", param())));
+                }
+            }
         }
         Ok(())
     }
@@ -244,6 +269,22 @@ mod tests {
         assert_eq!(e.param(), Some("models"));
         assert_eq!(e.code(), Some("array_above_max_length"));
         assert!(e.message().contains("at most 64"), "{}", e.message());
+        let providers: Vec<String> = (0..100_000).map(|i| format!("p{i}")).collect();
+        for list in ["order", "only", "ignore"] {
+            let e = l
+                .check(&req(
+                    serde_json::json!({"model": "a", "provider": {list: providers}}),
+                ))
+                .unwrap_err();
+            assert_eq!(e.param(), Some(format!("provider.{list}").as_str()));
+            let e = l
+                .check(&req(
+                    serde_json::json!({"model": "a", "provider": {list: ["x".repeat(300)]}}),
+                ))
+                .unwrap_err();
+            assert_eq!(e.param(), Some(format!("provider.{list}[0]").as_str()));
+            assert!(e.message().len() < 300, "{}", e.message());
+        }
         let e = l
             .check(&req(serde_json::json!({"model": "x".repeat(257)})))
             .unwrap_err();

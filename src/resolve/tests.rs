@@ -1141,13 +1141,23 @@ fn error_messages_quote_a_short_prefix_of_what_the_client_sent() {
     );
     bounded(&e);
     // Provider lists echoed back.
-    let only: Vec<String> = (0..100_000).map(|i| format!("p{i}")).collect();
+    let only: Vec<String> = (0..60)
+        .map(|i| format!("p{i}-{}", "z".repeat(200)))
+        .collect();
     let e = err(
         &r,
         json!({"model": "openai/gpt-4o", "provider": {"only": only}}),
     );
     assert_eq!(e.code(), Some("no_matching_provider"));
     bounded(&e);
+    // Longer lists are refused before any work.
+    let only: Vec<String> = (0..100_000).map(|i| format!("p{i}")).collect();
+    let e = err(
+        &r,
+        json!({"model": "openai/gpt-4o", "provider": {"only": only}}),
+    );
+    assert_eq!(e.code(), Some("array_above_max_length"));
+    assert!(e.message().len() < 100, "{}", e.message());
     // The requested id in capability and preference errors.
     let long = format!("openai-us/{}", "q".repeat(200));
     let e = err(
