@@ -7,7 +7,11 @@
 #
 # Environment:
 #   VARIANTS  request shapes (default "nonstream_1k nonstream_32k stream_1k")
-#   MODES     proxies (default "bare-proxy switchboard")
+#   MODES     proxies (default "bare-proxy switchboard"); besides the bench_server modes, the
+#             shipped binary (`switchboard`, release) with examples/gateway.toml routed to the
+#             bench upstream: `gateway` (as shipped: cache on, so every measured request is a
+#             HIT, default logging), `gateway-nolog` (RUST_LOG=off), `gateway-miss` (the cache
+#             off, every request forwarded), `gateway-miss-nolog`
 #   WARMUP    requests before the first phase of each variant (default 50)
 #   OUT       where the callgrind dumps go (default $CARGO_TARGET_DIR/callgrind, or
 #             target/callgrind); each kept dump is named MODE.VARIANT.N.out, e.g. for
@@ -58,6 +62,10 @@ program() {
     fi
     printf '%s\n' "$path"
 }
+if [[ " $MODES " == *" gateway"* ]]; then
+    cargo build --release --bin switchboard >&2
+fi
+GATEWAY_BIN=$TARGET_DIR/release/switchboard
 UPSTREAM_BIN=$(program bench_upstream)
 SERVER_BIN=$(program bench_server)
 CLIENT_BIN=$(program bench_client)
@@ -73,11 +81,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits (up to $2 seconds) for a process to print its address as the first line of $1.
+# Waits (up to $2 seconds) for a process to print its address as the first line of $1 (or,
+# for the gateway binary, on its `switchboard listening on http://ADDR` line).
 wait_addr() {
-    local file=$1 secs=$2 i
+    local file=$1 secs=$2 i line
     for ((i = 0; i < secs * 10; i++)); do
-        if [ -s "$file" ]; then
+        line=$(sed -n 's|^switchboard listening on http://||p' "$file" 2>/dev/null | head -n 1)
+        if [ -n "$line" ]; then
+            printf '%s\n' "$line"
+            return 0
+        fi
+        if [ -s "$file" ] && ! grep -q ' ' <(head -n 1 "$file"); then
             head -n 1 "$file"
             return 0
         fi
@@ -116,9 +130,25 @@ phase() {
 declare -A PER_REQUEST
 for mode in $MODES; do
     # Uncompressed names make every dump readable on its own by callgrind_annotate.
-    valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$OUT/$mode.out" \
-        "$SERVER_BIN" --mode "$mode" --upstream "http://$UPSTREAM" \
-        >"$OUT/$mode.addr" 2>"$OUT/$mode.valgrind.log" &
+    CG=(valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$OUT/$mode.out")
+    case $mode in
+    gateway*)
+        config=$OUT/$mode.toml
+        cp examples/gateway.toml "$config"
+        if [[ $mode == *-miss* ]]; then
+            sed -i 's/^enabled = true$/enabled = false/' "$config"
+        fi
+        log=info
+        if [[ $mode == *-nolog ]]; then log=off; fi
+        RUST_LOG=$log OPENAI_API_KEY=k OPENAI_BASE_URL="http://$UPSTREAM/v1" NO_COLOR=1 \
+            "${CG[@]}" "$GATEWAY_BIN" --config "$config" --listen 127.0.0.1:0 \
+            >"$OUT/$mode.addr" 2>"$OUT/$mode.valgrind.log" &
+        ;;
+    *)
+        "${CG[@]}" "$SERVER_BIN" --mode "$mode" --upstream "http://$UPSTREAM" \
+            >"$OUT/$mode.addr" 2>"$OUT/$mode.valgrind.log" &
+        ;;
+    esac
     server=$!
     PIDS+=("$server")
     addr=$(wait_addr "$OUT/$mode.addr" 120)
@@ -141,17 +171,22 @@ echo
 echo "instructions per request (callgrind, (I($N2) - I($N1)) / ($N2 - $N1), server process only)"
 printf '%-14s' "variant"
 for mode in $MODES; do printf ' %14s' "$mode"; done
-if [[ " $MODES " == *" bare-proxy "* && " $MODES " == *" switchboard "* ]]; then
-    printf ' %18s' "switchboard/bare"
-fi
 echo
 for variant in $VARIANTS; do
     printf '%-14s' "$variant"
     for mode in $MODES; do printf ' %14s' "${PER_REQUEST[$mode.$variant]}"; done
-    if [[ -n "${PER_REQUEST[bare-proxy.$variant]:-}" && -n "${PER_REQUEST[switchboard.$variant]:-}" ]]; then
-        awk -v s="${PER_REQUEST[switchboard.$variant]}" -v b="${PER_REQUEST[bare-proxy.$variant]}" \
-            'BEGIN { printf " %18.2f", s / b }'
-    fi
     echo
 done
+if [[ " $MODES " == *" bare-proxy "* ]]; then
+    echo
+    echo "× bare proxy"
+    for variant in $VARIANTS; do
+        printf '%-14s' "$variant"
+        for mode in $MODES; do
+            awk -v s="${PER_REQUEST[$mode.$variant]}" -v b="${PER_REQUEST[bare-proxy.$variant]}" \
+                'BEGIN { printf " %14.2f", s / b }'
+        done
+        echo
+    done
+fi
 echo "dumps: $OUT"
