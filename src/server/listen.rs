@@ -184,22 +184,35 @@ async fn connection(
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    // The first tick gives a new connection `header_read_timeout` to start a request; later
-    // ticks close it after `idle_timeout` with nothing in flight and nothing started.
-    let mut tick = limits.header_read_timeout;
+    // The watchdog looks every half of the shorter deadline: a connection that never started a
+    // request is closed `header_read_timeout` after it was accepted; one with nothing in
+    // flight, `idle_timeout` after it was last seen busy.
+    let tick =
+        (limits.header_read_timeout.min(limits.idle_timeout) / 2).max(Duration::from_millis(10));
+    let accepted = tokio::time::Instant::now();
+    let mut last_busy = accepted;
     let mut seen = 0;
     let mut closing = false;
     loop {
         tokio::select! {
             _ = conn.as_mut() => break,
             () = tokio::time::sleep(tick), if !closing => {
+                let now = tokio::time::Instant::now();
                 let started = state.started.load(Ordering::Relaxed);
-                if started == seen && state.in_flight.load(Ordering::Relaxed) == 0 {
+                let busy = state.in_flight.load(Ordering::Relaxed) > 0;
+                if started != seen || busy {
+                    seen = started;
+                    last_busy = now;
+                }
+                let expired = if seen == 0 {
+                    now.duration_since(accepted) >= limits.header_read_timeout
+                } else {
+                    now.duration_since(last_busy) >= limits.idle_timeout
+                };
+                if expired && !busy {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                seen = started;
-                tick = limits.idle_timeout;
             }
             changed = draining.changed(), if !closing => {
                 if changed.is_err() || *draining.borrow() {

@@ -449,3 +449,33 @@ async fn upstream_quota_and_server_texts_never_reach_the_client() {
     }
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let mut limits = ConnLimits::default();
+    limits.idle_timeout = Duration::from_millis(500);
+    limits.header_read_timeout = Duration::from_secs(30);
+    let g = gateway(limits).await;
+    let mut s = TcpStream::connect(g.addr()).await.expect("connect");
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Nothing more is sent: the watchdog closes the connection after the idle timeout
+    // (between one and two ticks), well before the header deadline.
+    let start = Instant::now();
+    let closed = timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("closed before the header deadline");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
