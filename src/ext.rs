@@ -158,6 +158,30 @@ impl ServedBy {
     }
 }
 
+/// The models a caller may be served by (request extension): exact public ids (`openai/gpt-4o`,
+/// or an alias, split or `auto` the operator lets the caller request) or prefixes ending in `*`
+/// (`openai/*`). Set by [`ClientKeys`](crate::keys::ClientKeys) from the key's allow-list, or by
+/// an app's own auth. [`ModelResolve`](crate::resolve::ModelResolve) keeps only the candidates
+/// whose model id it allows, unless the id the client asked for is listed exactly (an alias,
+/// split or `auto` the operator allowed as such); with no candidate left the request is a 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelAllowList(pub Arc<[String]>);
+
+impl ModelAllowList {
+    /// Whether `id` is allowed (exactly, or by a `prefix*` pattern).
+    pub fn allows(&self, id: &str) -> bool {
+        self.0.iter().any(|m| match m.strip_suffix('*') {
+            Some(prefix) => id.starts_with(prefix),
+            None => m == id,
+        })
+    }
+
+    /// Whether `id` is listed exactly (no pattern).
+    pub fn lists(&self, id: &str) -> bool {
+        self.0.iter().any(|m| m == id)
+    }
+}
+
 /// Time spent waiting on the upstream for the answer that served: until the whole body was
 /// decoded (non-streaming) or until its headers (streams). Response extension written by
 /// ProviderTranslate; the CostMeter derives the gateway's own overhead from it.

@@ -163,7 +163,7 @@ use tower_service::Service;
 
 use crate::catalog::{Catalog, Parameters};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
-use crate::ext::{Candidate, Route};
+use crate::ext::{Candidate, ModelAllowList, Route};
 use crate::health::{Health, TargetState};
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
@@ -263,7 +263,14 @@ where
     }
 
     fn call(&mut self, mut req: ChatHttpRequest) -> Self::Future {
-        match self.resolver.resolve(req.body(), req.headers()) {
+        let resolved = self
+            .resolver
+            .resolve(req.body(), req.headers())
+            .and_then(|route| match req.extensions().get::<ModelAllowList>() {
+                Some(allowed) => restrict(route, allowed),
+                None => Ok(route),
+            });
+        match resolved {
             Ok(route) => {
                 req.extensions_mut().insert(route);
                 future::ResponseFuture::inner(self.inner.call(req))
@@ -274,6 +281,36 @@ where
 }
 
 const MAX_HOPS: usize = 8;
+
+/// Keeps the candidates a caller's allow-list allows: every resolved candidate, not only the
+/// id the client asked for, so an alias, split or rule cannot lead outside the list (unless
+/// the operator listed that alias, split or rule id itself).
+fn restrict(route: Route, allowed: &ModelAllowList) -> Result<Route, Error> {
+    if allowed.lists(&route.requested) || route.candidates.iter().all(|c| allowed.allows(&c.model))
+    {
+        return Ok(route);
+    }
+    let candidates: Vec<Candidate> = route
+        .candidates
+        .iter()
+        .filter(|c| allowed.allows(&c.model))
+        .cloned()
+        .collect();
+    if candidates.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            format!(
+                "this API key may not use the models `{}` resolves to",
+                quote(&route.requested)
+            ),
+        )
+        .with_param("model"));
+    }
+    Ok(Route {
+        requested: route.requested,
+        candidates: candidates.into(),
+    })
+}
 
 /// The routing logic of [`ModelResolve`], usable without tower. Cheap to clone (shared).
 #[derive(Debug, Clone)]

@@ -1257,3 +1257,63 @@ fn an_unsafe_passthrough_name_error_says_what_is_allowed() {
          `models/` or `tunedModels/`)"
     );
 }
+
+#[tokio::test]
+async fn allow_lists_apply_to_every_resolved_candidate() {
+    use tower::{service_fn, ServiceExt};
+    // A split whose id looks like an OpenAI model but whose arms include another provider's.
+    let catalog = builder()
+        .model(ModelSpec::new("anthropic/claude").endpoint("anthropic", "claude", price(3.0, 15.0)))
+        .split(
+            "openai/cheap",
+            [("openai/gpt-4o", 1), ("anthropic/claude", 1)],
+        )
+        .alias("smart", "anthropic/claude")
+        .build()
+        .unwrap();
+    let inner = service_fn(|req: ChatHttpRequest| async move {
+        let route = req.extensions().get::<Route>().cloned().unwrap();
+        let models: Vec<String> = route
+            .candidates
+            .iter()
+            .map(|c| c.model.to_string())
+            .collect();
+        Err::<ChatHttpResponse, _>(Error::upstream(models.join(",")))
+    });
+    let svc = ModelResolveLayer::new(catalog).seed(7).layer(inner);
+    let call = |allowed: &[&str], body: Value| {
+        let svc = svc.clone();
+        let allowed = ModelAllowList(allowed.iter().map(|s| (*s).to_owned()).collect());
+        async move {
+            let mut r = http::Request::new(Arc::new(req(body)));
+            r.extensions_mut().insert(allowed);
+            svc.oneshot(r).await.unwrap_err()
+        }
+    };
+    // `openai/*` matches the split's id, but only its OpenAI arm may serve: the other arm's
+    // picks are refused, never served.
+    let (mut served, mut refused) = (0, 0);
+    for _ in 0..32 {
+        let e = call(&["openai/*"], json!({"model": "openai/cheap"})).await;
+        match e.kind() {
+            ErrorKind::Forbidden => refused += 1,
+            _ => {
+                assert_eq!(e.message(), "openai/gpt-4o,openai/gpt-4o");
+                served += 1;
+            }
+        }
+    }
+    assert!(
+        served > 0 && refused > 0,
+        "{served} served, {refused} refused"
+    );
+    // An alias to a model outside the list: nothing left.
+    let e = call(&["openai/*", "smart*"], json!({"model": "smart"})).await;
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    // The operator listing the alias itself allows what it resolves to.
+    let e = call(&["smart"], json!({"model": "smart"})).await;
+    assert_eq!(e.message(), "anthropic/claude");
+    // Plain ids in the list pass unchanged.
+    let e = call(&["openai/*"], json!({"model": "openai/gpt-4o"})).await;
+    assert_eq!(e.message(), "openai/gpt-4o,openai/gpt-4o");
+}
