@@ -154,6 +154,30 @@ impl Completion {
         }
     }
 
+    /// Bytes of output (text, reasoning, refusals, tool calls), for an estimate of the
+    /// completion tokens when the upstream sent no usage. A pass-through counts its whole
+    /// body (more than the output: an estimate that errs on the side of billing).
+    pub(crate) fn output_bytes(&self) -> usize {
+        match &*self.repr {
+            Repr::Typed(c) => c
+                .choices
+                .iter()
+                .map(|ch| {
+                    let m = &ch.message;
+                    m.content.as_ref().map_or(0, String::len)
+                        + m.reasoning.as_ref().map_or(0, String::len)
+                        + m.refusal.as_ref().map_or(0, String::len)
+                        + m.tool_calls
+                            .iter()
+                            .flatten()
+                            .map(|t| t.function.name.len() + t.function.arguments.len())
+                            .sum::<usize>()
+                })
+                .sum(),
+            Repr::Raw(r) => r.upstream_body().len(),
+        }
+    }
+
     /// The model id the client receives in `model`.
     pub fn model(&self) -> &str {
         match &*self.repr {

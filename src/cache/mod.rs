@@ -90,13 +90,25 @@
 //! Identical requests arriving while one is being fetched do not call the upstream again:
 //! they follow the first one's recording. Streaming followers get each chunk as soon as the
 //! leader does; non-streaming followers of a stream get the aggregated completion when it is
-//! complete, streaming followers of a completion get it rendered as chunks. Followers get a
-//! fresh `id` and are marked [`CacheStatus::Hit`] (the leader's request pays). An error
-//! reaches every follower and nothing is stored. If the leader's client goes away while
-//! followers wait, the rest of the answer is fetched by a spawned task so the followers still
-//! get all of it; with nobody waiting the upstream call is dropped. Until then the upstream
+//! complete, streaming followers of a completion get it rendered as chunks. An error reaches
+//! every follower and nothing is stored. Until the leader's client goes away the upstream
 //! stream is read by the leader's own stream, so followers advance at the pace the leader's
 //! client reads. The in-flight map is per layer (per process), also with a shared store.
+//!
+//! Billing: followers are answered like hits (a fresh `id`, [`CacheStatus::Hit`], which the
+//! CostMeter prices at 0) and the leader's request pays the upstream call. Flights are keyed
+//! per [`CallerKey`] like entries, so by default leader and followers are the same caller,
+//! who pays once; with [`shared_across_callers`](ResponseCacheLayer::shared_across_callers)
+//! followers of another caller ride free on the leader's call, as they would on a hit.
+//!
+//! If the leader's client goes away while followers wait, the rest of the answer is fetched
+//! by a spawned task so the followers still get all of it, and the leader's caller is billed
+//! what the upstream really used (the task reports it on the leader's
+//! [`BillingTab`]). Once no follower waits, the upstream call is
+//! dropped (its caller billed for what was generated until then), unless
+//! [`finish_abandoned_within`](ResponseCacheLayer::finish_abandoned_within) lets it finish
+//! for the store: then it goes on while the entry stays under `max_entry_bytes` and within
+//! that time.
 //!
 //! # Streaming
 //! A miss's stream is passed through unchanged; each chunk is cloned into the recording
@@ -133,6 +145,7 @@ pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore};
 use record::{follow, Clock, Lead, PendingLead, Role, Shared};
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::cost::BillingTab;
 use crate::ext::{CacheStatus, CallerKey, Route, ServedBy};
 use crate::openai::ChatRequest;
 use crate::Error;
@@ -187,6 +200,7 @@ struct Config {
     max_entry_bytes: usize,
     deterministic_only: bool,
     shared_across_callers: bool,
+    finish_abandoned_within: Duration,
 }
 
 /// Layer for [`ResponseCache`]; see the [module docs](self). Clones (and every service built
@@ -218,6 +232,7 @@ impl ResponseCacheLayer {
                 max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
                 deterministic_only: false,
                 shared_across_callers: false,
+                finish_abandoned_within: Duration::ZERO,
             },
         }
     }
@@ -251,6 +266,19 @@ impl ResponseCacheLayer {
     #[must_use]
     pub fn shared_across_callers(mut self, yes: bool) -> Self {
         self.config.shared_across_callers = yes;
+        self
+    }
+
+    /// How long the upstream call of a request whose client went away may go on only to
+    /// store its answer, when no identical request follows it (default zero: such a call is
+    /// dropped at once, and its caller billed for what was generated until then). With a
+    /// time, the call goes on while the answer stays storable (no longer than
+    /// [`max_entry_bytes`](Self::max_entry_bytes)) and that time has not passed since the
+    /// client left; its caller is billed what the upstream really used. Worth it where
+    /// clients that time out retry the same request: the retry is then a hit.
+    #[must_use]
+    pub fn finish_abandoned_within(mut self, within: Duration) -> Self {
+        self.config.finish_abandoned_within = within;
         self
     }
 
@@ -375,6 +403,8 @@ where
         ttl,
         max_entry_bytes: config.max_entry_bytes,
         served_by: None,
+        tab: req.extensions().get::<BillingTab>().cloned(),
+        finish_within: config.finish_abandoned_within,
     };
     PendingLead::new(Box::pin(inner.call(req)), lead).await
 }

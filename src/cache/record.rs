@@ -12,8 +12,12 @@
 //!
 //! If the leader's client goes away before the answer is complete while followers wait, the
 //! rest of the upstream answer is driven by a spawned task so the followers still get all of
-//! it (and it is stored if eligible); with no followers the upstream call is dropped and
-//! nothing is stored.
+//! it (and it is stored if eligible). The task ends, dropping the upstream call, as soon as
+//! no follower waits any more, unless `finish_abandoned_within` lets it go on for the store
+//! (bounded by that time and by `max_entry_bytes`); with no followers at the start the
+//! upstream call is dropped at once under the same rule. The leader's caller is billed what
+//! the upstream really used: the task reports it on the leader's
+//! [`BillingTab`](crate::cost::BillingTab).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +34,7 @@ use serde_json::Value;
 use super::key::CacheKey;
 use super::store::{CacheStore, CachedEntry, CachedServedBy};
 use crate::chat::{ChatHttpResponse, ChatResponse, ChunkStream};
+use crate::cost::BillingTab;
 use crate::ext::{CacheStatus, ServedBy};
 use crate::future::BoxFuture;
 use crate::openai::{
@@ -146,6 +151,8 @@ struct State {
     followers: usize,
     wakers: Vec<Option<Waker>>,
     free_slots: Vec<usize>,
+    /// The task finishing an abandoned leader's call, woken when the last follower leaves.
+    continuation: Option<Waker>,
 }
 
 enum Head {
@@ -173,12 +180,9 @@ impl Flight {
                 followers: 0,
                 wakers: Vec::new(),
                 free_slots: Vec::new(),
+                continuation: None,
             }),
         }
-    }
-
-    fn followers(&self) -> usize {
-        lock(&self.state).followers
     }
 
     fn add_follower(&self) -> usize {
@@ -199,6 +203,14 @@ impl Flight {
         if let Some(w) = st.wakers.get_mut(slot) {
             *w = None;
             st.free_slots.push(slot);
+        }
+        let last = match st.followers {
+            0 => st.continuation.take(),
+            _ => None,
+        };
+        drop(st);
+        if let Some(w) = last {
+            w.wake();
         }
     }
 
@@ -394,6 +406,11 @@ pub(crate) struct Lead {
     pub(crate) ttl: Duration,
     pub(crate) max_entry_bytes: usize,
     pub(crate) served_by: Option<CachedServedBy>,
+    /// The leader's [`BillingTab`]: told what the upstream really used when the call goes on
+    /// after the leader's client left.
+    pub(crate) tab: Option<BillingTab>,
+    /// How long an abandoned call nobody follows may go on for the store.
+    pub(crate) finish_within: Duration,
 }
 
 impl Lead {
@@ -552,15 +569,26 @@ impl Lead {
         self.publish(entry, storable);
     }
 
-    /// The leader's client went away before the answer was complete: with followers, drive
-    /// the rest of the upstream answer from a spawned task; else drop it and store nothing.
+    /// The leader's client went away before the answer was complete. The rest of the
+    /// upstream answer is driven by a spawned task while followers wait for it, or, with
+    /// `finish_within`, for the store as long as the entry stays storable and that time has
+    /// not passed; else (and as soon as that stops being so) the upstream call is dropped and
+    /// nothing is stored.
     fn leader_gone(self, rest: BoxFuture<'static, ()>) {
         let map = lock(&self.shared.inflight);
-        let followers = self.flight.followers();
-        if followers > 0 {
+        let for_store = !self.finish_within.is_zero() && !self.ttl.is_zero();
+        let wanted = {
+            let st = lock(&self.flight.state);
+            st.followers > 0 || (for_store && st.storable)
+        };
+        if wanted {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 drop(map);
-                rt.spawn(rest);
+                rt.spawn(Continuation {
+                    rest,
+                    flight: self.flight.clone(),
+                    deadline: for_store.then(|| Box::pin(tokio::time::sleep(self.finish_within))),
+                });
                 return;
             }
         }
@@ -577,6 +605,40 @@ impl Lead {
         self.flight.fail(Error::upstream(
             "the request fetching this answer was cancelled",
         ));
+    }
+}
+
+/// An abandoned leader's call, driven on while it is wanted: while followers wait, or (with a
+/// `deadline`) for the store until then, as long as the entry stays storable. Once unwanted
+/// it ends, dropping the upstream call (the flight fails through its [`Abandon`] guard).
+struct Continuation {
+    rest: BoxFuture<'static, ()>,
+    flight: Arc<Flight>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Future for Continuation {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.rest.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        {
+            let mut st = lock(&this.flight.state);
+            st.continuation = Some(cx.waker().clone());
+            if st.followers > 0 {
+                return Poll::Pending;
+            }
+            if this.deadline.is_none() || !st.storable {
+                return Poll::Ready(());
+            }
+        }
+        match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Pending) => Poll::Pending,
+            _ => Poll::Ready(()),
+        }
     }
 }
 
@@ -663,6 +725,7 @@ impl Drop for PendingLead {
             let shared = lead.shared.clone();
             let key = lead.key;
             let (ttl, max_entry_bytes) = (lead.ttl, lead.max_entry_bytes);
+            let (tab, finish_within) = (lead.tab.clone(), lead.finish_within);
             let mut guard = Abandon::new(&lead);
             let rest: BoxFuture<'static, ()> = Box::pin(async move {
                 let lead = Lead {
@@ -672,12 +735,27 @@ impl Drop for PendingLead {
                     ttl,
                     max_entry_bytes,
                     served_by: None,
+                    tab: tab.clone(),
+                    finish_within,
                 };
-                if let Ok(resp) = lead.on_response(fut.await) {
-                    if let ChatResponse::Stream(mut s) = resp.into_body() {
-                        while let Some(item) = s.next().await {
-                            if item.is_err() {
-                                break;
+                let res = fut.await;
+                // The leader's client is gone: its tab hears what the upstream really used.
+                if let Some(tab) = &tab {
+                    match &res {
+                        Ok(r) => {
+                            if let Some(s) = r.extensions().get::<ServedBy>() {
+                                tab.served(s);
+                            }
+                        }
+                        Err(e) => tab.failed(e.kind()),
+                    }
+                }
+                if let Ok(resp) = lead.on_response(res) {
+                    match resp.into_body() {
+                        ChatResponse::Stream(mut s) => drain(&mut s, tab.as_ref()).await,
+                        ChatResponse::Complete(c) => {
+                            if let Some(tab) = &tab {
+                                tab.completion(&c);
                             }
                         }
                     }
@@ -685,6 +763,29 @@ impl Drop for PendingLead {
                 guard.disarm();
             });
             lead.leader_gone(rest);
+        }
+    }
+}
+
+/// Reads the rest of an abandoned leader's stream (recording it for the followers), telling
+/// the leader's tab what passes.
+async fn drain<S>(s: &mut S, tab: Option<&BillingTab>)
+where
+    S: Stream<Item = Result<ChatCompletionChunk, Error>> + Unpin,
+{
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(chunk) => {
+                if let Some(tab) = tab {
+                    tab.chunk(&chunk);
+                }
+            }
+            Err(e) => {
+                if let Some(tab) = tab {
+                    tab.failed(e.kind());
+                }
+                break;
+            }
         }
     }
 }
@@ -737,6 +838,7 @@ impl Drop for RecordingStream {
             let key = lead.key;
             let (ttl, max_entry_bytes) = (lead.ttl, lead.max_entry_bytes);
             let served_by = lead.served_by.clone();
+            let (tab, finish_within) = (lead.tab.clone(), lead.finish_within);
             let mut guard = Abandon::new(&lead);
             let rest: BoxFuture<'static, ()> = Box::pin(async move {
                 let mut rec = Self {
@@ -748,13 +850,11 @@ impl Drop for RecordingStream {
                         ttl,
                         max_entry_bytes,
                         served_by,
+                        tab: tab.clone(),
+                        finish_within,
                     }),
                 };
-                while let Some(item) = rec.next().await {
-                    if item.is_err() {
-                        break;
-                    }
-                }
+                drain(&mut rec, tab.as_ref()).await;
                 drop(rec);
                 guard.disarm();
             });

@@ -111,9 +111,50 @@ pub trait BudgetStore: fmt::Debug + Send + Sync + 'static {
 }
 
 /// The in-process store (one gateway instance).
+///
+/// Keeps one entry per caller and window. When the first request of a new day (or month)
+/// arrives, every caller's entries of the windows before it are dropped (one pass over the
+/// map per new window); a settlement that arrives for a dropped window is ignored.
 #[derive(Debug, Default)]
 pub struct MemoryBudgetStore {
-    map: Mutex<HashMap<(String, String), u64>>,
+    spend: Mutex<Spend>,
+}
+
+#[derive(Debug, Default)]
+struct Spend {
+    /// Committed spend per (caller, window id).
+    map: HashMap<(String, String), u64>,
+    /// The newest window of each kind (`d`, `m`: the id's prefix) seen so far.
+    newest: HashMap<String, String>,
+}
+
+/// The kind of a window id (`d` for `d:2026-11-21`); `None` for windows that never end.
+fn window_kind(window: &str) -> Option<&str> {
+    window.split_once(':').map(|(kind, _)| kind)
+}
+
+impl Spend {
+    /// Notes that `window` is in use; when it is a new one of its kind, drops every entry of
+    /// the older windows of that kind.
+    fn advance(&mut self, window: &str) {
+        let Some(kind) = window_kind(window) else {
+            return;
+        };
+        match self.newest.get(kind) {
+            Some(newest) if newest.as_str() >= window => return,
+            _ => {}
+        }
+        self.newest.insert(kind.to_owned(), window.to_owned());
+        self.map
+            .retain(|(_, w), _| window_kind(w) != Some(kind) || w.as_str() >= window);
+    }
+
+    /// Whether `window` is older than the newest of its kind (its entries are gone).
+    fn expired(&self, window: &str) -> bool {
+        window_kind(window)
+            .and_then(|kind| self.newest.get(kind))
+            .is_some_and(|newest| newest.as_str() > window)
+    }
 }
 
 impl MemoryBudgetStore {
@@ -122,9 +163,14 @@ impl MemoryBudgetStore {
         Self::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<(String, String), u64>) -> R) -> R {
+    /// Number of (caller, window) entries kept.
+    pub fn entries(&self) -> usize {
+        self.with(|s| s.map.len())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Spend) -> R) -> R {
         let mut g = self
-            .map
+            .spend
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut g)
@@ -139,8 +185,12 @@ impl BudgetStore for MemoryBudgetStore {
         limit: Picodollars,
         amount: Picodollars,
     ) -> BoxFuture<'a, Result<(), Exhausted>> {
-        let r = self.with(|m| {
-            let v = m.entry((key.to_owned(), window.to_owned())).or_insert(0);
+        let r = self.with(|s| {
+            s.advance(window);
+            let v = s
+                .map
+                .entry((key.to_owned(), window.to_owned()))
+                .or_insert(0);
             let next = v.saturating_add(amount.0);
             if next > limit.0 || (*v >= limit.0 && limit.0 > 0) {
                 Err(Exhausted {
@@ -162,15 +212,21 @@ impl BudgetStore for MemoryBudgetStore {
         reserved: Picodollars,
         actual: Picodollars,
     ) -> BoxFuture<'a, ()> {
-        self.with(|m| {
-            let v = m.entry((key.to_owned(), window.to_owned())).or_insert(0);
+        self.with(|s| {
+            if s.expired(window) {
+                return;
+            }
+            let v = s
+                .map
+                .entry((key.to_owned(), window.to_owned()))
+                .or_insert(0);
             *v = v.saturating_sub(reserved.0).saturating_add(actual.0);
         });
         Box::pin(std::future::ready(()))
     }
 
     fn committed<'a>(&'a self, key: &'a str, window: &'a str) -> BoxFuture<'a, Picodollars> {
-        let v = self.with(|m| m.get(&(key.to_owned(), window.to_owned())).copied());
+        let v = self.with(|s| s.map.get(&(key.to_owned(), window.to_owned())).copied());
         Box::pin(std::future::ready(Picodollars(v.unwrap_or(0))))
     }
 }
@@ -254,6 +310,45 @@ mod tests {
         s.settle("k", "w", Picodollars(60), Picodollars(10)).await;
         assert_eq!(s.committed("k", "w").await, Picodollars(10));
         assert!(s.reserve("k", "w", limit, Picodollars(50)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn windows_that_ended_are_dropped() {
+        let s = MemoryBudgetStore::new();
+        let limit = Picodollars(100);
+        for caller in ["a", "b", "c"] {
+            s.reserve(caller, "d:2026-01-01", limit, Picodollars(10))
+                .await
+                .unwrap();
+        }
+        s.reserve("a", "m:2026-01", limit, Picodollars(10))
+            .await
+            .unwrap();
+        s.reserve("a", "total", limit, Picodollars(10))
+            .await
+            .unwrap();
+        assert_eq!(s.entries(), 5);
+        // A new day: every caller's entries of the days before go (not the month's, nor
+        // the total).
+        s.reserve("a", "d:2026-01-02", limit, Picodollars(10))
+            .await
+            .unwrap();
+        assert_eq!(s.entries(), 3);
+        // A late settlement of an ended window does not bring it back.
+        s.settle("b", "d:2026-01-01", Picodollars(10), Picodollars(5))
+            .await;
+        assert_eq!(s.entries(), 3);
+        assert_eq!(s.committed("a", "d:2026-01-02").await, Picodollars(10));
+        // A new month drops the old month's entries.
+        s.reserve("a", "m:2026-02", limit, Picodollars(1))
+            .await
+            .unwrap();
+        assert_eq!(s.entries(), 3);
+        assert_eq!(s.committed("a", "m:2026-01").await, Picodollars::ZERO);
+        // Days and months still settle in their current window.
+        s.settle("a", "d:2026-01-02", Picodollars(10), Picodollars(3))
+            .await;
+        assert_eq!(s.committed("a", "d:2026-01-02").await, Picodollars(3));
     }
 }
 

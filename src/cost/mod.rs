@@ -30,8 +30,8 @@
 //! ));
 //! req.extensions_mut().insert(Route { requested: "openai/m".into(), candidates: vec![cand].into() });
 //! let resp = CostMeterLayer::new().layer(inner).oneshot(req).await.unwrap();
-//! // 1000 × $2/M + 500 × $8/M; the edge renders it as `x-switchboard-cost: 0.006000000`
-//! assert_eq!(resp.extensions().get::<Cost>().map(|c| c.0), Some(0.006));
+//! // 1000 × $2/M + 500 × $8/M (the edge sends it as `x-switchboard-cost`)
+//! assert_eq!(resp.extensions().get::<Cost>(), Some(&Cost(0.006)));
 //! let usage = resp.into_body().into_complete().unwrap().into_typed().unwrap().usage.unwrap();
 //! assert_eq!(usage.cost, Some(0.006));
 //! # }
@@ -39,11 +39,12 @@
 //!
 //! Requires: [`Route`] (prices of every candidate, for the budget estimate), [`ServedBy`] on
 //! the response (which target served, so its prices apply), [`CacheStatus`] (a hit costs 0),
-//! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate,
-//! without `ServedBy` no price (cost `null`), without `CallerKey` no budget. Provides:
-//! `usage.cost` and `usage.cost_details` (USD) on completions and on the usage chunk of
-//! streams, and the [`Cost`] extension on completions (the edge renders it as
-//! `x-switchboard-cost`).
+//! [`CallerKey`] (whose budget). Each is optional: without a `Route` there is no estimate
+//! (and a caller with a budget is refused under [`UnpricedPolicy::Deny`]), without
+//! `ServedBy` no price (cost `null`), without `CallerKey` no budget. Provides: `usage.cost`
+//! and `usage.cost_details` (USD) on completions and on the usage chunk of streams, the
+//! [`Cost`] extension on completions (the edge renders it as `x-switchboard-cost`), and a
+//! [`BillingTab`] request extension for the layers below.
 //!
 //! # Cost model
 //! Usage is in OpenAI semantics whatever the provider (cached and cache-write tokens are part
@@ -51,19 +52,53 @@
 //! `cost = uncached_input × input + cached × cached_input + cache_write × cache_write +
 //! completion × output + per_request`, with prices per million tokens from the catalog
 //! (`cached_input` and `cache_write` default to `input`). Money is counted in integer
-//! picodollars. A target without prices gets `cost: null` and one warning per target, never a
-//! guessed number.
+//! picodollars. A target without prices gets `cost: null` and one warning per target (at
+//! most [`MAX_UNPRICED_WARNINGS`] targets), never a guessed number, unless the operator set
+//! a price for its provider ([`CostMeterLayer::default_price_for`]).
+//!
+//! # Unpriced targets and budgets
+//! Pass-through targets (a model the catalog does not list, say `openai/<anything>`) and
+//! catalog entries without prices cost nothing to meter, so a caller with a budget could use
+//! them for free. [`CostMeterLayer::unpriced`] decides, for callers with a budget only:
+//! - [`UnpricedPolicy::Deny`] (the default): unpriced candidates are removed from the
+//!   [`Route`] before the inner service is called; when none remains the request is refused
+//!   with [`ErrorKind::Forbidden`] (403: "model … has no price and this key has a budget").
+//!   403, not 402: a bigger budget would not help, the model is out of reach of budgeted
+//!   keys.
+//! - [`UnpricedPolicy::DefaultPrice`]: unpriced targets are reserved for and billed at that
+//!   price.
+//!
+//! A target whose provider has a price from [`CostMeterLayer::default_price_for`] is priced
+//! (for every caller, and its `usage.cost` is computed from that price). Callers without a
+//! budget are not affected by the policy.
+//!
+//! # Budgets
+//! Before the call the worst case the request allows is reserved for the caller: input
+//! (the prompt estimate, plus tool and response-format schemas at 4 bytes a token, plus
+//! [`IMAGE_TOKENS`] per image) and output (`n` × (`max_completion_tokens` or `max_tokens`,
+//! else the candidate's `max_output`, else [`DEFAULT_MAX_OUTPUT`], plus `reasoning.max_tokens`)),
+//! priced at the most expensive candidate of the Route (input at the highest of its input,
+//! cache-write and cached prices); exhausted → 402. After the call the reservation is settled
+//! with the real cost.
+//!
+//! # Every request that reached an upstream is billed
+//! - A whole answer without `usage` is billed an estimate (prompt estimate + output text / 4).
+//! - A stream whose client hangs up before the usage chunk is billed from the prompt estimate
+//!   and the text streamed, never $0.
+//! - A request whose client goes away after it was handed to the inner service and before an
+//!   answer came back is billed the reservation: the worst case, since the upstream may run
+//!   the whole generation.
+//! - In each of these cases the meter waits on the request's [`BillingTab`]: a layer below
+//!   that keeps the upstream call going after the client left (the response cache, for the
+//!   identical requests following it) reports what the upstream really used there, and the
+//!   caller is billed that instead, when the call ends.
+//! - A served target the Route does not price is settled at the Route's highest prices.
+//!
+//! The [`CostRecord`] says `usage_estimated` whenever the usage is an estimate.
 //!
 //! # Streams
 //! A [`MeteredStream`] watches the chunks inline: time to first token, the usage chunk (priced
-//! in place), and the streamed text. If the client hangs up before the usage chunk arrives,
-//! what was generated is still metered from an estimate (prompt estimate + streamed text / 4)
-//! and the record says so.
-//!
-//! # Budgets
-//! Before the call an estimate is reserved for the caller (prompt estimate + `max_tokens`, or
-//! the Route's largest `max_output`, or 4096, each at the Route's highest price); exhausted →
-//! 402. After it the reservation is settled with the real cost.
+//! in place), and the streamed text.
 //!
 //! # Metrics
 //! Through the `metrics` facade (labels: `provider`, `model`, `cache`; errors by `kind`):
@@ -75,6 +110,10 @@
 //! non-streaming answers: the request's time minus the time the serving upstream took, i.e.
 //! what the gateway itself added, failed attempts included).
 //!
+//! Model ids of targets the catalog does not price come from clients: the first
+//! [`MAX_PASSTHROUGH_MODEL_LABELS`] distinct ones get their own `model` label, later ones are
+//! counted under `<provider>/other`, so the label sets stay bounded.
+//!
 //! Metric handles are registered once per label set and reused, so install your `metrics`
 //! recorder before the first request goes through the layer.
 
@@ -82,10 +121,13 @@ mod budget;
 pub mod future;
 mod price;
 mod stream;
+mod tab;
+#[cfg(test)]
+mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -99,11 +141,33 @@ pub use budget::RedisBudgetStore;
 pub use budget::{Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
 pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
+pub use tab::BillingTab;
 
+use crate::catalog::Pricing;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{Attempt, CacheStatus, CallerKey, Cost, Route, ServedBy, UpstreamLatency};
-use crate::openai::Usage;
+use crate::ext::{
+    Attempt, CacheStatus, CallerKey, Candidate, Cost, Route, ServedBy, UpstreamLatency,
+};
+use crate::openai::{ChatRequest, Usage};
 use crate::{Error, ErrorKind};
+
+/// Input tokens the reservation allows per image in the prompt (about what a 1.15-megapixel
+/// image costs at Anthropic; OpenAI's high-detail 1024×1024 tile set costs less).
+pub const IMAGE_TOKENS: u64 = 1_600;
+
+/// The output cap per choice the reservation assumes when neither the request nor the
+/// candidate sets one.
+pub const DEFAULT_MAX_OUTPUT: u32 = 4_096;
+
+/// Distinct model ids of targets without catalog prices (pass-through ids come from clients)
+/// that get their own metric label; later ones share `<provider>/other`.
+pub const MAX_PASSTHROUGH_MODEL_LABELS: usize = 1_000;
+
+/// Distinct unpriced targets warned about once each; past that, one last warning says so.
+pub const MAX_UNPRICED_WARNINGS: usize = 1_000;
+
+/// Metric label sets kept; past that, every new model id is counted under `<provider>/other`.
+const MAX_CACHED_LABEL_SETS: usize = 16_384;
 
 /// One record per request, for apps that log or bill.
 #[derive(Debug, Clone)]
@@ -148,6 +212,20 @@ impl<F: Fn(&CostRecord) + Send + Sync + 'static> CostSink for F {
     }
 }
 
+/// What the CostMeter does with a target that has no price (a pass-through model, a catalog
+/// entry without prices, a request without a [`Route`]) when the caller has a budget. Callers
+/// without a budget are not affected. See the [module docs](self#unpriced-targets-and-budgets).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum UnpricedPolicy {
+    /// Unpriced candidates are removed from the route; with none left the request is refused
+    /// with [`ErrorKind::Forbidden`] (403).
+    #[default]
+    Deny,
+    /// Unpriced targets are reserved for and billed at this price.
+    DefaultPrice(Pricing),
+}
+
 /// Layer for [`CostMeter`].
 #[derive(Clone, Default)]
 pub struct CostMeterLayer {
@@ -158,28 +236,50 @@ pub struct CostMeterLayer {
 struct Config {
     sink: Option<Arc<dyn CostSink>>,
     budgets: Option<Budgets>,
+    unpriced: UnpricedPolicy,
+    /// Prices of unpriced targets, per provider name.
+    default_prices: HashMap<Arc<str>, Pricing>,
     handles: HandleCache,
+}
+
+impl Config {
+    /// The target's price: the catalog's, else the one set for its provider.
+    fn price_of(&self, c: &Candidate) -> Option<Pricing> {
+        c.pricing
+            .or_else(|| self.default_prices.get(&c.provider.name).copied())
+    }
+
+    /// The price a caller is billed at: [`Self::price_of`], else for a caller with a budget
+    /// the policy's default price.
+    fn billed_price(&self, c: Option<&Candidate>, budgeted: bool) -> Option<Pricing> {
+        c.and_then(|c| self.price_of(c)).or(match self.unpriced {
+            UnpricedPolicy::DefaultPrice(p) if budgeted => Some(p),
+            _ => None,
+        })
+    }
 }
 
 /// Metric handles per label set, registered once: building metric keys on every request
 /// costs more than recording. Bounded, since pass-through model ids come from clients.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct HandleCache {
-    map: Arc<Mutex<HashMap<(Arc<str>, Arc<str>, &'static str), Arc<Handles>>>>,
+    state: Arc<Mutex<Labels>>,
+}
+
+#[derive(Default)]
+struct Labels {
+    map: HashMap<(Arc<str>, Arc<str>, &'static str), Arc<Handles>>,
+    /// Model ids without catalog prices that have a label of their own.
+    own: HashSet<Arc<str>>,
+    /// `<provider>/other`, per provider.
+    other: HashMap<Arc<str>, Arc<str>>,
     /// The provider and model of requests no provider served.
-    none: Arc<str>,
+    none: Option<Arc<str>>,
 }
 
-impl Default for HandleCache {
-    fn default() -> Self {
-        Self {
-            map: Arc::default(),
-            none: Arc::from("none"),
-        }
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
-const MAX_CACHED_LABEL_SETS: usize = 4096;
 
 struct Handles {
     requests: metrics::Counter,
@@ -216,28 +316,58 @@ impl Handles {
     }
 }
 
+const NONE: &str = "none";
+
 impl HandleCache {
-    fn get(
-        &self,
-        served: Option<&ServedBy>,
-        cache: &'static str,
-        labels: impl FnOnce() -> Vec<metrics::Label>,
-    ) -> Arc<Handles> {
-        let key = served.map_or_else(
-            || (self.none.clone(), self.none.clone(), cache),
-            |s| (s.provider.clone(), s.model.clone(), cache),
-        );
-        let mut map = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(h) = map.get(&key) {
+    /// The handles for a request served by `served` (`listed`: the target has catalog
+    /// prices, so its model id is not a client's choice).
+    fn get(&self, served: Option<&ServedBy>, listed: bool, cache: &'static str) -> Arc<Handles> {
+        let mut st = lock(&self.state);
+        let Some(s) = served else {
+            let none = st.none.get_or_insert_with(|| Arc::from(NONE)).clone();
+            return st.handles((none.clone(), none, cache));
+        };
+        let key = (s.provider.clone(), s.model.clone(), cache);
+        if let Some(h) = st.map.get(&key) {
             return h.clone();
         }
-        let h = Arc::new(Handles::register(&labels()));
-        if map.len() < MAX_CACHED_LABEL_SETS {
-            map.insert(key, h.clone());
+        let own_label = if listed {
+            st.map.len() < MAX_CACHED_LABEL_SETS
+        } else if st.own.contains(&s.model) {
+            true
+        } else if st.own.len() < MAX_PASSTHROUGH_MODEL_LABELS
+            && st.map.len() < MAX_CACHED_LABEL_SETS
+        {
+            st.own.insert(s.model.clone());
+            true
+        } else {
+            false
+        };
+        if own_label {
+            return st.handles(key);
         }
+        let other = st
+            .other
+            .entry(s.provider.clone())
+            .or_insert_with(|| Arc::from(format!("{}/other", s.provider)))
+            .clone();
+        st.handles((s.provider.clone(), other, cache))
+    }
+}
+
+impl Labels {
+    fn handles(&mut self, key: (Arc<str>, Arc<str>, &'static str)) -> Arc<Handles> {
+        if let Some(h) = self.map.get(&key) {
+            return h.clone();
+        }
+        let labels = [
+            metrics::Label::new("provider", metrics::SharedString::from(key.0.clone())),
+            metrics::Label::new("model", metrics::SharedString::from(key.1.clone())),
+            metrics::Label::new("cache", key.2),
+        ];
+        let h = Arc::new(Handles::register(&labels));
+        // `<provider>/other` and `none` sets are few (one per provider): always kept.
+        self.map.insert(key, h.clone());
         h
     }
 }
@@ -247,6 +377,8 @@ impl fmt::Debug for CostMeterLayer {
         f.debug_struct("CostMeterLayer")
             .field("sink", &self.config.sink.is_some())
             .field("budgets", &self.config.budgets)
+            .field("unpriced", &self.config.unpriced)
+            .field("default_prices", &self.config.default_prices)
             .finish()
     }
 }
@@ -268,6 +400,24 @@ impl CostMeterLayer {
     #[must_use]
     pub fn budgets(mut self, budgets: Budgets) -> Self {
         Arc::make_mut(&mut self.config).budgets = Some(budgets);
+        self
+    }
+
+    /// What callers with a budget may do with targets that have no price (default
+    /// [`UnpricedPolicy::Deny`]); see the [module docs](self#unpriced-targets-and-budgets).
+    #[must_use]
+    pub fn unpriced(mut self, policy: UnpricedPolicy) -> Self {
+        Arc::make_mut(&mut self.config).unpriced = policy;
+        self
+    }
+
+    /// The price of every target of `provider` that has no price of its own (its
+    /// pass-through models, say), for every caller: such targets count as priced.
+    #[must_use]
+    pub fn default_price_for(mut self, provider: impl Into<Arc<str>>, price: Pricing) -> Self {
+        Arc::make_mut(&mut self.config)
+            .default_prices
+            .insert(provider.into(), price);
         self
     }
 }
@@ -301,7 +451,8 @@ impl<S> CostMeter<S> {
     crate::macros::inner_service_accessors!(inner: S);
 }
 
-/// A budget reservation to settle exactly once (on drop if the request was abandoned).
+/// A budget reservation to settle exactly once. Dropped unsettled (the request never reached
+/// the inner service) it is released.
 struct Reservation {
     budgets: Budgets,
     caller: Arc<str>,
@@ -362,10 +513,17 @@ pub(crate) struct Meter {
     started: Instant,
     route: Option<Route>,
     caller: Option<CallerKey>,
+    /// Whether the caller has a budget (the unpriced policy applies).
+    budgeted: bool,
     reservation: Option<Reservation>,
     stream: bool,
+    /// Input tokens the request may use (prompt, schemas, images).
     prompt_estimate: u64,
+    /// The worst case: output tokens and the prices of the most expensive candidate.
+    worst: Estimate,
     served: Option<ServedBy>,
+    /// Whether the serving target has catalog prices (its model id is not a client's).
+    listed: bool,
     cache: Option<CacheStatus>,
     prices: Option<TokenPrices>,
     span: tracing::Span,
@@ -374,25 +532,8 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    /// Metric labels: shared strings, no copies.
-    fn labels(&self) -> Vec<metrics::Label> {
-        let (p, m) = self.served.as_ref().map_or(
-            (
-                metrics::SharedString::const_str("none"),
-                metrics::SharedString::const_str("none"),
-            ),
-            |s| (s.provider.clone().into(), s.model.clone().into()),
-        );
-        let cache = self.cache_label();
-        vec![
-            metrics::Label::new("provider", p),
-            metrics::Label::new("model", m),
-            metrics::Label::new("cache", cache),
-        ]
-    }
-
     fn cache_label(&self) -> &'static str {
-        self.cache.map_or("none", |c| match c {
+        self.cache.map_or(NONE, |c| match c {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
@@ -406,9 +547,27 @@ impl Meter {
         let h = self
             .config
             .handles
-            .get(self.served.as_ref(), self.cache_label(), || self.labels());
+            .get(self.served.as_ref(), self.listed, self.cache_label());
         self.handles = Some(h.clone());
         h
+    }
+
+    /// Sets the target that served, and so the prices that apply.
+    fn set_served(&mut self, served: ServedBy) {
+        let c = self.route.as_ref().and_then(|r| {
+            r.candidates
+                .iter()
+                .find(|c| c.provider.name == served.provider && c.model == served.model)
+        });
+        self.listed = c.is_some_and(|c| c.pricing.is_some());
+        self.prices = self
+            .config
+            .billed_price(c, self.budgeted)
+            .map(TokenPrices::from);
+        if self.prices.is_none() {
+            warn_unpriced(&served.provider, &served.model);
+        }
+        self.served = Some(served);
     }
 
     /// Prices usage (0 for a cache hit; `None` without prices).
@@ -436,7 +595,14 @@ impl Meter {
         error: Option<ErrorKind>,
     ) {
         let latency = self.started.elapsed();
-        let cost = usage.as_ref().and_then(|u| self.price(u));
+        let mut cost = usage.as_ref().and_then(|u| self.price(u));
+        // Who served is unknown (the client left before the answer): the estimate's prices.
+        let at_worst = usage
+            .as_ref()
+            .and_then(|u| self.worst.prices.map(|p| cost_of(u, &p)));
+        if cost.is_none() && self.served.is_none() && usage_estimated {
+            cost = at_worst;
+        }
         let h = self.handles();
         h.requests.increment(1);
         h.duration.record(latency.as_secs_f64());
@@ -469,7 +635,10 @@ impl Meter {
             h.cost.increment(c.total().nanodollars());
         }
         if let Some(r) = self.reservation.take() {
-            r.settle(cost.map_or(Picodollars::ZERO, |c| c.total()));
+            // Fail closed: usage the served target's prices cannot price (it is not in the
+            // Route) is settled at the Route's highest prices, never at $0.
+            let actual = cost.or(at_worst).map_or(Picodollars::ZERO, |c| c.total());
+            r.settle(actual);
         }
         let span = &self.span;
         if let Some(s) = &self.served {
@@ -518,76 +687,249 @@ impl Meter {
         }
     }
 
-    /// Usage estimated from the prompt and the streamed text, when the real one never came.
-    pub(crate) fn estimate(&self, streamed_bytes: usize) -> Usage {
-        let completion = (streamed_bytes as u64).div_ceil(4);
+    /// Usage estimated from the prompt and the output text, when the real one never came.
+    pub(crate) fn estimate(&self, output_bytes: usize) -> Usage {
+        let completion = (output_bytes as u64).div_ceil(4);
         Usage {
             prompt_tokens: self.prompt_estimate,
             completion_tokens: completion,
-            total_tokens: self.prompt_estimate + completion,
+            total_tokens: self.prompt_estimate.saturating_add(completion),
+            ..Usage::default()
+        }
+    }
+
+    /// The worst case the request allowed (what was reserved).
+    pub(crate) fn worst_case(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: self.worst.output,
+            total_tokens: self.prompt_estimate.saturating_add(self.worst.output),
             ..Usage::default()
         }
     }
 }
 
-/// Targets already warned about for missing prices.
-static UNPRICED_WARNED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+/// Unpriced targets already warned about: bounded (model ids come from clients), one hash
+/// lookup per unpriced answer.
+struct Warned {
+    seen: HashSet<(Arc<str>, Arc<str>)>,
+    full: bool,
+}
 
-fn warn_unpriced(provider: &str, model: &str) {
-    let mut w = UNPRICED_WARNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !w.iter().any(|(p, m)| p == provider && m == model) {
-        tracing::warn!(
-            provider,
-            model,
-            "no prices for this target: usage.cost is null"
-        );
-        w.push((provider.to_owned(), model.to_owned()));
+impl Warned {
+    /// Whether to warn about this target: the first time it is seen, while there is room.
+    fn first(&mut self, provider: &Arc<str>, model: &Arc<str>) -> Warn {
+        let key = (provider.clone(), model.clone());
+        if self.seen.contains(&key) {
+            return Warn::No;
+        }
+        if self.seen.len() < MAX_UNPRICED_WARNINGS {
+            self.seen.insert(key);
+            Warn::Target
+        } else if self.full {
+            Warn::No
+        } else {
+            self.full = true;
+            Warn::Full
+        }
     }
 }
 
-fn prices_for(route: Option<&Route>, served: Option<&ServedBy>) -> Option<TokenPrices> {
-    let served = served?;
-    let route = route?;
-    let c = route
+#[derive(Debug, PartialEq, Eq)]
+enum Warn {
+    No,
+    Target,
+    Full,
+}
+
+static UNPRICED_WARNED: LazyLock<Mutex<Warned>> = LazyLock::new(|| {
+    Mutex::new(Warned {
+        seen: HashSet::new(),
+        full: false,
+    })
+});
+
+fn warn_unpriced(provider: &Arc<str>, model: &Arc<str>) {
+    let w = lock(&UNPRICED_WARNED).first(provider, model);
+    match w {
+        Warn::No => {}
+        Warn::Target => tracing::warn!(
+            provider = &**provider,
+            model = ?model,
+            "no prices for this target: usage.cost is null"
+        ),
+        Warn::Full => tracing::warn!(
+            "no prices for more than {MAX_UNPRICED_WARNINGS} targets: no more warnings about unpriced targets"
+        ),
+    }
+}
+
+/// The worst case a request allows on its Route.
+#[derive(Debug, Clone, Copy, Default)]
+struct Estimate {
+    /// What to reserve.
+    amount: Picodollars,
+    /// Output tokens on the most expensive candidate.
+    output: u64,
+    /// The most expensive candidate's prices, every input token at the highest input price.
+    prices: Option<TokenPrices>,
+}
+
+/// Input tokens the request may use: the prompt estimate, tool and response-format schemas
+/// (4 bytes a token), [`IMAGE_TOKENS`] per image.
+fn input_estimate(chat: &ChatRequest) -> u64 {
+    let schema_bytes = chat.tools.as_ref().map_or(0, |t| t.as_bytes().len())
+        + chat
+            .response_format
+            .as_ref()
+            .map_or(0, |t| t.as_bytes().len());
+    let mut tokens = chat
+        .summary
+        .estimated_tokens()
+        .saturating_add((schema_bytes as u64).div_ceil(4));
+    if chat.summary.has_images {
+        tokens = tokens.saturating_add(image_count(chat).saturating_mul(IMAGE_TOKENS));
+    }
+    tokens
+}
+
+/// Images in `messages`: each image part names `"image_url"` twice (type and key).
+fn image_count(chat: &ChatRequest) -> u64 {
+    let n = memchr::memmem::find_iter(chat.messages.as_bytes(), b"\"image_url\"").count() as u64;
+    n.div_ceil(2).max(1)
+}
+
+/// Output tokens the request allows on `c`: `n` × (the request's cap, else the model's, else
+/// [`DEFAULT_MAX_OUTPUT`], plus the reasoning budget).
+fn output_cap(chat: &ChatRequest, c: Option<&Candidate>) -> u64 {
+    let n = u64::from(chat.n.unwrap_or(1).max(1));
+    let cap = chat
+        .max_output_tokens()
+        .or_else(|| c.and_then(|c| c.max_output))
+        .unwrap_or(DEFAULT_MAX_OUTPUT);
+    let reasoning = chat
+        .reasoning
+        .as_ref()
+        .and_then(|r| r.max_tokens)
+        .unwrap_or(0);
+    n.saturating_mul(u64::from(cap).saturating_add(u64::from(reasoning)))
+}
+
+/// The reservation: input + output at the most expensive candidate's prices.
+fn estimate(
+    config: &Config,
+    route: Option<&Route>,
+    chat: &ChatRequest,
+    input: u64,
+    budgeted: bool,
+) -> Estimate {
+    let one = |c: Option<&Candidate>| -> Option<Estimate> {
+        let p = TokenPrices::from(config.billed_price(c, budgeted)?);
+        let in_price = p.input.max(p.cache_write).max(p.cached_input);
+        let prices = TokenPrices {
+            input: in_price,
+            cached_input: in_price,
+            cache_write: in_price,
+            ..p
+        };
+        let output = output_cap(chat, c);
+        let amount = input
+            .saturating_mul(in_price)
+            .saturating_add(output.saturating_mul(p.output))
+            .saturating_add(p.request);
+        Some(Estimate {
+            amount: Picodollars(amount),
+            output,
+            prices: Some(prices),
+        })
+    };
+    let worst = match route {
+        Some(r) => r
+            .candidates
+            .iter()
+            .filter_map(|c| one(Some(c)))
+            .max_by_key(|e| e.amount),
+        None => one(None),
+    };
+    worst.unwrap_or(Estimate {
+        output: output_cap(chat, None),
+        ..Estimate::default()
+    })
+}
+
+fn unpriced_error(requested: Option<&str>) -> Error {
+    let msg = match requested {
+        Some(m) => format!(
+            "model {m:?} has no price and this key has a budget: it cannot be used with this key"
+        ),
+        None => "this request has no priced model and this key has a budget".to_owned(),
+    };
+    Error::new(ErrorKind::Forbidden, msg)
+}
+
+/// Applies the unpriced policy for a caller with a budget: the Route without unpriced
+/// candidates (`None`: unchanged), or the refusal.
+fn deny_unpriced(config: &Config, route: Option<&Route>) -> Result<Option<Route>, Error> {
+    if !matches!(config.unpriced, UnpricedPolicy::Deny) {
+        return Ok(None);
+    }
+    let Some(route) = route else {
+        return Err(unpriced_error(None));
+    };
+    if route
         .candidates
         .iter()
-        .find(|c| c.provider.name == served.provider && c.model == served.model)?;
-    match c.pricing {
-        Some(p) => Some(TokenPrices::from(p)),
-        None => {
-            warn_unpriced(&served.provider, &served.model);
-            None
+        .all(|c| config.price_of(c).is_some())
+    {
+        return Ok(None);
+    }
+    let priced: Vec<Candidate> = route
+        .candidates
+        .iter()
+        .filter(|c| config.price_of(c).is_some())
+        .cloned()
+        .collect();
+    if priced.is_empty() {
+        return Err(unpriced_error(Some(&route.requested)));
+    }
+    Ok(Some(Route {
+        requested: route.requested.clone(),
+        candidates: priced.into(),
+    }))
+}
+
+/// The meter of a request handed to the inner service: if the CostMeter's future is dropped
+/// before the answer (the client went away), the meter is left on the request's tab.
+struct Dispatched {
+    meter: Option<Meter>,
+    tab: BillingTab,
+}
+
+impl Drop for Dispatched {
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            self.tab.adopt(tab::Orphan {
+                meter,
+                streamed_bytes: 0,
+                ttft: None,
+                answered: false,
+            });
         }
     }
 }
 
-/// The reservation estimate: prompt estimate + output cap at the Route's highest prices.
-fn estimate(route: &Route, prompt: u64, max_out: Option<u32>) -> Picodollars {
-    let mut input = 0u64;
-    let mut output = 0u64;
-    let mut request = 0u64;
-    let mut route_max_out = 0u32;
-    for c in route.candidates.iter() {
-        if let Some(p) = c.pricing {
-            let t = TokenPrices::from(p);
-            input = input.max(t.input);
-            output = output.max(t.output);
-            request = request.max(t.request);
-        }
-        route_max_out = route_max_out.max(c.max_output.unwrap_or(0));
-    }
-    let out = u64::from(max_out.unwrap_or(if route_max_out > 0 {
-        route_max_out
-    } else {
-        4096
-    }));
-    Picodollars(
-        prompt
-            .saturating_mul(input)
-            .saturating_add(out.saturating_mul(output))
-            .saturating_add(request),
+fn budget_error(e: Exhausted, amount: Picodollars) -> Error {
+    metrics::counter!("switchboard_budget_rejections_total").increment(1);
+    metrics::counter!("switchboard_errors_total", "kind" => ErrorKind::BudgetExhausted.as_str())
+        .increment(1);
+    Error::new(
+        ErrorKind::BudgetExhausted,
+        format!(
+            "spend budget exhausted: ${:.6} of ${:.6} used in this period (this request needs up to ${:.6})",
+            e.committed.usd(),
+            e.limit.usd(),
+            amount.usd()
+        ),
     )
 }
 
@@ -607,94 +949,112 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: ChatHttpRequest) -> future::ResponseFuture {
+    fn call(&mut self, mut req: ChatHttpRequest) -> future::ResponseFuture {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         future::ResponseFuture::new(Box::pin(async move {
             let started = Instant::now();
-            let route = req.extensions().get::<Route>().cloned();
             let caller = req.extensions().get::<CallerKey>().cloned();
-            let chat = req.body().clone();
-            let prompt_estimate = chat.summary.estimated_tokens();
-            let mut reservation = None;
-            if let (Some(budgets), Some(caller)) = (&config.budgets, &caller) {
-                if let Some(budget) = budgets.for_caller(&caller.0) {
-                    let amount = route.as_ref().map_or(Picodollars::ZERO, |r| {
-                        estimate(r, prompt_estimate, chat.max_output_tokens())
-                    });
-                    let window = budget.window.current_id();
-                    if let Err(e) = budgets
-                        .store()
-                        .reserve(&caller.0, &window, budget.limit, amount)
-                        .await
-                    {
-                        metrics::counter!("switchboard_budget_rejections_total").increment(1);
-                        metrics::counter!("switchboard_errors_total", "kind" => ErrorKind::BudgetExhausted.as_str()).increment(1);
-                        return Err(Error::new(
-                            ErrorKind::BudgetExhausted,
-                            format!(
-                                "spend budget exhausted: ${:.6} of ${:.6} used in this period (this request needs up to ${:.6})",
-                                e.committed.usd(),
-                                e.limit.usd(),
-                                amount.usd()
-                            ),
-                        ));
-                    }
-                    reservation = Some(Reservation {
-                        budgets: budgets.clone(),
-                        caller: caller.0.clone(),
-                        window,
-                        amount,
-                        settled: false,
-                    });
+            let budget = match (&config.budgets, &caller) {
+                (Some(b), Some(c)) => b.for_caller(&c.0).map(|budget| (b, c, budget)),
+                _ => None,
+            };
+            let budgeted = budget.is_some();
+            let mut route = req.extensions().get::<Route>().cloned();
+            if budgeted {
+                let denied = deny_unpriced(&config, route.as_ref()).inspect_err(|e| {
+                    metrics::counter!("switchboard_errors_total", "kind" => e.kind().as_str())
+                        .increment(1);
+                })?;
+                if let Some(r) = denied {
+                    req.extensions_mut().insert(r.clone());
+                    route = Some(r);
                 }
             }
-            let mut meter = Meter {
+            let chat = req.body().clone();
+            let prompt_estimate = input_estimate(&chat);
+            let worst = estimate(&config, route.as_ref(), &chat, prompt_estimate, budgeted);
+            let mut reservation = None;
+            if let Some((budgets, caller, budget)) = budget {
+                let amount = worst.amount;
+                let window = budget.window.current_id();
+                budgets
+                    .store()
+                    .reserve(&caller.0, &window, budget.limit, amount)
+                    .await
+                    .map_err(|e| budget_error(e, amount))?;
+                reservation = Some(Reservation {
+                    budgets: budgets.clone(),
+                    caller: caller.0.clone(),
+                    window,
+                    amount,
+                    settled: false,
+                });
+            }
+            let meter = Meter {
                 config,
                 started,
                 route,
                 caller,
+                budgeted,
                 reservation,
                 stream: chat.is_stream(),
                 prompt_estimate,
+                worst,
                 served: None,
+                listed: false,
                 cache: None,
                 prices: None,
                 span: tracing::Span::current(),
                 handles: None,
             };
             drop(chat);
-            let result = tower::ServiceExt::ready(&mut inner).await;
-            let result = match result {
-                Ok(svc) => svc.call(req).await,
-                Err(e) => Err(e),
+            let svc = match tower::ServiceExt::ready(&mut inner).await {
+                Ok(svc) => svc,
+                Err(e) => {
+                    meter.finish(None, false, None, Some(e.kind()));
+                    return Err(e);
+                }
             };
+            let tab = BillingTab::new();
+            req.extensions_mut().insert(tab.clone());
+            let mut dispatched = Dispatched {
+                meter: Some(meter),
+                tab,
+            };
+            let result = svc.call(req).await;
+            let Some(mut meter) = dispatched.meter.take() else {
+                return result;
+            };
+            let tab = dispatched.tab.clone();
+            drop(dispatched);
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    meter.served = None;
                     meter.finish(None, false, None, Some(e.kind()));
                     return Err(e);
                 }
             };
             let (mut parts, body) = resp.into_parts();
-            meter.served = parts.extensions.get::<ServedBy>().map(|s| ServedBy {
-                provider: s.provider.clone(),
-                model: s.model.clone(),
-                // Only the sink's record lists the attempts.
-                attempts: match meter.config.sink {
-                    Some(_) => s.attempts.clone(),
-                    None => Vec::new(),
-                },
-            });
             meter.cache = parts.extensions.get::<CacheStatus>().copied();
-            meter.prices = prices_for(meter.route.as_ref(), meter.served.as_ref());
+            if let Some(s) = parts.extensions.get::<ServedBy>() {
+                meter.set_served(ServedBy {
+                    provider: s.provider.clone(),
+                    model: s.model.clone(),
+                    // Only the sink's record lists the attempts.
+                    attempts: match meter.config.sink {
+                        Some(_) => s.attempts.clone(),
+                        None => Vec::<Attempt>::new(),
+                    },
+                });
+            }
             let body = match body {
                 ChatResponse::Stream(s) => {
-                    ChatResponse::Stream(Box::pin(MeteredStream::new(s, meter)))
+                    ChatResponse::Stream(Box::pin(MeteredStream::new(s, meter, Some(tab))))
                 }
                 ChatResponse::Complete(mut whole) => {
+                    drop(tab);
                     if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
                         let overhead = meter.started.elapsed().saturating_sub(up.0);
                         meter.handles().overhead.record(overhead.as_secs_f64());
@@ -704,8 +1064,15 @@ where
                         parts.extensions.insert(Cost(cost.total().usd()));
                     }
                     let ttft = meter.started.elapsed();
-                    let usage = whole.usage().cloned();
-                    meter.finish(usage, false, Some(ttft), None);
+                    let (usage, estimated) = match whole.usage() {
+                        Some(u) => (Some(u.clone()), false),
+                        // No usage from the upstream: billed from the answer's text.
+                        None if meter.cache != Some(CacheStatus::Hit) => {
+                            (Some(meter.estimate(whole.output_bytes())), true)
+                        }
+                        None => (None, false),
+                    };
+                    meter.finish(usage, estimated, Some(ttft), None);
                     ChatResponse::Complete(whole)
                 }
             };

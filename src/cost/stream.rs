@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 
+use super::tab::{BillingTab, Orphan};
 use super::Meter;
 use crate::chat::ChunkStream;
 use crate::openai::{ChatCompletionChunk, ToolCallDelta, Usage};
@@ -19,6 +20,8 @@ pub struct MeteredStream {
     usage: Option<Usage>,
     streamed_bytes: usize,
     error: Option<ErrorKind>,
+    /// Where the meter goes when the client hangs up before the usage chunk.
+    tab: Option<BillingTab>,
 }
 
 impl fmt::Debug for MeteredStream {
@@ -31,7 +34,7 @@ impl fmt::Debug for MeteredStream {
 }
 
 impl MeteredStream {
-    pub(crate) fn new(inner: ChunkStream, meter: Meter) -> Self {
+    pub(crate) fn new(inner: ChunkStream, meter: Meter, tab: Option<BillingTab>) -> Self {
         Self {
             inner,
             meter: Some(meter),
@@ -39,6 +42,7 @@ impl MeteredStream {
             usage: None,
             streamed_bytes: 0,
             error: None,
+            tab,
         }
     }
 
@@ -49,12 +53,7 @@ impl MeteredStream {
         if self.ttft.is_none() {
             self.first_output(chunk);
         }
-        for c in &chunk.choices {
-            let d = &c.delta;
-            self.streamed_bytes += d.content.as_ref().map_or(0, String::len)
-                + d.reasoning.as_ref().map_or(0, String::len)
-                + d.tool_calls.as_deref().map_or(0, tool_call_bytes);
-        }
+        self.streamed_bytes += chunk_output_bytes(chunk);
         if let Some(u) = chunk.usage.as_mut() {
             self.priced(u);
         }
@@ -95,6 +94,21 @@ impl MeteredStream {
             meter.finish(usage, estimated, self.ttft, self.error);
         }
     }
+}
+
+/// Output bytes of a chunk: text, reasoning and tool-call fragments.
+#[inline]
+pub(super) fn chunk_output_bytes(chunk: &ChatCompletionChunk) -> usize {
+    chunk
+        .choices
+        .iter()
+        .map(|c| {
+            let d = &c.delta;
+            d.content.as_ref().map_or(0, String::len)
+                + d.reasoning.as_ref().map_or(0, String::len)
+                + d.tool_calls.as_deref().map_or(0, tool_call_bytes)
+        })
+        .sum()
 }
 
 /// Streamed bytes of tool-call fragments (names and arguments).
@@ -139,6 +153,20 @@ impl Stream for MeteredStream {
 
 impl Drop for MeteredStream {
     fn drop(&mut self) {
+        // The client hung up before the end. Without the usage chunk the meter stays on the
+        // tab: a layer below that finishes the upstream answer anyway (for the requests that
+        // follow it) reports the real usage there; else it is billed from what streamed.
+        if self.usage.is_none() {
+            if let (Some(meter), Some(tab)) = (self.meter.take(), self.tab.take()) {
+                tab.adopt(Orphan {
+                    meter,
+                    streamed_bytes: self.streamed_bytes,
+                    ttft: self.ttft,
+                    answered: true,
+                });
+                return;
+            }
+        }
         self.finish();
     }
 }

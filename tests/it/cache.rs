@@ -1126,3 +1126,269 @@ mod redis_store {
         assert!(e.message().contains("Redis"), "{e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Billing a flight's leader (CostMeter over the cache)
+
+type Records = Arc<Mutex<Vec<switchboard::cost::CostRecord>>>;
+
+/// CostMeter (alice has a budget) over the cache over `inner`, which is said to be served by
+/// `a/b` at $1/M input and $2/M output.
+fn metered(
+    layer: &ResponseCacheLayer,
+    inner: Inner,
+) -> (
+    BoxCloneService<ChatHttpRequest, ChatHttpResponse, Error>,
+    Records,
+    switchboard::cost::Budgets,
+) {
+    use switchboard::cost::{Budget, Budgets, CostMeterLayer, Window};
+    let inner = inner.map_response(|mut r: ChatHttpResponse| {
+        r.extensions_mut().insert(ServedBy {
+            provider: "a".into(),
+            model: "a/b".into(),
+            attempts: vec![],
+        });
+        r
+    });
+    let budgets = Budgets::default().with("alice", Budget::usd(1.0, Window::Total));
+    let recs: Records = Arc::default();
+    let r = recs.clone();
+    let svc = CostMeterLayer::new()
+        .budgets(budgets.clone())
+        .sink(move |rec: &switchboard::cost::CostRecord| r.lock().unwrap().push(rec.clone()))
+        .layer(layer.layer(inner));
+    (BoxCloneService::new(svc), recs, budgets)
+}
+
+fn alices(body: &str) -> ChatHttpRequest {
+    use switchboard::catalog::Pricing;
+    use switchboard::ext::{CallerKey, Route};
+    let mut c = candidate("a", "b");
+    c.pricing = Some(Pricing {
+        input: 1.0,
+        output: 2.0,
+        ..Pricing::default()
+    });
+    let mut r = request(body);
+    r.extensions_mut().insert(Route {
+        requested: "a/b".into(),
+        candidates: vec![c].into(),
+    });
+    r.extensions_mut().insert(CallerKey("alice".into()));
+    r
+}
+
+/// Waits (bounded) until the sink has `n` records and the budget store `usd`.
+async fn billed(recs: &Records, budgets: &switchboard::cost::Budgets, n: usize, usd: f64) {
+    let mut spent = 0.0;
+    for _ in 0..500 {
+        spent = budgets.store().committed("alice", "total").await.usd();
+        if recs.lock().unwrap().len() >= n && (spent - usd).abs() < 1e-12 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!(
+        "expected {n} records and ${usd}, got {:?} and ${spent}",
+        recs.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_leader_hanging_up_mid_stream_is_billed_what_the_upstream_really_used() {
+    let (inner, _, upstream, _) = channel_upstream();
+    let layer = ResponseCacheLayer::default();
+    let (svc, recs, budgets) = metered(&layer, inner);
+    let chunks = tool_stream();
+
+    let leader = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    let mut leader = leader.into_body().into_stream().unwrap();
+    upstream.send(Ok(chunks[0].clone())).unwrap();
+    leader.next().await.unwrap().unwrap();
+    let follower = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    assert_eq!(status(&follower), CacheStatus::Hit);
+    drop(leader);
+    for c in &chunks[1..] {
+        upstream.send(Ok(c.clone())).unwrap();
+    }
+    drop(upstream);
+    assert_eq!(ok_chunks(follower).await.len(), chunks.len());
+    // The usage chunk says 12 prompt and 7 completion tokens: 12 × $1/M + 7 × $2/M.
+    billed(&recs, &budgets, 2, 0.000_026).await;
+    let r = recs.lock().unwrap();
+    let lead = r
+        .iter()
+        .find(|r| r.cache == Some(CacheStatus::Miss))
+        .unwrap();
+    assert!(!lead.usage_estimated, "the real usage, not an estimate");
+    assert_eq!(lead.usage.as_ref().unwrap().completion_tokens, 7);
+    let follow = r
+        .iter()
+        .find(|r| r.cache == Some(CacheStatus::Hit))
+        .unwrap();
+    assert_eq!(
+        follow.cost.unwrap().total().usd(),
+        0.0,
+        "followers are hits"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_hanging_up_before_the_head_is_billed_what_the_upstream_really_used() {
+    let (inner, calls, release) = gated();
+    let layer = ResponseCacheLayer::default();
+    let (svc, recs, budgets) = metered(&layer, inner);
+    let leader = tokio::spawn(svc.clone().oneshot(alices(HELLO)));
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let follower = tokio::spawn(svc.clone().oneshot(alices(HELLO)));
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    release
+        .send(Ok(complete(completion("a/b", "still here"))))
+        .unwrap();
+    let r = follower.await.unwrap().unwrap();
+    assert_eq!(status(&r), CacheStatus::Hit);
+    // support::completion uses 3 prompt and 2 completion tokens: 3 × $1/M + 2 × $2/M.
+    billed(&recs, &budgets, 2, 0.000_007).await;
+    let r = recs.lock().unwrap();
+    let lead = r
+        .iter()
+        .find(|r| r.cache != Some(CacheStatus::Hit))
+        .unwrap();
+    assert!(!lead.usage_estimated);
+    assert_eq!(lead.usage.as_ref().unwrap().prompt_tokens, 3);
+}
+
+#[tokio::test]
+async fn an_abandoned_answer_is_cancelled_once_its_last_follower_leaves() {
+    let (inner, calls, upstream, dropped) = channel_upstream();
+    let layer = ResponseCacheLayer::default();
+    let (svc, recs, _) = metered(&layer, inner);
+    let chunks = tool_stream();
+
+    let leader = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    let mut leader = leader.into_body().into_stream().unwrap();
+    upstream.send(Ok(chunks[0].clone())).unwrap();
+    upstream.send(Ok(chunks[1].clone())).unwrap();
+    leader.next().await.unwrap().unwrap();
+    let follower = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    let mut follower = follower.into_body().into_stream().unwrap();
+    drop(leader);
+    follower.next().await.unwrap().unwrap();
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "the follower still wants it"
+    );
+    drop(follower);
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "nobody wants the rest: the upstream call is cancelled"
+    );
+    assert_eq!(layer.in_flight(), 0);
+    // The leader pays an estimate of what was generated (never $0), the follower nothing.
+    for _ in 0..500 {
+        if recs.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let r = recs.lock().unwrap();
+    let lead = r
+        .iter()
+        .find(|r| r.cache == Some(CacheStatus::Miss))
+        .unwrap();
+    assert!(lead.usage_estimated);
+    assert!(lead.cost.unwrap().total().usd() > 0.0);
+    drop(upstream);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_abandoned_answer_may_finish_for_the_store_within_a_bound() {
+    let (inner, calls, upstream, dropped) = channel_upstream();
+    let layer = ResponseCacheLayer::default().finish_abandoned_within(Duration::from_secs(60));
+    let (svc, recs, budgets) = metered(&layer, inner);
+    let chunks = tool_stream();
+
+    let leader = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    let mut leader = leader.into_body().into_stream().unwrap();
+    upstream.send(Ok(chunks[0].clone())).unwrap();
+    leader.next().await.unwrap().unwrap();
+    drop(leader); // alone: nobody follows, but the store wants the answer
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!dropped.load(Ordering::SeqCst), "finished for the store");
+    for c in &chunks[1..] {
+        upstream.send(Ok(c.clone())).unwrap();
+    }
+    drop(upstream);
+    settle(&layer).await;
+    // The caller pays the real usage once; the retry is a hit.
+    billed(&recs, &budgets, 1, 0.000_026).await;
+    assert!(!recs.lock().unwrap()[0].usage_estimated);
+    let again = svc.clone().oneshot(alices(HELLO)).await.unwrap();
+    assert_eq!(status(&again), CacheStatus::Hit);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn finishing_an_abandoned_answer_for_the_store_is_bounded_in_time_and_size() {
+    // Time: an upstream that stalls is dropped when the bound passes.
+    let (inner, _, upstream, dropped) = channel_upstream();
+    let layer = ResponseCacheLayer::default().finish_abandoned_within(Duration::from_secs(5));
+    let (svc, recs, _) = metered(&layer, inner);
+    let leader = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    let mut leader = leader.into_body().into_stream().unwrap();
+    upstream.send(Ok(tool_stream()[0].clone())).unwrap();
+    leader.next().await.unwrap().unwrap();
+    drop(leader);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!dropped.load(Ordering::SeqCst));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "dropped when the bound passed"
+    );
+    assert_eq!(layer.in_flight(), 0);
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(recs.lock().unwrap()[0].usage_estimated);
+    drop(upstream);
+
+    // Size: once the answer outgrows max_entry_bytes the store no longer wants it.
+    let (inner, _, upstream, dropped) = channel_upstream();
+    let layer = ResponseCacheLayer::default()
+        .finish_abandoned_within(Duration::from_secs(60))
+        .max_entry_bytes(2_000);
+    let (svc, _, _) = metered(&layer, inner);
+    let leader = svc.clone().oneshot(alices(HELLO_STREAM)).await.unwrap();
+    let mut leader = leader.into_body().into_stream().unwrap();
+    upstream.send(Ok(tool_stream()[0].clone())).unwrap();
+    leader.next().await.unwrap().unwrap();
+    drop(leader);
+    tokio::task::yield_now().await;
+    assert!(!dropped.load(Ordering::SeqCst));
+    upstream.send(Ok(tool_stream()[1].clone())).unwrap();
+    let mut big = tool_stream()[1].clone();
+    big.choices[0].delta.content = Some("x".repeat(4_000));
+    upstream.send(Ok(big)).unwrap();
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "dropped once too big to store"
+    );
+    drop(upstream);
+}

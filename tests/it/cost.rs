@@ -5,9 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::*;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use switchboard::catalog::{Pricing, Provider, ProviderKind};
-use switchboard::cost::{Budget, Budgets, CostMeterLayer, CostRecord, Window};
+use switchboard::cost::{
+    Budget, BudgetStore, Budgets, CostMeterLayer, CostRecord, Picodollars, UnpricedPolicy, Window,
+};
 use switchboard::ext::{Attempt, CacheStatus, CallerKey, Candidate, Route, ServedBy};
 use switchboard::openai::{FunctionCallDelta, PromptTokensDetails, ToolCallDelta, Usage};
 use switchboard::{ChatHttpRequest, ChatHttpResponse, ChatResponse, Error, ErrorKind};
@@ -451,4 +454,357 @@ async fn two_instances_share_a_redis_budget_without_overspending() {
         Budgets::new(Arc::new(store_b)),
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Failing closed: every request a budgeted caller sends is billed.
+
+/// A budget store that remembers every reservation and settlement.
+#[derive(Debug, Default)]
+struct Ledger {
+    store: switchboard::cost::MemoryBudgetStore,
+    reserved: Mutex<Vec<Picodollars>>,
+    settled: Mutex<Vec<(Picodollars, Picodollars)>>,
+}
+
+impl BudgetStore for Ledger {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        window: &'a str,
+        limit: Picodollars,
+        amount: Picodollars,
+    ) -> BoxFuture<'a, Result<(), switchboard::cost::Exhausted>> {
+        self.reserved.lock().unwrap().push(amount);
+        self.store.reserve(key, window, limit, amount)
+    }
+
+    fn settle<'a>(
+        &'a self,
+        key: &'a str,
+        window: &'a str,
+        reserved: Picodollars,
+        actual: Picodollars,
+    ) -> BoxFuture<'a, ()> {
+        self.settled.lock().unwrap().push((reserved, actual));
+        self.store.settle(key, window, reserved, actual)
+    }
+
+    fn committed<'a>(&'a self, key: &'a str, window: &'a str) -> BoxFuture<'a, Picodollars> {
+        self.store.committed(key, window)
+    }
+}
+
+impl Ledger {
+    /// Waits (bounded) for `n` settlements (they are spawned).
+    async fn settlements(&self, n: usize) -> Vec<(Picodollars, Picodollars)> {
+        for _ in 0..500 {
+            if self.settled.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let s = self.settled.lock().unwrap().clone();
+        assert_eq!(s.len(), n, "settlements: {s:?}");
+        s
+    }
+}
+
+fn ledger_budgets(ledger: &Arc<Ledger>, usd: f64) -> Budgets {
+    Budgets::new(ledger.clone()).with("alice", Budget::usd(usd, Window::Total))
+}
+
+fn as_alice(mut r: ChatHttpRequest) -> ChatHttpRequest {
+    r.extensions_mut().insert(CallerKey("alice".into()));
+    r
+}
+
+/// Pass-through targets have no price: a caller with a budget must not use them for free.
+#[tokio::test]
+async fn unpriced_targets_are_refused_to_callers_with_a_budget() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen_routes = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+    let (c, seen) = (calls.clone(), seen_routes.clone());
+    let inner = service_fn(move |r: ChatHttpRequest| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let route = r.extensions().get::<Route>().unwrap();
+        seen.lock().unwrap().push(
+            route
+                .candidates
+                .iter()
+                .map(|c| c.model.to_string())
+                .collect(),
+        );
+        let model = route.candidates[0].model.clone();
+        async move {
+            let mut c = completion(&model, "hi");
+            c.usage = Some(usage(1000, 0, 1000));
+            let mut resp = http::Response::new(ChatResponse::from(c));
+            let p = model.split('/').next().unwrap().to_owned();
+            resp.extensions_mut().insert(served(&p, &model));
+            Ok::<_, Error>(resp)
+        }
+    });
+    let ledger = Arc::new(Ledger::default());
+    let svc = CostMeterLayer::new()
+        .budgets(ledger_budgets(&ledger, 1.0))
+        .layer(inner);
+
+    // Only an unpriced candidate: refused before the upstream is called.
+    let e = svc
+        .clone()
+        .oneshot(as_alice(routed(HELLO, vec![candidate("openai", "m")])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
+    assert_eq!(e.status(), 403);
+    assert!(e.message().contains("no price"), "{}", e.message());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // A priced fallback remains: the unpriced candidate is removed from the route.
+    svc.clone()
+        .oneshot(as_alice(routed(
+            HELLO,
+            vec![candidate("openai", "m"), priced("b", "b/m", 1.0, 1.0)],
+        )))
+        .await
+        .unwrap();
+    assert_eq!(seen_routes.lock().unwrap().last().unwrap(), &["b/m"]);
+    let s = ledger.settlements(1).await;
+    assert_eq!(
+        s[0].1,
+        Picodollars::from_usd(0.002),
+        "billed at b/m's price"
+    );
+
+    // A caller without a budget is unaffected.
+    let mut r = routed(HELLO, vec![candidate("openai", "m")]);
+    r.extensions_mut().insert(CallerKey("bob".into()));
+    svc.oneshot(r).await.unwrap();
+    assert_eq!(seen_routes.lock().unwrap().last().unwrap(), &["openai/m"]);
+}
+
+/// The reservation is the worst case the request allows: `n` choices, each up to the output
+/// cap, plus the reasoning budget; tool schemas and images count as input.
+#[tokio::test]
+async fn the_reservation_covers_n_tools_images_and_reasoning() {
+    let ledger = Arc::new(Ledger::default());
+    let svc = CostMeterLayer::new()
+        .budgets(ledger_budgets(&ledger, 100.0))
+        .layer(answering("b", "b/m", usage(10, 0, 10), None));
+    // $1/M input, $2/M output.
+    let tools = r#"[{"type":"function","function":{"name":"lookup","description":"Looks a thing up in a rather long description of the tool","parameters":{"type":"object","properties":{"q":{"type":"string"}}}}}]"#;
+    let body = format!(
+        r#"{{"model":"b/m","n":3,"max_tokens":100,"reasoning":{{"max_tokens":50}},"tools":{tools},
+            "messages":[{{"role":"user","content":[{{"type":"text","text":"what is this?"}},
+            {{"type":"image_url","image_url":{{"url":"data:image/png;base64,AAAA"}}}}]}}]}}"#
+    );
+    svc.clone()
+        .oneshot(as_alice(routed(&body, vec![priced("b", "b/m", 1.0, 2.0)])))
+        .await
+        .unwrap();
+    let reserved = ledger.reserved.lock().unwrap()[0];
+    let output = (3 * 100 + 50) * 2_000_000u64;
+    let input_at_least = (1000 + tools.len() as u64 / 4) * 1_000_000;
+    assert!(
+        reserved.0 >= output + input_at_least,
+        "reserved {reserved:?} < {}",
+        output + input_at_least
+    );
+
+    // Without a cap, each of the `n` choices may run to the model's own output limit.
+    let mut big = priced("b", "b/m", 1.0, 2.0);
+    big.max_output = Some(8000);
+    svc.oneshot(as_alice(routed(
+        r#"{"model":"b/m","n":2,"messages":[{"role":"user","content":"hi"}]}"#,
+        vec![big],
+    )))
+    .await
+    .unwrap();
+    let reserved = ledger.reserved.lock().unwrap()[1];
+    assert!(reserved.0 >= 2 * 8000 * 2_000_000, "reserved {reserved:?}");
+}
+
+/// A client that hangs up after the request went upstream is still billed: the upstream
+/// may run the whole generation, so the caller pays the reservation (the worst case).
+#[tokio::test]
+async fn a_request_abandoned_after_it_went_upstream_is_billed_the_reservation() {
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let inner = service_fn(move |_r: ChatHttpRequest| {
+        reached_tx.send(()).unwrap();
+        std::future::pending::<Result<ChatHttpResponse, Error>>()
+    });
+    let ledger = Arc::new(Ledger::default());
+    let (recs, sink) = records();
+    let svc = CostMeterLayer::new()
+        .budgets(ledger_budgets(&ledger, 1.0))
+        .sink(sink)
+        .layer(inner);
+    let task = tokio::spawn(svc.oneshot(as_alice(routed(
+        r#"{"model":"b/m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+        vec![priced("b", "b/m", 1.0, 2.0)],
+    ))));
+    reached.recv().await.unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let s = ledger.settlements(1).await;
+    let (reserved, actual) = s[0];
+    assert!(actual > Picodollars::ZERO, "billed nothing");
+    assert_eq!(actual, reserved, "billed the worst case");
+    let r = recs.lock().unwrap();
+    assert_eq!(r.len(), 1, "the sink hears of it");
+    assert!(r[0].usage_estimated);
+}
+
+/// An answer without `usage` is billed an estimate, never $0.
+#[tokio::test]
+async fn an_answer_without_usage_is_billed_an_estimate() {
+    let inner = service_fn(|_r: ChatHttpRequest| async {
+        let mut c = completion("b/m", &"word ".repeat(200));
+        c.usage = None;
+        let mut resp = http::Response::new(ChatResponse::from(c));
+        resp.extensions_mut().insert(served("b", "b/m"));
+        Ok::<_, Error>(resp)
+    });
+    let ledger = Arc::new(Ledger::default());
+    let (recs, sink) = records();
+    let svc = CostMeterLayer::new()
+        .budgets(ledger_budgets(&ledger, 1.0))
+        .sink(sink)
+        .layer(inner);
+    svc.oneshot(as_alice(routed(HELLO, vec![priced("b", "b/m", 1.0, 2.0)])))
+        .await
+        .unwrap();
+    let s = ledger.settlements(1).await;
+    // 1000 bytes of text: about 250 output tokens at $2/M at least.
+    assert!(s[0].1 >= Picodollars(250 * 2_000_000), "{s:?}");
+    let r = recs.lock().unwrap();
+    assert!(r[0].usage_estimated);
+}
+
+/// Client-chosen pass-through model ids cannot grow the metric label sets without bound.
+#[test]
+fn pass_through_model_labels_are_capped() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let inner = service_fn(|r: ChatHttpRequest| {
+        let model = r.body().model.clone();
+        async move {
+            let mut resp = http::Response::new(ChatResponse::from(completion(&model, "x")));
+            let upstream = model.trim_start_matches("openai/").to_owned();
+            resp.extensions_mut()
+                .insert(served("openai", &format!("openai/{upstream}")));
+            Ok::<_, Error>(resp)
+        }
+    });
+    let svc = CostMeterLayer::new().layer(inner);
+    let n = 1200;
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..n {
+                let body = format!(
+                    r#"{{"model":"openai/m{i}","messages":[{{"role":"user","content":"hi"}}]}}"#
+                );
+                svc.clone()
+                    .oneshot(routed(&body, vec![candidate("openai", &format!("m{i}"))]))
+                    .await
+                    .unwrap();
+            }
+        });
+    });
+    let snap = snapshotter.snapshot().into_vec();
+    let mut models = std::collections::HashSet::new();
+    let mut total = 0;
+    for (k, _, _, v) in &snap {
+        if k.key().name() == "switchboard_requests_total" {
+            if let Some(l) = k.key().labels().find(|l| l.key() == "model") {
+                models.insert(l.value().to_owned());
+            }
+            if let metrics_util::debugging::DebugValue::Counter(c) = v {
+                total += c;
+            }
+        }
+    }
+    assert_eq!(total, n as u64, "every request counted");
+    assert!(
+        models.len() <= 1001,
+        "{} distinct model labels",
+        models.len()
+    );
+    assert!(models.contains("openai/other"));
+    assert!(
+        models.contains("openai/m0"),
+        "the first ids keep their own label"
+    );
+}
+
+/// Operators may bill unpriced targets at a default price instead of refusing them.
+#[tokio::test]
+async fn unpriced_targets_can_be_billed_at_a_default_price() {
+    let price = Pricing {
+        input: 1.0,
+        output: 2.0,
+        ..Pricing::default()
+    };
+    let ledger = Arc::new(Ledger::default());
+    let (recs, sink) = records();
+    let svc = CostMeterLayer::new()
+        .budgets(ledger_budgets(&ledger, 1.0))
+        .unpriced(UnpricedPolicy::DefaultPrice(price))
+        .sink(sink)
+        .layer(answering("openai", "openai/m", usage(1000, 0, 1000), None));
+    let body =
+        r#"{"model":"openai/m","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}"#;
+    svc.clone()
+        .oneshot(as_alice(routed(body, vec![candidate("openai", "m")])))
+        .await
+        .unwrap();
+    let s = ledger.settlements(1).await;
+    assert!(
+        s[0].0 >= Picodollars::from_usd(0.002),
+        "reserved at that price"
+    );
+    assert_eq!(
+        s[0].1,
+        Picodollars::from_usd(0.003),
+        "1000 × $1/M + 1000 × $2/M"
+    );
+    assert_eq!(recs.lock().unwrap()[0].cost.unwrap().total().usd(), 0.003);
+    // A caller without a budget is not affected: no price, cost null.
+    let mut r = routed(body, vec![candidate("openai", "m")]);
+    r.extensions_mut().insert(CallerKey("bob".into()));
+    svc.oneshot(r).await.unwrap();
+    assert!(recs.lock().unwrap()[1].cost.is_none());
+
+    // A price for the provider prices its targets for every caller, budget or not.
+    let ledger = Arc::new(Ledger::default());
+    let svc = CostMeterLayer::new()
+        .budgets(ledger_budgets(&ledger, 1.0))
+        .default_price_for("openai", price)
+        .layer(answering("openai", "openai/m", usage(1000, 0, 1000), None));
+    svc.clone()
+        .oneshot(as_alice(routed(body, vec![candidate("openai", "m")])))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.settlements(1).await[0].1,
+        Picodollars::from_usd(0.003)
+    );
+    let mut r = routed(body, vec![candidate("openai", "m")]);
+    r.extensions_mut().insert(CallerKey("bob".into()));
+    let resp = svc.clone().oneshot(r).await.unwrap();
+    assert_eq!(
+        resp.extensions().get::<switchboard::ext::Cost>().unwrap().0,
+        0.003
+    );
+    // Other providers stay unpriced: refused to alice.
+    let e = svc
+        .oneshot(as_alice(routed(body, vec![candidate("other", "m")])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
 }
