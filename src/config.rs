@@ -15,6 +15,11 @@
 //! max_tools = 512                   # tools in one request (400 above)
 //! max_tools_bytes = 1048576         # bytes of `tools`, and of `response_format` (400 above)
 //!
+//! [cost]                            # targets without prices (pass-through models)
+//! # unpriced_price = { input = 5.0, output = 15.0 }  # bill them at this; unset: keys with a
+//! #                                                  # budget cannot reach them (403)
+//! # provider_prices.openai = { input = 2.5, output = 10.0 }  # per provider, for every caller
+//!
 //! [server]                          # the ready gateway's listener
 //! max_connections = 4096            # open connections (503 and close above)
 //! header_read_timeout_ms = 30000    # a request head, and a new connection's first request
@@ -68,6 +73,8 @@ pub struct GatewayConfig {
     pub cache: CacheSettings,
     /// `[server]` settings.
     pub server: ServerSettings,
+    /// `[cost]` settings.
+    pub cost: CostSettings,
 }
 
 /// `[cache]` settings.
@@ -134,6 +141,19 @@ pub struct GatewaySettings {
     pub max_tools: usize,
     /// The most bytes of `tools`, and of `response_format`, in one request.
     pub max_tools_bytes: usize,
+}
+
+/// `[cost]` settings: what targets without prices cost.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CostSettings {
+    /// The price of unpriced targets for callers with a budget (`None`: such callers cannot
+    /// reach them, 403).
+    pub unpriced_price: Option<crate::catalog::Pricing>,
+    /// Per provider, the price of its targets that have none of their own (pass-through
+    /// models), for every caller.
+    pub provider_prices: std::collections::BTreeMap<String, crate::catalog::Pricing>,
 }
 
 /// `[server]` settings: the ready gateway's listener (see `switchboard::server::ConnLimits`).
@@ -239,6 +259,12 @@ impl GatewayConfig {
                 .try_into()
                 .map_err(|e| config_error(format!("gateway: {e}")))?,
             None => GatewaySettings::default(),
+        };
+        let cost: CostSettings = match table.remove("cost") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("cost: {e}")))?,
+            None => CostSettings::default(),
         };
         let server: ServerSettings = match table.remove("server") {
             Some(v) => v
@@ -346,6 +372,7 @@ impl GatewayConfig {
             budgets,
             cache,
             server,
+            cost,
         })
     }
 }
@@ -401,6 +428,29 @@ fast = "openai/gpt-4o-mini"
             .unwrap_err()
             .to_string();
         assert!(e.contains("gateway: unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn reads_cost_and_server_sections() {
+        let text = format!(
+            "{BASE}\n[cost]\nunpriced_price = {{ input = 5.0, output = 15.0 }}\n\
+             provider_prices.openai = {{ input = 2.5, output = 10.0 }}\n\
+             [server]\nmax_connections = 10\nheader_read_timeout_ms = 5000\n"
+        );
+        let c = GatewayConfig::from_toml_with_env(&text, |_| None).unwrap();
+        assert_eq!(c.cost.unpriced_price.map(|p| p.output), Some(15.0));
+        assert_eq!(c.cost.provider_prices["openai"].input, 2.5);
+        assert_eq!(c.server.max_connections, 10);
+        assert_eq!(c.server.header_read_timeout_ms, 5000);
+        assert_eq!(
+            c.server.idle_timeout_ms,
+            ServerSettings::default().idle_timeout_ms
+        );
+        let e =
+            GatewayConfig::from_toml_with_env(&format!("{BASE}\n[cost]\nbogus = 1\n"), |_| None)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("cost: unknown field `bogus`"), "{e}");
     }
 
     #[test]

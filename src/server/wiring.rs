@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::cache::{MemoryStore, ResponseCacheLayer};
 use crate::catalog::{ApiKey, ProviderKind};
 use crate::config::{GatewayConfig, ServerSettings};
-use crate::cost::CostMeterLayer;
+use crate::cost::{CostMeterLayer, UnpricedPolicy};
 use crate::demo::{DemoProviders, DEMO_API_KEY};
 use crate::fallback::FallbackLayer;
 use crate::Gateway;
@@ -137,9 +137,16 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
                 .shared_across_callers(c.shared),
         );
     }
+    let mut cost = CostMeterLayer::new().budgets(budgets);
+    if let Some(price) = config.cost.unpriced_price {
+        cost = cost.unpriced(UnpricedPolicy::DefaultPrice(price));
+    }
+    for (provider, price) in &config.cost.provider_prices {
+        cost = cost.default_price_for(provider.as_str(), *price);
+    }
     let mut builder = builder
         .client_keys(config.keys.clone())
-        .cost_meter(CostMeterLayer::new().budgets(budgets))
+        .cost_meter(cost)
         .fallback(fallback)
         .max_body_bytes(s.max_body_bytes)
         .max_models(s.max_models)
