@@ -81,6 +81,8 @@
 //! it within a minute.
 
 pub mod future;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod settle;
 mod store;
 #[cfg(test)]
@@ -99,6 +101,9 @@ use crate::ext::CallerKey;
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::RedisRateLimitStore;
 pub use store::{Decision, Draw, LimitKind, MemoryRateLimitStore, RateLimitStore};
 
 use settle::{Taken, TokenHold};
