@@ -36,7 +36,7 @@
 //! max_entry_bytes = 1048576         # larger answers are not stored
 //! deterministic_only = false        # only cache temperature 0 or seeded requests
 //! shared = false                    # true: gateway keys share entries (each key has its own by default)
-//! # redis_url = "redis://127.0.0.1:6379/"   # share the cache (and budgets) across instances (feature `redis`)
+//! # redis_url = "redis://127.0.0.1:6379/"   # share the cache, budgets and rate limits across instances (feature `redis`)
 //!
 //! [[keys]]                          # gateway API keys; none configured = no auth
 //! name = "team-a"                   # the caller (budgets, logs)
@@ -44,9 +44,18 @@
 //!                                   # (keys are kept only as SHA-256 digests)
 //! models = ["openai/*", "fast"]     # allow-list (optional)
 //! requests_per_minute = 60          # optional
-//! tokens_per_minute = 100000        # optional
+//! tokens_per_minute = 100000        # optional (settled on real usage, see below)
 //! budget = { usd = 5.0, window = "day" }   # day | month | total (optional)
 //! ```
+//!
+//! Rate limits are token buckets per key, refilled continuously over a minute; a request
+//! takes from both or neither (one refused for tokens does not use up a request). For tokens
+//! per minute a request reserves its prompt estimate plus `max_tokens` (1024 output tokens
+//! without it), and the reservation is replaced by the answer's real usage. Without
+//! `redis_url` each instance counts its own limits (N instances allow N times them); with it,
+//! every instance shares one count in Redis, and when Redis fails each instance counts on its
+//! own for the time being (rate limits fail open to per-instance limits, budgets fail closed).
+//! See [`keys`](crate::keys).
 
 use std::time::Duration;
 
@@ -97,7 +106,8 @@ pub struct CacheSettings {
     /// Share entries and in-flight requests across gateway keys (default false: each key
     /// has its own).
     pub shared: bool,
-    /// A Redis URL: the cache and the budgets live there (feature `redis`).
+    /// A Redis URL: the cache, the budgets and the keys' rate limits live there (feature
+    /// `redis`).
     pub redis_url: Option<String>,
 }
 

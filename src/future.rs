@@ -1,7 +1,8 @@
 //! What the layers' futures share: the crate's one boxed-future alias, and the future of the
 //! layers that either call the inner service or answer at once with an error
-//! ([`ModelResolve`](crate::resolve::ModelResolve) and [`ClientKeys`](crate::keys::ClientKeys),
-//! which re-export it from their own `future` modules).
+//! ([`ModelResolve`](crate::resolve::ModelResolve), which re-exports it from its own `future`
+//! module; [`ClientKeys`](crate::keys::ClientKeys) has its own, as it may wait for a shared
+//! rate-limit store).
 
 use std::future::Future;
 use std::pin::Pin;

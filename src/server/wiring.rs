@@ -111,6 +111,8 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     }
     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     let mut budgets = config.budgets.clone();
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut keys = config.keys.clone();
     let mut builder = Gateway::builder(catalog);
     if config.cache.enabled || config.cache.redis_url.is_some() {
         let c = &config.cache;
@@ -124,7 +126,13 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
                     .await
                     .map_err(|e| format!("cache.redis_url: {}", e.message()))?;
                 budgets = budgets.with_store(std::sync::Arc::new(b));
-                notes.push(format!("response cache and budgets in Redis at {url}"));
+                let limits = crate::keys::RedisRateLimitStore::connect(url)
+                    .await
+                    .map_err(|e| format!("cache.redis_url: {}", e.message()))?;
+                keys = keys.rate_limit_store(std::sync::Arc::new(limits));
+                notes.push(format!(
+                    "response cache, budgets and rate limits in Redis at {url}"
+                ));
                 ResponseCacheLayer::new(store)
             }
             _ => ResponseCacheLayer::new(MemoryStore::with_limits(c.max_bytes, c.max_entries)),
@@ -145,7 +153,7 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         cost = cost.default_price_for(provider.as_str(), *price);
     }
     let mut builder = builder
-        .client_keys(config.keys.clone())
+        .client_keys(keys)
         .cost_meter(cost)
         .fallback(fallback)
         .max_body_bytes(s.max_body_bytes)

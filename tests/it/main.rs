@@ -15,6 +15,8 @@ mod examples;
 mod fallback;
 mod gateway;
 mod hostile;
+#[cfg(feature = "redis")]
+mod rate_limits;
 mod reasoning;
 #[cfg(feature = "server")]
 mod reliability;
