@@ -97,7 +97,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
-use crate::ext::CallerKey;
+use crate::ext::{CallerKey, ModelAllowList};
 use crate::openai::ChatRequest;
 use crate::{Error, ErrorKind};
 
@@ -116,7 +116,7 @@ pub const DEFAULT_OUTPUT_ALLOWANCE: u32 = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPolicy {
     name: Arc<str>,
-    models: Option<Vec<String>>,
+    models: Option<ModelAllowList>,
     requests_per_minute: Option<u32>,
     tokens_per_minute: Option<u32>,
 }
@@ -139,7 +139,7 @@ impl KeyPolicy {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.models = Some(models.into_iter().map(Into::into).collect());
+        self.models = Some(ModelAllowList(models.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -165,13 +165,7 @@ impl KeyPolicy {
     }
 
     fn allows(&self, model: &str) -> bool {
-        let Some(list) = &self.models else {
-            return true;
-        };
-        list.iter().any(|m| match m.strip_suffix('*') {
-            Some(prefix) => model.starts_with(prefix),
-            None => m == model,
-        })
+        self.models.as_ref().is_none_or(|list| list.allows(model))
     }
 }
 
@@ -242,6 +236,8 @@ impl Draws {
 /// What the key's policy asks of the buckets for one request.
 struct Admission {
     caller: Arc<str>,
+    /// The key's allow-list, for ModelResolve to apply to every resolved candidate.
+    allowed: Option<ModelAllowList>,
     draws: Draws,
     /// The tokens-per-minute reservation, to settle on the usage.
     hold: Option<TokenHold>,
@@ -443,7 +439,10 @@ impl ClientKeysLayer {
             if !policy.allows(m) {
                 return Err(Error::new(
                     ErrorKind::Forbidden,
-                    format!("this API key may not use model `{m}`"),
+                    format!(
+                        "this API key may not use model `{}`",
+                        crate::resolve::limits::quote(m)
+                    ),
                 )
                 .with_param("model"));
             }
@@ -491,6 +490,7 @@ impl ClientKeysLayer {
         }
         Ok(Admission {
             caller: policy.name.clone(),
+            allowed: policy.models.clone(),
             draws,
             hold,
         })
@@ -572,6 +572,9 @@ where
         };
         req.extensions_mut()
             .insert(CallerKey(admission.caller.clone()));
+        if let Some(allowed) = admission.allowed.clone() {
+            req.extensions_mut().insert(allowed);
+        }
         let draws = admission.draws;
         if draws.len == 0 {
             return future::ResponseFuture::called(self.inner.call(req), None);

@@ -150,7 +150,7 @@
 //! ```
 
 pub mod future;
-mod limits;
+pub(crate) mod limits;
 mod prefs;
 mod rules;
 

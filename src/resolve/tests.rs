@@ -1317,3 +1317,46 @@ async fn allow_lists_apply_to_every_resolved_candidate() {
     let e = call(&["openai/*"], json!({"model": "openai/gpt-4o"})).await;
     assert_eq!(e.message(), "openai/gpt-4o,openai/gpt-4o");
 }
+
+#[tokio::test]
+async fn a_keys_allow_list_reaches_the_resolved_candidates() {
+    use crate::keys::{ClientKeysLayer, KeyPolicy};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let catalog = Catalog::builder()
+        .provider(Provider::new(
+            "openai",
+            ProviderKind::Openai,
+            "http://127.0.0.1:1/v1",
+        ))
+        .provider(Provider::new(
+            "anthropic",
+            ProviderKind::Anthropic,
+            "http://127.0.0.1:1",
+        ))
+        .model(ModelSpec::new("openai/gpt-4o-mini"))
+        .model(ModelSpec::new("anthropic/claude"))
+        .alias("openai/smart", "anthropic/claude")
+        .build()
+        .unwrap();
+    let gw = crate::Gateway::builder(catalog)
+        .client_keys(
+            ClientKeysLayer::new().key("sk-a", KeyPolicy::new("a").allow_models(["openai/*"])),
+        )
+        .build();
+    // The alias's id matches `openai/*`; what it resolves to does not.
+    let req = http::Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer sk-a")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"model":"openai/smart","messages":[{"role":"user","content":"hi"}]}"#,
+        )))
+        .unwrap();
+    let resp = gw.chat_completions().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("may not use the models"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
