@@ -12,6 +12,7 @@
 //! `switchboard listening on http://ADDR`. On SIGINT/SIGTERM in-flight requests get
 //! `SWITCHBOARD_SHUTDOWN_GRACE_MS` (default 10 s) to finish.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -58,16 +59,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Standard output may be a closed pipe: the gateway goes on serving.
+    let mut out = std::io::stdout().lock();
     for n in running.notes() {
-        println!("{n}");
+        let _ = writeln!(out, "{n}");
     }
-    println!("switchboard listening on http://{}", running.addr());
+    let _ = writeln!(out, "switchboard listening on http://{}", running.addr());
+    drop(out);
     shutdown_signal().await;
     let grace = std::env::var("SWITCHBOARD_SHUTDOWN_GRACE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(10), Duration::from_millis);
-    println!("shutting down (grace {grace:?})");
+    let _ = writeln!(std::io::stdout(), "shutting down (grace {grace:?})");
     running.shutdown(grace).await;
     ExitCode::SUCCESS
 }
