@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use futures_core::Stream;
 
-use super::tab::{BillingTab, Orphan};
+use super::tab::{chunk_output_bytes, BillingTab, Orphan};
 use super::Meter;
 use crate::chat::ChunkStream;
-use crate::openai::{ChatCompletionChunk, ToolCallDelta, Usage};
+use crate::openai::{ChatCompletionChunk, Usage};
 use crate::{Error, ErrorKind};
 
 /// Meters a chunk stream inline: time to first token, the usage chunk (priced in place) and
@@ -94,32 +94,6 @@ impl MeteredStream {
             meter.finish(usage, estimated, self.ttft, self.error);
         }
     }
-}
-
-/// Output bytes of a chunk: text, reasoning and tool-call fragments.
-#[inline]
-pub(super) fn chunk_output_bytes(chunk: &ChatCompletionChunk) -> usize {
-    chunk
-        .choices
-        .iter()
-        .map(|c| {
-            let d = &c.delta;
-            d.content.as_ref().map_or(0, String::len)
-                + d.reasoning.as_ref().map_or(0, String::len)
-                + d.tool_calls.as_deref().map_or(0, tool_call_bytes)
-        })
-        .sum()
-}
-
-/// Streamed bytes of tool-call fragments (names and arguments).
-fn tool_call_bytes(calls: &[ToolCallDelta]) -> usize {
-    calls
-        .iter()
-        .filter_map(|t| t.function.as_ref())
-        .map(|f| {
-            f.arguments.as_ref().map_or(0, String::len) + f.name.as_ref().map_or(0, String::len)
-        })
-        .sum()
 }
 
 impl Stream for MeteredStream {

@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::stream::chunk_output_bytes;
 use super::Meter;
 use crate::chat::Completion;
 use crate::ext::ServedBy;
-use crate::openai::{ChatCompletionChunk, Usage};
+use crate::openai::{ChatCompletionChunk, ToolCallDelta, Usage};
 use crate::ErrorKind;
 
 /// The request's open tab: a request extension the
@@ -158,4 +157,30 @@ impl Drop for Shared {
             meter.finish(Some(usage), true, None, None);
         }
     }
+}
+
+/// Output bytes of a chunk: text, reasoning and tool-call fragments.
+#[inline]
+pub(super) fn chunk_output_bytes(chunk: &ChatCompletionChunk) -> usize {
+    chunk
+        .choices
+        .iter()
+        .map(|c| {
+            let d = &c.delta;
+            d.content.as_ref().map_or(0, String::len)
+                + d.reasoning.as_ref().map_or(0, String::len)
+                + d.tool_calls.as_deref().map_or(0, tool_call_bytes)
+        })
+        .sum()
+}
+
+/// Streamed bytes of tool-call fragments (names and arguments).
+fn tool_call_bytes(calls: &[ToolCallDelta]) -> usize {
+    calls
+        .iter()
+        .filter_map(|t| t.function.as_ref())
+        .map(|f| {
+            f.arguments.as_ref().map_or(0, String::len) + f.name.as_ref().map_or(0, String::len)
+        })
+        .sum()
 }
