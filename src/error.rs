@@ -166,7 +166,8 @@ struct Inner {
     retry_after: Option<Duration>,
     provider: Option<Arc<str>>,
     attempts: Option<Arc<[crate::ext::Attempt]>>,
-    source: Option<BoxError>,
+    /// Shared, so an error modified after it was shared keeps its cause.
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -208,7 +209,7 @@ impl Error {
                 retry_after: i.retry_after,
                 provider: i.provider.clone(),
                 attempts: i.attempts.clone(),
-                source: None,
+                source: i.source.clone(),
             });
         }
         Arc::get_mut(&mut self.inner).expect("unique after copy-on-write")
@@ -257,7 +258,7 @@ impl Error {
     /// Attaches the underlying cause (logged, never shown to clients).
     #[must_use]
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner_mut().source = Some(source.into());
+        self.inner_mut().source = Some(Arc::from(source.into()));
         self
     }
 
@@ -379,6 +380,24 @@ mod tests {
         assert!(
             shown.contains("x\\n2026") && shown.contains("\\u{1b}[31m` — é"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_shared_error_keeps_its_source_when_modified() {
+        use std::error::Error as _;
+        let e = Error::upstream("x").with_source(std::io::Error::other("the cause"));
+        let shared = e.clone();
+        let modified = shared
+            .with_code("y")
+            .with_retry_after(Duration::from_secs(1));
+        assert_eq!(
+            modified.source().map(ToString::to_string).as_deref(),
+            Some("the cause")
+        );
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("the cause")
         );
     }
 
