@@ -667,12 +667,6 @@ fn dedup(slots: &mut Vec<Slot<'_>>) {
     slots.retain(|_| keep.next().unwrap_or(true));
 }
 
-/// Resolves a request against `catalog` without health information (a convenience that
-/// prepares the catalog on each call; keep a [`Resolver`] or the layer for repeated use).
-pub fn resolve(catalog: &Catalog, req: &ChatRequest) -> Result<Route, Error> {
-    Resolver::new(catalog.clone()).resolve(req, &HeaderMap::new())
-}
-
 fn unknown_model(catalog: &Catalog, id: &str) -> Error {
     let close = catalog.close_matches(id);
     let mut msg = format!("model `{}` is not available", quote(id));

@@ -182,7 +182,9 @@ fn aliases_model_lists_and_passthrough() {
     assert_eq!(labels(&route), ["openai-us/gpt-4.1-nano"]);
     assert!(route.candidates[0].pricing.is_none());
     // The old free function still works.
-    let route = resolve(&catalog(), &req(json!({"model": "balanced"}))).unwrap();
+    let route = Resolver::new(catalog())
+        .resolve(&req(json!({"model": "balanced"})), &HeaderMap::new())
+        .unwrap();
     assert_eq!(route.candidates.len(), 2);
 }
 
