@@ -38,6 +38,7 @@
 
 mod body;
 pub mod future;
+pub mod messages;
 mod models;
 
 use std::convert::Infallible;
@@ -54,6 +55,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use body::EdgeBody;
+pub use messages::{CountTokens, Messages, MessagesLayer};
 pub use models::Models;
 
 use crate::body_util::ReadError;
@@ -454,15 +456,24 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
             Ok(json) => json_response(json),
             Err(e) => return error_response(&e),
         },
-        ChatResponse::Stream(s) => {
-            let mut r = http::Response::new(EdgeBody::sse(s, wants_usage));
-            let h = r.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            r
-        }
+        ChatResponse::Stream(s) => sse_response(EdgeBody::sse(s, wants_usage)),
     };
+    decorate(&mut out, parts);
+    out
+}
+
+/// An SSE response around `body`.
+fn sse_response(body: EdgeBody) -> http::Response<EdgeBody> {
+    let mut r = http::Response::new(body);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// The gateway's `x-switchboard-*` headers from the typed answer's parts, and its extensions.
+fn decorate(out: &mut http::Response<EdgeBody>, parts: http::response::Parts) {
     let h = out.headers_mut();
     if let Some(served) = parts.extensions.get::<ServedBy>() {
         insert_header(h, X_MODEL, &served.model);
@@ -481,7 +492,6 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
         }
     }
     *out.extensions_mut() = parts.extensions;
-    out
 }
 
 use crate::headers::{ATTEMPTS as X_ATTEMPTS, CACHE as X_CACHE, COST as X_COST};

@@ -15,6 +15,7 @@ mod examples;
 mod fallback;
 mod gateway;
 mod hostile;
+mod messages;
 mod reasoning;
 #[cfg(feature = "server")]
 mod reliability;
