@@ -1,16 +1,4 @@
-//! `POST /v1/messages/count_tokens`: the input tokens of a Messages request, without running
-//! a generation.
-//!
-//! The body is read, limited and converted as for `/v1/messages`; the model is resolved by the
-//! gateway's own ModelResolve (behind the ClientKeys policy when keys are configured), and the
-//! first candidate decides how tokens are counted:
-//!
-//! | target | count |
-//! | --- | --- |
-//! | Anthropic | the provider's `POST /v1/messages/count_tokens` with the client's body (only `model` changed), version and beta headers |
-//! | OpenAI-compatible, Gemini | an estimate from the request's text (4 bytes a token, plus 4 a message); the answer carries `x-switchboard-token-count: estimate` |
-//!
-//! Answers `{"input_tokens": n}`; errors in Anthropic's shape.
+//! `POST /v1/messages/count_tokens`; see [`CountTokens`].
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -39,7 +27,19 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// that hands the [`Route`] back.
 pub(crate) type Resolver = BoxCloneSyncService<ChatHttpRequest, ChatHttpResponse, Error>;
 
-/// The count-tokens edge; see the [module docs](self).
+/// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, without running
+/// a generation.
+///
+/// The body is read, limited and converted as for `/v1/messages`; the model is resolved by the
+/// gateway's own ModelResolve (behind the ClientKeys policy when keys are configured), and the
+/// first candidate decides how tokens are counted:
+///
+/// | target | count |
+/// | --- | --- |
+/// | Anthropic | the provider's `POST /v1/messages/count_tokens` with the client's body (`model` replaced, the generation-only fields `max_tokens`, `stream`, sampling, `stop_sequences`, `metadata`, `service_tier` removed), version and beta headers |
+/// | OpenAI-compatible, Gemini | an estimate from the request's text (4 bytes a token, plus 4 a message); the answer carries `x-switchboard-token-count: estimate` |
+///
+/// Answers `{"input_tokens": n}`; errors in Anthropic's shape.
 #[derive(Clone)]
 pub struct CountTokens {
     resolver: Resolver,
@@ -253,8 +253,8 @@ async fn upstream_count(
         .map_err(|_| Error::upstream("the provider's token count could not be read"))
 }
 
-/// `body` without the top-level members named in `keys` (re-serialized: key order kept as
-/// serde_json keeps it, which is enough for a count).
+/// `body` without the top-level members named in `keys` (re-serialized, keys sorted: the
+/// count does not depend on their order).
 fn strip_members(body: &[u8], keys: &[&str]) -> Result<Vec<u8>, Error> {
     let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
         .map_err(|_| Error::invalid_request("the request body is not a JSON object"))?;
