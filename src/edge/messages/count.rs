@@ -37,7 +37,8 @@ pub(crate) type Resolver = BoxCloneSyncService<ChatHttpRequest, ChatHttpResponse
 /// | target | count |
 /// | --- | --- |
 /// | Anthropic | the provider's `POST /v1/messages/count_tokens` with the client's body (`model` replaced, the generation-only fields `max_tokens`, `stream`, sampling, `stop_sequences`, `metadata`, `service_tier` removed), version and beta headers |
-/// | OpenAI-compatible, Gemini | an estimate from the request's text (4 bytes a token, plus 4 a message); the answer carries `x-switchboard-token-count: estimate` |
+/// | OpenAI-compatible | OpenAI's tokenizer for the model's family (`tiktoken-rs`, `o200k_base` / `cl100k_base`) over the converted request, with OpenAI's chat framing; images count 85 tokens each |
+/// | Gemini | an estimate from the request's text (4 bytes a token, plus 4 a message); the answer carries `x-switchboard-token-count: estimate` |
 ///
 /// Answers `{"input_tokens": n}`; errors in Anthropic's shape.
 #[derive(Clone)]
@@ -147,6 +148,7 @@ impl CountTokens {
             typed.extensions_mut().insert(p);
         }
         let headers = typed.headers().clone();
+        let typed_chat = typed.body().clone();
         let resp = self.resolver.oneshot(typed).await?;
         let candidate = resp
             .extensions()
@@ -165,6 +167,14 @@ impl CountTokens {
                 }
             }
             let n = upstream_count(&self.client, &candidate, &native).await?;
+            return Ok(answer(n, false));
+        }
+        if candidate.provider.kind == ProviderKind::Openai {
+            let chat = typed_chat;
+            let model = candidate.upstream_model.clone();
+            let n = tokio::task::spawn_blocking(move || super::tokens::count(&chat, &model))
+                .await
+                .map_err(|_| Error::upstream("the token count failed"))??;
             return Ok(answer(n, false));
         }
         Ok(answer(estimate, true))

@@ -91,6 +91,7 @@ mod response;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::convert::Infallible;
 use std::sync::Arc;
