@@ -222,6 +222,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// SSE keep-alive comments every `every` while a streamed `/v1/messages` request waits
+    /// for its first output (off by default); see [`ChatCompletionsLayer::keep_alive`].
+    #[must_use]
+    pub fn keep_alive(mut self, every: Duration) -> Self {
+        self.edge = self.edge.keep_alive(every);
+        self
+    }
+
     /// How long a client may take to send its body (larger → 408).
     #[must_use]
     pub fn body_timeout(mut self, d: Duration) -> Self {

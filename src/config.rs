@@ -14,6 +14,7 @@
 //! max_messages = 10000              # messages in one request (400 above)
 //! max_tools = 512                   # tools in one request (400 above)
 //! max_tools_bytes = 1048576         # bytes of `tools`, and of `response_format` (400 above)
+//! keep_alive_ms = 10000             # opt-in: SSE comments while a /v1/messages stream waits
 //!
 //! [server]                          # the ready gateway's listener
 //! max_connections = 4096            # open connections (503 and close above)
@@ -134,6 +135,9 @@ pub struct GatewaySettings {
     pub max_tools: usize,
     /// The most bytes of `tools`, and of `response_format`, in one request.
     pub max_tools_bytes: usize,
+    /// SSE keep-alive comments, every this many ms, while a streamed `/v1/messages` request
+    /// waits for its first output (off when absent).
+    pub keep_alive_ms: Option<u64>,
 }
 
 /// `[server]` settings: the ready gateway's listener (see `switchboard::server::ConnLimits`).
@@ -181,6 +185,7 @@ impl Default for GatewaySettings {
             max_messages: crate::edge::DEFAULT_MAX_MESSAGES,
             max_tools: crate::edge::DEFAULT_MAX_TOOLS,
             max_tools_bytes: crate::edge::DEFAULT_MAX_TOOLS_BYTES,
+            keep_alive_ms: None,
         }
     }
 }

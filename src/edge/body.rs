@@ -62,6 +62,21 @@ impl EdgeBody {
     }
 }
 
+impl EdgeBody {
+    /// An SSE body that sends keep-alive comments every `every` until `pending` answers, then
+    /// renders its stream as Anthropic Messages events.
+    pub(crate) fn messages_waiting(
+        pending: super::messages::Pending,
+        every: std::time::Duration,
+    ) -> Self {
+        Self {
+            kind: Kind::Messages(Box::new(super::messages::MessagesSse::waiting(
+                pending, every,
+            ))),
+        }
+    }
+}
+
 impl fmt::Debug for EdgeBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

@@ -83,6 +83,7 @@ struct EdgeConfig {
     max_messages: usize,
     max_tools: usize,
     max_tools_bytes: usize,
+    keep_alive: Option<Duration>,
 }
 
 /// Default cap on the messages of one request.
@@ -109,6 +110,7 @@ impl ChatCompletionsLayer {
                 max_messages: DEFAULT_MAX_MESSAGES,
                 max_tools: DEFAULT_MAX_TOOLS,
                 max_tools_bytes: DEFAULT_MAX_TOOLS_BYTES,
+                keep_alive: None,
             },
             keys: None,
         }
@@ -150,6 +152,18 @@ impl ChatCompletionsLayer {
     #[must_use]
     pub const fn max_tools_bytes(mut self, n: usize) -> Self {
         self.config.max_tools_bytes = n;
+        self
+    }
+
+    /// Opt-in keep-alive for streamed Messages requests (`/v1/messages`, see
+    /// [`Messages`]): the response starts at once and an SSE comment (`: keep-alive`) goes
+    /// out every `every` until the stack has the first output (Fallback works behind it as
+    /// usual). The price: the status is 200 before the answer is known, so a failure is an
+    /// `error` event rather than an HTTP status, and the `x-switchboard-*` answer headers are
+    /// not sent. The chat-completions edge does not use it yet.
+    #[must_use]
+    pub const fn keep_alive(mut self, every: Duration) -> Self {
+        self.config.keep_alive = Some(every);
         self
     }
 

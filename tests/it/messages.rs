@@ -77,7 +77,10 @@ async fn post(g: &Gateway, body: &Value) -> Answer {
 fn events(body: &[u8]) -> Vec<(String, Value)> {
     let text = std::str::from_utf8(body).unwrap();
     let mut out = Vec::new();
-    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+    for block in text
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty() && !b.starts_with(':'))
+    {
         let mut name = String::new();
         let mut data = String::new();
         for line in block.lines() {
@@ -468,6 +471,52 @@ async fn count_tokens_never_generates() {
         }
         assert_eq!(before, after, "no upstream call for {model}");
     }
+}
+
+#[tokio::test]
+async fn keep_alive_comments_flow_while_waiting_then_the_stream() {
+    let demo = DemoProviders::start_with(
+        switchboard::demo::DemoConfig::default()
+            .with_latency(std::time::Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let g = Gateway::builder(demo.catalog())
+        .keep_alive(std::time::Duration::from_millis(50))
+        .build();
+    for model in MODELS {
+        let a = post(
+            &g,
+            &json!({"model": model, "max_tokens": 64, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        let text = String::from_utf8_lossy(&a.body);
+        assert!(text.starts_with(": keep-alive\n\n"), "{model}: {text}");
+        let msg = well_formed(&events(&a.body));
+        assert_eq!(msg["stop_reason"], "end_turn", "{model}");
+    }
+    // A failure after the start is an `error` event.
+    let a = post(
+        &g,
+        &json!({"model": "nobody/nothing", "max_tokens": 64, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let evs = events(&a.body);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0].0, "error");
+    assert_eq!(evs[0].1["error"]["type"], "not_found_error");
+    // Without a stream nothing changes.
+    let a = post(
+        &g,
+        &json!({"model": "fast", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["type"], "message");
 }
 
 // --- stream translation under arbitrary upstream chunking ---------------------------------

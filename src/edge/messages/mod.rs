@@ -108,8 +108,8 @@ use tracing::Instrument;
 
 pub use count::CountTokens;
 pub(crate) use count::{route_capture, Resolver};
-pub(crate) use stream::MessagesSse;
 pub use stream::StreamEncoder;
+pub(crate) use stream::{MessagesSse, Pending};
 
 use super::{
     decorate, insert_owned_header, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId,
@@ -236,7 +236,8 @@ async fn handle<S, B>(
     presented: Option<PresentedKey>,
 ) -> http::Response<EdgeBody>
 where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
+    S::Future: Send,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
@@ -276,7 +277,8 @@ async fn answer<S, B>(
     id: &RequestId,
 ) -> http::Response<EdgeBody>
 where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
+    S::Future: Send,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
@@ -320,6 +322,11 @@ where
     *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
     typed.extensions_mut().insert(id.clone());
     typed.extensions_mut().insert(native);
+    if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
+        // The response starts now; the stack's answer (or failure) follows in the body.
+        let pending = Box::pin(inner.oneshot(typed).instrument(span));
+        return super::sse_response(EdgeBody::messages_waiting(pending, every));
+    }
     match inner.oneshot(typed).instrument(span.clone()).await {
         Ok(resp) => {
             if let Some(served) = resp.extensions().get::<ServedBy>() {
