@@ -461,15 +461,21 @@ async fn count_tokens_never_generates() {
         }
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
         assert!(a.json()["input_tokens"].as_u64().unwrap() > 0);
+        assert!(!a.headers.contains_key("x-switchboard-token-count"));
         if model.starts_with("openai") {
-            // tiktoken (o200k for gpt-4o-mini): a real count, not an estimate.
-            assert!(!a.headers.contains_key("x-switchboard-token-count"));
-            // system 3+1+3, user 3+1+6, priming 3.
+            // tiktoken (o200k for gpt-4o-mini); system 3+1+3, user 3+1+6, priming 3.
             assert_eq!(a.json()["input_tokens"], 20, "{}", a.json());
         } else {
-            assert_eq!(a.headers["x-switchboard-token-count"], "estimate");
+            // Gemini's own countTokens (the demo counts words), no generation.
+            let last = demo.server(ProviderKind::Gemini).last_request().unwrap();
+            assert!(last.path.ends_with(":countTokens"), "{}", last.path);
+            let inner = &last.body["generateContentRequest"];
+            assert_eq!(inner["model"], "models/gemini-2.5-flash");
+            assert!(inner["contents"].is_array());
+            assert_eq!(a.json()["input_tokens"], 7, "{}", a.json());
         }
-        assert_eq!(before, after, "no upstream call for {model}");
+        let calls = if model.starts_with("google") { 1 } else { 0 };
+        assert_eq!(after - before, calls, "{model}: only the count call");
     }
 }
 

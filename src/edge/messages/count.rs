@@ -38,7 +38,8 @@ pub(crate) type Resolver = BoxCloneSyncService<ChatHttpRequest, ChatHttpResponse
 /// | --- | --- |
 /// | Anthropic | the provider's `POST /v1/messages/count_tokens` with the client's body (`model` replaced, the generation-only fields `max_tokens`, `stream`, sampling, `stop_sequences`, `metadata`, `service_tier` removed), version and beta headers |
 /// | OpenAI-compatible | OpenAI's tokenizer for the model's family (`tiktoken-rs`, `o200k_base` / `cl100k_base`) over the converted request, with OpenAI's chat framing; images count 85 tokens each |
-/// | Gemini | an estimate from the request's text (4 bytes a token, plus 4 a message); the answer carries `x-switchboard-token-count: estimate` |
+/// | Gemini | the provider's `models/{m}:countTokens` with the request the Gemini codec would send, as `generateContentRequest` |
+/// | any other kind | an estimate from the request's text (4 bytes a token, plus 4 a message); the answer carries `x-switchboard-token-count: estimate` |
 ///
 /// Answers `{"input_tokens": n}`; errors in Anthropic's shape.
 #[derive(Clone)]
@@ -169,6 +170,10 @@ impl CountTokens {
             let n = upstream_count(&self.client, &candidate, &native).await?;
             return Ok(answer(n, false));
         }
+        if candidate.provider.kind == ProviderKind::Gemini {
+            let n = gemini_count(&self.client, &candidate, &typed_chat).await?;
+            return Ok(answer(n, false));
+        }
         if candidate.provider.kind == ProviderKind::Openai {
             let chat = typed_chat;
             let model = candidate.upstream_model.clone();
@@ -239,6 +244,74 @@ async fn upstream_count(
     if let Some(auth) = provider.auth() {
         auth.authorize(&mut req).await?;
     }
+    let bytes = call(client, provider, req).await?;
+    #[derive(serde::Deserialize)]
+    struct Count {
+        input_tokens: u64,
+    }
+    serde_json::from_slice::<Count>(&bytes)
+        .map(|c| c.input_tokens)
+        .map_err(|_| Error::upstream("the provider's token count could not be read"))
+}
+
+/// Gemini's own count: the request the Gemini codec would send, wrapped as
+/// `countTokens`' `generateContentRequest`.
+async fn gemini_count(
+    client: &HttpClient,
+    candidate: &Candidate,
+    chat: &crate::openai::ChatRequest,
+) -> Result<u64, Error> {
+    let provider = &candidate.provider;
+    let encoded = provider.codec().encode(
+        chat,
+        &crate::provider::EncodeContext {
+            provider,
+            upstream_model: &candidate.upstream_model,
+            max_output: candidate.max_output,
+        },
+    )?;
+    let (mut parts, body) = encoded.into_parts();
+    let mut inner: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body.to_bytes())
+            .map_err(|_| Error::upstream("could not encode the count request"))?;
+    let path = parts.uri.path().to_owned();
+    let Some(model_path) = path
+        .strip_prefix("/v1beta/")
+        .and_then(|p| p.strip_suffix(":generateContent"))
+    else {
+        return Err(Error::upstream("could not encode the count request"));
+    };
+    inner.insert("model".into(), serde_json::Value::from(model_path));
+    let count_uri = parts
+        .uri
+        .to_string()
+        .replace(":generateContent", ":countTokens");
+    parts.uri = count_uri
+        .parse()
+        .map_err(|_| Error::upstream("could not encode the count request"))?;
+    let json = serde_json::to_vec(&serde_json::json!({ "generateContentRequest": inner }))
+        .map_err(|_| Error::upstream("could not encode the count request"))?;
+    let mut req = http::Request::from_parts(parts, UpstreamBody::from(json));
+    if let Some(auth) = provider.auth() {
+        auth.authorize(&mut req).await?;
+    }
+    let bytes = call(client, provider, req).await?;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Count {
+        total_tokens: u64,
+    }
+    serde_json::from_slice::<Count>(&bytes)
+        .map(|c| c.total_tokens)
+        .map_err(|_| Error::upstream("the provider's token count could not be read"))
+}
+
+/// Sends `req`; a success's body, or the codec's error.
+async fn call(
+    client: &HttpClient,
+    provider: &crate::provider::Provider,
+    req: http::Request<UpstreamBody>,
+) -> Result<Bytes, Error> {
     let resp = client
         .clone()
         .oneshot(req)
@@ -254,13 +327,7 @@ async fn upstream_count(
             .decode_error(parts.status, &parts.headers, &bytes)
             .with_provider(provider.name.clone()));
     }
-    #[derive(serde::Deserialize)]
-    struct Count {
-        input_tokens: u64,
-    }
-    serde_json::from_slice::<Count>(&bytes)
-        .map(|c| c.input_tokens)
-        .map_err(|_| Error::upstream("the provider's token count could not be read"))
+    Ok(bytes)
 }
 
 /// `body` without the top-level members named in `keys` (re-serialized, keys sorted: the
