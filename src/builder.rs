@@ -25,7 +25,9 @@ use crate::catalog::Catalog;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse};
 use crate::client::HttpClient;
 use crate::cost::CostMeterLayer;
-use crate::edge::{ChatCompletions, ChatCompletionsLayer, Models};
+use crate::edge::{
+    ChatCompletions, ChatCompletionsLayer, CountTokens, Messages, MessagesLayer, Models,
+};
 use crate::fallback::FallbackLayer;
 use crate::health::Health;
 use crate::keys::ClientKeysLayer;
@@ -45,6 +47,8 @@ pub struct Gateway {
     catalog: Catalog,
     edge: ChatCompletionsLayer,
     health: Health,
+    resolver: crate::edge::messages::Resolver,
+    client: HttpClient,
 }
 
 impl Gateway {
@@ -77,6 +81,25 @@ impl Gateway {
     /// The HTTP edge for `POST …/chat/completions` (route it with `Router::route_service`).
     pub fn chat_completions(&self) -> ChatCompletions<GatewayService> {
         tower_layer::Layer::layer(&self.edge, self.service.clone())
+    }
+
+    /// The HTTP edge for Anthropic's `POST …/v1/messages` (same stack, same limits and keys
+    /// as [`chat_completions`](Self::chat_completions)).
+    pub fn messages(&self) -> Messages<GatewayService> {
+        tower_layer::Layer::layer(
+            &MessagesLayer::from(self.edge.clone()),
+            self.service.clone(),
+        )
+    }
+
+    /// The HTTP edge for Anthropic's `POST …/v1/messages/count_tokens` (the model resolved by
+    /// the same routing and key policy; no generation runs).
+    pub fn count_tokens(&self) -> CountTokens {
+        CountTokens::new(
+            self.resolver.clone(),
+            self.client.clone(),
+            MessagesLayer::from(self.edge.clone()),
+        )
     }
 
     /// The HTTP edge for `GET …/models`.
@@ -199,6 +222,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// SSE keep-alive comments every `every` while a streamed `/v1/messages` request waits
+    /// for its first output (off by default); see [`ChatCompletionsLayer::keep_alive`].
+    #[must_use]
+    pub fn keep_alive(mut self, every: Duration) -> Self {
+        self.edge = self.edge.keep_alive(every);
+        self
+    }
+
     /// How long a client may take to send its body (larger → 408).
     #[must_use]
     pub fn body_timeout(mut self, d: Duration) -> Self {
@@ -217,19 +248,23 @@ impl GatewayBuilder {
     /// Assembles the stack.
     pub fn build(self) -> Gateway {
         let client = self.client.unwrap_or_default();
+        let resolve = ModelResolveLayer::new(self.catalog.clone())
+            .health(self.health.clone())
+            .max_models(self.resolve_limits.max_models)
+            .max_id_bytes(self.resolve_limits.max_id_bytes);
+        let capture = tower_layer::Layer::layer(&resolve, crate::edge::messages::route_capture());
+        let resolver = match &self.keys {
+            Some(keys) => BoxCloneSyncService::new(tower_layer::Layer::layer(keys, capture)),
+            None => BoxCloneSyncService::new(capture),
+        };
         let svc = ServiceBuilder::new()
-            .layer(
-                ModelResolveLayer::new(self.catalog.clone())
-                    .health(self.health.clone())
-                    .max_models(self.resolve_limits.max_models)
-                    .max_id_bytes(self.resolve_limits.max_id_bytes),
-            )
+            .layer(resolve)
             .layer(self.cost)
             .option_layer(self.cache)
             .layer(self.fallback.health(self.health.clone()))
             .layer(ModelTimeoutLayer::default())
             .layer(self.translate)
-            .service(client);
+            .service(client.clone());
         let (service, edge) = match self.keys {
             Some(keys) => (
                 BoxCloneSyncService::new(tower_layer::Layer::layer(&keys, svc)),
@@ -242,6 +277,8 @@ impl GatewayBuilder {
             catalog: self.catalog,
             edge,
             health: self.health,
+            resolver,
+            client,
         }
     }
 }

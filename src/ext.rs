@@ -7,6 +7,7 @@
 //! | [`CallerKey`] | the host app's auth | CostMeter (budgets), per-key limits |
 //! | [`ServedBy`] | Fallback (response) | CostMeter, the edge (headers) |
 //! | [`CacheStatus`] | ResponseCache (response) | CostMeter, the edge |
+//! | [`NativeRequest`] | the Messages edge | ProviderTranslate (a codec of the same format) |
 
 use std::sync::Arc;
 
@@ -218,6 +219,29 @@ impl CacheStatus {
             Self::Bypass => "BYPASS",
         }
     }
+}
+
+/// The client's request as it was sent, in a provider's own wire format (request
+/// extension). A codec of that format sends these bytes with only `model` replaced (and its
+/// own auth) instead of re-encoding the canonical request, so nothing the canonical form
+/// cannot carry is lost; other codecs ignore it.
+#[derive(Debug, Clone)]
+pub struct NativeRequest {
+    /// The format of `body`.
+    pub format: NativeFormat,
+    /// The request body as the client sent it.
+    pub body: bytes::Bytes,
+    /// The client's headers a provider of this format reads (Anthropic: `anthropic-version`,
+    /// `anthropic-beta`).
+    pub headers: http::HeaderMap,
+}
+
+/// The wire format of a [`NativeRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NativeFormat {
+    /// Anthropic's Messages API (`POST /v1/messages`).
+    AnthropicMessages,
 }
 
 #[cfg(test)]

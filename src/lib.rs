@@ -71,7 +71,8 @@
 //!
 //! ```text
 //! server, bin          the ready gateway: config → stack, routes, listener (feature `server`)
-//! edge                 HTTP ⇄ typed request/response; the only place errors become JSON
+//! edge                 HTTP ⇄ typed request/response (OpenAI chat completions, Anthropic
+//!                      Messages); the only place errors become JSON
 //! resolve cost cache   the layers, each with its named futures in `<layer>/future.rs`
 //! fallback timeout
 //! translate keys

@@ -18,6 +18,7 @@ pub struct EdgeBody {
 enum Kind {
     Full(Option<Bytes>),
     Sse(Box<SseState>),
+    Messages(Box<super::messages::MessagesSse>),
 }
 
 struct SseState {
@@ -52,11 +53,36 @@ impl EdgeBody {
     }
 }
 
+impl EdgeBody {
+    /// An SSE body rendering `stream` as Anthropic Messages events.
+    pub(crate) fn messages_sse(stream: ChunkStream) -> Self {
+        Self {
+            kind: Kind::Messages(Box::new(super::messages::MessagesSse::new(stream))),
+        }
+    }
+}
+
+impl EdgeBody {
+    /// An SSE body that sends keep-alive comments every `every` until `pending` answers, then
+    /// renders its stream as Anthropic Messages events.
+    pub(crate) fn messages_waiting(
+        pending: super::messages::Pending,
+        every: std::time::Duration,
+    ) -> Self {
+        Self {
+            kind: Kind::Messages(Box::new(super::messages::MessagesSse::waiting(
+                pending, every,
+            ))),
+        }
+    }
+}
+
 impl fmt::Debug for EdgeBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Full(b) => f.debug_tuple("EdgeBody::Full").field(b).finish(),
             Kind::Sse(_) => f.write_str("EdgeBody::Sse"),
+            Kind::Messages(_) => f.write_str("EdgeBody::Messages"),
         }
     }
 }
@@ -72,6 +98,7 @@ impl Body for EdgeBody {
         match &mut self.get_mut().kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Sse(s) => s.poll_event(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            Kind::Messages(s) => s.poll_event(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -79,6 +106,7 @@ impl Body for EdgeBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Sse(s) => s.finished,
+            Kind::Messages(s) => s.is_done(),
         }
     }
 
@@ -86,7 +114,7 @@ impl Body for EdgeBody {
         match &self.kind {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Sse(_) => SizeHint::default(),
+            Kind::Sse(_) | Kind::Messages(_) => SizeHint::default(),
         }
     }
 }

@@ -38,6 +38,7 @@
 
 mod body;
 pub mod future;
+pub mod messages;
 mod models;
 
 use std::convert::Infallible;
@@ -54,6 +55,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use body::EdgeBody;
+pub use messages::{CountTokens, Messages, MessagesLayer};
 pub use models::Models;
 
 use crate::body_util::ReadError;
@@ -81,6 +83,7 @@ struct EdgeConfig {
     max_messages: usize,
     max_tools: usize,
     max_tools_bytes: usize,
+    keep_alive: Option<Duration>,
 }
 
 /// Default cap on the messages of one request.
@@ -107,6 +110,7 @@ impl ChatCompletionsLayer {
                 max_messages: DEFAULT_MAX_MESSAGES,
                 max_tools: DEFAULT_MAX_TOOLS,
                 max_tools_bytes: DEFAULT_MAX_TOOLS_BYTES,
+                keep_alive: None,
             },
             keys: None,
         }
@@ -148,6 +152,18 @@ impl ChatCompletionsLayer {
     #[must_use]
     pub const fn max_tools_bytes(mut self, n: usize) -> Self {
         self.config.max_tools_bytes = n;
+        self
+    }
+
+    /// Opt-in keep-alive for streamed Messages requests (`/v1/messages`, see
+    /// [`Messages`]): the response starts at once and an SSE comment (`: keep-alive`) goes
+    /// out every `every` until the stack has the first output (Fallback works behind it as
+    /// usual). The price: the status is 200 before the answer is known, so a failure is an
+    /// `error` event rather than an HTTP status, and the `x-switchboard-*` answer headers are
+    /// not sent. The chat-completions edge does not use it yet.
+    #[must_use]
+    pub const fn keep_alive(mut self, every: Duration) -> Self {
+        self.config.keep_alive = Some(every);
         self
     }
 
@@ -454,15 +470,24 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
             Ok(json) => json_response(json),
             Err(e) => return error_response(&e),
         },
-        ChatResponse::Stream(s) => {
-            let mut r = http::Response::new(EdgeBody::sse(s, wants_usage));
-            let h = r.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            r
-        }
+        ChatResponse::Stream(s) => sse_response(EdgeBody::sse(s, wants_usage)),
     };
+    decorate(&mut out, parts);
+    out
+}
+
+/// An SSE response around `body`.
+fn sse_response(body: EdgeBody) -> http::Response<EdgeBody> {
+    let mut r = http::Response::new(body);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// The gateway's `x-switchboard-*` headers from the typed answer's parts, and its extensions.
+fn decorate(out: &mut http::Response<EdgeBody>, parts: http::response::Parts) {
     let h = out.headers_mut();
     if let Some(served) = parts.extensions.get::<ServedBy>() {
         insert_header(h, X_MODEL, &served.model);
@@ -481,7 +506,6 @@ fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody>
         }
     }
     *out.extensions_mut() = parts.extensions;
-    out
 }
 
 use crate::headers::{ATTEMPTS as X_ATTEMPTS, CACHE as X_CACHE, COST as X_COST};

@@ -41,6 +41,32 @@ pub use response::{
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// `body` (a JSON object) with the value of its top-level member `key` replaced by the string
+/// `value`, every other byte as it was. `None` when `body` is not one valid JSON object, has
+/// no such member, or has a key written with escapes (which might decode to `key`).
+pub(crate) fn replace_member_str(body: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
+    let mut span = None;
+    let mut escaped = false;
+    scan::top_level_members_with(
+        body,
+        |_, _| None,
+        |m| {
+            escaped |= m.escaped_key;
+            if m.key == key.as_bytes() {
+                span = Some(m.value);
+            }
+            Ok(())
+        },
+    )
+    .ok()?;
+    let span = span.filter(|_| !escaped)?;
+    let mut out = Vec::with_capacity(body.len() + value.len());
+    out.extend_from_slice(body.get(..span.start)?);
+    scan::write_json_str(&mut out, value);
+    out.extend_from_slice(body.get(span.end..)?);
+    Some(out)
+}
+
 /// Seconds since the Unix epoch (for `created`).
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -120,6 +146,19 @@ impl UniqueHex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaces_one_member_and_keeps_every_other_byte() {
+        let body = br#" { "model" : "a",  "x":{"model":"inner"}, "y" : [1, 2 ] } "#;
+        let out = replace_member_str(body, "model", "b\"c").unwrap();
+        assert_eq!(
+            out,
+            br#" { "model" : "b\"c",  "x":{"model":"inner"}, "y" : [1, 2 ] } "#.to_vec()
+        );
+        assert!(replace_member_str(br#"{"x":1}"#, "model", "b").is_none());
+        assert!(replace_member_str(br#"{"mod\u0065l":"a"}"#, "model", "b").is_none());
+        assert!(replace_member_str(br#"{"model":"a"} x"#, "model", "b").is_none());
+    }
 
     #[test]
     fn unique_hex_ids_are_hex_distinct_and_bounded() {

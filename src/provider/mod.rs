@@ -56,6 +56,19 @@ pub trait ProviderCodec: fmt::Debug + Send + Sync {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error>;
 
+    /// Encodes the client's own request when it is in this codec's wire format
+    /// ([`NativeRequest`](crate::ext::NativeRequest)): the client's bytes with only the model
+    /// (and the provider's auth) changed. `None` (the default, and for other formats): encode
+    /// the canonical request with [`encode`](Self::encode).
+    fn encode_native(
+        &self,
+        native: &crate::ext::NativeRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Option<Result<http::Request<UpstreamBody>, Error>> {
+        let _ = (native, ctx);
+        None
+    }
+
     /// Decodes a successful non-streaming body.
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error>;
 

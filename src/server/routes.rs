@@ -15,6 +15,8 @@ pub(super) fn router(gateway: &Gateway) -> Router {
     let ready_gateway = gateway.clone();
     Router::new()
         .route_service("/v1/chat/completions", gateway.chat_completions())
+        .route_service("/v1/messages", gateway.messages())
+        .route_service("/v1/messages/count_tokens", gateway.count_tokens())
         .route_service("/v1/models", gateway.models())
         .route("/health", get(|| async { "ok" }))
         .route(
@@ -43,7 +45,7 @@ pub(super) fn router(gateway: &Gateway) -> Router {
             (
                 StatusCode::NOT_FOUND,
                 [(header::CONTENT_TYPE, "application/json")],
-                r#"{"error":{"message":"unknown path: try POST /v1/chat/completions or GET /v1/models","type":"invalid_request_error","param":null,"code":"unknown_url"}}"#,
+                r#"{"error":{"message":"unknown path: try POST /v1/chat/completions, POST /v1/messages or GET /v1/models","type":"invalid_request_error","param":null,"code":"unknown_url"}}"#,
             )
         })
 }

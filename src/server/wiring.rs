@@ -165,6 +165,9 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     if let Some(t) = s.body_timeout() {
         builder = builder.body_timeout(t);
     }
+    if let Some(ms) = s.keep_alive_ms.filter(|ms| *ms > 0) {
+        builder = builder.keep_alive(std::time::Duration::from_millis(ms));
+    }
     Ok(Wired {
         gateway: builder.build(),
         server: config.server,

@@ -77,7 +77,7 @@ use tower_service::Service;
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::client::UpstreamBody;
-use crate::ext::{Candidate, Target};
+use crate::ext::{Candidate, NativeRequest, Target};
 use crate::openai::sse::SseDecoder;
 use crate::openai::ChatCompletionChunk;
 use crate::provider::{DecodeContext, EncodeContext, StreamDecode};
@@ -195,14 +195,21 @@ where
                 }
             },
         };
-        let encoded = candidate.provider.codec().encode(
-            &chat,
-            &EncodeContext {
-                provider: &candidate.provider,
-                upstream_model: &candidate.upstream_model,
-                max_output: candidate.max_output,
-            },
-        );
+        let ectx = EncodeContext {
+            provider: &candidate.provider,
+            upstream_model: &candidate.upstream_model,
+            max_output: candidate.max_output,
+        };
+        let codec = candidate.provider.codec();
+        // A request in the provider's own format goes as the client sent it.
+        let encoded = match parts
+            .extensions
+            .get::<NativeRequest>()
+            .and_then(|n| codec.encode_native(n, &ectx))
+        {
+            Some(r) => r,
+            None => codec.encode(&chat, &ectx),
+        };
         let mut upstream_req = match encoded {
             Ok(r) => r,
             Err(e) => return future::ResponseFuture::new(Box::pin(std::future::ready(Err(e)))),

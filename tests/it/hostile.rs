@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 const CHAT: &str = "/v1/chat/completions";
+const MESSAGES: &str = "/v1/messages";
+const COUNT: &str = "/v1/messages/count_tokens";
 
 async fn gateway(limits: ConnLimits) -> Running {
     server::raise_fd_limit();
@@ -41,8 +43,12 @@ async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (u16, String) {
 }
 
 fn post(body: &str) -> Vec<u8> {
+    post_to(CHAT, body)
+}
+
+fn post_to(path: &str, body: &str) -> Vec<u8> {
     format!(
-        "POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -320,6 +326,9 @@ fn arbitrary_bodies_get_clean_answers() {
                     Just("stream".to_owned()),
                     Just("tools".to_owned()),
                     Just("models".to_owned()),
+                    Just("max_tokens".to_owned()),
+                    Just("system".to_owned()),
+                    Just("type".to_owned()),
                     "[a-z_]{1,8}",
                 ],
                 inner,
@@ -332,14 +341,15 @@ fn arbitrary_bodies_get_clean_answers() {
         prop::collection::vec(any::<u8>(), 0..256),
         value.prop_map(|v| v.to_string().into_bytes()),
     ];
+    let path = prop_oneof![Just(CHAT), Just(MESSAGES), Just(COUNT)];
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 96,
         ..ProptestConfig::default()
     });
     runner
-        .run(&body, |bytes| {
+        .run(&(path, body), |(path, bytes)| {
             let mut req = format!(
-                "POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
                  content-length: {}\r\nconnection: close\r\n\r\n",
                 bytes.len()
             )
@@ -356,11 +366,76 @@ fn arbitrary_bodies_get_clean_answers() {
                 let v: Value = serde_json::from_str(body_of(&text))
                     .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
                 prop_assert!(v["error"]["message"].is_string(), "{}", text);
+                if path != CHAT {
+                    // Anthropic's shape on the Messages endpoints.
+                    prop_assert_eq!(&v["type"], "error", "{}", text);
+                    prop_assert!(v["error"]["type"].is_string(), "{}", text);
+                }
             }
             Ok(())
         })
         .expect("every body gets a clean answer");
     rt.block_on(still_serves(addr, Duration::from_secs(5)));
+}
+
+/// The Messages endpoints hold the chat endpoint's limits, in Anthropic's error shape.
+#[tokio::test]
+async fn messages_endpoints_hold_the_limits_in_anthropic_shape() {
+    let g = gateway(ConnLimits::default()).await;
+    let addr = g.addr();
+    let anthropic_error = |text: &str, kind: &str| {
+        let v: Value = serde_json::from_str(body_of(text)).expect("JSON");
+        assert_eq!(v["type"], "error", "{text}");
+        assert_eq!(v["error"]["type"], kind, "{text}");
+        let message = v["error"]["message"].as_str().expect("a message");
+        assert!(message.len() < 400, "short: {message}");
+    };
+    for path in [MESSAGES, COUNT] {
+        // Oversized: 413 from the content-length, before the body is read.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{{",
+            64 * 1024 * 1024
+        );
+        let (status, text) = raw(addr, head.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status, 413, "{path}: {text}");
+        anthropic_error(&text, "request_too_large");
+        // A huge model id: a short 400 that does not echo it.
+        let huge = "m".repeat(1_000_000);
+        let body = json!({"model": huge, "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let (status, text) = raw(addr, &post_to(path, &body), Duration::from_secs(10)).await;
+        assert_eq!(status, 400, "{path}: {}", &text[..text.len().min(300)]);
+        assert!(text.len() < 2_000, "nothing echoed");
+        anthropic_error(&text, "invalid_request_error");
+        // Too many messages, too many tools.
+        let messages: Vec<Value> = (0..10_001)
+            .map(|_| json!({"role": "user", "content": "x"}))
+            .collect();
+        let body = json!({"model": "fast", "max_tokens": 5, "messages": messages}).to_string();
+        let (status, text) = raw(addr, &post_to(path, &body), Duration::from_secs(10)).await;
+        assert_eq!(status, 400, "{path}: {}", &text[..text.len().min(300)]);
+        anthropic_error(&text, "invalid_request_error");
+        let tools: Vec<Value> = (0..513)
+            .map(|i| json!({"name": format!("t{i}"), "input_schema": {"type": "object"}}))
+            .collect();
+        let body = json!({"model": "fast", "max_tokens": 5, "tools": tools,
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let (status, text) = raw(addr, &post_to(path, &body), Duration::from_secs(10)).await;
+        assert_eq!(status, 400, "{path}: {}", &text[..text.len().min(300)]);
+        anthropic_error(&text, "invalid_request_error");
+        // A field name a megabyte long is refused without being echoed.
+        let body = format!(
+            r#"{{"model":"fast","max_tokens":5,"messages":[],"{}":1}}"#,
+            "k".repeat(1_000_000)
+        );
+        let (status, text) = raw(addr, &post_to(path, &body), Duration::from_secs(10)).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(text.len() < 2_000, "nothing echoed: {}", text.len());
+    }
+    still_serves(addr, Duration::from_secs(2)).await;
 }
 
 /// The ready gateway over one OpenAI demo provider whose faults the test scripts.

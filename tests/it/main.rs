@@ -15,6 +15,7 @@ mod examples;
 mod fallback;
 mod gateway;
 mod hostile;
+mod messages;
 mod provider_auth;
 #[cfg(feature = "redis")]
 mod rate_limits;

@@ -52,6 +52,50 @@ const TOP_LEVEL: [&str; 17] = [
     "context_management",
 ];
 
+/// The token-counting endpoint: no generation, `{"input_tokens": n}`.
+const COUNT_PATH: &str = "/v1/messages/count_tokens";
+const COUNT_FIELDS: [&str; 6] = [
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+];
+
+/// Counts the words of every string in `system`, `messages` and `tools` (the demo's tokens).
+fn count_tokens(o: &serde_json::Map<String, Value>, bad: Bad) -> Result<Reply, Reply> {
+    for k in o.keys() {
+        if !COUNT_FIELDS.contains(&k.as_str()) {
+            return Err(bad.extra(k));
+        }
+    }
+    if !matches!(o.get("model"), Some(Value::String(_))) {
+        return Err(bad.required("model"));
+    }
+    if !matches!(o.get("messages"), Some(Value::Array(_))) {
+        return Err(bad.required("messages"));
+    }
+    fn walk(v: &Value, n: &mut u64) {
+        match v {
+            Value::String(s) => *n += super::common::words(s),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, n)),
+            Value::Object(m) => m.values().for_each(|x| walk(x, n)),
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    for k in ["system", "messages", "tools"] {
+        if let Some(v) = o.get(k) {
+            walk(v, &mut n);
+        }
+    }
+    Ok(Reply::json(
+        StatusCode::OK,
+        serde_json::json!({ "input_tokens": n }),
+    ))
+}
+
 pub(super) fn handle(ctx: &Ctx<'_>) -> Reply {
     let reply = match run(ctx) {
         Ok(r) | Err(r) => r,
@@ -62,7 +106,7 @@ pub(super) fn handle(ctx: &Ctx<'_>) -> Reply {
 fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
     let seq = ctx.seq;
     let bad = Bad(seq);
-    if ctx.path != "/v1/messages" {
+    if ctx.path != "/v1/messages" && ctx.path != COUNT_PATH {
         return Err(error(
             StatusCode::NOT_FOUND,
             "not_found_error",
@@ -108,6 +152,9 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
         return Err(bad
             .msg("There was an error parsing the body of your request: it is not a JSON object."));
     };
+    if ctx.path == COUNT_PATH {
+        return count_tokens(o, bad);
+    }
     for k in o.keys() {
         if !TOP_LEVEL.contains(&k.as_str()) {
             return Err(bad.extra(k));

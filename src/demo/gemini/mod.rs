@@ -38,6 +38,38 @@ use super::wire::{Ctx, Reply};
 
 const PROVIDER: &str = "gemini";
 
+/// `:countTokens`: `{"contents"}` or `{"generateContentRequest"}` → `{"totalTokens"}`, the
+/// words of every string in the contents, system instruction and tools (no generation).
+fn count_tokens(o: &serde_json::Map<String, Value>) -> Result<Reply, Reply> {
+    check_keys(o, &["contents", "generateContentRequest"], "")?;
+    let inner = match (get(o, "contents"), get(o, "generateContentRequest")) {
+        (Some(c), None) => json!({ "contents": c }),
+        (None, Some(Value::Object(r))) => Value::Object(r.clone()),
+        _ => {
+            return Err(invalid(
+                "Exactly one of contents or generateContentRequest must be set.",
+            ))
+        }
+    };
+    fn walk(v: &Value, n: &mut u64) {
+        match v {
+            Value::String(s) => *n += super::common::words(s),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, n)),
+            Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "model" | "role"))
+                .for_each(|(_, x)| walk(x, n)),
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    walk(&inner, &mut n);
+    Ok(Reply::json(
+        http::StatusCode::OK,
+        json!({ "totalTokens": n, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}] }),
+    ))
+}
+
 pub(super) fn handle(ctx: &Ctx<'_>) -> Reply {
     match run(ctx) {
         Ok(r) | Err(r) => r,
@@ -55,6 +87,7 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
     let streaming = match method {
         "generateContent" => false,
         "streamGenerateContent" => true,
+        "countTokens" => false,
         _ => return Err(not_found()),
     };
     if ctx.method != Method::POST || model.is_empty() {
@@ -96,6 +129,9 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
     let Some(Value::Object(o)) = ctx.body else {
         return Err(invalid("Invalid JSON payload received. Unexpected token."));
     };
+    if method == "countTokens" {
+        return count_tokens(o);
+    }
     check_keys(
         o,
         &[

@@ -36,6 +36,16 @@
 //! | `seed`, `frequency_penalty`, `presence_penalty`, `metadata`, `stream_options`, message `name`, assistant `refusal`, unknown fields | — | dropped |
 //! | `models`, `route`, `provider` | — | dropped (the gateway did the routing) |
 //!
+//! # Same format in, same format out
+//!
+//! A request that came in as Anthropic Messages (the [`Messages`](crate::edge::Messages) edge
+//! keeps its bytes in a [`NativeRequest`](crate::ext::NativeRequest)) is sent as the client
+//! wrote it, with only `model` replaced by the catalog's upstream name, the provider's
+//! `x-api-key`, and the client's `anthropic-version` (default `2023-06-01`) and
+//! `anthropic-beta` headers. Bodies whose `model` key is written with escapes, and bodies
+//! carrying another provider's reasoning in a `redacted_thinking` envelope, are encoded from
+//! the canonical request instead. The answer is decoded as any other (see Responses).
+//!
 //! # Structured output
 //!
 //! Anthropic has no `response_format`. A prompt instruction cannot promise JSON, so the codec
@@ -101,6 +111,14 @@ impl ProviderCodec for Anthropic {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
         request::encode(req, ctx)
+    }
+
+    fn encode_native(
+        &self,
+        native: &crate::ext::NativeRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Option<Result<http::Request<UpstreamBody>, Error>> {
+        request::encode_native(native, ctx)
     }
 
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error> {

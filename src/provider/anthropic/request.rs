@@ -80,6 +80,40 @@ pub(super) fn encode(
         .map_err(|_| Error::upstream("could not build the upstream request"))
 }
 
+/// The client's own Messages body, `model` replaced; see the module docs of [`super`].
+pub(super) fn encode_native(
+    native: &crate::ext::NativeRequest,
+    ctx: &EncodeContext<'_>,
+) -> Option<Result<http::Request<UpstreamBody>, Error>> {
+    if native.format != crate::ext::NativeFormat::AnthropicMessages
+        || memchr::memmem::find(&native.body, b"switchboard.v1:").is_some()
+    {
+        return None;
+    }
+    let body = crate::openai::replace_member_str(&native.body, "model", ctx.upstream_model)?;
+    let version = native
+        .headers
+        .get("anthropic-version")
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(API_VERSION));
+    let build = || {
+        let mut b = http::Request::builder()
+            .method(Method::POST)
+            .uri(ctx.provider.endpoint("/v1/messages")?)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("anthropic-version", version);
+        for beta in native.headers.get_all("anthropic-beta") {
+            b = b.header("anthropic-beta", beta.clone());
+        }
+        if let Some(key) = &ctx.provider.api_key {
+            b = b.header("x-api-key", key.header_value()?);
+        }
+        b.body(UpstreamBody::from(body))
+            .map_err(|_| Error::upstream("could not build the upstream request"))
+    };
+    Some(build())
+}
+
 /// A 400 for a parameter Anthropic cannot honour.
 fn unsupported(param: &'static str, message: &'static str) -> Error {
     Error::invalid_request(message)

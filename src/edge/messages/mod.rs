@@ -1,0 +1,402 @@
+//! The Anthropic Messages edge: `POST /v1/messages` for Claude-format clients (the official
+//! `anthropic` SDKs, Claude Code), served by any provider.
+//!
+//! [`Messages`] checks the gateway key from the headers (`x-api-key` or
+//! `Authorization: Bearer`) before reading the body, reads it under the same limits as chat
+//! completions (size → 413, read deadline → 408, messages and tools → 400), parses it once,
+//! converts it to the canonical [`ChatRequest`](crate::openai::ChatRequest) and calls the same
+//! typed stack (routing, keys, budgets, CostMeter, cache, Fallback, deadlines, metrics). The
+//! client's body and its `anthropic-version` / `anthropic-beta` headers travel along as a
+//! [`NativeRequest`]: an Anthropic target sends those bytes with only `model` changed
+//! (see [`provider::anthropic`](crate::provider::anthropic)). The answer is rendered back
+//! in Anthropic's shapes, errors as `{"type":"error","error":{"type","message"}}`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use http_body_util::{BodyExt, Full};
+//! use switchboard::edge::Messages;
+//! use switchboard::{ChatHttpRequest, ChatHttpResponse, Error, ErrorKind};
+//! use tower::{service_fn, ServiceExt};
+//!
+//! let stack = service_fn(|req: ChatHttpRequest| async move {
+//!     assert_eq!(req.body().max_tokens, Some(64)); // converted once by the edge
+//!     Err::<ChatHttpResponse, _>(Error::new(ErrorKind::Overloaded, "busy"))
+//! });
+//! let req = http::Request::post("/v1/messages")
+//!     .body(Full::new(
+//!         r#"{"model":"m","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#.into(),
+//!     ))
+//!     .unwrap();
+//! let resp = Messages::new(stack).oneshot(req).await.unwrap();
+//! assert_eq!(resp.status(), 529);
+//! let body = resp.into_body().collect().await.unwrap().to_bytes();
+//! let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(json["error"]["type"], "overloaded_error");
+//! # }
+//! ```
+//!
+//! # Request mapping (Anthropic → canonical)
+//!
+//! | Anthropic field | canonical | how |
+//! | --- | --- | --- |
+//! | `model` | `model` | mapped (ids, aliases and routing as for chat completions) |
+//! | `max_tokens` (required) | `max_tokens` | mapped |
+//! | `system` (string) | a `system` message | mapped |
+//! | `system` (text blocks) | a `system` message of text parts | mapped, `cache_control` kept per block |
+//! | `messages[].content` string | message `content` | mapped |
+//! | `text` blocks | text parts | mapped with `cache_control`; `citations` on a text block dropped |
+//! | `image` blocks (`base64`, `url`) | `image_url` parts (`data:` URL, URL) | mapped with `cache_control`; `file` sources refused |
+//! | `document` blocks (base64 PDF) | `file` parts with a PDF `data:` URL | mapped; other documents refused |
+//! | `tool_use` blocks (assistant) | `tool_calls` | mapped: `input` → `arguments` |
+//! | `tool_result` blocks (user) | `tool` messages, before the turn's other content | mapped: string or text/image blocks; `is_error: true` emulated as a `[tool error]` prefix |
+//! | `thinking` blocks (assistant) | `reasoning` + `reasoning_details` (`reasoning.text`, `signature`, format `anthropic-claude-v1`) | mapped: signatures round-trip to Anthropic targets; other providers ignore them |
+//! | `redacted_thinking` blocks | `reasoning_details` (`reasoning.encrypted`) | mapped; data made by this gateway for another provider's signed reasoning (Gemini thought signatures) is restored as that provider's detail |
+//! | `stop_sequences` | `stop` | mapped |
+//! | `temperature` (0–1), `top_p`, `top_k` | same | mapped |
+//! | `stream` | `stream` + `stream_options.include_usage` | mapped (usage always arrives) |
+//! | `tools` (client tools, `type` absent or `custom`) | function `tools` | mapped: `input_schema` → `parameters`, `cache_control` kept |
+//! | `tools` of server types (`web_search_…`, `bash_…`, `text_editor_…`, …) | — | refused (400 `unsupported_parameter`) |
+//! | `tool_choice` `auto` / `any` / `tool` / `none` | `auto` / `required` / named function / `none` | mapped; `disable_parallel_tool_use` → `parallel_tool_calls: false` |
+//! | `thinking: {type: enabled, budget_tokens}` | `reasoning.max_tokens` | mapped (the target's codec decides how it thinks) |
+//! | `thinking: {type: disabled}` | — | mapped (no reasoning) |
+//! | `metadata.user_id` | `user` | mapped |
+//! | `service_tier` | — | dropped (does not change the answer) |
+//! | `container`, `mcp_servers`, `context_management`, any other field; other block types (`server_tool_use`, `search_result`, …); unknown keys in blocks | — | refused (400) |
+//!
+//! # Answer mapping (canonical → Anthropic)
+//!
+//! | canonical | Anthropic | how |
+//! | --- | --- | --- |
+//! | `reasoning_details` / `reasoning` | `thinking` blocks (signed), `redacted_thinking` | mapped, first; reasoning without details becomes one thinking block with an empty signature |
+//! | `content`, `refusal` | a `text` block | mapped |
+//! | `tool_calls` | `tool_use` blocks | mapped: `arguments` parsed into `input` (a non-object is wrapped as `{"value": …}` or `{"arguments": "<text>"}`) |
+//! | `finish_reason` | `stop_reason` | `stop` → `end_turn` (`stop_sequence` when the provider said so), `length` → `max_tokens`, `tool_calls` → `tool_use`, `content_filter` → `refusal` |
+//! | — | `stop_sequence` | always `null` (the canonical answer does not say which one matched) |
+//! | `usage` | `usage` | `input_tokens` = prompt − cache reads − cache writes, `cache_read_input_tokens`, `cache_creation_input_tokens`, `output_tokens`, and `cost` (USD, from the CostMeter; absent when unpriced) |
+//! | `id` | `id` | `msg_…` (Anthropic's own id when it served) |
+//! | `model` | `model` | the public model id that served |
+//!
+//! Not preserved from an Anthropic target's answer: content blocks other than text,
+//! tool use and thinking (server tool results, citations on text), `stop_sequence`, and the
+//! `container` / `service_tier` fields: the answer travels as the canonical completion so
+//! that the cache, the CostMeter and Fallback treat it as any other.
+//!
+//! Streams follow Anthropic's event sequence, see [`StreamEncoder`]. In a stream,
+//! `message_start` reports zero tokens and the final `message_delta` the whole usage.
+
+mod count;
+mod request;
+mod response;
+mod stream;
+#[cfg(test)]
+mod tests;
+mod tokens;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body::Body;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+
+pub use count::CountTokens;
+pub(crate) use count::{route_capture, Resolver};
+pub use stream::StreamEncoder;
+pub(crate) use stream::{MessagesSse, Pending};
+
+use super::{
+    decorate, insert_owned_header, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId,
+    REQUEST_ID,
+};
+use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
+use crate::ext::{NativeFormat, NativeRequest, ServedBy};
+use crate::keys::{ClientKeysLayer, PresentedKey};
+use crate::{BoxError, Error};
+
+/// Layer for [`Messages`], with the limits of a [`ChatCompletionsLayer`](super::ChatCompletionsLayer).
+#[derive(Debug, Clone)]
+pub struct MessagesLayer {
+    config: EdgeConfig,
+    keys: Option<ClientKeysLayer>,
+}
+
+impl Default for MessagesLayer {
+    fn default() -> Self {
+        Self::from(super::ChatCompletionsLayer::new())
+    }
+}
+
+impl From<super::ChatCompletionsLayer> for MessagesLayer {
+    /// The same limits and key check as the chat-completions edge.
+    fn from(l: super::ChatCompletionsLayer) -> Self {
+        Self {
+            config: l.config,
+            keys: l.keys,
+        }
+    }
+}
+
+impl<S> Layer<S> for MessagesLayer {
+    type Service = Messages<S>;
+    fn layer(&self, inner: S) -> Messages<S> {
+        Messages {
+            inner,
+            config: self.config,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+/// The Anthropic Messages edge service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Messages<S> {
+    inner: S,
+    config: EdgeConfig,
+    keys: Option<ClientKeysLayer>,
+}
+
+impl<S> Messages<S> {
+    /// Wraps the typed stack with default settings.
+    pub fn new(inner: S) -> Self {
+        MessagesLayer::default().layer(inner)
+    }
+    crate::macros::inner_service_accessors!(inner: S);
+}
+
+/// The client headers an Anthropic target receives.
+const FORWARDED: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+impl<S, B> Service<http::Request<B>> for Messages<S>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<EdgeBody>;
+    type Error = Infallible;
+    type Future = super::future::ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> super::future::ResponseFuture {
+        let inner = self.inner.clone();
+        let config = self.config;
+        let presented = match authenticate(self.keys.as_ref(), req.headers()) {
+            Ok(p) => p,
+            Err(resp) => {
+                return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(*resp))))
+            }
+        };
+        super::future::ResponseFuture::new(Box::pin(async move {
+            Ok(handle(inner, config, req, presented).await)
+        }))
+    }
+}
+
+/// The key check before the body is read: a 401 in Anthropic's shape.
+fn authenticate(
+    keys: Option<&ClientKeysLayer>,
+    headers: &HeaderMap,
+) -> Result<Option<PresentedKey>, Box<http::Response<EdgeBody>>> {
+    match keys {
+        Some(keys) => match keys.authenticate(headers) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                let id = request_id(headers);
+                Err(Box::new(with_id(error_response(&e), id)))
+            }
+        },
+        None => Ok(None),
+    }
+}
+
+fn with_id(mut resp: http::Response<EdgeBody>, id: RequestId) -> http::Response<EdgeBody> {
+    resp.headers_mut().insert("request-id", id.0.clone());
+    resp.headers_mut().insert(REQUEST_ID, id.0);
+    resp
+}
+
+async fn handle<S, B>(
+    inner: S,
+    config: EdgeConfig,
+    req: http::Request<B>,
+    presented: Option<PresentedKey>,
+) -> http::Response<EdgeBody>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
+    S::Future: Send,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if req.method() != Method::POST {
+        return method_not_allowed();
+    }
+    let (mut parts, body) = req.into_parts();
+    if let Some(p) = presented {
+        parts.extensions.insert(p);
+    }
+    let id = request_id(&parts.headers);
+    let resp = answer(inner, config, &mut parts, body, &id).await;
+    with_id(resp, id)
+}
+
+/// Reads and converts the body under the edge's limits.
+pub(super) async fn read_and_parse<B>(
+    headers: &HeaderMap,
+    body: B,
+    config: EdgeConfig,
+    count: bool,
+) -> Result<(Bytes, request::Parsed), Error>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let bytes = read_request_body(headers, body, config).await?;
+    let parsed = request::parse(&bytes, &config, count)?;
+    Ok((bytes, parsed))
+}
+
+async fn answer<S, B>(
+    inner: S,
+    config: EdgeConfig,
+    parts: &mut http::request::Parts,
+    body: B,
+    id: &RequestId,
+) -> http::Response<EdgeBody>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
+    S::Future: Send,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (bytes, parsed) = match read_and_parse(&parts.headers, body, config, false).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
+            return error_response(&e);
+        }
+    };
+    let chat = parsed.chat;
+    let span = tracing::info_span!(
+        "gen_ai.chat",
+        "gen_ai.operation.name" = "chat",
+        "gen_ai.request.model" = ?chat.model,
+        "gen_ai.provider.name" = tracing::field::Empty,
+        "gen_ai.response.model" = tracing::field::Empty,
+        "gen_ai.usage.input_tokens" = tracing::field::Empty,
+        "gen_ai.usage.output_tokens" = tracing::field::Empty,
+        cost_usd = tracing::field::Empty,
+        cache = tracing::field::Empty,
+        request_id = ?id.0,
+        stream = chat.is_stream(),
+        ingress = "anthropic",
+    );
+    let mut native = NativeRequest {
+        format: NativeFormat::AnthropicMessages,
+        body: bytes,
+        headers: HeaderMap::new(),
+    };
+    for name in FORWARDED {
+        for v in parts.headers.get_all(name) {
+            native.headers.append(name, v.clone());
+        }
+    }
+    let mut typed = http::Request::new(Arc::new(chat));
+    *typed.method_mut() = parts.method.clone();
+    *typed.uri_mut() = parts.uri.clone();
+    *typed.version_mut() = parts.version;
+    *typed.headers_mut() = std::mem::take(&mut parts.headers);
+    *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
+    typed.extensions_mut().insert(id.clone());
+    typed.extensions_mut().insert(native);
+    if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
+        // The response starts now; the stack's answer (or failure) follows in the body.
+        let pending = Box::pin(inner.oneshot(typed).instrument(span));
+        return super::sse_response(EdgeBody::messages_waiting(pending, every));
+    }
+    match inner.oneshot(typed).instrument(span.clone()).await {
+        Ok(resp) => {
+            if let Some(served) = resp.extensions().get::<ServedBy>() {
+                span.record("gen_ai.provider.name", &*served.provider);
+                span.record("gen_ai.response.model", &*served.model);
+            }
+            render(resp)
+        }
+        Err(e) => {
+            span.in_scope(|| {
+                tracing::debug!(
+                    error.kind = e.kind().as_str(),
+                    error.message = e.message(),
+                    status = e.status().as_u16(),
+                    "request failed"
+                );
+            });
+            error_response(&e)
+        }
+    }
+}
+
+fn json_response(json: &serde_json::Value) -> http::Response<EdgeBody> {
+    let bytes = serde_json::to_vec(json).unwrap_or_default();
+    let mut r = http::Response::new(EdgeBody::full(Bytes::from(bytes)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn render(resp: ChatHttpResponse) -> http::Response<EdgeBody> {
+    let (parts, answer) = resp.into_parts();
+    let mut out = match answer {
+        ChatResponse::Complete(c) => match c.into_typed() {
+            Ok(c) => json_response(&response::message_json(&c)),
+            Err(e) => return error_response(&e),
+        },
+        ChatResponse::Stream(s) => super::sse_response(EdgeBody::messages_sse(s)),
+    };
+    decorate(&mut out, parts);
+    out
+}
+
+/// Renders an [`Error`] in Anthropic's shape, with Anthropic's status for its kind (an
+/// overloaded gateway or provider is a 529 here) and `Retry-After` when known.
+pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
+    let (status, _) = response::error_status(e.kind());
+    let mut r = json_response(&response::error_json(e));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(after) = e.retry_after() {
+        let secs = after
+            .as_secs()
+            .saturating_add(u64::from(after.subsec_nanos() > 0));
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(attempts) = e.attempts() {
+        insert_owned_header(
+            r.headers_mut(),
+            crate::headers::ATTEMPTS,
+            ServedBy::attempts_header(attempts),
+        );
+    }
+    r
+}
+
+fn method_not_allowed() -> http::Response<EdgeBody> {
+    let mut r = json_response(&serde_json::json!({"type": "error", "error": {
+        "type": "invalid_request_error", "message": "method not allowed; use POST"}}));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}

@@ -1,0 +1,393 @@
+//! Canonical chunks rendered as Anthropic's stream events.
+//!
+//! `message_start` and a `ping` come with the first chunk; then, per content block,
+//! `content_block_start`, its deltas (`text_delta`, `thinking_delta`, `signature_delta`,
+//! `input_json_delta`) and `content_block_stop`, blocks numbered from 0 and never
+//! interleaved; at the end `message_delta` (with `stop_reason` and the usage) and
+//! `message_stop`. A failure after the start is one `error` event, and the stream ends.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::response::{envelope, message_id, stop_reason, usage_json};
+use crate::chat::{ChatHttpResponse, ChatResponse, ChunkStream};
+use crate::openai::{ChatCompletionChunk, Usage};
+use crate::Error;
+
+/// The block being streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    /// A thinking block, with the `index` of the reasoning details it carries.
+    Thinking(Option<u64>),
+    /// A tool call, by its index among the message's calls.
+    Tool(u32),
+}
+
+/// Turns canonical chunks into Anthropic SSE events, appended to a buffer.
+#[derive(Debug, Default)]
+pub struct StreamEncoder {
+    started: bool,
+    done: bool,
+    open: Option<Open>,
+    next_block: u32,
+    stop: Option<&'static str>,
+    usage: Option<Usage>,
+}
+
+fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // A `Value` always serializes.
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"\n\n");
+}
+
+impl StreamEncoder {
+    /// A fresh encoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `message_stop` or an error has been written.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn start(&mut self, id: &str, model: &str, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        event(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": message_id(id),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }}),
+        );
+        event(out, "ping", &json!({"type": "ping"}));
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if self.open.take().is_some() {
+            let index = self.next_block.saturating_sub(1);
+            event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+
+    /// Opens `kind` with `block` unless it is the block open now.
+    fn ensure(&mut self, kind: Open, block: impl FnOnce() -> Value, out: &mut Vec<u8>) {
+        if self.open == Some(kind) {
+            return;
+        }
+        self.close(out);
+        let index = self.next_block;
+        self.next_block = self.next_block.saturating_add(1);
+        self.open = Some(kind);
+        event(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block()}),
+        );
+    }
+
+    fn delta(&self, out: &mut Vec<u8>, delta: Value) {
+        let index = self.next_block.saturating_sub(1);
+        event(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+    }
+
+    fn thinking(&mut self, index: Option<u64>, out: &mut Vec<u8>) {
+        // A detail without an index continues the open thinking block.
+        let kind = match (self.open, index) {
+            (Some(Open::Thinking(i)), None) => Open::Thinking(i),
+            _ => Open::Thinking(index),
+        };
+        self.ensure(
+            kind,
+            || json!({"type": "thinking", "thinking": "", "signature": ""}),
+            out,
+        );
+    }
+
+    /// Renders one chunk.
+    pub fn chunk(&mut self, c: &ChatCompletionChunk, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start(&c.id, &c.model, out);
+        if let Some(u) = &c.usage {
+            self.usage = Some((**u).clone());
+        }
+        let Some(choice) = c.choices.iter().find(|ch| ch.index == 0) else {
+            return;
+        };
+        let d = &choice.delta;
+        let details = d.reasoning_details.as_deref().unwrap_or_default();
+        let detail_index = |d: &Value| d.get("index").and_then(Value::as_u64);
+        let anthropic_text = |d: &Value| {
+            d.get("type").and_then(Value::as_str) == Some("reasoning.text")
+                && d.get("format")
+                    .and_then(Value::as_str)
+                    .is_none_or(|f| f == super::request::REASONING_FORMAT)
+        };
+        // Thinking text: `reasoning`, else the text of the details.
+        let text: String = match d.reasoning.as_deref() {
+            Some(r) => r.to_owned(),
+            None => details
+                .iter()
+                .filter(|x| anthropic_text(x))
+                .filter_map(|x| x.get("text").and_then(Value::as_str))
+                .collect(),
+        };
+        if !text.is_empty() {
+            let index = details
+                .iter()
+                .find(|x| anthropic_text(x))
+                .and_then(detail_index);
+            self.thinking(index, out);
+            self.delta(out, json!({"type": "thinking_delta", "thinking": text}));
+        }
+        for x in details {
+            if anthropic_text(x) {
+                if let Some(sig) = x
+                    .get("signature")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    self.thinking(detail_index(x), out);
+                    self.delta(out, json!({"type": "signature_delta", "signature": sig}));
+                }
+                continue;
+            }
+            let anthropic = x
+                .get("format")
+                .and_then(Value::as_str)
+                .is_none_or(|f| f == super::request::REASONING_FORMAT);
+            let data = match x.get("type").and_then(Value::as_str) {
+                Some("reasoning.encrypted") if anthropic => {
+                    match x.get("data").and_then(Value::as_str) {
+                        Some(data) => data.to_owned(),
+                        None => continue,
+                    }
+                }
+                _ if anthropic => continue,
+                _ => envelope(x),
+            };
+            self.close(out);
+            let index = self.next_block;
+            self.next_block = self.next_block.saturating_add(1);
+            event(
+                out,
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "redacted_thinking", "data": data}}),
+            );
+            event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+        for text in [d.content.as_deref(), d.refusal.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_empty())
+        {
+            self.ensure(Open::Text, || json!({"type": "text", "text": ""}), out);
+            self.delta(out, json!({"type": "text_delta", "text": text}));
+        }
+        for tc in d.tool_calls.iter().flatten() {
+            let f = tc.function.as_ref();
+            if tc.id.is_some() || self.open != Some(Open::Tool(tc.index)) {
+                // A new call (or fragments of one whose start never came: a fresh block).
+                if self.open == Some(Open::Tool(tc.index)) {
+                    self.close(out);
+                }
+                let id = tc.id.clone().unwrap_or_default();
+                let name = f.and_then(|f| f.name.clone()).unwrap_or_default();
+                self.ensure(
+                    Open::Tool(tc.index),
+                    || json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    out,
+                );
+            }
+            if let Some(args) = f
+                .and_then(|f| f.arguments.as_deref())
+                .filter(|a| !a.is_empty())
+            {
+                self.delta(
+                    out,
+                    json!({"type": "input_json_delta", "partial_json": args}),
+                );
+            }
+        }
+        if choice.finish_reason.is_some() {
+            self.stop = Some(stop_reason(
+                choice.finish_reason,
+                choice.native_finish_reason.as_deref(),
+            ));
+        }
+    }
+
+    /// The end of a stream: the open block's stop, `message_delta` and `message_stop`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.start("", "", out);
+        self.close(out);
+        self.done = true;
+        event(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {"stop_reason": self.stop.unwrap_or("end_turn"), "stop_sequence": null},
+                "usage": usage_json(self.usage.as_ref())}),
+        );
+        event(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+
+    /// A failure after the start: one `error` event; the stream ends.
+    pub fn fail(&mut self, e: &Error, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        event(out, "error", &super::response::error_json(e));
+    }
+}
+
+/// The stack's answer, not yet there (keep-alive mode).
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<ChatHttpResponse, Error>> + Send>>;
+
+/// The SSE body of a Messages stream.
+pub(crate) struct MessagesSse {
+    waiting: Option<(Pending, tokio::time::Interval)>,
+    stream: ChunkStream,
+    encoder: StreamEncoder,
+}
+
+/// The SSE comment sent while waiting.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+impl fmt::Debug for MessagesSse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MessagesSse")
+    }
+}
+
+impl MessagesSse {
+    pub(crate) fn new(stream: ChunkStream) -> Self {
+        Self {
+            waiting: None,
+            stream,
+            encoder: StreamEncoder::new(),
+        }
+    }
+
+    pub(crate) fn waiting(pending: Pending, every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(10));
+        let tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        Self {
+            waiting: Some((pending, tick)),
+            stream: Box::pin(futures_util::stream::empty()),
+            encoder: StreamEncoder::new(),
+        }
+    }
+
+    /// Waits for the stack: keep-alive comments meanwhile, then its stream (a whole
+    /// completion as chunks), or its failure as an `error` event.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let Some((pending, tick)) = &mut self.waiting else {
+            return Poll::Ready(None);
+        };
+        match pending.as_mut().poll(cx) {
+            Poll::Ready(Ok(resp)) => {
+                self.waiting = None;
+                self.stream = match resp.into_body() {
+                    ChatResponse::Stream(s) => s,
+                    ChatResponse::Complete(c) => match c.into_typed() {
+                        Ok(c) => Box::pin(futures_util::stream::iter(
+                            crate::openai::completion_to_chunks(&c).into_iter().map(Ok),
+                        )),
+                        Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
+                    },
+                };
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                self.waiting = None;
+                let mut out = Vec::new();
+                self.encoder.fail(&e, &mut out);
+                Poll::Ready(Some(Bytes::from(out)))
+            }
+            Poll::Pending => match tick.poll_tick(cx) {
+                Poll::Ready(_) => Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.encoder.is_done()
+    }
+
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.waiting.is_some() {
+            match self.poll_waiting(cx) {
+                Poll::Ready(None) => {}
+                other => return other,
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            if self.encoder.is_done() {
+                return Poll::Ready((!out.is_empty()).then(|| Bytes::from(out)));
+            }
+            match self.stream.as_mut().poll_next(cx) {
+                Poll::Pending => {
+                    return if out.is_empty() {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(Some(Bytes::from(out)))
+                    }
+                }
+                Poll::Ready(None) => self.encoder.finish(&mut out),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.encoder.chunk(&chunk, &mut out);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Bytes::from(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "stream failed after it started");
+                    self.encoder.fail(&e, &mut out);
+                }
+            }
+        }
+    }
+}
