@@ -37,11 +37,39 @@ fn encoding(model: &str) -> &'static CoreBPE {
     }
 }
 
+/// Longest run given to the tokenizer at once. BPE merging is quadratic in the length of one
+/// pre-tokenized piece, and a client can send a megabyte without a space: pieces are cut at
+/// this many bytes (a cut may split one token in two; counts move by at most one per cut).
+const MAX_PIECE_BYTES: usize = 1024;
+
+/// Tokens of `text`, encoded in runs of at most [`MAX_PIECE_BYTES`] (cut at char boundaries,
+/// after whitespace where there is some): linear in the text whatever it holds.
+fn count_text(bpe: &CoreBPE, text: &str) -> u64 {
+    let mut total = 0u64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(MAX_PIECE_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end < rest.len() {
+            if let Some(ws) = rest[..end].rfind(char::is_whitespace) {
+                if ws > 0 {
+                    end = ws;
+                }
+            }
+        }
+        total += bpe.encode_ordinary(&rest[..end]).len() as u64;
+        rest = &rest[end..];
+    }
+    total
+}
+
 /// Counts the input tokens of `chat` for `model` (run it off the async workers: it is CPU
 /// work linear in the request).
 pub(crate) fn count(chat: &ChatRequest, model: &str) -> Result<u64, Error> {
     let bpe = encoding(model);
-    let n = |s: &str| bpe.encode_ordinary(s).len() as u64;
+    let n = |s: &str| count_text(bpe, s);
     let messages = chat.parse_messages()?;
     let mut total = 3u64;
     for m in &messages {
@@ -93,6 +121,16 @@ mod tests {
         .unwrap();
         // system: 3 + 1 + 3 ("Be brief."), user: 3 + 1 + 2 ("Hello world"), priming 3.
         assert_eq!(count(&chat, "gpt-4o-mini").unwrap(), 16);
+        // Text is cut after whitespace: counts move by at most one token per cut.
+        let bpe = encoding("gpt-4o");
+        let prose = "The quick brown fox jumps over the lazy dog. ".repeat(500);
+        let whole = bpe.encode_ordinary(&prose).len() as u64;
+        let cuts = (prose.len() / MAX_PIECE_BYTES) as u64 + 1;
+        assert!(count_text(bpe, &prose).abs_diff(whole) <= cuts);
+        // A megabyte without a space is cut into pieces the tokenizer handles in linear time.
+        let long = "a".repeat(1 << 20);
+        let piece = bpe.encode_ordinary(&long[..MAX_PIECE_BYTES]).len() as u64;
+        assert_eq!(count_text(bpe, &long), piece * 1024);
         assert_eq!(count(&chat, "gpt-3.5-turbo").unwrap(), 16);
         assert!(std::ptr::eq(
             encoding("openai/gpt-4o"),
