@@ -222,8 +222,9 @@ impl GatewayBuilder {
         self
     }
 
-    /// SSE keep-alive comments every `every` while a streamed `/v1/messages` request waits
-    /// for its first output (off by default); see [`ChatCompletionsLayer::keep_alive`].
+    /// SSE keep-alive comments every `every` while a streamed request (chat completions or
+    /// `/v1/messages`) waits for its first output (off by default); see
+    /// [`ChatCompletionsLayer::keep_alive`].
     #[must_use]
     pub fn keep_alive(mut self, every: Duration) -> Self {
         self.edge = self.edge.keep_alive(every);

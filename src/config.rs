@@ -14,7 +14,7 @@
 //! max_messages = 10000              # messages in one request (400 above)
 //! max_tools = 512                   # tools in one request (400 above)
 //! max_tools_bytes = 1048576         # bytes of `tools`, and of `response_format` (400 above)
-//! keep_alive_ms = 10000             # opt-in: SSE comments while a /v1/messages stream waits
+//! keep_alive_ms = 10000             # opt-in: SSE comments while a stream waits for its first output
 //!
 //! [cost]                            # targets without prices (pass-through models)
 //! # unpriced_price = { input = 5.0, output = 15.0 }  # bill them at this; unset: keys with a
@@ -152,8 +152,8 @@ pub struct GatewaySettings {
     pub max_tools: usize,
     /// The most bytes of `tools`, and of `response_format`, in one request.
     pub max_tools_bytes: usize,
-    /// SSE keep-alive comments, every this many ms, while a streamed `/v1/messages` request
-    /// waits for its first output (off when absent).
+    /// SSE keep-alive comments, every this many ms, while a streamed request (chat
+    /// completions or `/v1/messages`) waits for its first output (off when absent).
     pub keep_alive_ms: Option<u64>,
 }
 

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::chat::ChunkStream;
+use crate::chat::{ChatResponse, ChunkStream};
 use crate::openai::sse::DONE;
 use crate::openai::{unix_now, ChatCompletionChunk};
 use crate::Error;
@@ -21,7 +21,12 @@ enum Kind {
     Messages(Box<super::messages::MessagesSse>),
 }
 
+/// The SSE comment sent while waiting for the first output.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
 struct SseState {
+    /// The stack's answer while it is not there yet, and the keep-alive ticker.
+    waiting: Option<(super::messages::Pending, tokio::time::Interval)>,
     stream: ChunkStream,
     wants_usage: bool,
     id: String,
@@ -42,6 +47,7 @@ impl EdgeBody {
     pub fn sse(stream: ChunkStream, wants_usage: bool) -> Self {
         Self {
             kind: Kind::Sse(Box::new(SseState {
+                waiting: None,
                 stream,
                 wants_usage,
                 id: String::new(),
@@ -54,6 +60,23 @@ impl EdgeBody {
 }
 
 impl EdgeBody {
+    /// An SSE body that sends `: keep-alive` comments every `every` until `pending` answers,
+    /// then renders its stream (a whole completion as chunks), or its failure as an error
+    /// chunk and `[DONE]`.
+    pub(crate) fn sse_waiting(
+        pending: super::messages::Pending,
+        wants_usage: bool,
+        every: std::time::Duration,
+    ) -> Self {
+        let every = every.max(std::time::Duration::from_millis(10));
+        let tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut body = Self::sse(Box::pin(futures_util::stream::empty()), wants_usage);
+        if let Kind::Sse(s) = &mut body.kind {
+            s.waiting = Some((pending, tick));
+        }
+        body
+    }
+
     /// An SSE body rendering `stream` as Anthropic Messages events.
     pub(crate) fn messages_sse(stream: ChunkStream) -> Self {
         Self {
@@ -120,9 +143,49 @@ impl Body for EdgeBody {
 }
 
 impl SseState {
+    /// Waits for the stack's answer, with keep-alive comments meanwhile: `Ready(None)` once
+    /// its stream is in place.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let Some((pending, tick)) = &mut self.waiting else {
+            return Poll::Ready(None);
+        };
+        match pending.as_mut().poll(cx) {
+            Poll::Ready(Ok(resp)) => {
+                self.waiting = None;
+                self.stream = match resp.into_body() {
+                    ChatResponse::Stream(s) => s,
+                    ChatResponse::Complete(c) => match c.into_typed() {
+                        Ok(c) => Box::pin(futures_util::stream::iter(
+                            crate::openai::completion_to_chunks(&c).into_iter().map(Ok),
+                        )),
+                        Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
+                    },
+                };
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                self.waiting = None;
+                Poll::Ready(Some(self.fail(&e)))
+            }
+            Poll::Pending => match tick.poll_tick(cx) {
+                Poll::Ready(_) => Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.finished {
             return Poll::Ready(None);
+        }
+        if self.waiting.is_some() {
+            match self.poll_waiting(cx) {
+                Poll::Ready(None) => {}
+                other => return other,
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
         }
         loop {
             match self.stream.as_mut().poll_next(cx) {

@@ -155,12 +155,13 @@ impl ChatCompletionsLayer {
         self
     }
 
-    /// Opt-in keep-alive for streamed Messages requests (`/v1/messages`, see
-    /// [`Messages`]): the response starts at once and an SSE comment (`: keep-alive`) goes
-    /// out every `every` until the stack has the first output (Fallback works behind it as
-    /// usual). The price: the status is 200 before the answer is known, so a failure is an
-    /// `error` event rather than an HTTP status, and the `x-switchboard-*` answer headers are
-    /// not sent. The chat-completions edge does not use it yet.
+    /// Opt-in keep-alive for streamed requests (chat completions with `"stream": true`, and
+    /// streamed Messages, see [`Messages`]): the response starts at once and an SSE comment
+    /// (`: keep-alive`) goes out every `every` until the stack has the first output (Fallback
+    /// works behind it as usual: nothing of an answer was sent yet). The price: the status is
+    /// 200 before the answer is known, so a failure is the format's in-band error (an error
+    /// chunk and `[DONE]` for chat, an `error` event for Messages) rather than an HTTP status,
+    /// and the `x-switchboard-*` answer headers are not sent.
     #[must_use]
     pub const fn keep_alive(mut self, every: Duration) -> Self {
         self.config.keep_alive = Some(every);
@@ -249,7 +250,8 @@ async fn handle<S, B>(
     presented: Option<PresentedKey>,
 ) -> http::Response<EdgeBody>
 where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
+    S::Future: Send,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
@@ -274,7 +276,8 @@ async fn answer<S, B>(
     id: &RequestId,
 ) -> http::Response<EdgeBody>
 where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>,
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
+    S::Future: Send,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
@@ -313,6 +316,12 @@ where
     *typed.headers_mut() = std::mem::take(&mut parts.headers);
     *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
     typed.extensions_mut().insert(id.clone());
+    if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
+        // The 200 goes out now with SSE comments while nothing has arrived; the stack's
+        // stream (Fallback still working behind the comments) or its failure follows.
+        let pending = Box::pin(inner.oneshot(typed).instrument(span));
+        return sse_response(EdgeBody::sse_waiting(pending, wants_usage, every));
+    }
     match inner.oneshot(typed).instrument(span.clone()).await {
         Ok(resp) => {
             if let Some(served) = resp.extensions().get::<ServedBy>() {

@@ -15,6 +15,7 @@ mod examples;
 mod fallback;
 mod gateway;
 mod hostile;
+mod keep_alive;
 mod messages;
 mod provider_auth;
 #[cfg(feature = "redis")]
