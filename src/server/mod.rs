@@ -13,7 +13,8 @@
 //! # }
 //! ```
 //!
-//! Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /metrics` (Prometheus),
+//! Routes: `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/messages/count_tokens`,
+//! `GET /v1/models`, `GET /metrics` (Prometheus),
 //! `GET /health` (liveness), `GET /ready` (at least one provider endpoint not cooling down).
 //! Every other path answers an OpenAI-style 404.
 //!
