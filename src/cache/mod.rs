@@ -57,7 +57,7 @@
 //! ```
 //!
 //! # Keys
-//! A SHA-256 of the route's candidates (provider and upstream model, in order) and every
+//! A BLAKE3 hash of the route's candidates (provider and upstream model, in order) and every
 //! request field that affects the answer: `messages`, `tools`, `tool_choice`,
 //! `response_format`, sampling parameters, output caps, `n`, log probabilities, penalties,
 //! reasoning settings, `parallel_tool_calls` and unknown pass-through fields. Not `stream`,
