@@ -140,7 +140,7 @@ pub use replay::{fresh_completion, ReplayStream};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::RedisStore;
-pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore};
+pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore, Rendered};
 
 use record::{follow, Clock, Lead, PendingLead, Role, Shared};
 
@@ -412,6 +412,8 @@ where
 fn hit(entry: &Arc<CachedEntry>, want_stream: bool) -> ChatHttpResponse {
     let body = if want_stream {
         ChatResponse::stream(ReplayStream::new(entry.clone()))
+    } else if let Some(raw) = replay::fresh_raw(entry) {
+        ChatResponse::from(raw)
     } else {
         ChatResponse::from(fresh_completion(entry))
     };
