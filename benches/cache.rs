@@ -12,7 +12,7 @@
 //!   layer spawns; each iteration ends with `tokio::task::yield_now()` so that task runs inside
 //!   the timed part, and the baseline (`identity_yield`) yields the same way.
 //! - `hit_*`: the same request every time, stored before timing.
-//! - `key_*`: `CacheKey::for_request` on the parsed request (canonicalising + SHA-256).
+//! - `key_*`: `CacheKey::for_request` on the parsed request (canonicalising + BLAKE3).
 //!
 //! See `src/bench_support/micro.rs` for the method and BENCHMARKS.md ("Per-layer overhead").
 

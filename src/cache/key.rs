@@ -1,4 +1,4 @@
-//! Cache keys: a SHA-256 over the route and every answer-relevant request field.
+//! Cache keys: a BLAKE3 hash over the route and every answer-relevant request field.
 //!
 //! Raw JSON parts (`messages`, `tools`, `tool_choice`, `response_format`, unknown fields) are
 //! canonicalised while streaming through serde, without building `serde_json::Value`s: every
@@ -8,24 +8,26 @@
 //! (`"\u0041"` is `"A"`). Numbers keep their JSON kind: `1` and `1.0` give different keys (a
 //! miss, never a wrong hit).
 //!
-//! SHA-256 rather than a fast non-cryptographic hash: the cache is shared between callers, and
-//! a key collision an attacker can construct would let one caller poison another's answers.
+//! A cryptographic hash rather than a fast non-cryptographic one: the cache is shared between
+//! callers, and a key collision an attacker can construct would let one caller poison another's
+//! answers. BLAKE3 rather than SHA-256: as collision-resistant (256-bit output, 128-bit
+//! security) and, measured with callgrind on a 1 KiB request, a fraction of the instructions
+//! (SHA-256 without SHA extensions costs ~30 instructions a byte).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
-use sha2::{Digest, Sha256};
 
 use crate::ext::Route;
 use crate::openai::{ChatRequest, Stop};
 use crate::Error;
 
 /// Bumped when the key derivation changes, so old entries in a shared store are not read.
-const KEY_VERSION: &[u8] = b"switchboard.cache.v1";
+const KEY_VERSION: &[u8] = b"switchboard.cache.v2";
 
-/// A response-cache key: 32 bytes of SHA-256.
+/// A response-cache key: 32 bytes of BLAKE3.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey([u8; 32]);
 
@@ -49,8 +51,10 @@ impl CacheKey {
         route: Option<&Route>,
         req: &ChatRequest,
     ) -> Result<Self, Error> {
-        let mut h = KeyHasher(Sha256::new());
-        h.0.update(KEY_VERSION);
+        // The canonical bytes are gathered first and hashed in one call: BLAKE3 over a whole
+        // buffer costs far less than over many small updates.
+        let mut h = KeyHasher(Vec::with_capacity(req.messages.as_bytes().len() + 256));
+        h.raw(KEY_VERSION);
         if let Some(caller) = caller {
             h.field("caller");
             h.str(caller);
@@ -120,7 +124,7 @@ impl CacheKey {
         }
         if let Some(seed) = req.seed {
             h.field("seed");
-            h.0.update(seed.to_le_bytes());
+            h.raw(seed.to_le_bytes());
         }
         for (name, v) in [
             ("logprobs", req.logprobs),
@@ -160,7 +164,7 @@ impl CacheKey {
                 h.json(v.as_bytes(), "extra")?;
             }
         }
-        Ok(Self(h.0.finalize().into()))
+        Ok(Self(blake3::hash(&h.0).into()))
     }
 
     /// The raw digest.
@@ -189,15 +193,9 @@ impl fmt::Debug for CacheKey {
     }
 }
 
-/// Where canonical bytes go: the hasher, or a buffer for one object entry.
+/// Where canonical bytes go: the key's buffer, or a buffer for one object entry.
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Sha256 {
-    fn put(&mut self, bytes: &[u8]) {
-        self.update(bytes);
-    }
 }
 
 impl Sink for Vec<u8> {
@@ -206,16 +204,20 @@ impl Sink for Vec<u8> {
     }
 }
 
-struct KeyHasher(Sha256);
+/// The canonical encoding of a request, hashed once complete.
+struct KeyHasher(Vec<u8>);
 
 impl KeyHasher {
+    fn raw(&mut self, bytes: impl AsRef<[u8]>) {
+        self.0.extend_from_slice(bytes.as_ref());
+    }
     /// Field tags are length-prefixed strings, so a field's presence is unambiguous.
     fn field(&mut self, name: &str) {
-        self.0.update(b"F");
+        self.raw(b"F");
         self.str(name);
     }
     fn len(&mut self, n: usize) {
-        self.0.update((n as u64).to_le_bytes());
+        self.raw((n as u64).to_le_bytes());
     }
     fn str(&mut self, s: &str) {
         write_str(&mut self.0, s);
@@ -227,36 +229,36 @@ impl KeyHasher {
         }
     }
     fn u64(&mut self, v: u64) {
-        self.0.update(v.to_le_bytes());
+        self.raw(v.to_le_bytes());
     }
     fn f64(&mut self, v: f64) {
         // -0.0 and 0.0 sample the same way.
         let v = if v == 0.0 { 0.0 } else { v };
-        self.0.update(v.to_bits().to_le_bytes());
+        self.raw(v.to_bits().to_le_bytes());
     }
     fn bool(&mut self, v: bool) {
-        self.0.update([u8::from(v)]);
+        self.raw([u8::from(v)]);
     }
     fn opt_str(&mut self, v: Option<&str>) {
         match v {
             Some(s) => {
-                self.0.update(b"1");
+                self.raw(b"1");
                 self.str(s);
             }
-            None => self.0.update(b"0"),
+            None => self.raw(b"0"),
         }
     }
     fn opt_u64(&mut self, v: Option<u64>) {
         match v {
             Some(n) => {
-                self.0.update(b"1");
+                self.raw(b"1");
                 self.u64(n);
             }
-            None => self.0.update(b"0"),
+            None => self.raw(b"0"),
         }
     }
     fn opt_bool(&mut self, v: Option<bool>) {
-        self.0.update([match v {
+        self.raw([match v {
             None => 0,
             Some(false) => 1,
             Some(true) => 2,

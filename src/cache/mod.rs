@@ -57,7 +57,7 @@
 //! ```
 //!
 //! # Keys
-//! A SHA-256 of the route's candidates (provider and upstream model, in order) and every
+//! A BLAKE3 hash of the route's candidates (provider and upstream model, in order) and every
 //! request field that affects the answer: `messages`, `tools`, `tool_choice`,
 //! `response_format`, sampling parameters, output caps, `n`, log probabilities, penalties,
 //! reasoning settings, `parallel_tool_calls` and unknown pass-through fields. Not `stream`,
@@ -140,7 +140,7 @@ pub use replay::{fresh_completion, ReplayStream};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::RedisStore;
-pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore};
+pub use store::{CacheStore, CachedEntry, CachedServedBy, MemoryStore, Rendered};
 
 use record::{follow, Clock, Lead, PendingLead, Role, Shared};
 
@@ -412,6 +412,8 @@ where
 fn hit(entry: &Arc<CachedEntry>, want_stream: bool) -> ChatHttpResponse {
     let body = if want_stream {
         ChatResponse::stream(ReplayStream::new(entry.clone()))
+    } else if let Some(raw) = replay::fresh_raw(entry) {
+        ChatResponse::from(raw)
     } else {
         ChatResponse::from(fresh_completion(entry))
     };

@@ -491,6 +491,7 @@ impl Lead {
             expires_at_ms: now.saturating_add(ttl_ms),
             served_by: self.served_by.clone(),
             size_bytes: size,
+            rendered: Default::default(),
         })
     }
 

@@ -59,6 +59,14 @@ impl Stream for ReplayStream {
     }
 }
 
+/// The stored completion, as its rendered bytes, under a new id, created now; `None` when it
+/// cannot be rendered (then [`fresh_completion`]).
+pub(super) fn fresh_raw(entry: &CachedEntry) -> Option<crate::openai::RawCompletion> {
+    let mut raw = entry.rendered.get(&entry.completion)?.clone();
+    raw.set_identity(new_completion_id(), unix_now());
+    Some(raw)
+}
+
 /// The stored completion under a new id, created now.
 pub fn fresh_completion(entry: &CachedEntry) -> ChatCompletion {
     let mut c = entry.completion.clone();

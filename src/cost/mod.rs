@@ -117,6 +117,7 @@
 //! Metric handles are registered once per label set and reused, so install your `metrics`
 //! recorder before the first request goes through the layer.
 
+pub mod access_log;
 mod budget;
 mod estimate;
 pub mod future;
@@ -142,6 +143,7 @@ use tower_service::Service;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use budget::RedisBudgetStore;
+pub use access_log::{AccessLog, AccessLogFormat};
 pub use budget::{Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
 pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
@@ -244,6 +246,7 @@ struct Config {
     /// Prices of unpriced targets, per provider name.
     default_prices: HashMap<Arc<str>, Pricing>,
     handles: HandleCache,
+    access_log: Option<AccessLog>,
 }
 
 impl Config {
@@ -284,6 +287,15 @@ impl CostMeterLayer {
     #[must_use]
     pub fn sink(mut self, sink: impl CostSink) -> Self {
         Arc::make_mut(&mut self.config).sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Writes one access-log line per request through `log` (see [`access_log`]); the
+    /// `request finished` tracing event, which carries the same fields, then moves from the
+    /// INFO level to DEBUG, so the line is not logged twice.
+    #[must_use]
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        Arc::make_mut(&mut self.config).access_log = Some(log);
         self
     }
 
@@ -418,6 +430,9 @@ pub(crate) struct Meter {
     cache: Option<CacheStatus>,
     prices: Option<TokenPrices>,
     span: tracing::Span,
+    /// The requested model and the request's id, for the access log and the event.
+    request_model: Box<str>,
+    request_id: Option<http::HeaderValue>,
     /// Metric handles, looked up once the serving target is known.
     handles: Option<Arc<Handles>>,
 }
@@ -546,15 +561,55 @@ impl Meter {
         if let Some(cs) = self.cache {
             span.record("cache", cs.as_str());
         }
-        span.in_scope(|| {
-            tracing::info!(
-                latency_ms = latency.as_millis() as u64,
-                ttft_ms = ttft.map(|t| t.as_millis() as u64),
-                usage_estimated,
-                error = error.map(ErrorKind::as_str),
-                "request finished"
-            );
-        });
+        // The event carries every field of the `gen_ai.chat` span (which is a DEBUG span), so
+        // at INFO it is the access log line; with an `AccessLog` that writes the line, DEBUG.
+        macro_rules! finished {
+            ($level:expr) => {
+                span.in_scope(|| {
+                    tracing::event!(
+                        $level,
+                        "gen_ai.operation.name" = "chat",
+                        "gen_ai.request.model" = &*self.request_model,
+                        "gen_ai.provider.name" = self.served.as_ref().map(|s| &*s.provider),
+                        "gen_ai.response.model" = self.served.as_ref().map(|s| &*s.model),
+                        "gen_ai.usage.input_tokens" = usage.as_ref().map(|u| u.prompt_tokens),
+                        "gen_ai.usage.output_tokens" =
+                            usage.as_ref().map(|u| u.completion_tokens),
+                        cost_usd = cost.map(|c| c.total().usd()),
+                        cache = self.cache.map(CacheStatus::as_str),
+                        request_id = self.request_id.as_ref().map(tracing::field::debug),
+                        stream = self.stream,
+                        latency_ms = latency.as_millis() as u64,
+                        ttft_ms = ttft.map(|t| t.as_millis() as u64),
+                        usage_estimated,
+                        error = error.map(ErrorKind::as_str),
+                        "request finished"
+                    );
+                })
+            };
+        }
+        match &self.config.access_log {
+            Some(log) => {
+                finished!(tracing::Level::DEBUG);
+                log.send(access_log::Entry {
+                    time: Some(std::time::SystemTime::now()),
+                    request_model: Some(std::mem::take(&mut self.request_model)),
+                    provider: self.served.as_ref().map(|s| s.provider.clone()),
+                    response_model: self.served.as_ref().map(|s| s.model.clone()),
+                    input_tokens: usage.as_ref().map(|u| u.prompt_tokens),
+                    output_tokens: usage.as_ref().map(|u| u.completion_tokens),
+                    cost_usd: cost.map(|c| c.total().usd()),
+                    cache: self.cache,
+                    request_id: self.request_id.take(),
+                    stream: self.stream,
+                    latency,
+                    ttft,
+                    usage_estimated,
+                    error: error.map(ErrorKind::as_str),
+                });
+            }
+            None => finished!(tracing::Level::INFO),
+        }
         if let Some(sink) = &self.config.sink {
             sink.record(&CostRecord {
                 caller: self.caller.clone(),
@@ -709,6 +764,11 @@ where
                 cache: None,
                 prices: None,
                 span: tracing::Span::current(),
+                request_model: chat.model.as_str().into(),
+                request_id: req
+                    .extensions()
+                    .get::<crate::edge::RequestId>()
+                    .map(|id| id.0.clone()),
                 handles: None,
             };
             drop(chat);

@@ -296,7 +296,8 @@ where
         return error_response(&e);
     }
     let wants_usage = chat.wants_stream_usage();
-    let span = tracing::info_span!(
+    // DEBUG: the `request finished` event (or the access log) carries the same fields at INFO.
+    let span = tracing::debug_span!(
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
         "gen_ai.request.model" = ?chat.model,

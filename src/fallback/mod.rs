@@ -360,7 +360,7 @@ where
                 let resp = svc.oneshot(attempt_req).await?;
                 commit(resp).await
             };
-            let attempt_span = tracing::info_span!(
+            let attempt_span = tracing::debug_span!(
                 "gen_ai.attempt",
                 "gen_ai.provider.name" = ?candidate.provider.name,
                 "gen_ai.request.model" = ?candidate.upstream_model,

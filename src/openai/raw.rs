@@ -24,11 +24,15 @@ pub struct RawCompletion {
     model_span: Range<usize>,
     usage_span: Option<Range<usize>>,
     provider_span: Option<Range<usize>>,
+    id_span: Range<usize>,
+    created_span: Option<Range<usize>>,
     /// Index of the closing `}` of the top-level object.
     close: usize,
     usage: Option<Usage>,
     model: Arc<str>,
     provider: Arc<str>,
+    /// A new `id` and `created` to write (a cache hit's), else the body's are kept.
+    identity: Option<(String, u64)>,
 }
 
 impl RawCompletion {
@@ -37,7 +41,7 @@ impl RawCompletion {
     /// caller then decodes it typed, which produces the right error.
     pub fn parse(body: Bytes, model: Arc<str>, provider: Arc<str>) -> Option<Self> {
         scan::utf8(&body)?;
-        let (mut id, mut choices) = (false, false);
+        let (mut id_span, mut created_span, mut choices) = (None, None, false);
         let (mut model_span, mut usage_span, mut provider_span) = (None, None, None);
         // `usage` is parsed where the scan meets it (one pass); a shape the fast parse does
         // not take is stepped over and left to serde below.
@@ -63,10 +67,8 @@ impl RawCompletion {
                         choices = true;
                         return Ok(());
                     }
-                    b"id" if first == b'"' && !id => {
-                        id = true;
-                        return Ok(());
-                    }
+                    b"id" if first == b'"' => &mut id_span,
+                    b"created" => &mut created_span,
                     b"model" | b"choices" | b"id" => return Err(Invalid),
                     _ => return Ok(()),
                 };
@@ -77,9 +79,10 @@ impl RawCompletion {
             },
         )
         .ok()?;
-        if !(id && choices) {
+        if !choices {
             return None;
         }
+        let id_span = id_span?;
         let usage = match (fast_usage, &usage_span) {
             (Some(u), _) => u,
             (None, Some(span)) => {
@@ -91,11 +94,14 @@ impl RawCompletion {
             model_span: model_span?,
             usage_span,
             provider_span,
+            id_span,
+            created_span,
             close,
             usage,
             model,
             provider,
             body,
+            identity: None,
         })
     }
 
@@ -114,6 +120,11 @@ impl RawCompletion {
         &self.model
     }
 
+    /// Writes `id` and `created` instead of the body's (a stored answer served again).
+    pub fn set_identity(&mut self, id: String, created: u64) {
+        self.identity = Some((id, created));
+    }
+
     /// The provider's body as it arrived.
     pub fn upstream_body(&self) -> &Bytes {
         &self.body
@@ -123,14 +134,20 @@ impl RawCompletion {
     /// replaced (`usage` and `provider` appended when the provider sent none).
     pub fn to_bytes(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.body.len() + 256);
-        // At most three edits, applied in the order they appear in the body.
-        let mut edits = [(usize::MAX, Edit::Model); 3];
+        // At most five edits, applied in the order they appear in the body.
+        let mut edits = [(usize::MAX, Edit::Model); 5];
         edits[0] = (self.model_span.start, Edit::Model);
         if let Some(s) = &self.usage_span {
             edits[1] = (s.start, Edit::Usage);
         }
         if let Some(s) = &self.provider_span {
             edits[2] = (s.start, Edit::Provider);
+        }
+        if self.identity.is_some() {
+            edits[3] = (self.id_span.start, Edit::Id);
+            if let Some(s) = &self.created_span {
+                edits[4] = (s.start, Edit::Created);
+            }
         }
         edits.sort_unstable_by_key(|e| e.0);
         let mut pos = 0;
@@ -152,6 +169,18 @@ impl RawCompletion {
                     write_json(&mut out, &*self.provider);
                     self.provider_span.as_ref().map_or(start, |s| s.end)
                 }
+                Edit::Id => {
+                    if let Some((id, _)) = &self.identity {
+                        super::scan::write_json_str(&mut out, id);
+                    }
+                    self.id_span.end
+                }
+                Edit::Created => {
+                    if let Some((_, created)) = &self.identity {
+                        out.extend_from_slice(itoa::Buffer::new().format(*created).as_bytes());
+                    }
+                    self.created_span.as_ref().map_or(start, |s| s.end)
+                }
             };
             pos = end;
         }
@@ -163,6 +192,10 @@ impl RawCompletion {
         if self.provider_span.is_none() {
             out.extend_from_slice(b",\"provider\":");
             write_json(&mut out, &*self.provider);
+        }
+        if let (None, Some((_, created))) = (&self.created_span, &self.identity) {
+            out.extend_from_slice(b",\"created\":");
+            out.extend_from_slice(itoa::Buffer::new().format(*created).as_bytes());
         }
         out.extend_from_slice(&self.body[self.close..]);
         Bytes::from(out)
@@ -206,6 +239,8 @@ enum Edit {
     Model,
     Usage,
     Provider,
+    Id,
+    Created,
 }
 
 impl fmt::Debug for RawCompletion {
@@ -242,6 +277,25 @@ mod tests {
       "service_tier": "default", "x_unknown": {"kept": [1, 2]}
     }
 "#;
+
+    #[test]
+    fn splices_a_new_identity() {
+        let mut raw = parse(BODY).unwrap();
+        let plain: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        assert_eq!(plain["id"], "chatcmpl-1");
+        raw.set_identity("chatcmpl-\"new".into(), 7);
+        let out: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        let mut want = plain;
+        want["id"] = json!("chatcmpl-\"new");
+        want["created"] = json!(7);
+        assert_eq!(out, want);
+        // No `created` in the body: appended.
+        let mut raw = parse(r#"{"id":"a","model":"m","choices":[]}"#).unwrap();
+        raw.set_identity("b".into(), 9);
+        let out: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+        assert_eq!(out["id"], "b");
+        assert_eq!(out["created"], 9);
+    }
 
     #[test]
     fn splices_model_provider_and_usage_and_keeps_the_rest() {

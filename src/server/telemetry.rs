@@ -40,8 +40,20 @@ pub(super) fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The access log [`init_logs`] started, if `RUST_LOG` lets `switchboard::access` log at INFO.
+static ACCESS_LOG: OnceLock<crate::cost::AccessLog> = OnceLock::new();
+
+/// The process's access log, for the gateway's CostMeter.
+pub(super) fn access_log() -> Option<crate::cost::AccessLog> {
+    ACCESS_LOG.get().cloned()
+}
+
 /// Installs the global log subscriber: `RUST_LOG` (default `info`), human-readable or JSON.
 /// Does nothing (but say so) when a subscriber is already installed.
+///
+/// The per-request line is not a tracing event: when `RUST_LOG` enables
+/// `switchboard::access` at INFO (as the default does), it is written by an
+/// [`AccessLog`](crate::cost::AccessLog) thread to standard output, in the same format.
 pub fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -53,6 +65,20 @@ pub fn init_logs(json: bool) {
     };
     if let Err(e) = result {
         eprintln!("logging not initialised: {e}");
+        return;
+    }
+    if tracing::enabled!(target: "switchboard::access", tracing::Level::INFO) {
+        let format = if json {
+            crate::cost::AccessLogFormat::Json
+        } else {
+            crate::cost::AccessLogFormat::Text
+        };
+        match crate::cost::AccessLog::stdout(format) {
+            Ok(log) => {
+                let _ = ACCESS_LOG.set(log);
+            }
+            Err(e) => eprintln!("access log not started: {e}"),
+        }
     }
 }
 

@@ -152,6 +152,9 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     for (provider, price) in &config.cost.provider_prices {
         cost = cost.default_price_for(provider.as_str(), *price);
     }
+    if let Some(log) = super::telemetry::access_log() {
+        cost = cost.access_log(log);
+    }
     let mut builder = builder
         .client_keys(keys)
         .cost_meter(cost)

@@ -156,6 +156,7 @@ mod tests {
             expires_at_ms: u64::MAX,
             served_by: None,
             size_bytes: size,
+            rendered: Default::default(),
         })
     }
 

@@ -75,6 +75,47 @@ pub struct CachedEntry {
     /// in a bytes-bounded store.
     #[serde(default)]
     pub size_bytes: usize,
+    /// `completion` rendered once for the hits that follow (not stored; filled on the first
+    /// non-streaming hit). Build entries with `Rendered::default()`.
+    #[serde(skip)]
+    pub rendered: Rendered,
+}
+
+/// A [`CachedEntry`]'s completion as JSON bytes with the spans a hit rewrites (`id`,
+/// `created`, `usage`), rendered on the entry's first non-streaming hit: later hits copy
+/// the bytes with those fields spliced in instead of encoding the completion again.
+#[derive(Clone, Default)]
+pub struct Rendered(std::sync::OnceLock<Option<crate::openai::RawCompletion>>);
+
+impl Rendered {
+    /// The rendering of `c`, made on first use; `None` when `c` has no provider (the
+    /// typed encoding then serves).
+    pub(crate) fn get(&self, c: &ChatCompletion) -> Option<&crate::openai::RawCompletion> {
+        self.0
+            .get_or_init(|| {
+                let provider = c.provider.as_deref()?;
+                let bytes = serde_json::to_vec(c).ok()?;
+                crate::openai::RawCompletion::parse(
+                    bytes.into(),
+                    c.model.as_str().into(),
+                    provider.into(),
+                )
+            })
+            .as_ref()
+    }
+}
+
+impl fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() { "Rendered(yes)" } else { "Rendered(no)" })
+    }
+}
+
+/// Renderings are caches of `completion`: every one equals every other.
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The provider and model that produced a cached answer.
