@@ -196,11 +196,27 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
         buf.extend_from_slice(key);
         buf.extend_from_slice(if v { b"true" } else { b"false" });
     };
-    s(buf, key!(json, "gen_ai.request.model"), e.request_model.as_deref());
-    s(buf, key!(json, "gen_ai.provider.name"), e.provider.as_deref());
-    s(buf, key!(json, "gen_ai.response.model"), e.response_model.as_deref());
+    s(
+        buf,
+        key!(json, "gen_ai.request.model"),
+        e.request_model.as_deref(),
+    );
+    s(
+        buf,
+        key!(json, "gen_ai.provider.name"),
+        e.provider.as_deref(),
+    );
+    s(
+        buf,
+        key!(json, "gen_ai.response.model"),
+        e.response_model.as_deref(),
+    );
     n(buf, key!(json, "gen_ai.usage.input_tokens"), e.input_tokens);
-    n(buf, key!(json, "gen_ai.usage.output_tokens"), e.output_tokens);
+    n(
+        buf,
+        key!(json, "gen_ai.usage.output_tokens"),
+        e.output_tokens,
+    );
     if let Some(c) = e.cost_usd {
         buf.extend_from_slice(key!(json, "cost_usd"));
         if c.is_finite() {
@@ -211,7 +227,11 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
     }
     s(buf, key!(json, "cache"), e.cache.map(CacheStatus::as_str));
     if let Some(id) = &e.request_id {
-        s(buf, key!(json, "request_id"), Some(&String::from_utf8_lossy(id.as_bytes())));
+        s(
+            buf,
+            key!(json, "request_id"),
+            Some(&String::from_utf8_lossy(id.as_bytes())),
+        );
     }
     b(buf, key!(json, "stream"), e.stream);
     n(buf, key!(json, "latency_ms"), Some(millis(e.latency)));
@@ -461,9 +481,9 @@ mod tests {
     }
 
     fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !f() {
-            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -488,7 +508,7 @@ mod tests {
         log.send(entry());
         wait_for("writer blocked", || entered.load(Ordering::SeqCst));
         // 4 fit in the channel, the other 6 are dropped at once.
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         for _ in 0..10 {
             log.send(entry());
         }
