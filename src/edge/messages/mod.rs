@@ -86,6 +86,7 @@
 //! `message_start` reports zero tokens and the final `message_delta` the whole usage.
 
 mod count;
+mod format;
 mod request;
 mod response;
 mod stream;

@@ -8,8 +8,7 @@ use crate::edge::EdgeConfig;
 use crate::openai::ChatRequest;
 use crate::Error;
 
-/// OpenRouter's `format` tag for Anthropic reasoning details (what the Anthropic codec reads).
-pub(crate) const REASONING_FORMAT: &str = "anthropic-claude-v1";
+use super::format::{ENVELOPE, REASONING_FORMAT};
 
 /// The top level of a Messages request. Unknown fields are refused (400).
 #[derive(Deserialize)]
@@ -504,7 +503,7 @@ fn assistant_blocks(blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<(), Erro
                 only_keys(obj, kind, &["data"])?;
                 let data = str_field(b, "data")
                     .ok_or_else(|| bad("messages", "a `redacted_thinking` block needs `data`"))?;
-                if let Some(inner) = data.strip_prefix(super::response::ENVELOPE) {
+                if let Some(inner) = data.strip_prefix(ENVELOPE) {
                     // Another provider's reasoning detail, restored as it was.
                     let detail: Value = serde_json::from_str(inner).map_err(|_| {
                         bad("messages", "a `redacted_thinking` block has damaged `data`")

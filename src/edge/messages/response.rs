@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use crate::openai::{ChatCompletion, FinishReason, Usage};
 use crate::{Error, ErrorKind};
 
-use super::request::REASONING_FORMAT;
+use super::format::{ENVELOPE, REASONING_FORMAT};
 
 /// A message id: the completion's when it is already Anthropic's, else `msg_` + it.
 pub(crate) fn message_id(id: &str) -> String {
@@ -130,9 +130,6 @@ fn is_anthropic(d: &Value) -> bool {
         .and_then(Value::as_str)
         .is_none_or(|f| f == REASONING_FORMAT)
 }
-
-/// The prefix of a `redacted_thinking.data` that carries another provider's reasoning detail.
-pub(crate) const ENVELOPE: &str = "switchboard.v1:";
 
 /// Another provider's reasoning detail as `redacted_thinking` data.
 pub(crate) fn envelope(d: &Value) -> String {

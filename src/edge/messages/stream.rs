@@ -152,7 +152,7 @@ impl StreamEncoder {
             d.get("type").and_then(Value::as_str) == Some("reasoning.text")
                 && d.get("format")
                     .and_then(Value::as_str)
-                    .is_none_or(|f| f == super::request::REASONING_FORMAT)
+                    .is_none_or(|f| f == super::format::REASONING_FORMAT)
         };
         // Thinking text: `reasoning`, else the text of the details.
         let text: String = match d.reasoning.as_deref() {
@@ -186,7 +186,7 @@ impl StreamEncoder {
             let anthropic = x
                 .get("format")
                 .and_then(Value::as_str)
-                .is_none_or(|f| f == super::request::REASONING_FORMAT);
+                .is_none_or(|f| f == super::format::REASONING_FORMAT);
             let data = match x.get("type").and_then(Value::as_str) {
                 Some("reasoning.encrypted") if anthropic => {
                     match x.get("data").and_then(Value::as_str) {
