@@ -11,8 +11,11 @@
 //! A cryptographic hash rather than a fast non-cryptographic one: the cache is shared between
 //! callers, and a key collision an attacker can construct would let one caller poison another's
 //! answers. BLAKE3 rather than SHA-256: as collision-resistant (256-bit output, 128-bit
-//! security) and, measured with callgrind on a 1 KiB request, a fraction of the instructions
-//! (SHA-256 without SHA extensions costs ~30 instructions a byte).
+//! security), and cheaper on long conversations. Measured (`benches/cache.rs`, `for_request_*`,
+//! x86-64 with SHA-NI and AVX-512, one buffer hashed either way): 32 KiB of `messages` 27.8 µs
+//! with BLAKE3 against 36.3 µs with SHA-256; at 1 KiB SHA-256 with SHA-NI is faster (1.56 µs
+//! against 2.18 µs). Without SHA extensions (older CPUs, and valgrind, which hides them)
+//! SHA-256 costs ~30 instructions a byte and BLAKE3 ~6.
 
 use std::borrow::Cow;
 use std::fmt;
