@@ -196,11 +196,27 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
         buf.extend_from_slice(key);
         buf.extend_from_slice(if v { b"true" } else { b"false" });
     };
-    s(buf, key!(json, "gen_ai.request.model"), e.request_model.as_deref());
-    s(buf, key!(json, "gen_ai.provider.name"), e.provider.as_deref());
-    s(buf, key!(json, "gen_ai.response.model"), e.response_model.as_deref());
+    s(
+        buf,
+        key!(json, "gen_ai.request.model"),
+        e.request_model.as_deref(),
+    );
+    s(
+        buf,
+        key!(json, "gen_ai.provider.name"),
+        e.provider.as_deref(),
+    );
+    s(
+        buf,
+        key!(json, "gen_ai.response.model"),
+        e.response_model.as_deref(),
+    );
     n(buf, key!(json, "gen_ai.usage.input_tokens"), e.input_tokens);
-    n(buf, key!(json, "gen_ai.usage.output_tokens"), e.output_tokens);
+    n(
+        buf,
+        key!(json, "gen_ai.usage.output_tokens"),
+        e.output_tokens,
+    );
     if let Some(c) = e.cost_usd {
         buf.extend_from_slice(key!(json, "cost_usd"));
         if c.is_finite() {
@@ -211,7 +227,11 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
     }
     s(buf, key!(json, "cache"), e.cache.map(CacheStatus::as_str));
     if let Some(id) = &e.request_id {
-        s(buf, key!(json, "request_id"), Some(&String::from_utf8_lossy(id.as_bytes())));
+        s(
+            buf,
+            key!(json, "request_id"),
+            Some(&String::from_utf8_lossy(id.as_bytes())),
+        );
     }
     b(buf, key!(json, "stream"), e.stream);
     n(buf, key!(json, "latency_ms"), Some(millis(e.latency)));
@@ -343,6 +363,8 @@ fn timestamp(buf: &mut Vec<u8>, t: SystemTime) {
 
 #[cfg(test)]
 mod tests {
+    // The writer is a thread, not a task: these tests wait in real time.
+    #![allow(clippy::disallowed_types)]
     use super::*;
     use std::sync::Mutex;
 

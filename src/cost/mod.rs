@@ -136,10 +136,10 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use access_log::{AccessLog, AccessLogFormat};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use budget::RedisBudgetStore;
-pub use access_log::{AccessLog, AccessLogFormat};
 pub use budget::{Budget, BudgetStore, Budgets, Exhausted, MemoryBudgetStore, Window};
 pub use price::{cost_of, CostBreakdown, Picodollars, TokenPrices};
 pub use stream::MeteredStream;
@@ -682,8 +682,7 @@ impl Meter {
                         "gen_ai.provider.name" = self.served.as_ref().map(|s| &*s.provider),
                         "gen_ai.response.model" = self.served.as_ref().map(|s| &*s.model),
                         "gen_ai.usage.input_tokens" = usage.as_ref().map(|u| u.prompt_tokens),
-                        "gen_ai.usage.output_tokens" =
-                            usage.as_ref().map(|u| u.completion_tokens),
+                        "gen_ai.usage.output_tokens" = usage.as_ref().map(|u| u.completion_tokens),
                         cost_usd = cost.map(|c| c.total().usd()),
                         cache = self.cache.map(CacheStatus::as_str),
                         request_id = self.request_id.as_ref().map(tracing::field::debug),

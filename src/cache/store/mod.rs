@@ -107,7 +107,11 @@ impl Rendered {
 
 impl fmt::Debug for Rendered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.get().is_some() { "Rendered(yes)" } else { "Rendered(no)" })
+        f.write_str(if self.0.get().is_some() {
+            "Rendered(yes)"
+        } else {
+            "Rendered(no)"
+        })
     }
 }
 
