@@ -74,3 +74,54 @@ pub fn fresh_completion(entry: &CachedEntry) -> ChatCompletion {
     c.created = unix_now();
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::completion_to_chunks;
+    use serde_json::Value;
+
+    fn entry(provider: Option<&str>) -> CachedEntry {
+        let mut completion: ChatCompletion = serde_json::from_str(
+            r#"{"id":"old","created":1,"model":"m","choices":[{"index":0,"finish_reason":"stop",
+                "message":{"role":"assistant","content":"hi \"there\"\n"}}],
+                "usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+        )
+        .unwrap();
+        completion.provider = provider.map(str::to_owned);
+        CachedEntry {
+            chunks: completion_to_chunks(&completion),
+            completion,
+            stored_at_ms: 0,
+            expires_at_ms: u64::MAX,
+            served_by: None,
+            size_bytes: 0,
+            rendered: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_rendered_hit_is_the_completion_under_a_new_identity() {
+        let e = entry(Some("openai"));
+        let typed: Value = serde_json::to_value(fresh_completion(&e)).unwrap();
+        for _ in 0..2 {
+            let raw = fresh_raw(&e).unwrap();
+            let spliced: Value = serde_json::from_slice(&raw.to_bytes()).unwrap();
+            assert_ne!(spliced["id"], "old");
+            assert_ne!(spliced["created"], 1);
+            let mut want = typed.clone();
+            want["id"] = spliced["id"].clone();
+            want["created"] = spliced["created"].clone();
+            assert_eq!(spliced, want);
+        }
+        // Two hits, two ids.
+        let a = fresh_raw(&e).unwrap().to_bytes();
+        let b = fresh_raw(&e).unwrap().to_bytes();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn without_a_provider_the_typed_encoding_serves() {
+        assert!(fresh_raw(&entry(None)).is_none());
+    }
+}

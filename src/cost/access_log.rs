@@ -363,6 +363,8 @@ fn timestamp(buf: &mut Vec<u8>, t: SystemTime) {
 
 #[cfg(test)]
 mod tests {
+    // The writer is a thread, not a task: these tests wait in real time.
+    #![allow(clippy::disallowed_types)]
     use super::*;
     use std::sync::Mutex;
 
