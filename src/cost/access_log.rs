@@ -320,10 +320,18 @@ fn escape_json(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(&bytes[start..]);
 }
 
-/// RFC 3339 UTC with microseconds: `2025-01-02T03:04:05.678901Z`.
-fn timestamp(buf: &mut Vec<u8>, t: SystemTime) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
+fn digits(buf: &mut Vec<u8>, v: u64, width: usize) {
+    let mut tmp = [b'0'; 20];
+    let mut v = v;
+    for slot in tmp[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&tmp[..width]);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix second.
+fn date_time(secs: u64) -> [u8; 19] {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -336,28 +344,42 @@ fn timestamp(buf: &mut Vec<u8>, t: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let digits = |v: u64, width: usize, buf: &mut Vec<u8>| {
-        let mut tmp = [b'0'; 20];
-        let mut v = v;
-        for i in (0..width).rev() {
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        buf.extend_from_slice(&tmp[..width]);
+    let mut b = Vec::with_capacity(19);
+    digits(&mut b, u64::try_from(year).unwrap_or(0), 4);
+    b.push(b'-');
+    digits(&mut b, month as u64, 2);
+    b.push(b'-');
+    digits(&mut b, day as u64, 2);
+    b.push(b'T');
+    digits(&mut b, rem / 3_600, 2);
+    b.push(b':');
+    digits(&mut b, rem / 60 % 60, 2);
+    b.push(b':');
+    digits(&mut b, rem % 60, 2);
+    let mut out = [b'0'; 19];
+    out.copy_from_slice(&b[..19]);
+    out
+}
+
+/// RFC 3339 UTC with microseconds: `2025-01-02T03:04:05.678901Z`. The date and time of day
+/// are formatted once per second (per thread).
+fn timestamp(buf: &mut Vec<u8>, t: SystemTime) {
+    thread_local! {
+        static LAST: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (last, text) = LAST.get();
+    let text = if last == secs {
+        text
+    } else {
+        let text = date_time(secs);
+        LAST.set((secs, text));
+        text
     };
-    digits(u64::try_from(year).unwrap_or(0), 4, buf);
-    buf.push(b'-');
-    digits(month as u64, 2, buf);
-    buf.push(b'-');
-    digits(day as u64, 2, buf);
-    buf.push(b'T');
-    digits(rem / 3_600, 2, buf);
-    buf.push(b':');
-    digits(rem / 60 % 60, 2, buf);
-    buf.push(b':');
-    digits(rem % 60, 2, buf);
+    buf.extend_from_slice(&text);
     buf.push(b'.');
-    digits(u64::from(d.subsec_micros()), 6, buf);
+    digits(buf, u64::from(d.subsec_micros()), 6);
     buf.push(b'Z');
 }
 
@@ -462,6 +484,16 @@ mod tests {
         // 2024-02-29T23:59:59.000001Z
         timestamp(&mut buf, UNIX_EPOCH + Duration::new(1_709_251_199, 1_000));
         assert_eq!(buf, b"2024-02-29T23:59:59.000001Z");
+        // The same second again (cached), then the next one.
+        buf.clear();
+        timestamp(
+            &mut buf,
+            UNIX_EPOCH + Duration::new(1_709_251_199, 999_999_000),
+        );
+        assert_eq!(buf, b"2024-02-29T23:59:59.999999Z");
+        buf.clear();
+        timestamp(&mut buf, UNIX_EPOCH + Duration::new(1_709_251_200, 0));
+        assert_eq!(buf, b"2024-03-01T00:00:00.000000Z");
     }
 
     /// An output that blocks until released, so the channel fills up.
