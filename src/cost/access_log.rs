@@ -1,7 +1,7 @@
 //! The per-request access log: one fixed-format line per request, written by a thread of its
 //! own.
 //!
-//! The request's task only fills an [`Entry`] (numbers, `Arc` clones) and offers it to a
+//! The request's task only fills an `Entry` (numbers, `Arc` clones) and offers it to a
 //! bounded channel; it never formats, allocates a line or waits on the output. A dedicated
 //! writer thread formats the entries into one reused buffer (integers with `itoa`, floats with
 //! `ryu`) and writes each batch with one `write` call. When the channel is full (the output
