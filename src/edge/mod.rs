@@ -310,13 +310,7 @@ where
         request_id = ?id.0,
         stream = chat.is_stream(),
     );
-    let mut typed = http::Request::new(Arc::new(chat));
-    *typed.method_mut() = parts.method.clone();
-    *typed.uri_mut() = parts.uri.clone();
-    *typed.version_mut() = parts.version;
-    *typed.headers_mut() = std::mem::take(&mut parts.headers);
-    *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
-    typed.extensions_mut().insert(id.clone());
+    let typed = typed_request(parts, chat, id);
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
         // The 200 goes out now with SSE comments while nothing has arrived; the stack's
         // stream (Fallback still working behind the comments) or its failure follows.
@@ -551,20 +545,39 @@ pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
     *r.status_mut() = e.status();
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    error_headers(r.headers_mut(), e);
+    r
+}
+
+/// The headers every ingress sends with an error: `Retry-After` (whole seconds, rounded up)
+/// when known, and the attempts made.
+fn error_headers(h: &mut HeaderMap, e: &Error) {
     if let Some(after) = e.retry_after() {
         let secs = after
             .as_secs()
             .saturating_add(u64::from(after.subsec_nanos() > 0));
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        h.insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     if let Some(attempts) = e.attempts() {
-        insert_owned_header(
-            r.headers_mut(),
-            X_ATTEMPTS,
-            ServedBy::attempts_header(attempts),
-        );
+        insert_owned_header(h, X_ATTEMPTS, ServedBy::attempts_header(attempts));
     }
-    r
+}
+
+/// The typed request the layers take: the client's method, URI, version, headers and
+/// extensions moved over from `parts`, with the request id.
+fn typed_request(
+    parts: &mut http::request::Parts,
+    chat: ChatRequest,
+    id: &RequestId,
+) -> ChatHttpRequest {
+    let mut typed = http::Request::new(Arc::new(chat));
+    *typed.method_mut() = parts.method.clone();
+    *typed.uri_mut() = parts.uri.clone();
+    *typed.version_mut() = parts.version;
+    *typed.headers_mut() = std::mem::take(&mut parts.headers);
+    *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
+    typed.extensions_mut().insert(id.clone());
+    typed
 }
 
 fn method_not_allowed(allow: &'static str) -> http::Response<EdgeBody> {

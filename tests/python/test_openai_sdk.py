@@ -8,17 +8,17 @@ Run by .ci/run in its own venv:
 import base64
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
 import unittest
 import urllib.error
 import urllib.request
 
 import openai
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gateway_process import PNG_HEX, start_gateway  # noqa: E402
+
 MODELS = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "google/gemini-2.5-flash"]
 WEATHER_TOOL = {
     "type": "function",
@@ -33,39 +33,10 @@ WEATHER_TOOL = {
     },
 }
 # A 1x1 transparent PNG.
-PNG = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-    )
-).decode()
+PNG = base64.b64encode(bytes.fromhex(PNG_HEX)).decode()
 
 GATEWAY = None
 BASE_URL = None
-
-
-def start_gateway(binary):
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
-    proc = subprocess.Popen(
-        [binary, "--config", os.path.join(ROOT, "examples", "gateway.toml"), "--listen", "127.0.0.1:0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        m = re.search(r"listening on (http://\S+)", line)
-        if m:
-            # Keep draining output so the pipe never fills.
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-            return proc, m.group(1), "".join(lines)
-        if len(lines) > 50:
-            break
-    proc.kill()
-    raise RuntimeError("gateway did not start:\n" + "".join(lines))
 
 
 def client():

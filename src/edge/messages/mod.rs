@@ -95,11 +95,10 @@ mod tests;
 mod tokens;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body::Body;
 use tower::ServiceExt;
@@ -112,10 +111,7 @@ pub(crate) use count::{route_capture, Resolver};
 pub use stream::StreamEncoder;
 pub(crate) use stream::{MessagesSse, Pending};
 
-use super::{
-    decorate, insert_owned_header, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId,
-    REQUEST_ID,
-};
+use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{NativeFormat, NativeRequest, ServedBy};
 use crate::keys::{ClientKeysLayer, PresentedKey};
@@ -315,13 +311,7 @@ where
             native.headers.append(name, v.clone());
         }
     }
-    let mut typed = http::Request::new(Arc::new(chat));
-    *typed.method_mut() = parts.method.clone();
-    *typed.uri_mut() = parts.uri.clone();
-    *typed.version_mut() = parts.version;
-    *typed.headers_mut() = std::mem::take(&mut parts.headers);
-    *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
-    typed.extensions_mut().insert(id.clone());
+    let mut typed = super::typed_request(parts, chat, id);
     typed.extensions_mut().insert(native);
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
         // The response starts now; the stack's answer (or failure) follows in the body.
@@ -377,19 +367,7 @@ pub fn error_response(e: &Error) -> http::Response<EdgeBody> {
     let (status, _) = response::error_status(e.kind());
     let mut r = json_response(&response::error_json(e));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if let Some(after) = e.retry_after() {
-        let secs = after
-            .as_secs()
-            .saturating_add(u64::from(after.subsec_nanos() > 0));
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if let Some(attempts) = e.attempts() {
-        insert_owned_header(
-            r.headers_mut(),
-            crate::headers::ATTEMPTS,
-            ServedBy::attempts_header(attempts),
-        );
-    }
+    super::error_headers(r.headers_mut(), e);
     r
 }
 
