@@ -234,6 +234,11 @@ pub struct NativeRequest {
     /// The client's headers a provider of this format reads (Anthropic: `anthropic-version`,
     /// `anthropic-beta`).
     pub headers: http::HeaderMap,
+    /// Why the canonical request is not the whole request, when it is not: parts only a
+    /// provider of this format can carry (an Anthropic server tool, a text document, …) were
+    /// left out of it. Another provider's codec answers this error (a 400) instead of
+    /// encoding the canonical request.
+    pub only_native: Option<crate::Error>,
 }
 
 /// The wire format of a [`NativeRequest`].
@@ -242,6 +247,19 @@ pub struct NativeRequest {
 pub enum NativeFormat {
     /// Anthropic's Messages API (`POST /v1/messages`).
     AnthropicMessages,
+}
+
+/// A non-streaming answer as the provider sent it, for a request that went in the provider's
+/// own format (response extension, set by ProviderTranslate beside the decoded completion).
+/// An edge of that format answers these bytes (with the cost added) instead of rendering the
+/// canonical completion, so blocks and fields the canonical form cannot carry reach the
+/// client. Streams carry the same in [`ChatCompletionChunk::native`](crate::openai::ChatCompletionChunk::native).
+#[derive(Debug, Clone)]
+pub struct NativeAnswer {
+    /// The format of `body`.
+    pub format: NativeFormat,
+    /// The provider's body.
+    pub body: bytes::Bytes,
 }
 
 #[cfg(test)]

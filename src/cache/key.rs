@@ -54,6 +54,19 @@ impl CacheKey {
         route: Option<&Route>,
         req: &ChatRequest,
     ) -> Result<Self, Error> {
+        Self::for_native(caller, route, req, None)
+    }
+
+    /// [`for_caller`](Self::for_caller) for a request that also travels in its client's own
+    /// format ([`NativeRequest`](crate::ext::NativeRequest)): a provider of that format gets
+    /// those bytes, which may carry more than the canonical request, so they are part of the
+    /// key (as sent: a byte of difference is a miss, never a wrong hit).
+    pub(crate) fn for_native(
+        caller: Option<&str>,
+        route: Option<&Route>,
+        req: &ChatRequest,
+        native: Option<&[u8]>,
+    ) -> Result<Self, Error> {
         // The canonical bytes are gathered first and hashed in one call: BLAKE3 over a whole
         // buffer costs far less than over many small updates.
         let mut h = KeyHasher(Vec::with_capacity(req.messages.as_bytes().len() + 256));
@@ -166,6 +179,11 @@ impl CacheKey {
                 h.str(k);
                 h.json(v.as_bytes(), "extra")?;
             }
+        }
+        if let Some(body) = native {
+            h.field("native");
+            h.len(body.len());
+            h.raw(body);
         }
         Ok(Self(blake3::hash(&h.0).into()))
     }

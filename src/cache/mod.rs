@@ -146,7 +146,7 @@ use record::{follow, Clock, Lead, PendingLead, Role, Shared};
 
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::cost::BillingTab;
-use crate::ext::{CacheStatus, CallerKey, Route, ServedBy};
+use crate::ext::{CacheStatus, CallerKey, NativeRequest, Route, ServedBy};
 use crate::openai::ChatRequest;
 use crate::Error;
 
@@ -341,7 +341,9 @@ where
             true => None,
             false => req.extensions().get::<CallerKey>().map(|c| &*c.0),
         };
-        let key = match CacheKey::for_caller(caller, req.extensions().get::<Route>(), body) {
+        let native = req.extensions().get::<NativeRequest>().map(|n| &n.body[..]);
+        let key = match CacheKey::for_native(caller, req.extensions().get::<Route>(), body, native)
+        {
             Ok(k) => k,
             Err(e) => {
                 tracing::debug!(error = %e, "request not cacheable");

@@ -41,6 +41,13 @@ pub struct ChatCompletionChunk {
     /// A mid-stream error (the stream ends after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Box<ErrorBody>>,
+    /// The provider's own stream events behind this chunk, when the request went in the
+    /// provider's format (a same-format pass-through, see
+    /// [`NativeRequest`](crate::ext::NativeRequest)): an edge of that format sends these bytes
+    /// instead of rendering the chunk. Events that make no chunk of their own ride on the
+    /// next one. Never part of the JSON.
+    #[serde(skip)]
+    pub native: Option<bytes::Bytes>,
 }
 
 /// The `object` of a chunk.
@@ -63,6 +70,7 @@ impl ChatCompletionChunk {
             system_fingerprint: None,
             provider: None,
             error: None,
+            native: None,
         }
     }
 

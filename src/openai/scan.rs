@@ -34,7 +34,6 @@ pub(crate) struct Member<'a> {
 }
 
 /// [`top_level_members_with`] stepping over every value itself.
-#[cfg(test)]
 pub(crate) fn top_level_members<'a>(
     b: &'a [u8],
     each: impl FnMut(Member<'a>) -> Result<(), Invalid>,
@@ -512,6 +511,53 @@ pub(crate) fn json_str_len(s: &str) -> usize {
         };
         i = end + 1;
     }
+}
+
+/// The first top-level key of the JSON object `b` that is not in `known` (a key written with
+/// escapes counts as unknown, shown as written). `Err` when `b` is not a JSON object.
+pub(crate) fn unknown_top_level_key<'a>(
+    b: &'a [u8],
+    known: &[&str],
+) -> Result<Option<&'a [u8]>, Invalid> {
+    let mut found = None;
+    top_level_members(b, |m| {
+        if found.is_none() && (m.escaped_key || !known.iter().any(|k| k.as_bytes() == m.key)) {
+            found = Some(m.key);
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// `b` with `member` (a JSON `"key":value` text) added at the end of the object that is the
+/// value of the top-level member `key`, every other byte as it was. `None` when `b` is not a
+/// JSON object or `key` is absent, duplicated or not an object.
+pub(crate) fn add_to_member(b: &[u8], key: &[u8], member: &[u8]) -> Option<Vec<u8>> {
+    let mut found = None;
+    let mut twice = false;
+    top_level_members(b, |m| {
+        if m.key == key && !m.escaped_key {
+            twice |= found.is_some();
+            found = Some(m.value);
+        }
+        Ok(())
+    })
+    .ok()?;
+    let value = found.filter(|_| !twice)?;
+    if b.get(value.start) != Some(&b'{') {
+        return None;
+    }
+    // The value ends with its `}`; an empty object takes the member without a comma.
+    let close = value.end - 1;
+    let empty = skip_ws(b, value.start + 1) == close;
+    let mut out = Vec::with_capacity(b.len() + member.len() + 1);
+    out.extend_from_slice(&b[..close]);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(member);
+    out.extend_from_slice(&b[close..]);
+    Some(out)
 }
 
 #[inline]

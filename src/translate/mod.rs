@@ -77,8 +77,8 @@ use tower_service::Service;
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::client::UpstreamBody;
-use crate::ext::{Candidate, NativeRequest, Target};
-use crate::openai::sse::SseDecoder;
+use crate::ext::{Candidate, NativeAnswer, NativeFormat, NativeRequest, Target};
+use crate::openai::sse::{SseDecoder, SseEvent};
 use crate::openai::ChatCompletionChunk;
 use crate::provider::{DecodeContext, EncodeContext, StreamDecode};
 use crate::{BoxError, Error};
@@ -202,13 +202,19 @@ where
         };
         let codec = candidate.provider.codec();
         // A request in the provider's own format goes as the client sent it.
-        let encoded = match parts
-            .extensions
-            .get::<NativeRequest>()
-            .and_then(|n| codec.encode_native(n, &ectx))
-        {
+        let mut native: Option<NativeFormat> = None;
+        let client_native = parts.extensions.get::<NativeRequest>();
+        let encoded = match client_native.and_then(|n| {
+            let r = codec.encode_native(n, &ectx)?;
+            native = Some(n.format);
+            Some(r)
+        }) {
             Some(r) => r,
-            None => codec.encode(&chat, &ectx),
+            // Parts of the request only its own format carries: refused, not dropped.
+            None => match client_native.and_then(|n| n.only_native.clone()) {
+                Some(e) => Err(e),
+                None => codec.encode(&chat, &ectx),
+            },
         };
         let mut upstream_req = match encoded {
             Ok(r) => r,
@@ -257,14 +263,20 @@ where
                     .with_provider(provider_name));
             }
             let exclude_reasoning = chat.reasoning.as_ref().and_then(|r| r.exclude) == Some(true);
+            let mut native_answer = None;
             let answer = if chat.is_stream() {
                 let mut s = TranslateStream::new(body, codec.stream_decoder(&ctx), max);
                 s.exclude_reasoning = exclude_reasoning;
+                s.native = native.map(|_| Vec::new());
                 ChatResponse::Stream(Box::pin(s))
             } else {
                 let bytes = read_body(body, max, false)
                     .await
                     .map_err(|e| e.with_provider(provider_name.clone()))?;
+                native_answer = native.map(|format| NativeAnswer {
+                    format,
+                    body: bytes.clone(),
+                });
                 // Dropping reasoning needs the typed choices; otherwise a codec may pass the
                 // provider's bytes through.
                 match (!exclude_reasoning)
@@ -287,6 +299,9 @@ where
             };
             let mut out = http::Response::new(answer);
             out.extensions_mut().insert(UpstreamLatency(sent.elapsed()));
+            if let Some(n) = native_answer {
+                out.extensions_mut().insert(n);
+            }
             if let Some(id) = rparts
                 .headers
                 .get(&X_REQUEST_ID)
@@ -351,6 +366,8 @@ pin_project! {
         state: StreamState,
         error: Option<Error>,
         exclude_reasoning: bool,
+        // A same-format pass-through: the upstream's events not yet attached to a chunk.
+        native: Option<Vec<u8>>,
     }
 }
 
@@ -383,6 +400,7 @@ impl<B> TranslateStream<B> {
             state: StreamState::Open,
             error: None,
             exclude_reasoning: false,
+            native: None,
         }
     }
 }
@@ -428,7 +446,12 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         this.sse.push(&data);
-                        decode_events(this.sse, this.decoder.as_mut(), this.scratch)
+                        decode_events(
+                            this.sse,
+                            this.decoder.as_mut(),
+                            this.scratch,
+                            this.native.as_mut(),
+                        )
                     }
                     Err(_) => Ok(()),
                 },
@@ -458,9 +481,38 @@ fn decode_events(
     sse: &mut SseDecoder,
     decoder: &mut dyn StreamDecode,
     out: &mut Vec<ChatCompletionChunk>,
+    mut native: Option<&mut Vec<u8>>,
 ) -> Result<(), Error> {
     while let Some(ev) = sse.next_event()? {
+        let Some(pending) = native.as_deref_mut() else {
+            decoder.event(ev, out)?;
+            continue;
+        };
+        write_event(pending, &ev);
+        let before = out.len();
         decoder.event(ev, out)?;
+        // The events so far ride on the last chunk this one made (the one that carries the
+        // usage at the end of a stream, so the edge can add the cost to them).
+        if out.len() > before {
+            if let Some(last) = out.last_mut() {
+                last.native = Some(Bytes::from(std::mem::take(pending)));
+            }
+        }
     }
     Ok(())
+}
+
+/// One SSE event as the provider framed it (`event:` and `data:` lines).
+fn write_event(out: &mut Vec<u8>, ev: &SseEvent) {
+    if let Some(name) = &ev.event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    for line in ev.data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }

@@ -150,8 +150,19 @@ fn well_formed(evs: &[(String, Value)]) -> Value {
                         assert_eq!(block["type"], "thinking");
                         block["signature"] = delta["signature"].clone();
                     }
+                    "citations_delta" => {
+                        assert_eq!(block["type"], "text");
+                        if block["citations"].is_null() {
+                            block["citations"] = json!([]);
+                        }
+                        let c = delta["citation"].clone();
+                        block["citations"].as_array_mut().unwrap().push(c);
+                    }
                     "input_json_delta" => {
-                        assert_eq!(block["type"], "tool_use");
+                        assert!(
+                            block["type"] == "tool_use" || block["type"] == "server_tool_use",
+                            "{block}"
+                        );
                         append(block, "partial", &delta["partial_json"]);
                     }
                     other => panic!("unknown delta {other}"),
@@ -161,7 +172,7 @@ fn well_formed(evs: &[(String, Value)]) -> Value {
                 assert_eq!(Some(d["index"].as_u64().unwrap()), open);
                 let i = usize::try_from(open.unwrap()).unwrap();
                 let block = &mut msg["content"][i];
-                if block["type"] == "tool_use" {
+                if block["type"] == "tool_use" || block["type"] == "server_tool_use" {
                     let partial = block["partial"].as_str().unwrap_or("").to_owned();
                     block["input"] = if partial.is_empty() {
                         json!({})
@@ -176,7 +187,11 @@ fn well_formed(evs: &[(String, Value)]) -> Value {
                 assert!(open.is_none() && !ended);
                 ended = true;
                 msg["stop_reason"] = d["delta"]["stop_reason"].clone();
-                msg["usage"] = d["usage"].clone();
+                msg["stop_sequence"] = d["delta"]["stop_sequence"].clone();
+                // As the SDK accumulates: the delta's counts replace the start's.
+                for (k, v) in d["usage"].as_object().unwrap() {
+                    msg["usage"][k] = v.clone();
+                }
             }
             "message_stop" => {
                 assert!(ended, "message_delta before message_stop");
@@ -546,8 +561,25 @@ const ANTHROPIC_STREAM: &str = concat!(
     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
 );
 
-fn run_split(cuts: Vec<usize>) -> Value {
-    let bytes = ANTHROPIC_STREAM.as_bytes();
+/// The same answer from an OpenAI-compatible upstream (translated, not passed through).
+const OPENAI_STREAM: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning\":\"Let me \",\"reasoning_details\":[{\"type\":\"reasoning.text\",\"text\":\"Let me \",\"format\":\"anthropic-claude-v1\",\"index\":0}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"think.\",\"reasoning_details\":[{\"type\":\"reasoning.text\",\"text\":\"think.\",\"format\":\"anthropic-claude-v1\",\"index\":0}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_details\":[{\"type\":\"reasoning.text\",\"signature\":\"sig-abc\",\"format\":\"anthropic-claude-v1\",\"index\":0}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Checking \"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\u{e9}\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"toolu_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":17,\"completion_tokens\":30,\"total_tokens\":47,\"prompt_tokens_details\":{\"cached_tokens\":5}}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+/// Streams `upstream` cut at `cuts` from a provider of `kind` through the Messages edge; the
+/// body and the message the events build.
+fn run_split(kind: ProviderKind, upstream: &'static str, cuts: Vec<usize>) -> (Bytes, Value) {
+    let bytes = upstream.as_bytes();
     let mut points: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
     points.push(0);
     points.push(bytes.len());
@@ -574,11 +606,7 @@ fn run_split(cuts: Vec<usize>) -> Value {
                 )))
             }
         });
-        let provider = Arc::new(Provider::new(
-            "a",
-            ProviderKind::Anthropic,
-            "http://127.0.0.1:9",
-        ));
+        let provider = Arc::new(Provider::new("a", kind, "http://127.0.0.1:9"));
         let stack = tower::Layer::layer(
             &ProviderTranslateLayer::new().default_target(Candidate::passthrough(
                 "a/m".into(),
@@ -591,7 +619,8 @@ fn run_split(cuts: Vec<usize>) -> Value {
             "messages": [{"role": "user", "content": "hi"}]});
         let a = post_to(Messages::new(stack), "/v1/messages", body.to_string(), &[]).await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-        well_formed(&events(&a.body))
+        let msg = well_formed(&events(&a.body));
+        (a.body, msg)
     })
 }
 
@@ -601,7 +630,18 @@ proptest! {
     fn the_stream_translation_is_well_formed_for_any_upstream_chunking(
         cuts in proptest::collection::vec(0usize..10_000, 0..40)
     ) {
-        let msg = run_split(cuts);
+        // Translated from an OpenAI-compatible stream.
+        let (_, msg) = run_split(ProviderKind::Openai, OPENAI_STREAM, cuts.clone());
+        check_split(&msg)?;
+        // Passed through from an Anthropic stream: the provider's events, byte for byte.
+        let (body, msg) = run_split(ProviderKind::Anthropic, ANTHROPIC_STREAM, cuts);
+        prop_assert_eq!(&body[..], ANTHROPIC_STREAM.as_bytes());
+        check_split(&msg)?;
+    }
+}
+
+fn check_split(msg: &Value) -> Result<(), TestCaseError> {
+    {
         let c = msg["content"].as_array().unwrap();
         prop_assert_eq!(c.len(), 3, "{}", msg);
         prop_assert_eq!(&c[0]["type"], "thinking");
@@ -614,5 +654,146 @@ proptest! {
         prop_assert_eq!(&msg["usage"]["input_tokens"], 12);
         prop_assert_eq!(&msg["usage"]["cache_read_input_tokens"], 5);
         prop_assert_eq!(&msg["usage"]["output_tokens"], 30);
+    }
+    Ok(())
+}
+
+// --- same format: the answer as the provider sent it ---------------------------------------
+
+const NATIVE_ANSWER: &str = r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-x","content":[{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{"query":"q"}},{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[]},{"type":"text","text":"Hi","citations":[{"type":"char_location","cited_text":"x","document_index":0,"document_title":null,"start_char_index":0,"end_char_index":1}]}],"stop_reason":"stop_sequence","stop_sequence":"END","container":null,"usage":{"input_tokens":100,"cache_creation_input_tokens":200,"cache_read_input_tokens":300,"output_tokens":50,"service_tier":"standard"}}"#;
+
+const NATIVE_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_02\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":100,\"cache_creation_input_tokens\":200,\"cache_read_input_tokens\":300,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_1\",\"name\":\"web_search\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"query\\\":\\\"q\\\"}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"citations_delta\",\"citation\":{\"type\":\"char_location\",\"cited_text\":\"x\",\"document_index\":0,\"start_char_index\":0,\"end_char_index\":1}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"stop_sequence\",\"stop_sequence\":\"END\"},\"usage\":{\"output_tokens\":50}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+);
+
+type Seen = Arc<std::sync::Mutex<Vec<Bytes>>>;
+
+/// An Anthropic upstream that answers `NATIVE_ANSWER`, or `NATIVE_STREAM` to a stream, and
+/// keeps the bodies it got.
+async fn scripted_anthropic() -> (tokio::task::JoinHandle<()>, Gateway, Seen) {
+    use axum::response::IntoResponse;
+    let seen = Seen::default();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move |body: Bytes| async move {
+            log.lock().unwrap().push(body.clone());
+            let req: Value = serde_json::from_slice(&body).unwrap();
+            if req["stream"] == true {
+                ([("content-type", "text/event-stream")], NATIVE_STREAM).into_response()
+            } else {
+                ([("content-type", "application/json")], NATIVE_ANSWER).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let catalog = switchboard::Catalog::builder()
+        .provider(
+            Provider::new("anth", ProviderKind::Anthropic, &format!("http://{addr}"))
+                .with_api_key("k"),
+        )
+        .model(
+            switchboard::catalog::ModelSpec::new("anth/claude-x").pricing(
+                switchboard::catalog::Pricing {
+                    input: 3.0,
+                    output: 15.0,
+                    cached_input: Some(0.3),
+                    cache_write: Some(3.75),
+                    ..Default::default()
+                },
+            ),
+        )
+        .build()
+        .unwrap();
+    let g = Gateway::builder(catalog)
+        .response_cache(switchboard::cache::ResponseCacheLayer::default())
+        .build();
+    (task, g, seen)
+}
+
+/// `body` with its one `,"cost":<number>` member taken out, and that number.
+fn without_cost(body: &[u8]) -> (String, f64) {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let start = text.find(r#","cost":"#).expect("a cost");
+    let rest = &text[start + 8..];
+    let end = rest.find(['}', ',']).unwrap();
+    let cost: f64 = rest[..end].parse().unwrap();
+    (format!("{}{}", &text[..start], &rest[end..]), cost)
+}
+
+#[tokio::test]
+async fn same_format_answers_come_back_as_the_provider_sent_them_with_the_cost() {
+    let (_task, g, _) = scripted_anthropic().await;
+    // Input 100 × 3, cache writes 200 × 3.75, cache reads 300 × 0.3, output 50 × 15 (per M).
+    let expected_cost = (100.0 * 3.0 + 200.0 * 3.75 + 300.0 * 0.3 + 50.0 * 15.0) / 1e6;
+    let req = json!({"model": "anth/claude-x", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let a = post(&g, &req).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let (rest, cost) = without_cost(&a.body);
+    assert_eq!(rest, NATIVE_ANSWER, "every block and field as sent");
+    assert!((cost - expected_cost).abs() < 1e-12, "{cost}");
+
+    let mut req = req;
+    req["stream"] = json!(true);
+    let a = post(&g, &req).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let (rest, cost) = without_cost(&a.body);
+    assert_eq!(rest, NATIVE_STREAM, "every event as sent");
+    assert!((cost - expected_cost).abs() < 1e-12, "{cost}");
+    let msg = well_formed(&events(&a.body));
+    assert_eq!(msg["stop_sequence"], "END");
+    assert_eq!(msg["usage"]["cache_read_input_tokens"], 300);
+}
+
+#[tokio::test]
+async fn what_only_anthropic_carries_reaches_it_and_is_refused_elsewhere() {
+    let body = |model: &str| {
+        format!(
+            r#"{{"model":"{model}","max_tokens":100,"container":"c_1","tools":[{{"type":"web_search_20250305","name":"web_search","max_uses":2}}],"messages":[{{"role":"user","content":[{{"type":"document","source":{{"type":"text","media_type":"text/plain","data":"The sky is blue."}},"title":"Sky","citations":{{"enabled":true}}}},{{"type":"text","text":"What colour is the sky?"}}]}}]}}"#
+        )
+    };
+    let (_task, g, seen) = scripted_anthropic().await;
+    let a = post_to(g.messages(), "/v1/messages", body("anth/claude-x"), &[]).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        body("claude-x").as_bytes(),
+        "sent as the client wrote it"
+    );
+    assert_eq!(
+        a.headers["x-switchboard-cache"], "BYPASS",
+        "the canonical request is not all of it"
+    );
+    // Any other provider would get less than was asked: a 400 naming the first such part.
+    let (_demo, g) = gateway().await;
+    for model in ["openai/gpt-4o-mini", "google/gemini-2.5-flash"] {
+        for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+            let a = if path == "/v1/messages" {
+                post_to(g.messages(), path, body(model), &[]).await
+            } else {
+                post_to(g.count_tokens(), path, body(model), &[]).await
+            };
+            assert_eq!(a.status, 400, "{model} {path}");
+            let e = a.json();
+            assert_eq!(e["error"]["type"], "invalid_request_error");
+            let msg = e["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("container") && msg.contains("only an Anthropic model"),
+                "{msg}"
+            );
+        }
     }
 }

@@ -142,6 +142,7 @@ impl CountTokens {
         let (mut parts, body) = req.into_parts();
         let (bytes, parsed) = read_and_parse(&parts.headers, body, self.config, true).await?;
         let estimate = parsed.chat.summary.estimated_tokens();
+        let only_native = parsed.native_only;
         let mut typed = http::Request::new(std::sync::Arc::new(parsed.chat));
         *typed.headers_mut() = std::mem::take(&mut parts.headers);
         *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
@@ -161,6 +162,7 @@ impl CountTokens {
                 format: crate::ext::NativeFormat::AnthropicMessages,
                 body: bytes,
                 headers: http::HeaderMap::new(),
+                only_native: None,
             };
             for name in super::FORWARDED {
                 for v in headers.get_all(name) {
@@ -169,6 +171,10 @@ impl CountTokens {
             }
             let n = upstream_count(&self.client, &candidate, &native).await?;
             return Ok(answer(n, false));
+        }
+        if let Some(e) = only_native {
+            // Another provider would count a request without those parts.
+            return Err(e);
         }
         if candidate.provider.kind == ProviderKind::Gemini {
             let n = gemini_count(&self.client, &candidate, &typed_chat).await?;

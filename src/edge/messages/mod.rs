@@ -8,8 +8,23 @@
 //! typed stack (routing, keys, budgets, CostMeter, cache, Fallback, deadlines, metrics). The
 //! client's body and its `anthropic-version` / `anthropic-beta` headers travel along as a
 //! [`NativeRequest`]: an Anthropic target sends those bytes with only `model` changed
-//! (see [`provider::anthropic`](crate::provider::anthropic)). The answer is rendered back
-//! in Anthropic's shapes, errors as `{"type":"error","error":{"type","message"}}`.
+//! (see [`provider::anthropic`](crate::provider::anthropic)), and its answer comes back as it
+//! sent it, every block and field kept, with the gateway's `cost` added to `usage` (streams:
+//! the provider's own events, the cost in the usage of `message_delta`). Other targets answer
+//! through the canonical completion, rendered in Anthropic's shapes; errors are
+//! `{"type":"error","error":{"type","message"}}`.
+//!
+//! # Same format, nothing lost
+//!
+//! Parts of a request that only Anthropic can carry (marked *Anthropic only* below) do not
+//! make it a 400: they are left out of the canonical request (which routing, budgets and
+//! rate limits read) and the request goes on. An Anthropic target gets them, since it gets
+//! the client's bytes; any other target answers a 400 `invalid_request_error` naming the
+//! first such part (`… (only an Anthropic model can serve it)`), never an answer to less
+//! than was asked. Such a request bypasses the response cache (its canonical form is not
+//! all of it). For the others the cache key holds the client's bytes too, so a hit is only
+//! ever for the same request; a hit is rendered from the canonical answer (blocks only
+//! Anthropic returns, such as server tool results and citations, are not stored).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -46,8 +61,8 @@
 //! | `system` (text blocks) | a `system` message of text parts | mapped, `cache_control` kept per block |
 //! | `messages[].content` string | message `content` | mapped |
 //! | `text` blocks | text parts | mapped with `cache_control`; `citations` on a text block dropped |
-//! | `image` blocks (`base64`, `url`) | `image_url` parts (`data:` URL, URL) | mapped with `cache_control`; `file` sources refused |
-//! | `document` blocks (base64 PDF) | `file` parts with a PDF `data:` URL | mapped; other documents refused |
+//! | `image` blocks (`base64`, `url`) | `image_url` parts (`data:` URL, URL) | mapped with `cache_control`; `file` sources Anthropic only |
+//! | `document` blocks (base64 PDF) | `file` parts with a PDF `data:` URL | mapped; other documents (text, URL, content, file sources, `title`, `context`, `citations`) Anthropic only |
 //! | `tool_use` blocks (assistant) | `tool_calls` | mapped: `input` → `arguments` |
 //! | `tool_result` blocks (user) | `tool` messages, before the turn's other content | mapped: string or text/image blocks; `is_error: true` emulated as a `[tool error]` prefix |
 //! | `thinking` blocks (assistant) | `reasoning` + `reasoning_details` (`reasoning.text`, `signature`, format `anthropic-claude-v1`) | mapped: signatures round-trip to Anthropic targets; other providers ignore them |
@@ -56,13 +71,13 @@
 //! | `temperature` (0–1), `top_p`, `top_k` | same | mapped |
 //! | `stream` | `stream` + `stream_options.include_usage` | mapped (usage always arrives) |
 //! | `tools` (client tools, `type` absent or `custom`) | function `tools` | mapped: `input_schema` → `parameters`, `cache_control` kept |
-//! | `tools` of server types (`web_search_…`, `bash_…`, `text_editor_…`, …) | — | refused (400 `unsupported_parameter`) |
+//! | `tools` of server types (`web_search_…`, `bash_…`, `text_editor_…`, …) | — | Anthropic only |
 //! | `tool_choice` `auto` / `any` / `tool` / `none` | `auto` / `required` / named function / `none` | mapped; `disable_parallel_tool_use` → `parallel_tool_calls: false` |
 //! | `thinking: {type: enabled, budget_tokens}` | `reasoning.max_tokens` | mapped (the target's codec decides how it thinks) |
 //! | `thinking: {type: disabled}` | — | mapped (no reasoning) |
 //! | `metadata.user_id` | `user` | mapped |
 //! | `service_tier` | — | dropped (does not change the answer) |
-//! | `container`, `mcp_servers`, `context_management`, any other field; other block types (`server_tool_use`, `search_result`, …); unknown keys in blocks | — | refused (400) |
+//! | `container`, `mcp_servers`, `context_management`, any other field; other block types (`server_tool_use`, `search_result`, …); unknown keys in blocks | — | Anthropic only |
 //!
 //! # Answer mapping (canonical → Anthropic)
 //!
@@ -72,18 +87,17 @@
 //! | `content`, `refusal` | a `text` block | mapped |
 //! | `tool_calls` | `tool_use` blocks | mapped: `arguments` parsed into `input` (a non-object is wrapped as `{"value": …}` or `{"arguments": "<text>"}`) |
 //! | `finish_reason` | `stop_reason` | `stop` → `end_turn` (`stop_sequence` when the provider said so), `length` → `max_tokens`, `tool_calls` → `tool_use`, `content_filter` → `refusal` |
-//! | — | `stop_sequence` | always `null` (the canonical answer does not say which one matched) |
+//! | — | `stop_sequence` | `null` (the canonical answer does not say which one matched; an Anthropic target's own answer says) |
 //! | `usage` | `usage` | `input_tokens` = prompt − cache reads − cache writes, `cache_read_input_tokens`, `cache_creation_input_tokens`, `output_tokens`, and `cost` (USD, from the CostMeter; absent when unpriced) |
 //! | `id` | `id` | `msg_…` (Anthropic's own id when it served) |
 //! | `model` | `model` | the public model id that served |
 //!
-//! Not preserved from an Anthropic target's answer: content blocks other than text,
-//! tool use and thinking (server tool results, citations on text), `stop_sequence`, and the
-//! `container` / `service_tier` fields: the answer travels as the canonical completion so
-//! that the cache, the CostMeter and Fallback treat it as any other.
+//! This table is for OpenAI-compatible and Gemini targets (and cache hits): an Anthropic
+//! target's answer is passed through.
 //!
-//! Streams follow Anthropic's event sequence, see [`StreamEncoder`]. In a stream,
-//! `message_start` reports zero tokens and the final `message_delta` the whole usage.
+//! Streams follow Anthropic's event sequence, see [`StreamEncoder`]. Translated from another
+//! provider, `message_start` reports zero tokens (the usage is known at the end) and the final
+//! `message_delta` the whole usage; an Anthropic target's stream reports as Anthropic does.
 
 mod count;
 mod format;
@@ -113,7 +127,7 @@ pub(crate) use stream::{MessagesSse, Pending};
 
 use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{NativeFormat, NativeRequest, ServedBy};
+use crate::ext::{NativeAnswer, NativeFormat, NativeRequest, ServedBy};
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::{BoxError, Error};
 
@@ -287,6 +301,13 @@ where
         }
     };
     let chat = parsed.chat;
+    if parsed.native_only.is_some() {
+        // The canonical request (the cache key) lacks parts of this one.
+        parts.headers.append(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
     let span = tracing::info_span!(
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
@@ -305,6 +326,7 @@ where
         format: NativeFormat::AnthropicMessages,
         body: bytes,
         headers: HeaderMap::new(),
+        only_native: parsed.native_only,
     };
     for name in FORWARDED {
         for v in parts.headers.get_all(name) {
@@ -341,8 +363,11 @@ where
 }
 
 fn json_response(json: &serde_json::Value) -> http::Response<EdgeBody> {
-    let bytes = serde_json::to_vec(json).unwrap_or_default();
-    let mut r = http::Response::new(EdgeBody::full(Bytes::from(bytes)));
+    json_bytes(Bytes::from(serde_json::to_vec(json).unwrap_or_default()))
+}
+
+fn json_bytes(bytes: Bytes) -> http::Response<EdgeBody> {
+    let mut r = http::Response::new(EdgeBody::full(bytes));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
@@ -350,7 +375,17 @@ fn json_response(json: &serde_json::Value) -> http::Response<EdgeBody> {
 
 fn render(resp: ChatHttpResponse) -> http::Response<EdgeBody> {
     let (parts, answer) = resp.into_parts();
+    let native = parts
+        .extensions
+        .get::<NativeAnswer>()
+        .filter(|n| n.format == NativeFormat::AnthropicMessages);
     let mut out = match answer {
+        // An Anthropic target's answer goes back as it sent it, with the cost.
+        ChatResponse::Complete(c) if native.is_some() => {
+            let body = native.map(|n| &n.body).cloned().unwrap_or_default();
+            let cost = c.usage().and_then(|u| u.cost);
+            json_bytes(response::native_message(&body, cost))
+        }
         ChatResponse::Complete(c) => match c.into_typed() {
             Ok(c) => json_response(&response::message_json(&c)),
             Err(e) => return error_response(&e),

@@ -10,9 +10,9 @@ use crate::Error;
 
 use super::format::{ENVELOPE, REASONING_FORMAT};
 
-/// The top level of a Messages request. Unknown fields are refused (400).
+/// The top level of a Messages request. Other fields only an Anthropic target can carry
+/// (see [`KNOWN`]).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MessagesRequest {
     model: String,
     #[serde(default)]
@@ -44,6 +44,24 @@ struct MessagesRequest {
     service_tier: Option<Value>,
 }
 
+/// The fields [`MessagesRequest`] reads.
+const KNOWN: [&str; 14] = [
+    "model",
+    "max_tokens",
+    "messages",
+    "system",
+    "metadata",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_k",
+    "top_p",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "service_tier",
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Metadata {
@@ -62,16 +80,43 @@ struct InMessage {
 pub(crate) struct Parsed {
     /// The canonical request.
     pub(crate) chat: ChatRequest,
+    /// Why the canonical request is not the whole request: the first part only an Anthropic
+    /// target can carry (left out of `chat`), as the 400 other targets answer.
+    pub(crate) native_only: Option<Error>,
 }
+
+/// Collects what only an Anthropic target can carry: such a part is left out of the
+/// canonical request and its error kept for the targets that would need it.
+#[derive(Default)]
+struct Deferred(Option<Error>);
+
+impl Deferred {
+    /// Passes `r` on, except that an `unsupported_parameter` error is kept (the first one)
+    /// and the part it was about is skipped.
+    fn keep(&mut self, r: Result<(), Error>) -> Result<(), Error> {
+        match r {
+            Err(e) if e.code() == Some(UNSUPPORTED) => {
+                if self.0.is_none() {
+                    self.0 = Some(e);
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+const UNSUPPORTED: &str = "unsupported_parameter";
 
 /// A 400 naming the parameter.
 fn bad(param: &'static str, message: impl Into<String>) -> Error {
     Error::invalid_request(message.into()).with_param(param)
 }
 
-/// A 400 for something Anthropic accepts that the gateway cannot carry to every provider.
+/// A 400 for something Anthropic accepts that the gateway cannot carry to other providers.
 fn unsupported(param: &'static str, message: impl Into<String>) -> Error {
-    bad(param, message).with_code("unsupported_parameter")
+    let message = format!("{} (only an Anthropic model can serve it)", message.into());
+    bad(param, message).with_code(UNSUPPORTED)
 }
 
 /// A client string as error messages quote it: at most 64 chars, escaped.
@@ -111,6 +156,16 @@ fn over(param: &'static str, what: String) -> Error {
 /// `count`: a count_tokens body, where `max_tokens` is not required.
 pub(crate) fn parse(body: &[u8], limits: &EdgeConfig, count: bool) -> Result<Parsed, Error> {
     let mut req: MessagesRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let mut deferred = Deferred::default();
+    if let Ok(Some(key)) = crate::openai::unknown_top_level_key(body, &KNOWN) {
+        let key = String::from_utf8_lossy(key);
+        deferred.keep(Err(Error::invalid_request(format!(
+            "`{}` is not supported by the gateway (only an Anthropic model can serve it)",
+            quote(&key)
+        ))
+        .with_param(quote(&key))
+        .with_code(UNSUPPORTED)))?;
+    }
     let messages = req.messages.len();
     let tools = req.tools.as_ref().map_or(0, Vec::len);
     if messages > limits.max_messages {
@@ -134,7 +189,7 @@ pub(crate) fn parse(body: &[u8], limits: &EdgeConfig, count: bool) -> Result<Par
     if count {
         req.max_tokens = req.max_tokens.or(Some(1));
     }
-    let json = to_openai(req)?;
+    let json = to_openai(req, &mut deferred)?;
     let bytes = serde_json::to_vec(&json)
         .map_err(|_| Error::invalid_request("the request could not be converted"))?;
     let chat = ChatRequest::from_bytes(bytes.into())?;
@@ -149,10 +204,13 @@ pub(crate) fn parse(body: &[u8], limits: &EdgeConfig, count: bool) -> Result<Par
             .with_code("string_above_max_length"));
         }
     }
-    Ok(Parsed { chat })
+    Ok(Parsed {
+        chat,
+        native_only: deferred.0,
+    })
 }
 
-fn to_openai(req: MessagesRequest) -> Result<Value, Error> {
+fn to_openai(req: MessagesRequest, d: &mut Deferred) -> Result<Value, Error> {
     if req.model.is_empty() {
         return Err(bad("model", "`model` is required"));
     }
@@ -177,10 +235,10 @@ fn to_openai(req: MessagesRequest) -> Result<Value, Error> {
     out.insert("model".into(), Value::String(req.model));
     let mut msgs = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = req.system {
-        msgs.push(system_message(system)?);
+        msgs.push(system_message(system, d)?);
     }
     for m in req.messages {
-        convert_message(m, &mut msgs)?;
+        convert_message(m, &mut msgs, d)?;
     }
     out.insert("messages".into(), Value::Array(msgs));
     out.insert("max_tokens".into(), Value::from(max_tokens));
@@ -205,8 +263,13 @@ fn to_openai(req: MessagesRequest) -> Result<Value, Error> {
     }
     let tools = req.tools.unwrap_or_default();
     if !tools.is_empty() {
-        let list = tools.into_iter().map(tool).collect::<Result<Vec<_>, _>>()?;
-        out.insert("tools".into(), Value::Array(list));
+        let mut list = Vec::with_capacity(tools.len());
+        for t in tools {
+            d.keep(tool(t).map(|t| list.push(t)))?;
+        }
+        if !list.is_empty() {
+            out.insert("tools".into(), Value::Array(list));
+        }
     }
     if let Some(choice) = req.tool_choice {
         tool_choice(&choice, &mut out)?;
@@ -240,7 +303,7 @@ fn only_keys(block: &Map<String, Value>, kind: &str, allowed: &[&str]) -> Result
     Ok(())
 }
 
-fn system_message(system: Value) -> Result<Value, Error> {
+fn system_message(system: Value, d: &mut Deferred) -> Result<Value, Error> {
     match system {
         Value::String(s) => Ok(json!({"role": "system", "content": s})),
         Value::Array(blocks) => {
@@ -249,14 +312,18 @@ fn system_message(system: Value) -> Result<Value, Error> {
                 let obj = b
                     .as_object()
                     .ok_or_else(|| bad("system", "`system` blocks must be objects"))?;
-                if str_field(b, "type") != Some("text") {
-                    return Err(unsupported(
+                let r = if str_field(b, "type") == Some("text") {
+                    only_keys(obj, "text", &["text", "citations"])
+                } else {
+                    Err(unsupported(
                         "system",
-                        "`system` blocks must be `text` blocks",
-                    ));
-                }
-                only_keys(obj, "text", &["text", "citations"])?;
-                parts.push(text_part(b, "system")?);
+                        "`system` blocks other than `text` blocks are not supported by the gateway",
+                    ))
+                };
+                d.keep(
+                    r.and_then(|()| text_part(b, "system"))
+                        .map(|p| parts.push(p)),
+                )?;
             }
             Ok(json!({"role": "system", "content": parts}))
         }
@@ -325,7 +392,7 @@ fn document_part(b: &Value) -> Result<Value, Error> {
     }
 }
 
-fn convert_message(m: InMessage, out: &mut Vec<Value>) -> Result<(), Error> {
+fn convert_message(m: InMessage, out: &mut Vec<Value>, d: &mut Deferred) -> Result<(), Error> {
     let role = match m.role.as_str() {
         "user" => "user",
         "assistant" => "assistant",
@@ -353,9 +420,9 @@ fn convert_message(m: InMessage, out: &mut Vec<Value>) -> Result<(), Error> {
         }
     };
     if role == "user" {
-        user_blocks(blocks, out)
+        user_blocks(blocks, out, d)
     } else {
-        assistant_blocks(blocks, out)
+        assistant_blocks(blocks, out, d)
     }
 }
 
@@ -368,37 +435,32 @@ fn block_type(b: &Value) -> Result<(&Map<String, Value>, &str), Error> {
     Ok((obj, kind))
 }
 
-fn user_blocks(blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<(), Error> {
+fn user_blocks(blocks: Vec<Value>, out: &mut Vec<Value>, d: &mut Deferred) -> Result<(), Error> {
     let mut parts = Vec::new();
     for b in &blocks {
         let (obj, kind) = block_type(b)?;
-        match kind {
-            "text" => {
-                only_keys(obj, kind, &["text", "citations"])?;
-                parts.push(text_part(b, "messages")?);
-            }
-            "image" => {
-                only_keys(obj, kind, &["source"])?;
-                parts.push(image_part(b)?);
-            }
-            "document" => {
-                only_keys(obj, kind, &["source"])?;
-                parts.push(document_part(b)?);
-            }
-            "tool_result" => {
-                only_keys(obj, kind, &["tool_use_id", "content", "is_error"])?;
-                out.push(tool_message(b)?);
-            }
-            other => {
-                return Err(unsupported(
-                    "messages",
-                    format!(
-                        "`{}` blocks in user messages are not supported by the gateway",
-                        quote(other)
-                    ),
-                ))
-            }
-        }
+        let r = match kind {
+            "text" => only_keys(obj, kind, &["text", "citations"])
+                .and_then(|()| text_part(b, "messages"))
+                .map(|p| parts.push(p)),
+            "image" => only_keys(obj, kind, &["source"])
+                .and_then(|()| image_part(b))
+                .map(|p| parts.push(p)),
+            "document" => only_keys(obj, kind, &["source"])
+                .and_then(|()| document_part(b))
+                .map(|p| parts.push(p)),
+            "tool_result" => only_keys(obj, kind, &["tool_use_id", "content", "is_error"])
+                .and_then(|()| tool_message(b))
+                .map(|m| out.push(m)),
+            other => Err(unsupported(
+                "messages",
+                format!(
+                    "`{}` blocks in user messages are not supported by the gateway",
+                    quote(other)
+                ),
+            )),
+        };
+        d.keep(r)?;
     }
     if !parts.is_empty() {
         out.push(json!({"role": "user", "content": parts}));
@@ -454,7 +516,11 @@ fn tool_message(b: &Value) -> Result<Value, Error> {
     Ok(json!({"role": "tool", "tool_call_id": id, "content": content}))
 }
 
-fn assistant_blocks(blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<(), Error> {
+fn assistant_blocks(
+    blocks: Vec<Value>,
+    out: &mut Vec<Value>,
+    d: &mut Deferred,
+) -> Result<(), Error> {
     let mut parts: Vec<Value> = Vec::new();
     let mut cached = false;
     let mut calls = Vec::new();
@@ -462,72 +528,78 @@ fn assistant_blocks(blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<(), Erro
     let mut reasoning = String::new();
     for b in &blocks {
         let (obj, kind) = block_type(b)?;
-        match kind {
-            "text" => {
-                only_keys(obj, kind, &["text", "citations"])?;
-                cached |= b.get("cache_control").is_some_and(|v| !v.is_null());
-                parts.push(text_part(b, "messages")?);
-            }
-            "tool_use" => {
-                only_keys(obj, kind, &["id", "name", "input"])?;
-                let id = str_field(b, "id")
-                    .ok_or_else(|| bad("messages", "a `tool_use` block needs an `id`"))?;
-                let name = str_field(b, "name")
-                    .ok_or_else(|| bad("messages", "a `tool_use` block needs a `name`"))?;
-                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                if !input.is_object() {
-                    return Err(bad("messages", "`tool_use.input` must be an object"));
+        let mut one = || -> Result<(), Error> {
+            match kind {
+                "text" => {
+                    only_keys(obj, kind, &["text", "citations"])?;
+                    parts.push(text_part(b, "messages")?);
+                    cached |= b.get("cache_control").is_some_and(|v| !v.is_null());
                 }
-                calls.push(json!({
-                    "id": id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()},
-                }));
-            }
-            "thinking" => {
-                only_keys(obj, kind, &["thinking", "signature"])?;
-                let text = str_field(b, "thinking").unwrap_or_default();
-                reasoning.push_str(text);
-                let mut d = json!({
-                    "type": "reasoning.text",
-                    "text": text,
-                    "format": REASONING_FORMAT,
-                    "index": details.len(),
-                });
-                if let Some(sig) = str_field(b, "signature") {
-                    d["signature"] = Value::from(sig);
+                "tool_use" => {
+                    only_keys(obj, kind, &["id", "name", "input"])?;
+                    let id = str_field(b, "id")
+                        .ok_or_else(|| bad("messages", "a `tool_use` block needs an `id`"))?;
+                    let name = str_field(b, "name")
+                        .ok_or_else(|| bad("messages", "a `tool_use` block needs a `name`"))?;
+                    let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
+                    if !input.is_object() {
+                        return Err(bad("messages", "`tool_use.input` must be an object"));
+                    }
+                    calls.push(json!({
+                        "id": id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": input.to_string()},
+                    }));
                 }
-                details.push(d);
-            }
-            "redacted_thinking" => {
-                only_keys(obj, kind, &["data"])?;
-                let data = str_field(b, "data")
-                    .ok_or_else(|| bad("messages", "a `redacted_thinking` block needs `data`"))?;
-                if let Some(inner) = data.strip_prefix(ENVELOPE) {
-                    // Another provider's reasoning detail, restored as it was.
-                    let detail: Value = serde_json::from_str(inner).map_err(|_| {
-                        bad("messages", "a `redacted_thinking` block has damaged `data`")
+                "thinking" => {
+                    only_keys(obj, kind, &["thinking", "signature"])?;
+                    let text = str_field(b, "thinking").unwrap_or_default();
+                    reasoning.push_str(text);
+                    let mut d = json!({
+                        "type": "reasoning.text",
+                        "text": text,
+                        "format": REASONING_FORMAT,
+                        "index": details.len(),
+                    });
+                    if let Some(sig) = str_field(b, "signature") {
+                        d["signature"] = Value::from(sig);
+                    }
+                    details.push(d);
+                }
+                "redacted_thinking" => {
+                    only_keys(obj, kind, &["data"])?;
+                    let data = str_field(b, "data").ok_or_else(|| {
+                        bad("messages", "a `redacted_thinking` block needs `data`")
                     })?;
-                    details.push(detail);
-                    continue;
+                    if let Some(inner) = data.strip_prefix(ENVELOPE) {
+                        // Another provider's reasoning detail, restored as it was.
+                        let detail: Value = serde_json::from_str(inner).map_err(|_| {
+                            bad("messages", "a `redacted_thinking` block has damaged `data`")
+                        })?;
+                        details.push(detail);
+                    } else {
+                        details.push(json!({
+                            "type": "reasoning.encrypted",
+                            "data": data,
+                            "format": REASONING_FORMAT,
+                            "index": details.len(),
+                        }));
+                    }
                 }
-                details.push(json!({
-                    "type": "reasoning.encrypted",
-                    "data": data,
-                    "format": REASONING_FORMAT,
-                    "index": details.len(),
-                }));
+                other => {
+                    return Err(unsupported(
+                        "messages",
+                        format!(
+                            "`{}` blocks in assistant messages are not supported by the gateway",
+                            quote(other)
+                        ),
+                    ))
+                }
             }
-            other => {
-                return Err(unsupported(
-                    "messages",
-                    format!(
-                        "`{}` blocks in assistant messages are not supported by the gateway",
-                        quote(other)
-                    ),
-                ))
-            }
-        }
+            Ok(())
+        };
+        let r = one();
+        d.keep(r)?;
     }
     let mut m = Map::new();
     m.insert("role".into(), Value::from("assistant"));

@@ -1,5 +1,6 @@
 //! The canonical answer rendered as an Anthropic `message`, and the error shape.
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::openai::{ChatCompletion, FinishReason, Usage};
@@ -51,6 +52,20 @@ pub(crate) fn usage_json(u: Option<&Usage>) -> Value {
 }
 
 /// A tool call's `arguments` (a JSON string) as Anthropic's `input` object.
+/// The `"cost":…` member added to a provider's own usage object.
+pub(crate) fn cost_member(cost: f64) -> Vec<u8> {
+    let mut m = b"\"cost\":".to_vec();
+    // An `f64` always serializes (a non-finite one as `null`).
+    let _ = serde_json::to_writer(&mut m, &cost);
+    m
+}
+
+/// An Anthropic target's own answer, with `cost` added to its usage.
+pub(crate) fn native_message(body: &Bytes, cost: Option<f64>) -> Bytes {
+    cost.and_then(|c| crate::openai::add_to_member(body, b"usage", &cost_member(c)))
+        .map_or_else(|| body.clone(), Bytes::from)
+}
+
 pub(crate) fn tool_input(arguments: &str) -> Value {
     if arguments.trim().is_empty() {
         return json!({});

@@ -40,6 +40,9 @@ pub struct StreamEncoder {
     next_block: u32,
     stop: Option<&'static str>,
     usage: Option<Usage>,
+    /// An Anthropic target's own events are passed through (see
+    /// [`ChatCompletionChunk::native`]).
+    native: bool,
 }
 
 fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
@@ -133,9 +136,22 @@ impl StreamEncoder {
         );
     }
 
-    /// Renders one chunk.
+    /// Renders one chunk. A stream whose first chunk carries an Anthropic target's own events
+    /// ([`ChatCompletionChunk::native`]) is passed through as the provider sent it, with the
+    /// cost added to the usage of its `message_delta`.
     pub fn chunk(&mut self, c: &ChatCompletionChunk, out: &mut Vec<u8>) {
         if self.done {
+            return;
+        }
+        if !self.started && c.native.is_some() {
+            self.started = true;
+            self.native = true;
+        }
+        if self.native {
+            if let Some(events) = &c.native {
+                let cost = c.usage.as_ref().and_then(|u| u.cost);
+                write_native(events, cost, out);
+            }
             return;
         }
         self.start(&c.id, &c.model, out);
@@ -258,6 +274,11 @@ impl StreamEncoder {
         if self.done {
             return;
         }
+        if self.native {
+            // The provider's own `message_delta` and `message_stop` went through.
+            self.done = true;
+            return;
+        }
         self.start("", "", out);
         self.close(out);
         self.done = true;
@@ -278,6 +299,37 @@ impl StreamEncoder {
         }
         self.done = true;
         event(out, "error", &super::response::error_json(e));
+    }
+}
+
+/// Appends a provider's own events, with `cost` added to the usage of its `message_delta`.
+fn write_native(events: &[u8], cost: Option<f64>, out: &mut Vec<u8>) {
+    let Some(cost) = cost else {
+        out.extend_from_slice(events);
+        return;
+    };
+    const DELTA: &[u8] = b"event: message_delta\ndata: ";
+    let mut rest = events;
+    while !rest.is_empty() {
+        // Events are framed by the gateway: `event:` and `data:` lines, a blank line after.
+        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+        let (ev, tail) = rest.split_at(end);
+        rest = tail;
+        let spliced = ev
+            .strip_prefix(DELTA)
+            .and_then(|d| d.strip_suffix(b"\n\n"))
+            .filter(|d| !d.contains(&b'\n'))
+            .and_then(|data| {
+                crate::openai::add_to_member(data, b"usage", &super::response::cost_member(cost))
+            });
+        match spliced {
+            Some(data) => {
+                out.extend_from_slice(DELTA);
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\n\n");
+            }
+            None => out.extend_from_slice(ev),
+        }
     }
 }
 

@@ -73,13 +73,57 @@ fn a_conversation_maps_to_the_canonical_request() {
 }
 
 #[test]
-fn what_cannot_be_carried_is_a_400() {
+fn what_only_anthropic_can_carry_is_left_out_and_kept_as_a_400() {
+    let parse_one = |body: &Value| {
+        parse(
+            body.to_string().as_bytes(),
+            &ChatCompletionsLayer::new().config,
+            false,
+        )
+    };
+    for (body, param) in [
+        (
+            json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "container": "c"}),
+            "container",
+        ),
+        (
+            json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "search_result"}]}]}),
+            "messages",
+        ),
+        (
+            json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "a", "bogus": 1}]}]}),
+            "messages",
+        ),
+        (
+            json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}}]}]}),
+            "messages",
+        ),
+        (
+            json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+            "tools",
+        ),
+    ] {
+        let p = parse_one(&body).unwrap();
+        let e = p.native_only.expect("kept for other targets");
+        assert_eq!(e.status(), 400, "{body}");
+        assert_eq!(e.code(), Some("unsupported_parameter"));
+        assert_eq!(e.param(), Some(param), "{body}");
+        assert!(e.message().contains("only an Anthropic model"), "{e}");
+        // The rest is converted; the part is not.
+        let chat = String::from_utf8(p.chat.to_openai_json("m", false, false)).unwrap();
+        assert!(chat.contains("hi"), "{chat}");
+        assert!(
+            !chat.contains("search_result") && !chat.contains("doc\""),
+            "{chat}"
+        );
+        assert!(p.chat.tools.is_none());
+    }
+    // Mistakes are a 400 for every target.
     for body in [
-        json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "container": "c"}),
-        json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "search_result"}]}]}),
-        json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "bogus": 1}]}]}),
         json!({"model": "x", "max_tokens": 1, "messages": [{"role": "system", "content": "hi"}]}),
         json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]}),
+        json!({"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text"}]}]}),
     ] {
         let e = convert(body.clone()).unwrap_err();
         assert_eq!(e.status(), 400, "{body}");

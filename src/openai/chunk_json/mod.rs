@@ -326,6 +326,7 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
         system_fingerprint: None,
         provider: None,
         error: None,
+        native: None,
     };
     let end = object_members(b, skip_ws(b, 0), |key, i| match key {
         b"id" => {

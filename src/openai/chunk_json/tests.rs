@@ -366,6 +366,7 @@ fn chunk() -> impl Strategy<Value = ChatCompletionChunk> {
                             code: None,
                         })
                     }),
+                    native: None,
                 }
             },
         )
