@@ -40,6 +40,7 @@ mod body;
 pub mod future;
 pub mod messages;
 mod models;
+pub mod responses;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use tower_service::Service;
 pub use body::EdgeBody;
 pub use messages::{CountTokens, Messages, MessagesLayer};
 pub use models::Models;
+pub use responses::{Responses, ResponsesLayer};
 
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
