@@ -21,6 +21,7 @@ mod provider_auth;
 #[cfg(feature = "redis")]
 mod rate_limits;
 mod reasoning;
+mod responses;
 #[cfg(feature = "server")]
 mod reliability;
 #[cfg(feature = "demo")]
