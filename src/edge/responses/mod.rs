@@ -73,6 +73,7 @@
 //! | `include: ["reasoning.encrypted_content"]` | — | honoured (always on); other `include` values refused |
 //! | `truncation` | — | `disabled` honoured; `auto` accepted and behaves as `disabled` (an over-long input is the provider's error, nothing is cut silently) |
 //! | `service_tier`, `prompt_cache_key`, `prompt_cache_retention`, `stream_options` | — | dropped (they do not change the answer) |
+//! | `parsed_arguments` on `function_call` items, `parsed` on `output_text` parts (what the SDK's `parse` helpers add to output items sent back) | — | dropped (derived from `arguments` / `text`) |
 //! | any other field; unknown keys in items, parts and tools | — | refused (400) |
 //!
 //! # Answer mapping (canonical → Responses)

@@ -511,7 +511,7 @@ fn convert_items(items: Vec<Value>, out: &mut Vec<Value>) -> Result<(), Error> {
                 out.push(json!({"role": role, "content": content}));
             }
             "function_call" => {
-                only_keys(obj, "input", "a function_call", &["id", "call_id", "name", "arguments", "status"])?;
+                only_keys(obj, "input", "a function_call", &["id", "call_id", "name", "arguments", "status", "parsed_arguments"])?;
                 let call_id = str_field(item, "call_id")
                     .ok_or_else(|| bad("input", "a `function_call` needs a `call_id`"))?;
                 let name = str_field(item, "name")
@@ -651,7 +651,7 @@ fn assistant_content(content: Option<&Value>, turn: &mut Assistant) -> Result<()
                     .ok_or_else(|| bad("input", "content parts must be objects"))?;
                 match str_field(p, "type") {
                     Some("output_text" | "input_text") => {
-                        only_keys(obj, "input", "an `output_text` part", &["text", "annotations", "logprobs"])?;
+                        only_keys(obj, "input", "an `output_text` part", &["text", "annotations", "logprobs", "parsed"])?;
                         let text = str_field(p, "text").ok_or_else(|| {
                             bad("input", "an `output_text` part needs a string `text`")
                         })?;
