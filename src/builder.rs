@@ -232,8 +232,8 @@ impl GatewayBuilder {
         self
     }
 
-    /// SSE keep-alive comments every `every` while a streamed request (chat completions or
-    /// `/v1/messages`) waits for its first output (off by default); see
+    /// SSE keep-alive comments every `every` while a streamed request (chat completions,
+    /// `/v1/messages` or `/v1/responses`) waits for its first output (off by default); see
     /// [`ChatCompletionsLayer::keep_alive`].
     #[must_use]
     pub fn keep_alive(mut self, every: Duration) -> Self {

@@ -476,7 +476,11 @@ async fn the_responses_endpoint_holds_the_limits() {
         let mut out = Vec::new();
         let _ = timeout(Duration::from_secs(40), s.read_to_end(&mut out)).await;
         let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         (status, text)
     };
     openai_error(&text, status, 408);
@@ -486,10 +490,14 @@ async fn the_responses_endpoint_holds_the_limits() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let (status, text) = send(format!(r#"{{"model":"fast","input":{deep}}}"#)).await;
     openai_error(&text, status, 400);
-    let (status, text) = send(json!({"model": "m".repeat(1_000_000), "input": "hi"}).to_string()).await;
-    openai_error(&text, status, 400);
     let (status, text) =
-        send(format!(r#"{{"model":"fast","input":"hi","{}":1}}"#, "k".repeat(1_000_000))).await;
+        send(json!({"model": "m".repeat(1_000_000), "input": "hi"}).to_string()).await;
+    openai_error(&text, status, 400);
+    let (status, text) = send(format!(
+        r#"{{"model":"fast","input":"hi","{}":1}}"#,
+        "k".repeat(1_000_000)
+    ))
+    .await;
     openai_error(&text, status, 400);
     // Too many items, too many tools, oversized metadata values and a huge foreign tool type.
     let items: Vec<Value> = (0..10_001)
@@ -501,15 +509,18 @@ async fn the_responses_endpoint_holds_the_limits() {
     let tools: Vec<Value> = (0..513)
         .map(|i| json!({"type": "function", "name": format!("t{i}"), "parameters": {"type": "object"}}))
         .collect();
-    let (status, text) = send(json!({"model": "fast", "input": "hi", "tools": tools}).to_string()).await;
+    let (status, text) =
+        send(json!({"model": "fast", "input": "hi", "tools": tools}).to_string()).await;
     openai_error(&text, status, 400);
     let (status, text) = send(
-        json!({"model": "fast", "input": "hi", "metadata": {"k": "v".repeat(1_000_000)}}).to_string(),
+        json!({"model": "fast", "input": "hi", "metadata": {"k": "v".repeat(1_000_000)}})
+            .to_string(),
     )
     .await;
     openai_error(&text, status, 400);
     let (status, text) = send(
-        json!({"model": "fast", "input": "hi", "tools": [{"type": "x".repeat(1_000_000)}]}).to_string(),
+        json!({"model": "fast", "input": "hi", "tools": [{"type": "x".repeat(1_000_000)}]})
+            .to_string(),
     )
     .await;
     openai_error(&text, status, 400);

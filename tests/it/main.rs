@@ -21,9 +21,9 @@ mod provider_auth;
 #[cfg(feature = "redis")]
 mod rate_limits;
 mod reasoning;
-mod responses;
 #[cfg(feature = "server")]
 mod reliability;
+mod responses;
 #[cfg(feature = "demo")]
 mod secrets;
 #[cfg(feature = "demo")]

@@ -96,14 +96,22 @@ fn events(body: &[u8]) -> Vec<(String, Value)> {
             }
         }
         let data: Value = serde_json::from_str(&data).unwrap_or_else(|_| panic!("{block}"));
-        assert_eq!(data["type"], name.as_str(), "event name = data.type: {block}");
+        assert_eq!(
+            data["type"],
+            name.as_str(),
+            "event name = data.type: {block}"
+        );
         out.push((name, data));
     }
     out
 }
 
 fn append(v: &mut Value, key: &str, piece: &Value) {
-    let s = format!("{}{}", v[key].as_str().unwrap_or(""), piece.as_str().unwrap());
+    let s = format!(
+        "{}{}",
+        v[key].as_str().unwrap_or(""),
+        piece.as_str().unwrap()
+    );
     v[key] = Value::from(s);
 }
 
@@ -176,7 +184,11 @@ fn well_formed(evs: &[(String, Value)]) -> (String, Value) {
                 let i = item_of(d);
                 assert_eq!(d["content_index"].as_u64(), part_open);
                 let c = usize::try_from(part_open.unwrap()).unwrap();
-                let key = if name.contains("refusal") { "refusal" } else { "text" };
+                let key = if name.contains("refusal") {
+                    "refusal"
+                } else {
+                    "text"
+                };
                 append(&mut output[i]["content"][c], key, &d["delta"]);
             }
             "response.output_text.done" | "response.refusal.done" => {
@@ -237,7 +249,11 @@ fn well_formed(evs: &[(String, Value)]) -> (String, Value) {
     match last_name.as_str() {
         "response.completed" | "response.incomplete" => {
             assert!(open.is_none(), "every added item is done");
-            assert_eq!(r["output"], Value::Array(output), "the final output is the streamed one");
+            assert_eq!(
+                r["output"],
+                Value::Array(output),
+                "the final output is the streamed one"
+            );
             assert!(r["usage"]["total_tokens"].is_u64(), "{r}");
         }
         "response.failed" => {
@@ -299,7 +315,10 @@ async fn plain_answers_from_every_provider_kind() {
         assert_eq!(msg["content"][0]["type"], "output_text");
         assert!(output_text(&r).contains("You said: Hello there"), "{r}");
         let u = &r["usage"];
-        let (input, output) = (u["input_tokens"].as_u64().unwrap(), u["output_tokens"].as_u64().unwrap());
+        let (input, output) = (
+            u["input_tokens"].as_u64().unwrap(),
+            u["output_tokens"].as_u64().unwrap(),
+        );
         assert!(input > 0 && output > 0, "{u}");
         assert_eq!(u["total_tokens"].as_u64().unwrap(), input + output);
         assert!(u["input_tokens_details"]["cached_tokens"].is_u64());
@@ -314,9 +333,12 @@ async fn plain_answers_from_every_provider_kind() {
 async fn streams_are_well_formed_from_every_provider_kind() {
     let (_demo, g) = gateway().await;
     for model in MODELS {
-        let a = post(&g, &json!({"model": model, "input": [
+        let a = post(
+            &g,
+            &json!({"model": model, "input": [
             {"role": "user", "content": [{"type": "input_text", "text": "stream me a greeting"}]}
-        ], "stream": true}))
+        ], "stream": true}),
+        )
         .await;
         assert_eq!(a.status, 200, "{model}: {}", a.text());
         assert_eq!(a.headers["content-type"], "text/event-stream");
@@ -394,14 +416,38 @@ async fn errors_come_in_openai_shape() {
     let cases = [
         (json!({"model": "nope/none", "input": "x"}), 404, None),
         (hi(json!({"store": true})), 400, Some("store")),
-        (hi(json!({"previous_response_id": "resp_1"})), 400, Some("previous_response_id")),
-        (hi(json!({"conversation": "conv_1"})), 400, Some("conversation")),
+        (
+            hi(json!({"previous_response_id": "resp_1"})),
+            400,
+            Some("previous_response_id"),
+        ),
+        (
+            hi(json!({"conversation": "conv_1"})),
+            400,
+            Some("conversation"),
+        ),
         (hi(json!({"background": true})), 400, Some("background")),
-        (hi(json!({"tools": [{"type": "web_search"}]})), 400, Some("tools")),
-        (hi(json!({"tools": [{"type": "file_search", "vector_store_ids": ["v"]}]})), 400, Some("tools")),
-        (hi(json!({"include": ["file_search_call.results"]})), 400, Some("include")),
+        (
+            hi(json!({"tools": [{"type": "web_search"}]})),
+            400,
+            Some("tools"),
+        ),
+        (
+            hi(json!({"tools": [{"type": "file_search", "vector_store_ids": ["v"]}]})),
+            400,
+            Some("tools"),
+        ),
+        (
+            hi(json!({"include": ["file_search_call.results"]})),
+            400,
+            Some("include"),
+        ),
         (hi(json!({"bogus": 1})), 400, None),
-        (json!({"model": "fast", "input": [{"type": "item_reference", "id": "msg_1"}]}), 400, Some("input")),
+        (
+            json!({"model": "fast", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+            400,
+            Some("input"),
+        ),
         (json!({"model": "fast", "input": []}), 400, Some("input")),
     ];
     for (body, status, param) in cases {
@@ -437,11 +483,19 @@ async fn keys_are_checked_from_bearer_or_x_api_key() {
     for h in [("authorization", "Bearer sk-bad"), ("x-api-key", "sk-bad")] {
         let a = post_to(g.responses(), body.clone(), &[h]).await;
         assert_eq!(a.status, 401, "{h:?}");
-        assert_eq!(a.json()["error"]["type"], "authentication_error", "{}", a.text());
+        assert_eq!(
+            a.json()["error"]["type"],
+            "authentication_error",
+            "{}",
+            a.text()
+        );
     }
     let a = post_to(g.responses(), body.clone(), &[]).await;
     assert_eq!(a.status, 401);
-    for h in [("x-api-key", "sk-good"), ("authorization", "Bearer sk-good")] {
+    for h in [
+        ("x-api-key", "sk-good"),
+        ("authorization", "Bearer sk-good"),
+    ] {
         let a = post_to(g.responses(), body.clone(), &[h]).await;
         assert_eq!(a.status, 200, "{h:?}");
     }
@@ -481,11 +535,16 @@ async fn a_codex_conversation_streams_through_every_provider_kind() {
             .unwrap_or_else(|| panic!("{model}: reasoning first: {r}"));
         assert_eq!(output[0]["type"], "reasoning", "{model}: {r}");
         if !model.starts_with("openai") {
-            let enc = reasoning["encrypted_content"].as_str().unwrap_or_else(|| panic!("{model}: signed reasoning: {reasoning}"));
+            let enc = reasoning["encrypted_content"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{model}: signed reasoning: {reasoning}"));
             assert!(enc.starts_with("switchboard.v1:"), "{enc}");
         }
         if !model.starts_with("google") {
-            assert!(!reasoning["summary"][0]["text"].as_str().unwrap().is_empty(), "{model}: {reasoning}");
+            assert!(
+                !reasoning["summary"][0]["text"].as_str().unwrap().is_empty(),
+                "{model}: {reasoning}"
+            );
         }
         let call = output
             .iter()
@@ -497,8 +556,10 @@ async fn a_codex_conversation_streams_through_every_provider_kind() {
         // The follow-up: every output item as received, then the call's output.
         let mut input = vec![user.clone()];
         input.extend(output.iter().cloned());
-        input.push(json!({"type": "function_call_output", "call_id": call["call_id"],
-            "output": "18C and sunny"}));
+        input.push(
+            json!({"type": "function_call_output", "call_id": call["call_id"],
+            "output": "18C and sunny"}),
+        );
         body["input"] = Value::Array(input);
         let a = post(&g, &body).await;
         assert_eq!(a.status, 200, "{model}: {}", a.text());
@@ -522,11 +583,17 @@ async fn a_codex_conversation_streams_through_every_provider_kind() {
 
 async fn two_providers(latency: Duration) -> (DemoServer, DemoServer, Gateway) {
     let slow = DemoConfig::default().with_latency(latency);
-    let a = DemoServer::start(ProviderKind::Openai, slow.clone()).await.unwrap();
+    let a = DemoServer::start(ProviderKind::Openai, slow.clone())
+        .await
+        .unwrap();
     let b = DemoServer::start(ProviderKind::Openai, slow).await.unwrap();
     let catalog = Catalog::builder()
-        .provider(Provider::new("a", ProviderKind::Openai, &a.base_url()).with_api_key(DEMO_API_KEY))
-        .provider(Provider::new("b", ProviderKind::Openai, &b.base_url()).with_api_key(DEMO_API_KEY))
+        .provider(
+            Provider::new("a", ProviderKind::Openai, &a.base_url()).with_api_key(DEMO_API_KEY),
+        )
+        .provider(
+            Provider::new("b", ProviderKind::Openai, &b.base_url()).with_api_key(DEMO_API_KEY),
+        )
         .model(
             ModelSpec::new("openai/gpt-4o-mini")
                 .endpoint("a", "gpt-4o-mini", None)
@@ -551,7 +618,11 @@ async fn keep_alive_comments_flow_while_fallback_finds_a_provider() {
     let (last, r) = well_formed(&events(&ans.body));
     assert_eq!(last, "response.completed");
     assert!(output_text(&r).contains("You said: hi"), "{r}");
-    assert_eq!((a.request_count(), b.request_count()), (1, 1), "the fallback served");
+    assert_eq!(
+        (a.request_count(), b.request_count()),
+        (1, 1),
+        "the fallback served"
+    );
     // Every candidate failing: the in-band error and `response.failed`.
     a.faults().push(Fault::status(503));
     b.faults().push(Fault::status(503));
@@ -621,7 +692,11 @@ fn run_split(cuts: Vec<usize>) -> (String, Value) {
                 )))
             }
         });
-        let provider = Arc::new(Provider::new("a", ProviderKind::Anthropic, "http://127.0.0.1:9"));
+        let provider = Arc::new(Provider::new(
+            "a",
+            ProviderKind::Anthropic,
+            "http://127.0.0.1:9",
+        ));
         let stack = tower::Layer::layer(
             &ProviderTranslateLayer::new().default_target(Candidate::passthrough(
                 "a/m".into(),

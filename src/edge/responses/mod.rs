@@ -110,8 +110,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
-pub use stream::StreamEncoder;
 pub(crate) use stream::ResponsesSse;
+pub use stream::StreamEncoder;
 
 use super::{
     decorate, error_response, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId,

@@ -190,7 +190,11 @@ fn refuse_stateful(req: &ResponsesRequest) -> Result<(), Error> {
             "the gateway is stateless: `store: true` is not supported; send `store: false` (or leave it out) and pass the conversation in `input`",
         ));
     }
-    if req.previous_response_id.as_ref().is_some_and(|v| !v.is_null()) {
+    if req
+        .previous_response_id
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(unsupported(
             "previous_response_id",
             "the gateway is stateless: `previous_response_id` is not supported; pass the conversation in `input`",
@@ -231,7 +235,10 @@ fn refuse_stateful(req: &ResponsesRequest) -> Result<(), Error> {
         if inc != "reasoning.encrypted_content" {
             return Err(unsupported(
                 "include",
-                format!("`include` value `{}` is not supported by the gateway", quote(inc)),
+                format!(
+                    "`include` value `{}` is not supported by the gateway",
+                    quote(inc)
+                ),
             ));
         }
     }
@@ -240,7 +247,10 @@ fn refuse_stateful(req: &ResponsesRequest) -> Result<(), Error> {
         Some(other) => {
             return Err(bad(
                 "truncation",
-                format!("`truncation` must be `auto` or `disabled`, not `{}`", quote(other)),
+                format!(
+                    "`truncation` must be `auto` or `disabled`, not `{}`",
+                    quote(other)
+                ),
             ))
         }
     }
@@ -259,7 +269,8 @@ fn echo(req: &ResponsesRequest) -> Result<Echo, Error> {
         }
         for (k, v) in meta {
             let ok = k.chars().count() <= METADATA_KEY
-                && v.as_str().is_some_and(|s| s.chars().count() <= METADATA_VALUE);
+                && v.as_str()
+                    .is_some_and(|s| s.chars().count() <= METADATA_VALUE);
             if !ok {
                 return Err(bad(
                     "metadata",
@@ -335,12 +346,7 @@ fn to_openai(req: ResponsesRequest) -> Result<Value, Error> {
         Some(Value::String(s)) => msgs.push(json!({"role": "user", "content": s})),
         Some(Value::Array(items)) => convert_items(items, &mut msgs)?,
         None | Some(Value::Null) => {}
-        Some(_) => {
-            return Err(bad(
-                "input",
-                "`input` must be a string or a list of items",
-            ))
-        }
+        Some(_) => return Err(bad("input", "`input` must be a string or a list of items")),
     }
     if !msgs.iter().any(|m| m["role"] != "system") {
         return Err(bad("input", "`input` must contain at least one item"));
@@ -411,10 +417,7 @@ fn only_keys(
         if k != "type" && !allowed.contains(&k.as_str()) {
             return Err(unsupported(
                 param,
-                format!(
-                    "`{}` in {what} is not supported by the gateway",
-                    quote(k)
-                ),
+                format!("`{}` in {what} is not supported by the gateway", quote(k)),
             ));
         }
     }
@@ -594,9 +597,17 @@ fn input_content(content: Option<&Value>, system: bool) -> Result<Value, Error> 
                 out.push(json!({"type": "text", "text": text}));
             }
             Some("input_image") if !system => {
-                only_keys(obj, "input", "an `input_image` part", &["image_url", "detail", "file_id"])?;
+                only_keys(
+                    obj,
+                    "input",
+                    "an `input_image` part",
+                    &["image_url", "detail", "file_id"],
+                )?;
                 let url = str_field(p, "image_url").ok_or_else(|| {
-                    unsupported("input", "`input_image` needs an `image_url` (file ids are not supported)")
+                    unsupported(
+                        "input",
+                        "`input_image` needs an `image_url` (file ids are not supported)",
+                    )
                 })?;
                 let mut image = json!({"url": url});
                 if let Some(d) = str_field(p, "detail") {
@@ -605,9 +616,17 @@ fn input_content(content: Option<&Value>, system: bool) -> Result<Value, Error> 
                 out.push(json!({"type": "image_url", "image_url": image}));
             }
             Some("input_file") if !system => {
-                only_keys(obj, "input", "an `input_file` part", &["file_data", "filename", "file_id", "file_url"])?;
+                only_keys(
+                    obj,
+                    "input",
+                    "an `input_file` part",
+                    &["file_data", "filename", "file_id", "file_url"],
+                )?;
                 let data = str_field(p, "file_data").ok_or_else(|| {
-                    unsupported("input", "`input_file` needs `file_data` (file ids and URLs are not supported)")
+                    unsupported(
+                        "input",
+                        "`input_file` needs `file_data` (file ids and URLs are not supported)",
+                    )
                 })?;
                 let mut file = json!({"file_data": data});
                 if let Some(f) = str_field(p, "filename") {
@@ -651,7 +670,12 @@ fn assistant_content(content: Option<&Value>, turn: &mut Assistant) -> Result<()
                     .ok_or_else(|| bad("input", "content parts must be objects"))?;
                 match str_field(p, "type") {
                     Some("output_text" | "input_text") => {
-                        only_keys(obj, "input", "an `output_text` part", &["text", "annotations", "logprobs", "parsed"])?;
+                        only_keys(
+                            obj,
+                            "input",
+                            "an `output_text` part",
+                            &["text", "annotations", "logprobs", "parsed"],
+                        )?;
                         let text = str_field(p, "text").ok_or_else(|| {
                             bad("input", "an `output_text` part needs a string `text`")
                         })?;
@@ -731,18 +755,21 @@ fn tool(t: &Value) -> Result<Value, Error> {
         .ok_or_else(|| bad("tools", "each tool must be an object"))?;
     match str_field(t, "type") {
         Some("function") => {}
-        Some(other) => {
-            return Err(unsupported(
-                "tools",
-                format!(
-                    "the built-in tool `{}` is not supported by the gateway; declare function tools",
-                    quote(other)
-                ),
-            ))
-        }
+        Some(other) => return Err(unsupported(
+            "tools",
+            format!(
+                "the built-in tool `{}` is not supported by the gateway; declare function tools",
+                quote(other)
+            ),
+        )),
         None => return Err(bad("tools", "each tool needs a `type`")),
     }
-    only_keys(obj, "tools", "a function tool", &["name", "description", "parameters", "strict"])?;
+    only_keys(
+        obj,
+        "tools",
+        "a function tool",
+        &["name", "description", "parameters", "strict"],
+    )?;
     let name = str_field(t, "name").ok_or_else(|| bad("tools", "each tool needs a `name`"))?;
     let mut f = json!({"name": name});
     if let Some(p) = t.get("parameters").filter(|p| !p.is_null()) {
@@ -762,7 +789,9 @@ fn tool(t: &Value) -> Result<Value, Error> {
 
 fn tool_choice(choice: &Value) -> Result<Value, Error> {
     match choice {
-        Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => Ok(choice.clone()),
+        Value::String(s) if matches!(s.as_str(), "auto" | "none" | "required") => {
+            Ok(choice.clone())
+        }
         Value::Object(_) if str_field(choice, "type") == Some("function") => {
             let name = str_field(choice, "name")
                 .ok_or_else(|| bad("tool_choice", "`tool_choice.name` is required"))?;
@@ -785,7 +814,12 @@ fn reasoning(r: &Value) -> Result<Option<Value>, Error> {
     let obj = r
         .as_object()
         .ok_or_else(|| bad("reasoning", "`reasoning` must be an object"))?;
-    only_keys(obj, "reasoning", "`reasoning`", &["effort", "summary", "generate_summary"])?;
+    only_keys(
+        obj,
+        "reasoning",
+        "`reasoning`",
+        &["effort", "summary", "generate_summary"],
+    )?;
     match r.get("effort") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(e)) => match e.as_str() {
@@ -831,7 +865,12 @@ fn text(t: &Value, out: &mut Map<String, Value>) -> Result<(), Error> {
             out.insert("response_format".into(), json!({"type": "json_object"}));
         }
         Some("json_schema") => {
-            only_keys(fobj, "text.format", "`text.format`", &["name", "schema", "strict", "description"])?;
+            only_keys(
+                fobj,
+                "text.format",
+                "`text.format`",
+                &["name", "schema", "strict", "description"],
+            )?;
             let name = str_field(f, "name")
                 .ok_or_else(|| bad("text.format", "`text.format.name` is required"))?;
             let schema = f

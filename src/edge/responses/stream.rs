@@ -211,11 +211,7 @@ impl StreamEncoder {
                 }
                 reasoning_item(&id, &text, &details, "completed")
             }
-            Item::Message {
-                id,
-                mut done,
-                part,
-            } => {
+            Item::Message { id, mut done, part } => {
                 if let Some((kind, text)) = part {
                     done.push(self.close_part(&id, index, done.len(), kind, &text, out));
                 }
@@ -388,7 +384,8 @@ impl StreamEncoder {
 
     fn call(&mut self, tc: &crate::openai::ToolCallDelta, out: &mut Vec<u8>) {
         let f = tc.function.as_ref();
-        let continues = matches!(&self.open, Some(Item::Call { tool_index, .. }) if *tool_index == tc.index);
+        let continues =
+            matches!(&self.open, Some(Item::Call { tool_index, .. }) if *tool_index == tc.index);
         if tc.id.is_some() || !continues {
             let item = Item::Call {
                 id: new_id("fc_"),

@@ -57,7 +57,10 @@ fn a_conversation_maps_to_the_canonical_request() {
     assert_eq!(turn["reasoning_details"], details);
     assert_eq!(turn["tool_calls"][0]["id"], "c1");
     assert_eq!(turn["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
-    assert_eq!(m[4], json!({"role": "tool", "tool_call_id": "c1", "content": "ok"}));
+    assert_eq!(
+        m[4],
+        json!({"role": "tool", "tool_call_id": "c1", "content": "ok"})
+    );
     assert_eq!(out["max_completion_tokens"], 100);
     assert_eq!(out["reasoning"]["effort"], "high");
     assert_eq!(out["response_format"]["type"], "json_schema");
@@ -82,7 +85,10 @@ fn what_cannot_be_carried_is_a_400() {
         hi("background", json!(true)),
         hi("conversation", json!({"id": "c"})),
         hi("tools", json!([{"type": "computer_use_preview"}])),
-        hi("tools", json!([{"type": "function", "name": "t", "bogus": 1}])),
+        hi(
+            "tools",
+            json!([{"type": "function", "name": "t", "bogus": 1}]),
+        ),
         hi("tool_choice", json!({"type": "allowed_tools"})),
         hi("include", json!(["message.output_text.logprobs"])),
         hi("text", json!({"verbosity": "low"})),
@@ -147,8 +153,11 @@ fn completion(v: Value) -> ChatCompletion {
 
 #[test]
 fn answers_render_as_a_response_object() {
-    let (_, echo) = convert(json!({"model": "fast", "input": "hi", "metadata": {"a": "b"},
-        "max_output_tokens": 5})).unwrap();
+    let (_, echo) = convert(
+        json!({"model": "fast", "input": "hi", "metadata": {"a": "b"},
+        "max_output_tokens": 5}),
+    )
+    .unwrap();
     let c = completion(json!({
         "id": "chatcmpl-1", "created": 7, "model": "p/m",
         "choices": [{"index": 0, "finish_reason": "length", "message": {
@@ -171,7 +180,10 @@ fn answers_render_as_a_response_object() {
     assert_eq!(r["store"], false);
     let o = r["output"].as_array().unwrap();
     assert_eq!(o[0]["type"], "reasoning");
-    assert_eq!(o[0]["summary"][0], json!({"type": "summary_text", "text": "r"}));
+    assert_eq!(
+        o[0]["summary"][0],
+        json!({"type": "summary_text", "text": "r"})
+    );
     let enc = o[0]["encrypted_content"].as_str().unwrap();
     assert_eq!(
         decode_reasoning(enc).unwrap().unwrap()[0]["format"],
@@ -213,7 +225,12 @@ fn a_failure_before_any_output_is_still_a_well_formed_stream() {
         .collect();
     assert_eq!(
         names,
-        ["response.created", "response.in_progress", "error", "response.failed"]
+        [
+            "response.created",
+            "response.in_progress",
+            "error",
+            "response.failed"
+        ]
     );
     assert!(text.contains("\"sequence_number\":3"));
     assert!(text.contains("\"model\":\"fast\""));
