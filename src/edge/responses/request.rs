@@ -755,13 +755,15 @@ fn tool(t: &Value) -> Result<Value, Error> {
         .ok_or_else(|| bad("tools", "each tool must be an object"))?;
     match str_field(t, "type") {
         Some("function") => {}
-        Some(other) => return Err(unsupported(
-            "tools",
-            format!(
+        Some(other) => {
+            return Err(unsupported(
+                "tools",
+                format!(
                 "the built-in tool `{}` is not supported by the gateway; declare function tools",
                 quote(other)
             ),
-        )),
+            ))
+        }
         None => return Err(bad("tools", "each tool needs a `type`")),
     }
     only_keys(

@@ -84,10 +84,13 @@ pub(crate) fn merge_details(details: &[Value]) -> Vec<Value> {
                             Some(j) => {
                                 obj.insert(k.clone(), j);
                             }
-                            None if !v.is_null() && !(v == "" && obj.contains_key(k)) => {
-                                obj.insert(k.clone(), v.clone());
+                            None => {
+                                // An empty string does not overwrite what came before.
+                                let empty = v.as_str() == Some("") && obj.contains_key(k);
+                                if !v.is_null() && !empty {
+                                    obj.insert(k.clone(), v.clone());
+                                }
                             }
-                            None => {}
                         }
                     }
                 }
