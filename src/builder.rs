@@ -28,6 +28,7 @@ use crate::cost::CostMeterLayer;
 use crate::edge::{
     ChatCompletions, ChatCompletionsLayer, CountTokens, Messages, MessagesLayer, Models,
 };
+use crate::edge::{Responses, ResponsesLayer};
 use crate::fallback::FallbackLayer;
 use crate::health::Health;
 use crate::keys::ClientKeysLayer;
@@ -88,6 +89,15 @@ impl Gateway {
     pub fn messages(&self) -> Messages<GatewayService> {
         tower_layer::Layer::layer(
             &MessagesLayer::from(self.edge.clone()),
+            self.service.clone(),
+        )
+    }
+
+    /// The HTTP edge for OpenAI's `POST …/v1/responses`, stateless (same stack, same limits,
+    /// keep-alive and keys as [`chat_completions`](Self::chat_completions)).
+    pub fn responses(&self) -> Responses<GatewayService> {
+        tower_layer::Layer::layer(
+            &ResponsesLayer::from(self.edge.clone()),
             self.service.clone(),
         )
     }
@@ -222,8 +232,8 @@ impl GatewayBuilder {
         self
     }
 
-    /// SSE keep-alive comments every `every` while a streamed request (chat completions or
-    /// `/v1/messages`) waits for its first output (off by default); see
+    /// SSE keep-alive comments every `every` while a streamed request (chat completions,
+    /// `/v1/messages` or `/v1/responses`) waits for its first output (off by default); see
     /// [`ChatCompletionsLayer::keep_alive`].
     #[must_use]
     pub fn keep_alive(mut self, every: Duration) -> Self {

@@ -19,6 +19,7 @@ enum Kind {
     Full(Option<Bytes>),
     Sse(Box<SseState>),
     Messages(Box<super::messages::MessagesSse>),
+    Responses(Box<super::responses::ResponsesSse>),
 }
 
 /// The SSE comment sent while waiting for the first output.
@@ -100,12 +101,41 @@ impl EdgeBody {
     }
 }
 
+impl EdgeBody {
+    /// An SSE body rendering `stream` as Responses API events.
+    pub(crate) fn responses_sse(
+        stream: ChunkStream,
+        encoder: super::responses::StreamEncoder,
+    ) -> Self {
+        Self {
+            kind: Kind::Responses(Box::new(super::responses::ResponsesSse::new(
+                stream, encoder,
+            ))),
+        }
+    }
+
+    /// An SSE body that sends keep-alive comments every `every` until `pending` answers, then
+    /// renders its stream as Responses API events (a failure as `error` + `response.failed`).
+    pub(crate) fn responses_waiting(
+        pending: super::messages::Pending,
+        every: std::time::Duration,
+        encoder: super::responses::StreamEncoder,
+    ) -> Self {
+        Self {
+            kind: Kind::Responses(Box::new(super::responses::ResponsesSse::waiting(
+                pending, every, encoder,
+            ))),
+        }
+    }
+}
+
 impl fmt::Debug for EdgeBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Full(b) => f.debug_tuple("EdgeBody::Full").field(b).finish(),
             Kind::Sse(_) => f.write_str("EdgeBody::Sse"),
             Kind::Messages(_) => f.write_str("EdgeBody::Messages"),
+            Kind::Responses(_) => f.write_str("EdgeBody::Responses"),
         }
     }
 }
@@ -122,6 +152,7 @@ impl Body for EdgeBody {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Sse(s) => s.poll_event(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
             Kind::Messages(s) => s.poll_event(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            Kind::Responses(s) => s.poll_event(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -130,6 +161,7 @@ impl Body for EdgeBody {
             Kind::Full(b) => b.is_none(),
             Kind::Sse(s) => s.finished,
             Kind::Messages(s) => s.is_done(),
+            Kind::Responses(s) => s.is_done(),
         }
     }
 
@@ -137,7 +169,7 @@ impl Body for EdgeBody {
         match &self.kind {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Sse(_) | Kind::Messages(_) => SizeHint::default(),
+            Kind::Sse(_) | Kind::Messages(_) | Kind::Responses(_) => SizeHint::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ mod body;
 pub mod future;
 pub mod messages;
 mod models;
+pub mod responses;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use tower_service::Service;
 pub use body::EdgeBody;
 pub use messages::{CountTokens, Messages, MessagesLayer};
 pub use models::Models;
+pub use responses::{Responses, ResponsesLayer};
 
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
@@ -156,11 +158,12 @@ impl ChatCompletionsLayer {
     }
 
     /// Opt-in keep-alive for streamed requests (chat completions with `"stream": true`, and
-    /// streamed Messages, see [`Messages`]): the response starts at once and an SSE comment
+    /// streamed Messages and Responses, see [`Messages`] and [`Responses`]): the response starts at once and an SSE comment
     /// (`: keep-alive`) goes out every `every` until the stack has the first output (Fallback
     /// works behind it as usual: nothing of an answer was sent yet). The price: the status is
     /// 200 before the answer is known, so a failure is the format's in-band error (an error
-    /// chunk and `[DONE]` for chat, an `error` event for Messages) rather than an HTTP status,
+    /// chunk and `[DONE]` for chat, an `error` event for Messages, `error` and
+    /// `response.failed` for Responses) rather than an HTTP status,
     /// and the `x-switchboard-*` answer headers are not sent.
     #[must_use]
     pub const fn keep_alive(mut self, every: Duration) -> Self {

@@ -15,6 +15,7 @@ use tokio::time::{timeout, Instant};
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
 const COUNT: &str = "/v1/messages/count_tokens";
+const RESPONSES: &str = "/v1/responses";
 
 async fn gateway(limits: ConnLimits) -> Running {
     server::raise_fd_limit();
@@ -329,6 +330,9 @@ fn arbitrary_bodies_get_clean_answers() {
                     Just("max_tokens".to_owned()),
                     Just("system".to_owned()),
                     Just("type".to_owned()),
+                    Just("input".to_owned()),
+                    Just("call_id".to_owned()),
+                    Just("encrypted_content".to_owned()),
                     "[a-z_]{1,8}",
                 ],
                 inner,
@@ -341,7 +345,7 @@ fn arbitrary_bodies_get_clean_answers() {
         prop::collection::vec(any::<u8>(), 0..256),
         value.prop_map(|v| v.to_string().into_bytes()),
     ];
-    let path = prop_oneof![Just(CHAT), Just(MESSAGES), Just(COUNT)];
+    let path = prop_oneof![Just(CHAT), Just(MESSAGES), Just(COUNT), Just(RESPONSES)];
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 96,
         ..ProptestConfig::default()
@@ -366,7 +370,7 @@ fn arbitrary_bodies_get_clean_answers() {
                 let v: Value = serde_json::from_str(body_of(&text))
                     .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
                 prop_assert!(v["error"]["message"].is_string(), "{}", text);
-                if path != CHAT {
+                if path == MESSAGES || path == COUNT {
                     // Anthropic's shape on the Messages endpoints.
                     prop_assert_eq!(&v["type"], "error", "{}", text);
                     prop_assert!(v["error"]["type"].is_string(), "{}", text);
@@ -435,6 +439,98 @@ async fn messages_endpoints_hold_the_limits_in_anthropic_shape() {
         assert_eq!(status, 400, "{path}");
         assert!(text.len() < 2_000, "nothing echoed: {}", text.len());
     }
+    still_serves(addr, Duration::from_secs(2)).await;
+}
+
+/// `/v1/responses` holds the chat endpoint's limits, in OpenAI's error shape.
+#[tokio::test]
+async fn the_responses_endpoint_holds_the_limits() {
+    let g = gateway(ConnLimits::default()).await;
+    let addr = g.addr();
+    let openai_error = |text: &str, status: u16, expect: u16| {
+        assert_eq!(status, expect, "{}", &text[..text.len().min(300)]);
+        assert!(text.len() < 2_000, "nothing echoed: {}", text.len());
+        let v: Value = serde_json::from_str(body_of(text)).expect("JSON");
+        assert!(v["error"]["type"].is_string(), "{text}");
+        assert!(v["error"]["message"].as_str().expect("a message").len() < 400);
+    };
+    let send = |body: String| async move {
+        raw(addr, &post_to(RESPONSES, &body), Duration::from_secs(10)).await
+    };
+    // Oversized: 413 from the content-length, before the body is read.
+    let head = format!(
+        "POST {RESPONSES} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{{",
+        64 * 1024 * 1024
+    );
+    let (status, text) = raw(addr, head.as_bytes(), Duration::from_secs(5)).await;
+    openai_error(&text, status, 413);
+    // A slow body: 408 after the configured read deadline (30 s in the example config).
+    let (status, text) = {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST {RESPONSES} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: 100\r\nconnection: close\r\n\r\n{{\"model\":"
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = timeout(Duration::from_secs(40), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    };
+    openai_error(&text, status, 408);
+    // Malformed JSON, deep nesting, a huge model id, a huge unknown key.
+    let (status, text) = send("{not json".to_owned()).await;
+    openai_error(&text, status, 400);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (status, text) = send(format!(r#"{{"model":"fast","input":{deep}}}"#)).await;
+    openai_error(&text, status, 400);
+    let (status, text) =
+        send(json!({"model": "m".repeat(1_000_000), "input": "hi"}).to_string()).await;
+    openai_error(&text, status, 400);
+    let (status, text) = send(format!(
+        r#"{{"model":"fast","input":"hi","{}":1}}"#,
+        "k".repeat(1_000_000)
+    ))
+    .await;
+    openai_error(&text, status, 400);
+    // Too many items, too many tools, oversized metadata values and a huge foreign tool type.
+    let items: Vec<Value> = (0..10_001)
+        .map(|_| json!({"role": "user", "content": "x"}))
+        .collect();
+    let (status, text) = send(json!({"model": "fast", "input": items}).to_string()).await;
+    openai_error(&text, status, 400);
+    assert!(text.contains("input"), "{text}");
+    let tools: Vec<Value> = (0..513)
+        .map(|i| json!({"type": "function", "name": format!("t{i}"), "parameters": {"type": "object"}}))
+        .collect();
+    let (status, text) =
+        send(json!({"model": "fast", "input": "hi", "tools": tools}).to_string()).await;
+    openai_error(&text, status, 400);
+    let (status, text) = send(
+        json!({"model": "fast", "input": "hi", "metadata": {"k": "v".repeat(1_000_000)}})
+            .to_string(),
+    )
+    .await;
+    openai_error(&text, status, 400);
+    let (status, text) = send(
+        json!({"model": "fast", "input": "hi", "tools": [{"type": "x".repeat(1_000_000)}]})
+            .to_string(),
+    )
+    .await;
+    openai_error(&text, status, 400);
+    let (status, text) = send(
+        json!({"model": "fast", "input": [{"type": "reasoning", "summary": [],
+            "encrypted_content": format!("switchboard.v1:{}", "[".repeat(100_000))}]})
+        .to_string(),
+    )
+    .await;
+    openai_error(&text, status, 400);
     still_serves(addr, Duration::from_secs(2)).await;
 }
 

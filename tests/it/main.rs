@@ -23,6 +23,7 @@ mod rate_limits;
 mod reasoning;
 #[cfg(feature = "server")]
 mod reliability;
+mod responses;
 #[cfg(feature = "demo")]
 mod secrets;
 #[cfg(feature = "demo")]

@@ -216,6 +216,91 @@ class PerModel(unittest.TestCase):
             self.assertNotIn("demo", r.choices[0].message.content)
 
 
+RESPONSES_WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
+class PerModelResponses(unittest.TestCase):
+    """`client.responses` against /v1/responses, each provider kind behind it."""
+
+    def each(self):
+        for m in MODELS:
+            with self.subTest(model=m):
+                yield m
+
+    def test_create(self):
+        for m in self.each():
+            r = client().responses.create(
+                model=m, instructions="You are terse.", input="Say hello to the responses tests", metadata={"k": "v"}
+            )
+            self.assertTrue(r.id.startswith("resp_"))
+            self.assertEqual(r.object, "response")
+            self.assertEqual(r.status, "completed")
+            self.assertEqual(r.model, m)
+            self.assertIn("hello to the responses tests", r.output_text)
+            self.assertEqual(r.metadata, {"k": "v"})
+            self.assertGreater(r.usage.input_tokens, 0)
+            self.assertGreater(r.usage.output_tokens, 0)
+            self.assertEqual(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens)
+            self.assertGreater(r.usage.model_extra["cost"], 0)
+
+    def test_stream_helper_and_raw_events(self):
+        for m in self.each():
+            with client().responses.stream(model=m, input="stream me a greeting") as stream:
+                deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+                final = stream.get_final_response()
+            self.assertEqual(final.status, "completed")
+            self.assertIn("stream me a greeting", final.output_text)
+            self.assertEqual("".join(deltas), final.output_text)
+            events = list(client().responses.create(model=m, input="hi", stream=True))
+            self.assertEqual([e.sequence_number for e in events], list(range(len(events))))
+            self.assertEqual(events[0].type, "response.created")
+            self.assertEqual(events[-1].type, "response.completed")
+
+    def test_function_call_round_trip(self):
+        for m in self.each():
+            items = [{"role": "user", "content": "What's the weather in Paris?"}]
+            with client().responses.stream(model=m, input=items, tools=[RESPONSES_WEATHER_TOOL]) as stream:
+                r = stream.get_final_response()
+            calls = [o for o in r.output if o.type == "function_call"]
+            self.assertEqual(len(calls), 1, r)
+            call = calls[0]
+            self.assertEqual(call.name, "get_weather")
+            self.assertIn("city", json.loads(call.arguments))
+            items += [o.model_dump(exclude_none=True) for o in r.output]
+            items.append({"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees and sunny"})
+            r2 = client().responses.create(model=m, input=items, tools=[RESPONSES_WEATHER_TOOL], store=False)
+            self.assertEqual(r2.status, "completed")
+            self.assertIn("18 degrees and sunny", r2.output_text)
+
+    def test_max_output_tokens_is_incomplete(self):
+        for m in self.each():
+            r = client().responses.create(model=m, input="write a long story", max_output_tokens=3)
+            self.assertEqual(r.status, "incomplete")
+            self.assertEqual(r.incomplete_details.reason, "max_output_tokens")
+
+    def test_stateful_requests_are_refused(self):
+        with self.assertRaises(openai.BadRequestError) as cm:
+            client().responses.create(model="fast", input="hi", store=True)
+        self.assertIn("store", str(cm.exception))
+        with self.assertRaises(openai.BadRequestError):
+            client().responses.create(model="fast", input="hi", previous_response_id="resp_1")
+        with self.assertRaises(openai.BadRequestError):
+            client().responses.create(model="fast", input="hi", tools=[{"type": "web_search"}])
+        with self.assertRaises(openai.NotFoundError):
+            client().responses.create(model="nobody/nothing", input="hi")
+
+
 def main():
     global GATEWAY, BASE_URL, STARTUP
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
