@@ -38,7 +38,7 @@ pub use response::{
     AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CostDetails, FinishReason,
     PromptTokensDetails, Usage,
 };
-pub(crate) use scan::{add_to_member, unknown_top_level_key};
+pub(crate) use scan::{add_to_member, top_level_member, unknown_top_level_key};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -529,10 +529,9 @@ pub(crate) fn unknown_top_level_key<'a>(
     Ok(found)
 }
 
-/// `b` with `member` (a JSON `"key":value` text) added at the end of the object that is the
-/// value of the top-level member `key`, every other byte as it was. `None` when `b` is not a
-/// JSON object or `key` is absent, duplicated or not an object.
-pub(crate) fn add_to_member(b: &[u8], key: &[u8], member: &[u8]) -> Option<Vec<u8>> {
+/// Where the value of the top-level member `key` of the JSON object `b` is. `None` when `b` is
+/// not a JSON object or `key` is absent or duplicated.
+pub(crate) fn top_level_member(b: &[u8], key: &[u8]) -> Option<Range<usize>> {
     let mut found = None;
     let mut twice = false;
     top_level_members(b, |m| {
@@ -543,7 +542,14 @@ pub(crate) fn add_to_member(b: &[u8], key: &[u8], member: &[u8]) -> Option<Vec<u
         Ok(())
     })
     .ok()?;
-    let value = found.filter(|_| !twice)?;
+    found.filter(|_| !twice)
+}
+
+/// `b` with `member` (a JSON `"key":value` text) added at the end of the object that is the
+/// value of the top-level member `key`, every other byte as it was. `None` when `b` is not a
+/// JSON object or `key` is absent, duplicated or not an object.
+pub(crate) fn add_to_member(b: &[u8], key: &[u8], member: &[u8]) -> Option<Vec<u8>> {
+    let value = top_level_member(b, key)?;
     if b.get(value.start) != Some(&b'{') {
         return None;
     }

@@ -635,7 +635,9 @@ proptest! {
         check_split(&msg)?;
         // Passed through from an Anthropic stream: the provider's events, byte for byte.
         let (body, msg) = run_split(ProviderKind::Anthropic, ANTHROPIC_STREAM, cuts);
-        prop_assert_eq!(&body[..], ANTHROPIC_STREAM.as_bytes());
+        // (with the gateway's model id, as in the request).
+        let sent = ANTHROPIC_STREAM.replace(r#""model":"m""#, r#""model":"a/m""#);
+        prop_assert_eq!(&body[..], sent.as_bytes());
         check_split(&msg)?;
     }
 }
@@ -743,7 +745,13 @@ async fn same_format_answers_come_back_as_the_provider_sent_them_with_the_cost()
     let a = post(&g, &req).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let (rest, cost) = without_cost(&a.body);
-    assert_eq!(rest, NATIVE_ANSWER, "every block and field as sent");
+    // As sent, with the gateway's model id (as the request had it replaced) and the cost.
+    let gateway_model = |s: &str| s.replace(r#""model":"claude-x""#, r#""model":"anth/claude-x""#);
+    assert_eq!(
+        rest,
+        gateway_model(NATIVE_ANSWER),
+        "every block and field as sent"
+    );
     assert!((cost - expected_cost).abs() < 1e-12, "{cost}");
 
     let mut req = req;
@@ -751,7 +759,7 @@ async fn same_format_answers_come_back_as_the_provider_sent_them_with_the_cost()
     let a = post(&g, &req).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let (rest, cost) = without_cost(&a.body);
-    assert_eq!(rest, NATIVE_STREAM, "every event as sent");
+    assert_eq!(rest, gateway_model(NATIVE_STREAM), "every event as sent");
     assert!((cost - expected_cost).abs() < 1e-12, "{cost}");
     let msg = well_formed(&events(&a.body));
     assert_eq!(msg["stop_sequence"], "END");

@@ -55,9 +55,10 @@ class Errors(unittest.TestCase):
         self.assertEqual(cm.exception.body["error"]["type"], "not_found_error")
 
     def test_bad_request_is_400_in_anthropic_shape(self):
+        # A server tool only an Anthropic model runs, asked of another provider's model.
         with self.assertRaises(anthropic.BadRequestError) as cm:
             client().messages.create(
-                model="anthropic/claude-sonnet-4",
+                model="openai/gpt-4o-mini",
                 max_tokens=10,
                 messages=[{"role": "user", "content": "hi"}],
                 tools=[{"type": "web_search_20250305", "name": "web_search"}],

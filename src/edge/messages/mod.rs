@@ -9,8 +9,9 @@
 //! client's body and its `anthropic-version` / `anthropic-beta` headers travel along as a
 //! [`NativeRequest`]: an Anthropic target sends those bytes with only `model` changed
 //! (see [`provider::anthropic`](crate::provider::anthropic)), and its answer comes back as it
-//! sent it, every block and field kept, with the gateway's `cost` added to `usage` (streams:
-//! the provider's own events, the cost in the usage of `message_delta`). Other targets answer
+//! sent it, every block and field kept, with `model` the gateway's id again and the gateway's
+//! `cost` added to `usage` (streams: the provider's own events, the model in `message_start`,
+//! the cost in the usage of `message_delta`). Other targets answer
 //! through the canonical completion, rendered in Anthropic's shapes; errors are
 //! `{"type":"error","error":{"type","message"}}`.
 //!
@@ -382,9 +383,9 @@ fn render(resp: ChatHttpResponse) -> http::Response<EdgeBody> {
     let mut out = match answer {
         // An Anthropic target's answer goes back as it sent it, with the cost.
         ChatResponse::Complete(c) if native.is_some() => {
-            let body = native.map(|n| &n.body).cloned().unwrap_or_default();
+            let body = native.map(|n| &n.body[..]).unwrap_or_default();
             let cost = c.usage().and_then(|u| u.cost);
-            json_bytes(response::native_message(&body, cost))
+            json_bytes(Bytes::from(response::native_message(body, c.model(), cost)))
         }
         ChatResponse::Complete(c) => match c.into_typed() {
             Ok(c) => json_response(&response::message_json(&c)),

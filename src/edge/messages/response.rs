@@ -1,6 +1,5 @@
 //! The canonical answer rendered as an Anthropic `message`, and the error shape.
 
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::openai::{ChatCompletion, FinishReason, Usage};
@@ -60,10 +59,24 @@ pub(crate) fn cost_member(cost: f64) -> Vec<u8> {
     m
 }
 
-/// An Anthropic target's own answer, with `cost` added to its usage.
-pub(crate) fn native_message(body: &Bytes, cost: Option<f64>) -> Bytes {
-    cost.and_then(|c| crate::openai::add_to_member(body, b"usage", &cost_member(c)))
-        .map_or_else(|| body.clone(), Bytes::from)
+/// An Anthropic target's own answer, with the gateway's `model` id (as the request had it
+/// replaced) and `cost` added to its usage.
+pub(crate) fn native_message(body: &[u8], model: &str, cost: Option<f64>) -> Vec<u8> {
+    let body =
+        crate::openai::replace_member_str(body, "model", model).unwrap_or_else(|| body.to_vec());
+    cost.and_then(|c| crate::openai::add_to_member(&body, b"usage", &cost_member(c)))
+        .unwrap_or(body)
+}
+
+/// A `message_start` event's data with the gateway's `model` id in its `message`.
+pub(crate) fn native_start(data: &[u8], model: &str) -> Option<Vec<u8>> {
+    let span = crate::openai::top_level_member(data, b"message")?;
+    let message = crate::openai::replace_member_str(data.get(span.clone())?, "model", model)?;
+    let mut out = Vec::with_capacity(data.len() + model.len());
+    out.extend_from_slice(&data[..span.start]);
+    out.extend_from_slice(&message);
+    out.extend_from_slice(&data[span.end..]);
+    Some(out)
 }
 
 pub(crate) fn tool_input(arguments: &str) -> Value {

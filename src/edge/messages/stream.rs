@@ -150,7 +150,7 @@ impl StreamEncoder {
         if self.native {
             if let Some(events) = &c.native {
                 let cost = c.usage.as_ref().and_then(|u| u.cost);
-                write_native(events, cost, out);
+                write_native(events, &c.model, cost, out);
             }
             return;
         }
@@ -302,12 +302,10 @@ impl StreamEncoder {
     }
 }
 
-/// Appends a provider's own events, with `cost` added to the usage of its `message_delta`.
-fn write_native(events: &[u8], cost: Option<f64>, out: &mut Vec<u8>) {
-    let Some(cost) = cost else {
-        out.extend_from_slice(events);
-        return;
-    };
+/// Appends a provider's own events, with the gateway's `model` id in `message_start` and
+/// `cost` added to the usage of `message_delta`.
+fn write_native(events: &[u8], model: &str, cost: Option<f64>, out: &mut Vec<u8>) {
+    const START: &[u8] = b"event: message_start\ndata: ";
     const DELTA: &[u8] = b"event: message_delta\ndata: ";
     let mut rest = events;
     while !rest.is_empty() {
@@ -315,16 +313,24 @@ fn write_native(events: &[u8], cost: Option<f64>, out: &mut Vec<u8>) {
         let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
         let (ev, tail) = rest.split_at(end);
         rest = tail;
-        let spliced = ev
-            .strip_prefix(DELTA)
-            .and_then(|d| d.strip_suffix(b"\n\n"))
-            .filter(|d| !d.contains(&b'\n'))
-            .and_then(|data| {
-                crate::openai::add_to_member(data, b"usage", &super::response::cost_member(cost))
-            });
+        let one_line = |prefix: &'static [u8]| {
+            ev.strip_prefix(prefix)
+                .and_then(|d| d.strip_suffix(b"\n\n"))
+                .filter(|d| !d.contains(&b'\n'))
+                .map(|d| (prefix, d))
+        };
+        let spliced = match (one_line(START), one_line(DELTA)) {
+            (Some((p, data)), _) => super::response::native_start(data, model).map(|d| (p, d)),
+            (_, Some((p, data))) => cost
+                .and_then(|c| {
+                    crate::openai::add_to_member(data, b"usage", &super::response::cost_member(c))
+                })
+                .map(|d| (p, d)),
+            _ => None,
+        };
         match spliced {
-            Some(data) => {
-                out.extend_from_slice(DELTA);
+            Some((prefix, data)) => {
+                out.extend_from_slice(prefix);
                 out.extend_from_slice(&data);
                 out.extend_from_slice(b"\n\n");
             }
