@@ -10,6 +10,10 @@ use crate::openai::sse::DONE;
 use crate::openai::{unix_now, ChatCompletionChunk};
 use crate::Error;
 
+use super::events::{EventSse, Pending};
+use super::messages::StreamEncoder as MessagesEncoder;
+use super::responses::StreamEncoder as ResponsesEncoder;
+
 /// The edge's response body: a whole JSON document or an SSE stream.
 pub struct EdgeBody {
     kind: Kind,
@@ -18,8 +22,8 @@ pub struct EdgeBody {
 enum Kind {
     Full(Option<Bytes>),
     Sse(Box<SseState>),
-    Messages(Box<super::messages::MessagesSse>),
-    Responses(Box<super::responses::ResponsesSse>),
+    Messages(Box<EventSse<MessagesEncoder>>),
+    Responses(Box<EventSse<ResponsesEncoder>>),
 }
 
 /// The SSE comment sent while waiting for the first output.
@@ -27,7 +31,7 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 struct SseState {
     /// The stack's answer while it is not there yet, and the keep-alive ticker.
-    waiting: Option<(super::messages::Pending, tokio::time::Interval)>,
+    waiting: Option<(Pending, tokio::time::Interval)>,
     stream: ChunkStream,
     wants_usage: bool,
     id: String,
@@ -65,7 +69,7 @@ impl EdgeBody {
     /// then renders its stream (a whole completion as chunks), or its failure as an error
     /// chunk and `[DONE]`.
     pub(crate) fn sse_waiting(
-        pending: super::messages::Pending,
+        pending: Pending,
         wants_usage: bool,
         every: std::time::Duration,
     ) -> Self {
@@ -81,50 +85,35 @@ impl EdgeBody {
     /// An SSE body rendering `stream` as Anthropic Messages events.
     pub(crate) fn messages_sse(stream: ChunkStream) -> Self {
         Self {
-            kind: Kind::Messages(Box::new(super::messages::MessagesSse::new(stream))),
+            kind: Kind::Messages(Box::new(EventSse::new(stream, MessagesEncoder::new()))),
         }
     }
-}
 
-impl EdgeBody {
     /// An SSE body that sends keep-alive comments every `every` until `pending` answers, then
     /// renders its stream as Anthropic Messages events.
-    pub(crate) fn messages_waiting(
-        pending: super::messages::Pending,
-        every: std::time::Duration,
-    ) -> Self {
+    pub(crate) fn messages_waiting(pending: Pending, every: std::time::Duration) -> Self {
+        let sse = EventSse::waiting(pending, every, MessagesEncoder::new());
         Self {
-            kind: Kind::Messages(Box::new(super::messages::MessagesSse::waiting(
-                pending, every,
-            ))),
+            kind: Kind::Messages(Box::new(sse)),
         }
     }
-}
 
-impl EdgeBody {
     /// An SSE body rendering `stream` as Responses API events.
-    pub(crate) fn responses_sse(
-        stream: ChunkStream,
-        encoder: super::responses::StreamEncoder,
-    ) -> Self {
+    pub(crate) fn responses_sse(stream: ChunkStream, encoder: ResponsesEncoder) -> Self {
         Self {
-            kind: Kind::Responses(Box::new(super::responses::ResponsesSse::new(
-                stream, encoder,
-            ))),
+            kind: Kind::Responses(Box::new(EventSse::new(stream, encoder))),
         }
     }
 
     /// An SSE body that sends keep-alive comments every `every` until `pending` answers, then
     /// renders its stream as Responses API events (a failure as `error` + `response.failed`).
     pub(crate) fn responses_waiting(
-        pending: super::messages::Pending,
+        pending: Pending,
         every: std::time::Duration,
-        encoder: super::responses::StreamEncoder,
+        encoder: ResponsesEncoder,
     ) -> Self {
         Self {
-            kind: Kind::Responses(Box::new(super::responses::ResponsesSse::waiting(
-                pending, every, encoder,
-            ))),
+            kind: Kind::Responses(Box::new(EventSse::waiting(pending, every, encoder))),
         }
     }
 }

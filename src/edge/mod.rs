@@ -37,6 +37,7 @@
 //! Both are `Service<http::Request<B>, Error = Infallible>`, as axum requires.
 
 mod body;
+mod events;
 pub mod future;
 pub mod messages;
 mod models;

@@ -124,7 +124,6 @@ use tracing::Instrument;
 pub use count::CountTokens;
 pub(crate) use count::{route_capture, Resolver};
 pub use stream::StreamEncoder;
-pub(crate) use stream::{MessagesSse, Pending};
 
 use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};

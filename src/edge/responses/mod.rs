@@ -110,7 +110,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
-pub(crate) use stream::ResponsesSse;
 pub use stream::StreamEncoder;
 
 use super::{

@@ -19,19 +19,12 @@
 //! the whole response with its usage. A failure after the start is an `error` event followed by
 //! `response.failed`, and the stream ends.
 
-use std::fmt;
-use std::task::{Context, Poll};
-use std::time::Duration;
-
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::response::{
     call_item, end_status, failure, message_item, new_id, reasoning_item, reasoning_text,
     refusal_part, response_object, text_part, usage_json, Echo, Head,
 };
-use crate::chat::{ChatResponse, ChunkStream};
-use crate::edge::messages::Pending;
 use crate::openai::{unix_now, ChatCompletionChunk, FinishReason, Usage};
 use crate::Error;
 
@@ -499,110 +492,17 @@ impl StreamEncoder {
     }
 }
 
-/// The SSE body of a Responses stream.
-pub(crate) struct ResponsesSse {
-    waiting: Option<(Pending, tokio::time::Interval)>,
-    stream: ChunkStream,
-    encoder: StreamEncoder,
-}
-
-/// The SSE comment sent while waiting.
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
-
-impl fmt::Debug for ResponsesSse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponsesSse")
+impl crate::edge::events::EventEncoder for StreamEncoder {
+    fn chunk(&mut self, c: &ChatCompletionChunk, out: &mut Vec<u8>) {
+        Self::chunk(self, c, out);
     }
-}
-
-impl ResponsesSse {
-    pub(crate) fn new(stream: ChunkStream, encoder: StreamEncoder) -> Self {
-        Self {
-            waiting: None,
-            stream,
-            encoder,
-        }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
     }
-
-    pub(crate) fn waiting(pending: Pending, every: Duration, encoder: StreamEncoder) -> Self {
-        let every = every.max(Duration::from_millis(10));
-        let tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        Self {
-            waiting: Some((pending, tick)),
-            stream: Box::pin(futures_util::stream::empty()),
-            encoder,
-        }
+    fn fail(&mut self, e: &Error, out: &mut Vec<u8>) {
+        Self::fail(self, e, out);
     }
-
-    /// Waits for the stack: keep-alive comments meanwhile, then its stream (a whole
-    /// completion as chunks), or its failure in-band.
-    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let Some((pending, tick)) = &mut self.waiting else {
-            return Poll::Ready(None);
-        };
-        match pending.as_mut().poll(cx) {
-            Poll::Ready(Ok(resp)) => {
-                self.waiting = None;
-                self.stream = match resp.into_body() {
-                    ChatResponse::Stream(s) => s,
-                    ChatResponse::Complete(c) => match c.into_typed() {
-                        Ok(c) => Box::pin(futures_util::stream::iter(
-                            crate::openai::completion_to_chunks(&c).into_iter().map(Ok),
-                        )),
-                        Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
-                    },
-                };
-                Poll::Ready(None)
-            }
-            Poll::Ready(Err(e)) => {
-                self.waiting = None;
-                let mut out = Vec::new();
-                self.encoder.fail(&e, &mut out);
-                Poll::Ready(Some(Bytes::from(out)))
-            }
-            Poll::Pending => match tick.poll_tick(cx) {
-                Poll::Ready(_) => Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.encoder.is_done()
-    }
-
-    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if self.waiting.is_some() {
-            match self.poll_waiting(cx) {
-                Poll::Ready(None) => {}
-                other => return other,
-            }
-        }
-        let mut out = Vec::new();
-        loop {
-            if self.encoder.is_done() {
-                return Poll::Ready((!out.is_empty()).then(|| Bytes::from(out)));
-            }
-            match self.stream.as_mut().poll_next(cx) {
-                Poll::Pending => {
-                    return if out.is_empty() {
-                        Poll::Pending
-                    } else {
-                        Poll::Ready(Some(Bytes::from(out)))
-                    }
-                }
-                Poll::Ready(None) => self.encoder.finish(&mut out),
-                Poll::Ready(Some(Ok(chunk))) => {
-                    self.encoder.chunk(&chunk, &mut out);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Bytes::from(out)));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "stream failed after it started");
-                    self.encoder.fail(&e, &mut out);
-                }
-            }
-        }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
     }
 }
