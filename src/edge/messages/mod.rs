@@ -113,7 +113,7 @@ pub(crate) use stream::{MessagesSse, Pending};
 
 use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{NativeFormat, NativeRequest, ServedBy};
+use crate::ext::{GenerationId, NativeFormat, NativeRequest, ServedBy};
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::{BoxError, Error};
 
@@ -213,7 +213,9 @@ fn authenticate(
             Ok(p) => Ok(Some(p)),
             Err(e) => {
                 let id = request_id(headers);
-                Err(Box::new(with_id(error_response(&e), id)))
+                let mut resp = with_id(error_response(&e), id);
+                super::stamp_generation(resp.headers_mut(), &GenerationId::new());
+                Err(Box::new(resp))
             }
         },
         None => Ok(None),
@@ -246,8 +248,11 @@ where
         parts.extensions.insert(p);
     }
     let id = request_id(&parts.headers);
-    let resp = answer(inner, config, &mut parts, body, &id).await;
-    with_id(resp, id)
+    let generation = super::generation_id(&parts.extensions);
+    parts.extensions.insert(generation.clone());
+    let mut resp = with_id(answer(inner, config, &mut parts, body, &id).await, id);
+    super::stamp_generation(resp.headers_mut(), &generation);
+    resp
 }
 
 /// Reads and converts the body under the edge's limits.
