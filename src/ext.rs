@@ -262,15 +262,17 @@ impl Ingress {
     /// `chat`, `…/messages` → `messages`, `…/responses` → `responses`), else `other`.
     pub fn from_path(path: &str) -> Self {
         let p = path.trim_end_matches('/');
-        Self(if p.ends_with("/chat/completions") || p == "chat/completions" {
-            "chat"
-        } else if p.ends_with("messages") {
-            "messages"
-        } else if p.ends_with("responses") {
-            "responses"
-        } else {
-            "other"
-        })
+        Self(
+            if p.ends_with("/chat/completions") || p == "chat/completions" {
+                "chat"
+            } else if p.ends_with("messages") {
+                "messages"
+            } else if p.ends_with("responses") {
+                "responses"
+            } else {
+                "other"
+            },
+        )
     }
 }
 

@@ -39,7 +39,11 @@ impl Details {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
-            .or_else(|| chat.metadata.as_ref().and_then(|_| chat.metadata_str("task")));
+            .or_else(|| {
+                chat.metadata
+                    .as_ref()
+                    .and_then(|_| chat.metadata_str("task"))
+            });
         Self {
             created_at: SystemTime::now(),
             requested: route.map_or_else(|| chat.model.as_str().into(), |r| r.requested.clone()),

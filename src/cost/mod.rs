@@ -232,6 +232,37 @@ pub struct CostRecord {
     pub answer: Option<String>,
 }
 
+impl Default for CostRecord {
+    /// An empty record made now (for sinks' tests and replays: set the fields after).
+    fn default() -> Self {
+        Self {
+            caller: None,
+            provider: None,
+            model: None,
+            attempts: Vec::new(),
+            usage: None,
+            usage_estimated: false,
+            cost: None,
+            latency: Duration::ZERO,
+            time_to_first_token: None,
+            cache: None,
+            stream: false,
+            error: None,
+            generation_id: None,
+            created_at: std::time::SystemTime::now(),
+            requested: None,
+            task: None,
+            user: None,
+            ingress: None,
+            finish_reason: None,
+            generation_time: None,
+            cancelled: false,
+            prompt: None,
+            answer: None,
+        }
+    }
+}
+
 /// Receives one [`CostRecord`] per request. Called on the request's task: keep it quick
 /// (send to a channel for slow work).
 pub trait CostSink: Send + Sync + 'static {

@@ -216,6 +216,12 @@ impl RawCompletion {
         })?;
         finish_completion(&mut c, &self.model, &self.provider);
         c.usage.clone_from(&self.usage);
+        if let Some((id, created)) = &self.identity {
+            c.id.clone_from(id);
+            if let Some(created) = created {
+                c.created = *created;
+            }
+        }
         Ok(c)
     }
 }

@@ -91,7 +91,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
 }
@@ -115,7 +118,7 @@ fn viewer(access: &ApiAccess, req: &Request) -> Result<Viewer, Error> {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|c| c.0.ip().is_loopback());
-    if access.admin.is_none() && loopback {
+    if access.admin.is_none() && loopback && presented.is_none() {
         return Ok(Viewer::Admin);
     }
     Err(Error::new(
@@ -149,7 +152,10 @@ fn error(e: &Error) -> Response {
 fn json(status: StatusCode, v: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(v) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(_) => error(&Error::new(ErrorKind::Upstream, "could not encode the answer")),
+        Err(_) => error(&Error::new(
+            ErrorKind::Upstream,
+            "could not encode the answer",
+        )),
     }
 }
 
@@ -234,7 +240,9 @@ fn get<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// A generation id as given: `gen-…`, or the Messages API's `msg_gen-…` for it.
 fn generation_id(id: &str) -> &str {
-    id.strip_prefix("msg_").filter(|r| r.starts_with("gen-")).unwrap_or(id)
+    id.strip_prefix("msg_")
+        .filter(|r| r.starts_with("gen-"))
+        .unwrap_or(id)
 }
 
 fn not_found() -> Response {
@@ -306,8 +314,18 @@ async fn generations(State(api): State<Arc<Api>>, req: Request) -> Response {
     let p = try_resp!(params(
         &req,
         &[
-            "model", "requested", "provider", "key", "task", "status", "from", "to", "sort",
-            "limit", "cursor", "format",
+            "model",
+            "requested",
+            "provider",
+            "key",
+            "task",
+            "status",
+            "from",
+            "to",
+            "sort",
+            "limit",
+            "cursor",
+            "format",
         ],
     ));
     let filter = try_resp!(filter_from(&p, &who));
@@ -336,7 +354,12 @@ async fn generations(State(api): State<Arc<Api>>, req: Request) -> Response {
     };
     let page = match api
         .log
-        .generations(&filter, sort, limit, get(&p, "cursor").filter(|c| !c.is_empty()))
+        .generations(
+            &filter,
+            sort,
+            limit,
+            get(&p, "cursor").filter(|c| !c.is_empty()),
+        )
         .await
     {
         Ok(p) => p,
@@ -347,7 +370,10 @@ async fn generations(State(api): State<Arc<Api>>, req: Request) -> Response {
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"generations.csv\""),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"generations.csv\"",
+                ),
             ],
             super::query::csv(&page),
         )
@@ -363,11 +389,25 @@ async fn stats(State(api): State<Arc<Api>>, req: Request) -> Response {
     let who = try_resp!(viewer(&api.access, &req).map_err(|e| error(&e)));
     let p = try_resp!(params(
         &req,
-        &["group_by", "model", "requested", "provider", "key", "task", "status", "from", "to"],
+        &[
+            "group_by",
+            "model",
+            "requested",
+            "provider",
+            "key",
+            "task",
+            "status",
+            "from",
+            "to"
+        ],
     ));
     let filter = try_resp!(filter_from(&p, &who));
     let mut groups = Vec::new();
-    for g in get(&p, "group_by").unwrap_or("").split(',').filter(|g| !g.is_empty()) {
+    for g in get(&p, "group_by")
+        .unwrap_or("")
+        .split(',')
+        .filter(|g| !g.is_empty())
+    {
         let Some(g) = GroupBy::parse(g) else {
             return error(
                 &Error::invalid_request(
@@ -446,7 +486,9 @@ async fn feedback(State(api): State<Arc<Api>>, req: Request) -> Response {
         }
     };
     if f.generation_id.is_empty() || f.generation_id.len() > MAX_VALUE_BYTES {
-        return error(&Error::invalid_request("invalid `generation_id`").with_param("generation_id"));
+        return error(
+            &Error::invalid_request("invalid `generation_id`").with_param("generation_id"),
+        );
     }
     let new = NewFeedback {
         generation_id: generation_id(&f.generation_id).to_owned(),

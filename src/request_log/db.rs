@@ -90,8 +90,10 @@ impl Db {
         for (version, name, sql) in MIGRATIONS {
             let done = sqlx::query("SELECT version FROM switchboard_migrations WHERE version = $1")
                 .bind(*version)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .next();
             if done.is_some() {
                 continue;
             }

@@ -232,7 +232,11 @@ impl RequestLog {
     ///
     /// # Errors
     /// The database failed (`Overloaded`, 503).
-    pub async fn generation(&self, id: &str, key: Option<&str>) -> Result<Option<Generation>, Error> {
+    pub async fn generation(
+        &self,
+        id: &str,
+        key: Option<&str>,
+    ) -> Result<Option<Generation>, Error> {
         query::one(&self.db, id, key).await
     }
 

@@ -166,9 +166,11 @@ pub(super) async fn one(db: &Db, id: &str, key: Option<&str>) -> Result<Option<G
     let sql = format!("SELECT {COLUMNS} FROM generations WHERE id = $1");
     let Some(row) = sqlx::query(&sql)
         .bind(id.to_owned())
-        .fetch_optional(&db.pool)
+        .fetch_all(&db.pool)
         .await
         .map_err(db_error)?
+        .into_iter()
+        .next()
     else {
         return Ok(None);
     };
@@ -228,36 +230,40 @@ pub(super) async fn add_feedback(
     key: Option<&str>,
 ) -> Result<Option<Feedback>, Error> {
     if !(f.score.is_finite() && (-1.0..=1.0).contains(&f.score)) {
-        return Err(Error::invalid_request("`score` must be a number from -1 to 1").with_param("score"));
+        return Err(
+            Error::invalid_request("`score` must be a number from -1 to 1").with_param("score"),
+        );
     }
     for (param, v, max) in [
         ("label", &f.label, MAX_LABEL_BYTES),
         ("comment", &f.comment, MAX_COMMENT_BYTES),
     ] {
         if v.as_ref().is_some_and(|v| v.len() > max) {
-            return Err(Error::invalid_request(format!(
-                "`{param}` is longer than {max} bytes"
-            ))
-            .with_param(param)
-            .with_code("string_above_max_length"));
+            return Err(
+                Error::invalid_request(format!("`{param}` is longer than {max} bytes"))
+                    .with_param(param)
+                    .with_code("string_above_max_length"),
+            );
         }
     }
     let row = sqlx::query("SELECT key_name FROM generations WHERE id = $1")
         .bind(f.generation_id.clone())
-        .fetch_optional(&db.pool)
+        .fetch_all(&db.pool)
         .await
         .map_err(db_error)?;
-    let Some(row) = row else { return Ok(None) };
+    let Some(row) = row.into_iter().next() else {
+        return Ok(None);
+    };
     let owner: Option<String> = get(&row, "key_name");
     if key.is_some_and(|k| owner.as_deref() != Some(k)) {
         return Ok(None);
     }
     let count = sqlx::query("SELECT COUNT(*) AS n FROM feedback WHERE generation_id = $1")
         .bind(f.generation_id.clone())
-        .fetch_one(&db.pool)
+        .fetch_all(&db.pool)
         .await
         .map_err(db_error)?;
-    if get::<i64>(&count, "n").unwrap_or(0) >= MAX_FEEDBACK_PER_GENERATION {
+    if count.first().and_then(|c| get::<i64>(c, "n")).unwrap_or(0) >= MAX_FEEDBACK_PER_GENERATION {
         return Err(Error::invalid_request(format!(
             "this generation has {MAX_FEEDBACK_PER_GENERATION} pieces of feedback already"
         ))
@@ -386,10 +392,8 @@ impl Filter {
                     .ok()
                     .filter(|n| (100..600).contains(n))
                     .ok_or_else(|| {
-                        Error::invalid_request(
-                            "`status` is ok, error, cancelled or an HTTP status",
-                        )
-                        .with_param("status")
+                        Error::invalid_request("`status` is ok, error, cancelled or an HTTP status")
+                            .with_param("status")
                     })?;
                 binds.push(Bind::I(n));
                 w.push_str(&format!(" AND status = ${}", binds.len()));
@@ -442,7 +446,12 @@ pub(super) async fn page(
             return Err(bad());
         }
         binds.push(match sort {
-            Sort::Cost => Bind::F(v.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(bad)?),
+            Sort::Cost => Bind::F(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(bad)?,
+            ),
             _ => Bind::I(v.parse().map_err(|_| bad())?),
         });
         let n = binds.len();
@@ -540,4 +549,3 @@ pub(super) fn csv(page: &Page) -> String {
     }
     out
 }
-

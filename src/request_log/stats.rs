@@ -180,7 +180,8 @@ pub(super) async fn stats(
             f.latency_p95_ms = percentile(&acc.latencies, 0.95);
             f.ttft_p50_ms = percentile(&acc.ttfts, 0.5);
             f.ttft_p95_ms = percentile(&acc.ttfts, 0.95);
-            f.feedback_mean = (f.feedback_count > 0).then(|| acc.score_sum / f.feedback_count as f64);
+            f.feedback_mean =
+                (f.feedback_count > 0).then(|| acc.score_sum / f.feedback_count as f64);
             let mut obj = Map::new();
             for (g, v) in group_by.iter().zip(key) {
                 obj.insert(g.name().to_owned(), v.map_or(Value::Null, Value::String));

@@ -12,7 +12,10 @@ use super::telemetry;
 
 pub(super) fn router(
     gateway: &Gateway,
-    log: Option<&(crate::request_log::RequestLog, crate::request_log::ApiAccess)>,
+    log: Option<&(
+        crate::request_log::RequestLog,
+        crate::request_log::ApiAccess,
+    )>,
 ) -> Router {
     let metrics = telemetry::prometheus();
     let ready_gateway = gateway.clone();

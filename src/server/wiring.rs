@@ -20,7 +20,10 @@ pub(super) struct Wired {
     pub(super) notes: Vec<String>,
     pub(super) demo: Option<DemoProviders>,
     /// The request log and who may read it through the API.
-    pub(super) log: Option<(crate::request_log::RequestLog, crate::request_log::ApiAccess)>,
+    pub(super) log: Option<(
+        crate::request_log::RequestLog,
+        crate::request_log::ApiAccess,
+    )>,
 }
 
 /// `examples/gateway.toml`, built in.
