@@ -7,6 +7,9 @@
 //! gives feedback on its own generations only (another key's generation is a 404, as an
 //! unknown one is).
 
+// The error of these helpers is the answer itself, made once for a refused request.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

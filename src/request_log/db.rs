@@ -263,7 +263,7 @@ pub(super) fn ms(d: Duration) -> i64 {
 pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| ms(d))
+        .map_or(0, ms)
 }
 
 /// The statements of a migration file: split at `;`, comment lines dropped.

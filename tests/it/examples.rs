@@ -260,7 +260,7 @@ async fn axum_embed_auth_budgets_and_streams() {
         assert!(j["usage"]["cost"].as_f64().unwrap() > 0.0);
 
         // The request log's API, mounted beside the app's routes: the row says who and what.
-        let waited = std::time::Instant::now();
+        let waited = tokio::time::Instant::now();
         let row = loop {
             let r = http.get(&format!("/api/v1/generation?id={id}"), None).await;
             if r.status == StatusCode::OK {

@@ -3,7 +3,9 @@
 //! hand-computed figures, persistence across a restart, a database that stalls or vanishes.
 //! Each scenario runs on SQLite and, when it is installed (required in CI), PostgreSQL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
