@@ -49,6 +49,7 @@ use serde_json::json;
 use switchboard::cost::{Budget, Budgets, CostMeterLayer, Window};
 use switchboard::demo::DemoProviders;
 use switchboard::ext::CallerKey;
+use switchboard::request_log::{ApiAccess, LogOptions, RequestLog};
 use switchboard::{Catalog, Gateway};
 
 /// The app's own notion of who is calling.
@@ -85,10 +86,15 @@ fn budgets() -> Budgets {
 
 /// The whole app: public routes, the app's auth, its own `/me`, and the gateway under
 /// `/llm/v1`.
-fn app(catalog: Catalog) -> Router {
+fn app(catalog: Catalog, log: &RequestLog) -> Router {
     let budgets = budgets();
+    // Every request becomes a row of the request log (the CostMeter is its sink).
     let gateway = Gateway::builder(catalog)
-        .cost_meter(CostMeterLayer::new().budgets(budgets.clone()))
+        .cost_meter(
+            CostMeterLayer::new()
+                .budgets(budgets.clone())
+                .sink(log.clone()),
+        )
         .build();
 
     // The edge services do not match paths: route them inside a small router and nest it.
@@ -105,7 +111,11 @@ fn app(catalog: Catalog) -> Router {
             auth,
         ));
 
-    Router::new().route("/", get(hello)).merge(authenticated)
+    // The log's API (`/api/v1/generation?id=…`, `/api/v1/generations`, `/api/v1/stats`,
+    // `POST /api/v1/feedback`): without an admin key, for clients on loopback only.
+    log.router(ApiAccess::new())
+        .route("/", get(hello))
+        .merge(authenticated)
 }
 
 /// The app's auth: a known bearer token or `401`. The user becomes the gateway's
@@ -165,13 +175,25 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    // A SQLite file of this run's own (`RequestLog::open("postgres://…")` for a shared one).
+    let db = std::env::temp_dir().join(format!("axum-embed-{}.db", std::process::id()));
+    let log = RequestLog::sqlite(&db.to_string_lossy(), LogOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     println!("listening on http://{bound}");
-    axum::serve(listener, app(catalog))
+    // The connect info tells the log's API which clients are on loopback.
+    let app = app(catalog, &log).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    log.flush(std::time::Duration::from_secs(5)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    served
 }
 
 // ---------------------------------------------------------------------------------------------

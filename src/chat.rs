@@ -178,6 +178,36 @@ impl Completion {
         }
     }
 
+    /// Sets the completion's `id` (the request's generation id), keeping its `created`.
+    pub fn set_id(&mut self, id: &str) {
+        match &mut *self.repr {
+            Repr::Typed(c) => {
+                c.id.clear();
+                c.id.push_str(id);
+            }
+            Repr::Raw(r) => r.set_id(id.to_owned()),
+        }
+    }
+
+    /// The first choice's finish reason (`stop`, `length`, …), if any. A pass-through's body
+    /// is searched for it, not parsed.
+    pub fn finish_reason(&self) -> Option<String> {
+        match &*self.repr {
+            Repr::Typed(c) => c
+                .choices
+                .first()
+                .and_then(|ch| ch.finish_reason)
+                .map(|f| f.as_str().to_owned()),
+            Repr::Raw(r) => {
+                let body = r.upstream_body();
+                let at = memchr::memmem::find(body, b"\"finish_reason\":\"")? + 17;
+                let rest = body.get(at..)?;
+                let end = memchr::memchr(b'"', rest)?.min(32);
+                std::str::from_utf8(&rest[..end]).ok().map(str::to_owned)
+            }
+        }
+    }
+
     /// The model id the client receives in `model`.
     pub fn model(&self) -> &str {
         match &*self.repr {

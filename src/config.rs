@@ -39,6 +39,16 @@
 //! shared = false                    # true: gateway keys share entries (each key has its own by default)
 //! # redis_url = "redis://127.0.0.1:6379/"   # share the cache, budgets and rate limits across instances (feature `redis`)
 //!
+//! [log]                             # the request log (feature `log-db`); off without path/url
+//! path = "switchboard.db"           # a SQLite file (created, migrated, WAL), or:
+//! # url = "postgres://user:pass@host/db"   # PostgreSQL, shared by several instances
+//! bodies = false                    # also keep the prompt and the answer text
+//! retention_days = 30               # rows older than this are pruned (0: kept forever)
+//! queue = 10000                     # rows waiting for the writer (more are dropped, counted)
+//!
+//! [admin]                           # the admin API (/api/v1/generations, /api/v1/stats)
+//! key_env = "SWITCHBOARD_ADMIN_KEY" # without it, admin routes answer loopback clients only
+//!
 //! [[keys]]                          # gateway API keys; none configured = no auth
 //! name = "team-a"                   # the caller (budgets, logs)
 //! key_env = "TEAM_A_KEY"            # or key = "sk-…", or key_sha256 = "<64 hex digits>"
@@ -85,6 +95,60 @@ pub struct GatewayConfig {
     pub server: ServerSettings,
     /// `[cost]` settings.
     pub cost: CostSettings,
+    /// `[log]` settings.
+    pub log: LogSettings,
+    /// `[admin]` settings.
+    pub admin: AdminSettings,
+}
+
+/// `[log]` settings: the request log (see `switchboard::request_log`, feature `log-db`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LogSettings {
+    /// A SQLite file (created and migrated at start, opened in WAL mode).
+    pub path: Option<String>,
+    /// A PostgreSQL URL (`postgres://…`), for several instances sharing one log.
+    pub url: Option<String>,
+    /// Keep the prompt and the answer text too (default false).
+    pub bodies: bool,
+    /// Rows older than this many days are pruned (0: kept forever).
+    pub retention_days: u32,
+    /// Rows waiting for the writer at most; more are dropped (and counted).
+    pub queue: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            url: None,
+            bodies: false,
+            retention_days: 30,
+            queue: 10_000,
+        }
+    }
+}
+
+impl LogSettings {
+    /// Whether a log is configured (`path` or `url`).
+    pub fn enabled(&self) -> bool {
+        self.path.is_some() || self.url.is_some()
+    }
+}
+
+/// `[admin]` settings: who may read every generation and the stats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// The admin key (from `key_env`); `None`: admin routes answer loopback clients only.
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    key_env: Option<String>,
 }
 
 /// `[cache]` settings.
@@ -298,6 +362,35 @@ impl GatewayConfig {
                 "cache.redis_url: this build has no Redis support (cargo feature `redis`)".into(),
             ));
         }
+        let log: LogSettings = match table.remove("log") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("log: {e}")))?,
+            None => LogSettings::default(),
+        };
+        if log.path.is_some() && log.url.is_some() {
+            return Err(config_error("log: give `path` or `url`, not both".into()));
+        }
+        if log.enabled() && !cfg!(feature = "log-db") {
+            return Err(config_error(
+                "log: this build has no request log (cargo feature `log-db`)".into(),
+            ));
+        }
+        let admin = match table.remove("admin") {
+            Some(v) => {
+                let f: AdminFile = v
+                    .try_into()
+                    .map_err(|e| config_error(format!("admin: {e}")))?;
+                AdminSettings {
+                    key: f
+                        .key_env
+                        .as_deref()
+                        .and_then(&env)
+                        .filter(|k| !k.trim().is_empty()),
+                }
+            }
+            None => AdminSettings::default(),
+        };
         let keys: Vec<KeyFile> = match table.remove("keys") {
             Some(v) => v
                 .try_into()
@@ -388,6 +481,8 @@ impl GatewayConfig {
             cache,
             server,
             cost,
+            log,
+            admin,
         })
     }
 }

@@ -8,6 +8,8 @@
 //! | [`ServedBy`] | Fallback (response) | CostMeter, the edge (headers) |
 //! | [`CacheStatus`] | ResponseCache (response) | CostMeter, the edge |
 //! | [`NativeRequest`] | the Messages edge | ProviderTranslate (a codec of the same format) |
+//! | [`GenerationId`] | the edge (request) | CostMeter (the answer's `id`, the record) |
+//! | [`Ingress`] | the edge (request) | CostMeter (the record) |
 
 use std::sync::Arc;
 
@@ -218,6 +220,59 @@ impl CacheStatus {
             Self::Miss => "MISS",
             Self::Bypass => "BYPASS",
         }
+    }
+}
+
+/// The request's generation id (`gen-…`, request extension): minted by the edge, sent as the
+/// `x-generation-id` header on every answer, written by the CostMeter as the completion's and
+/// the chunks' `id`, and the key of the request log's row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GenerationId(pub Arc<str>);
+
+impl GenerationId {
+    /// A fresh id: `gen-` and up to 32 hex digits (unique per process run, seeded by the clock
+    /// and the process id, so distinct across runs and instances in practice).
+    pub fn new() -> Self {
+        let mut s = String::with_capacity(4 + 32);
+        s.push_str("gen-");
+        s.push_str(crate::openai::unique_hex().as_str());
+        Self(s.into())
+    }
+
+    /// The id as a header value.
+    pub fn header_value(&self) -> http::HeaderValue {
+        http::HeaderValue::from_str(&self.0)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
+    }
+}
+
+impl Default for GenerationId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The wire format the request came in by (request extension, set by the edge): `chat`
+/// (`/v1/chat/completions`), `messages` (`/v1/messages`), or another edge's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ingress(pub &'static str);
+
+impl Ingress {
+    /// The format of a request path: the last path segments name it (`…/chat/completions` →
+    /// `chat`, `…/messages` → `messages`, `…/responses` → `responses`), else `other`.
+    pub fn from_path(path: &str) -> Self {
+        let p = path.trim_end_matches('/');
+        Self(
+            if p.ends_with("/chat/completions") || p == "chat/completions" {
+                "chat"
+            } else if p.ends_with("messages") {
+                "messages"
+            } else if p.ends_with("responses") {
+                "responses"
+            } else {
+                "other"
+            },
+        )
     }
 }
 

@@ -6,6 +6,9 @@ use http::HeaderName;
 /// The request id: taken from the client when it sends one, else made; echoed on every
 /// answer.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The request's generation id (`gen-…`), on every answer: the key of its request-log row
+/// and the completion's `id`.
+pub const GENERATION_ID: HeaderName = HeaderName::from_static("x-generation-id");
 /// The request id some providers (Anthropic) send instead of `x-request-id`.
 pub const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The model that served (response).

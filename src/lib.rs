@@ -116,6 +116,9 @@ pub mod keys;
 mod macros;
 pub mod openai;
 pub mod provider;
+#[cfg(feature = "log-db")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log-db")))]
+pub mod request_log;
 pub mod resolve;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]

@@ -119,6 +119,7 @@
 
 pub mod access_log;
 mod budget;
+mod details;
 mod estimate;
 pub mod future;
 mod handles;
@@ -152,7 +153,8 @@ pub use tab::BillingTab;
 use crate::catalog::Pricing;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{
-    Attempt, CacheStatus, CallerKey, Candidate, Cost, Route, ServedBy, UpstreamLatency,
+    Attempt, CacheStatus, CallerKey, Candidate, Cost, GenerationId, Route, ServedBy,
+    UpstreamLatency,
 };
 use crate::openai::{ChatRequest, Usage};
 use crate::{Error, ErrorKind};
@@ -203,6 +205,62 @@ pub struct CostRecord {
     pub stream: bool,
     /// The error, if the request failed.
     pub error: Option<ErrorKind>,
+    /// The request's generation id ([`GenerationId`], from the edge; the answer's `id`).
+    pub generation_id: Option<Arc<str>>,
+    /// When the request reached the meter.
+    pub created_at: std::time::SystemTime,
+    /// What the client asked for: a model id, an alias, a split or `auto`.
+    pub requested: Option<Arc<str>>,
+    /// The request's task (`x-switchboard-task`, else `metadata.task`), at most 256 bytes.
+    pub task: Option<String>,
+    /// The request's `user`, at most 256 bytes.
+    pub user: Option<String>,
+    /// The wire format it came in by ([`Ingress`](crate::ext::Ingress): `chat`, `messages`…).
+    pub ingress: Option<&'static str>,
+    /// The first choice's finish reason (`stop`, `length`, `tool_calls`…).
+    pub finish_reason: Option<String>,
+    /// Time the serving upstream took (whole answers: until its body was read; streams: from
+    /// the first output to the end).
+    pub generation_time: Option<Duration>,
+    /// The client went away before the end of the answer.
+    pub cancelled: bool,
+    /// The request's messages as JSON, for a sink whose [`CostSink::wants_bodies`] (at most
+    /// 1 MiB).
+    pub prompt: Option<String>,
+    /// The answer's text (streams: the content deltas; whole answers: the first choice's
+    /// content), for a sink whose [`CostSink::wants_bodies`] (at most 1 MiB).
+    pub answer: Option<String>,
+}
+
+impl Default for CostRecord {
+    /// An empty record made now (for sinks' tests and replays: set the fields after).
+    fn default() -> Self {
+        Self {
+            caller: None,
+            provider: None,
+            model: None,
+            attempts: Vec::new(),
+            usage: None,
+            usage_estimated: false,
+            cost: None,
+            latency: Duration::ZERO,
+            time_to_first_token: None,
+            cache: None,
+            stream: false,
+            error: None,
+            generation_id: None,
+            created_at: std::time::SystemTime::now(),
+            requested: None,
+            task: None,
+            user: None,
+            ingress: None,
+            finish_reason: None,
+            generation_time: None,
+            cancelled: false,
+            prompt: None,
+            answer: None,
+        }
+    }
 }
 
 /// Receives one [`CostRecord`] per request. Called on the request's task: keep it quick
@@ -210,6 +268,17 @@ pub struct CostRecord {
 pub trait CostSink: Send + Sync + 'static {
     /// Records one request.
     fn record(&self, record: &CostRecord);
+
+    /// Records one request, taking the record (a sink that keeps it avoids a copy); calls
+    /// [`record`](Self::record) by default.
+    fn record_owned(&self, record: CostRecord) {
+        self.record(&record);
+    }
+
+    /// Whether the records should carry the prompt and the answer (default `false`).
+    fn wants_bodies(&self) -> bool {
+        false
+    }
 }
 
 impl<F: Fn(&CostRecord) + Send + Sync + 'static> CostSink for F {
@@ -435,6 +504,13 @@ pub(crate) struct Meter {
     request_id: Option<http::HeaderValue>,
     /// Metric handles, looked up once the serving target is known.
     handles: Option<Arc<Handles>>,
+    /// The answer's `id`.
+    generation: Option<GenerationId>,
+    /// The record's request facts (with a sink only).
+    details: Option<Box<details::Details>>,
+    upstream_latency: Option<Duration>,
+    /// The client went away before the end.
+    cancelled: bool,
 }
 
 impl Meter {
@@ -610,7 +686,35 @@ impl Meter {
             None => finished!(tracing::Level::INFO),
         }
         if let Some(sink) = &self.config.sink {
-            sink.record(&CostRecord {
+            let d = self.details.take();
+            let generation_time = match (self.stream, ttft) {
+                (true, Some(t)) => Some(latency.saturating_sub(t)),
+                _ => self.upstream_latency,
+            };
+            let (created_at, requested, task, user, ingress, prompt, answer, finish_reason) =
+                match d.map(|d| *d) {
+                    Some(d) => (
+                        d.created_at,
+                        Some(d.requested),
+                        d.task,
+                        d.user,
+                        d.ingress,
+                        d.prompt,
+                        d.answer,
+                        d.finish_reason,
+                    ),
+                    None => (
+                        std::time::SystemTime::now(),
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    ),
+                };
+            sink.record_owned(CostRecord {
                 caller: self.caller.clone(),
                 provider: self.served.as_ref().map(|s| s.provider.clone()),
                 model: self.served.as_ref().map(|s| s.model.clone()),
@@ -628,6 +732,17 @@ impl Meter {
                 cache: self.cache,
                 stream: self.stream,
                 error,
+                generation_id: self.generation.take().map(|g| g.0),
+                created_at,
+                requested,
+                task,
+                user,
+                ingress,
+                finish_reason,
+                generation_time,
+                cancelled: self.cancelled,
+                prompt,
+                answer,
             });
         }
     }
@@ -663,7 +778,8 @@ struct Dispatched {
 
 impl Drop for Dispatched {
     fn drop(&mut self) {
-        if let Some(meter) = self.meter.take() {
+        if let Some(mut meter) = self.meter.take() {
+            meter.cancelled = true;
             self.tab.adopt(tab::Orphan {
                 meter,
                 streamed_bytes: 0,
@@ -729,6 +845,13 @@ where
                 }
             }
             let chat = req.body().clone();
+            let details = config.sink.as_ref().map(|sink| {
+                Box::new(details::Details::new(
+                    &req,
+                    route.as_ref(),
+                    sink.wants_bodies(),
+                ))
+            });
             let prompt_estimate = input_estimate(&chat);
             let worst = estimate(&config, route.as_ref(), &chat, prompt_estimate, budgeted);
             let mut reservation = None;
@@ -769,6 +892,10 @@ where
                     .get::<crate::edge::RequestId>()
                     .map(|id| id.0.clone()),
                 handles: None,
+                generation: req.extensions().get::<GenerationId>().cloned(),
+                details,
+                upstream_latency: None,
+                cancelled: false,
             };
             drop(chat);
             let svc = match tower::ServiceExt::ready(&mut inner).await {
@@ -819,6 +946,19 @@ where
                     if let Some(up) = parts.extensions.get::<UpstreamLatency>() {
                         let overhead = meter.started.elapsed().saturating_sub(up.0);
                         meter.handles().overhead.record(overhead.as_secs_f64());
+                        meter.upstream_latency = Some(up.0);
+                    }
+                    if let Some(g) = &meter.generation {
+                        whole.set_id(&g.0);
+                    }
+                    if let Some(d) = meter.details.as_deref_mut() {
+                        d.finish_reason = whole.finish_reason();
+                        if d.answer.is_some() {
+                            d.answer = whole.to_typed().ok().and_then(|c| {
+                                let text = c.choices.into_iter().next()?.message.content?;
+                                Some(details::cut(text, details::MAX_BODY_BYTES))
+                            });
+                        }
                     }
                     let cost = whole.usage_mut().as_mut().and_then(|u| meter.annotate(u));
                     if let Some(cost) = cost {

@@ -53,6 +53,17 @@ impl MeteredStream {
         if self.ttft.is_none() {
             self.first_output(chunk);
         }
+        if let Some(meter) = self.meter.as_mut() {
+            if let Some(g) = &meter.generation {
+                if chunk.id != *g.0 {
+                    chunk.id.clear();
+                    chunk.id.push_str(&g.0);
+                }
+            }
+            if let Some(d) = meter.details.as_deref_mut() {
+                d.observe(chunk);
+            }
+        }
         self.streamed_bytes += chunk_output_bytes(chunk);
         if let Some(u) = chunk.usage.as_mut() {
             self.priced(u);
@@ -130,6 +141,9 @@ impl Drop for MeteredStream {
         // The client hung up before the end. Without the usage chunk the meter stays on the
         // tab: a layer below that finishes the upstream answer anyway (for the requests that
         // follow it) reports the real usage there; else it is billed from what streamed.
+        if let Some(meter) = self.meter.as_mut() {
+            meter.cancelled = true;
+        }
         if self.usage.is_none() {
             if let (Some(meter), Some(tab)) = (self.meter.take(), self.tab.take()) {
                 tab.adopt(Orphan {

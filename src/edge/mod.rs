@@ -63,7 +63,8 @@ pub use responses::{Responses, ResponsesLayer};
 
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{CacheStatus, Cost, ServedBy, UpstreamRequestId};
+use crate::ext::{CacheStatus, Cost, GenerationId, Ingress, ServedBy, UpstreamRequestId};
+use crate::headers::GENERATION_ID;
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::openai::ChatRequest;
 use crate::{BoxError, Error, ErrorKind};
@@ -236,6 +237,7 @@ where
                     let id = request_id(req.headers());
                     let mut resp = error_response(&e);
                     resp.headers_mut().insert(REQUEST_ID, id.0);
+                    stamp_generation(resp.headers_mut(), &generation_id(req.extensions()));
                     return future::ResponseFuture::new(Box::pin(std::future::ready(Ok(resp))));
                 }
             },
@@ -267,8 +269,11 @@ where
         parts.extensions.insert(p);
     }
     let id = request_id(&parts.headers);
+    let generation = generation_id(&parts.extensions);
+    parts.extensions.insert(generation.clone());
     let mut resp = answer(inner, config, &mut parts, body, &id).await;
     resp.headers_mut().insert(REQUEST_ID, id.0);
+    stamp_generation(resp.headers_mut(), &generation);
     resp
 }
 
@@ -352,6 +357,20 @@ pub use crate::headers::REQUEST_ID;
 /// The request's id (request extension), from `x-request-id` or generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub HeaderValue);
+
+/// The request's [`GenerationId`]: the one already in `extensions` (an outer layer's), else a
+/// fresh one.
+fn generation_id(extensions: &http::Extensions) -> GenerationId {
+    extensions
+        .get::<GenerationId>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Sends the generation id as `x-generation-id`.
+fn stamp_generation(h: &mut HeaderMap, id: &GenerationId) {
+    h.insert(GENERATION_ID, id.header_value());
+}
 
 fn request_id(headers: &HeaderMap) -> RequestId {
     if let Some(v) = headers
@@ -581,6 +600,14 @@ fn typed_request(
     *typed.headers_mut() = std::mem::take(&mut parts.headers);
     *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
     typed.extensions_mut().insert(id.clone());
+    // Every ingress has a generation id and says which format it came in by.
+    if typed.extensions().get::<GenerationId>().is_none() {
+        typed.extensions_mut().insert(GenerationId::new());
+    }
+    if typed.extensions().get::<Ingress>().is_none() {
+        let ingress = Ingress::from_path(typed.uri().path());
+        typed.extensions_mut().insert(ingress);
+    }
     typed
 }
 

@@ -422,6 +422,15 @@ impl ClientKeysLayer {
         Ok(PresentedKey(d))
     }
 
+    /// The name of the key a request presents (its [`CallerKey`]); a 401 when it is missing
+    /// or unknown. For APIs beside the chat routes (the request log's).
+    pub fn key_name(&self, headers: &http::HeaderMap) -> Result<Arc<str>, Error> {
+        let presented = self.authenticate(headers)?;
+        self.by_digest(&presented.0)
+            .map(|p| p.name.clone())
+            .ok_or_else(|| Error::new(ErrorKind::Unauthorized, "invalid API key"))
+    }
+
     /// The key, its allow-list, and what the request asks of the key's buckets.
     fn check(&self, req: &ChatHttpRequest) -> Result<Admission, Error> {
         let presented = match req.extensions().get::<PresentedKey>() {

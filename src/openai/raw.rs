@@ -32,7 +32,7 @@ pub struct RawCompletion {
     model: Arc<str>,
     provider: Arc<str>,
     /// A new `id` and `created` to write (a cache hit's), else the body's are kept.
-    identity: Option<(String, u64)>,
+    identity: Option<(String, Option<u64>)>,
 }
 
 impl RawCompletion {
@@ -122,6 +122,12 @@ impl RawCompletion {
 
     /// Writes `id` and `created` instead of the body's (a stored answer served again).
     pub fn set_identity(&mut self, id: String, created: u64) {
+        self.identity = Some((id, Some(created)));
+    }
+
+    /// Writes `id` instead of the body's, keeping its `created` (the request's generation id).
+    pub fn set_id(&mut self, id: String) {
+        let created = self.identity.take().and_then(|(_, c)| c);
         self.identity = Some((id, created));
     }
 
@@ -143,9 +149,9 @@ impl RawCompletion {
         if let Some(s) = &self.provider_span {
             edits[2] = (s.start, Edit::Provider);
         }
-        if self.identity.is_some() {
+        if let Some((_, created)) = &self.identity {
             edits[3] = (self.id_span.start, Edit::Id);
-            if let Some(s) = &self.created_span {
+            if let (Some(s), Some(_)) = (&self.created_span, created) {
                 edits[4] = (s.start, Edit::Created);
             }
         }
@@ -176,7 +182,7 @@ impl RawCompletion {
                     self.id_span.end
                 }
                 Edit::Created => {
-                    if let Some((_, created)) = &self.identity {
+                    if let Some((_, Some(created))) = &self.identity {
                         out.extend_from_slice(itoa::Buffer::new().format(*created).as_bytes());
                     }
                     self.created_span.as_ref().map_or(start, |s| s.end)
@@ -193,7 +199,7 @@ impl RawCompletion {
             out.extend_from_slice(b",\"provider\":");
             write_json(&mut out, &*self.provider);
         }
-        if let (None, Some((_, created))) = (&self.created_span, &self.identity) {
+        if let (None, Some((_, Some(created)))) = (&self.created_span, &self.identity) {
             out.extend_from_slice(b",\"created\":");
             out.extend_from_slice(itoa::Buffer::new().format(*created).as_bytes());
         }
@@ -210,6 +216,12 @@ impl RawCompletion {
         })?;
         finish_completion(&mut c, &self.model, &self.provider);
         c.usage.clone_from(&self.usage);
+        if let Some((id, created)) = &self.identity {
+            c.id.clone_from(id);
+            if let Some(created) = created {
+                c.created = *created;
+            }
+        }
         Ok(c)
     }
 }

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/messages/count_tokens`,
-//! `GET /v1/models`, `GET /metrics` (Prometheus),
+//! `GET /v1/models`, `GET /metrics` (Prometheus), with a `[log]` the request log's API
+//! (`/api/v1/generation`, `/api/v1/generations`, `/api/v1/feedback`, `/api/v1/stats`, see
+//! [`crate::request_log`]),
 //! `GET /health` (liveness), `GET /ready` (at least one provider endpoint not cooling down).
 //! Every other path answers an OpenAI-style 404.
 //!
@@ -113,6 +115,7 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     _demo: Option<DemoProviders>,
+    log: Option<crate::request_log::RequestLog>,
 }
 
 impl Running {
@@ -132,10 +135,26 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        let started = tokio::time::Instant::now();
         if tokio::time::timeout(grace, &mut self.server).await.is_err() {
             tracing::warn!(?grace, "in-flight requests did not finish in time; closing");
             self.server.abort();
         }
+        // The request log's queued rows, within what is left of the grace period (at least
+        // a second).
+        if let Some(log) = &self.log {
+            let left = grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            if !log.flush(left).await {
+                tracing::warn!("the request log was not flushed in time");
+            }
+        }
+    }
+
+    /// The request log, when the config has one (`[log]`).
+    pub fn request_log(&self) -> Option<&crate::request_log::RequestLog> {
+        self.log.as_ref()
     }
 }
 
@@ -153,7 +172,7 @@ impl Drop for Running {
 /// cannot be bound, demo providers that cannot start.
 pub async fn start(options: &Options) -> Result<Running, String> {
     let wired = wiring::build(options).await?;
-    let app = routes::router(&wired.gateway);
+    let app = routes::router(&wired.gateway, wired.log.as_ref());
     let addr: SocketAddr = options
         .listen
         .parse()
@@ -174,5 +193,6 @@ pub async fn start(options: &Options) -> Result<Running, String> {
         shutdown: Some(tx),
         server,
         _demo: wired.demo,
+        log: wired.log.map(|(log, _)| log),
     })
 }

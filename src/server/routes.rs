@@ -10,10 +10,21 @@ use crate::Gateway;
 
 use super::telemetry;
 
-pub(super) fn router(gateway: &Gateway) -> Router {
+pub(super) fn router(
+    gateway: &Gateway,
+    log: Option<&(
+        crate::request_log::RequestLog,
+        crate::request_log::ApiAccess,
+    )>,
+) -> Router {
     let metrics = telemetry::prometheus();
     let ready_gateway = gateway.clone();
+    let api = match log {
+        Some((log, access)) => log.router(access.clone()),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(api)
         .route_service("/v1/chat/completions", gateway.chat_completions())
         .route_service("/v1/messages", gateway.messages())
         .route_service("/v1/responses", gateway.responses())

@@ -19,6 +19,11 @@ pub(super) struct Wired {
     pub(super) server: ServerSettings,
     pub(super) notes: Vec<String>,
     pub(super) demo: Option<DemoProviders>,
+    /// The request log and who may read it through the API.
+    pub(super) log: Option<(
+        crate::request_log::RequestLog,
+        crate::request_log::ApiAccess,
+    )>,
 }
 
 /// `examples/gateway.toml`, built in.
@@ -155,6 +160,36 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     if let Some(log) = super::telemetry::access_log() {
         cost = cost.access_log(log);
     }
+    let mut request_log = None;
+    if config.log.enabled() {
+        let l = &config.log;
+        let url = match (&l.url, &l.path) {
+            (Some(url), _) => url.clone(),
+            (None, Some(path)) => format!("sqlite://{path}"),
+            (None, None) => String::new(),
+        };
+        let options = crate::request_log::LogOptions::default()
+            .bodies(l.bodies)
+            .retention_days(l.retention_days)
+            .queue(l.queue);
+        let log = crate::request_log::RequestLog::open(&url, options)
+            .await
+            .map_err(|e| format!("log: {}", e.message()))?;
+        notes.push(match &l.path {
+            Some(path) => format!("request log in {path} (SQLite)"),
+            None => "request log in PostgreSQL".to_owned(),
+        });
+        cost = cost.sink(log.clone());
+        let mut access = crate::request_log::ApiAccess::new().client_keys(keys.clone());
+        match &config.admin.key {
+            Some(k) => access = access.admin_key(k),
+            None => notes.push(
+                "no admin key ([admin] key_env): /api/v1 admin routes answer loopback clients only"
+                    .to_owned(),
+            ),
+        }
+        request_log = Some((log, access));
+    }
     let mut builder = builder
         .client_keys(keys)
         .cost_meter(cost)
@@ -176,5 +211,6 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         server: config.server,
         notes,
         demo,
+        log: request_log,
     })
 }

@@ -247,16 +247,31 @@ async fn axum_embed_auth_budgets_and_streams() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(r.header("x-switchboard-model"), Some("openai/gpt-4o-mini"));
         let j = r.json();
-        // The OpenAI demo's first request: the refused ones above reached no provider.
-        assert_eq!(
-            j["id"], "chatcmpl-demo1",
-            "nothing reached a provider before"
-        );
+        // The completion's id is its generation id, the key of its request-log row.
+        let id = r
+            .header("x-generation-id")
+            .expect("a generation id")
+            .to_owned();
+        assert_eq!(j["id"], id);
         assert_eq!(
             j["choices"][0]["message"]["content"],
             "Hello from the demo openai provider! You said: Hello there"
         );
         assert!(j["usage"]["cost"].as_f64().unwrap() > 0.0);
+
+        // The request log's API, mounted beside the app's routes: the row says who and what.
+        let waited = tokio::time::Instant::now();
+        let row = loop {
+            let r = http.get(&format!("/api/v1/generation?id={id}"), None).await;
+            if r.status == StatusCode::OK {
+                break r.json();
+            }
+            assert!(waited.elapsed() < Duration::from_secs(10), "{}", r.text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(row["data"]["api_key_name"], "alice");
+        assert_eq!(row["data"]["model"], "openai/gpt-4o-mini");
+        assert_eq!(row["data"]["total_cost"], j["usage"]["cost"]);
 
         // Streaming, with the usage chunk the client asked for.
         let mut body = hello("balanced", "stream this please");

@@ -650,3 +650,86 @@ async fn an_idle_keep_alive_connection_is_closed() {
         start.elapsed()
     );
 }
+
+/// The request log's API (`/api/v1/*`): oversized query strings and bodies, unknown or
+/// repeated parameters, bad encodings, ids, cursors and methods are short OpenAI-shaped
+/// errors with their proper statuses, and the gateway keeps serving.
+#[tokio::test]
+async fn the_log_api_refuses_hostile_queries_and_bodies() {
+    let g = gateway(ConnLimits::default()).await;
+    let get = |path: String| {
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes()
+    };
+    let long_id = "g".repeat(300);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (
+            get(format!("/api/v1/generation?id={}", "a".repeat(5000))),
+            414,
+        ),
+        (get(format!("/api/v1/generation?id={long_id}")), 400),
+        (get("/api/v1/generation".into()), 400),
+        (get("/api/v1/generation?id=a&id=b".into()), 400),
+        (get("/api/v1/generation?nope=1".into()), 400),
+        (get("/api/v1/generation?id=%ff%fe".into()), 400),
+        (get("/api/v1/generation?id=%zz".into()), 400),
+        (get("/api/v1/generation?id=gen-unknown".into()), 404),
+        (get("/api/v1/generations?cursor=garbage".into()), 400),
+        (get("/api/v1/generations?cursor=1_".into()), 400),
+        (
+            get("/api/v1/generations?sort=-cost&cursor=NaN_gen-x".into()),
+            400,
+        ),
+        (get("/api/v1/generations?limit=-1".into()), 400),
+        (get("/api/v1/generations?status=999".into()), 400),
+        (get("/api/v1/generations?from=2024-99-99".into()), 400),
+        (get("/api/v1/generations?format=xml".into()), 400),
+        (get("/api/v1/stats?group_by=model,model".into()), 400),
+        (get("/api/v1/stats?group_by=password".into()), 400),
+        (
+            get("/api/v1/stats?group_by=model,key,task,day,hour".into()),
+            400,
+        ),
+        (post_to("/api/v1/generation", "{}"), 405),
+        (get("/api/v1/feedback".into()), 405),
+        (post_to("/api/v1/feedback", "{"), 400),
+        (
+            post_to(
+                "/api/v1/feedback",
+                r#"{"generation_id":"x","score":1,"extra":1}"#,
+            ),
+            400,
+        ),
+        (
+            post_to("/api/v1/feedback", r#"{"generation_id":"x","score":1e309}"#),
+            400,
+        ),
+        (
+            post_to(
+                "/api/v1/feedback",
+                &format!(
+                    r#"{{"generation_id":"x","score":1,"comment":"{}"}}"#,
+                    "c".repeat(20_000)
+                ),
+            ),
+            413,
+        ),
+        (
+            post_to(
+                "/api/v1/feedback",
+                r#"{"generation_id":"gen-none","score":0.5}"#,
+            ),
+            404,
+        ),
+    ];
+    for (req, want) in cases {
+        let (status, answer) = raw(g.addr(), &req, Duration::from_secs(5)).await;
+        let head = String::from_utf8_lossy(&req[..req.len().min(80)]).into_owned();
+        assert_eq!(status, want, "{head}: {answer}");
+        let v: Value = serde_json::from_str(body_of(&answer))
+            .unwrap_or_else(|e| panic!("{head}: {e}: {answer}"));
+        assert!(v["error"]["message"].is_string(), "{head}: {answer}");
+        assert!(answer.len() < 4096, "{head}: a short answer");
+    }
+    still_serves(g.addr(), Duration::from_secs(5)).await;
+    g.shutdown(Duration::from_secs(5)).await;
+}

@@ -23,6 +23,8 @@ mod rate_limits;
 mod reasoning;
 #[cfg(feature = "server")]
 mod reliability;
+#[cfg(feature = "log-db")]
+mod request_log;
 mod responses;
 #[cfg(feature = "demo")]
 mod secrets;

@@ -745,11 +745,16 @@ async fn same_format_answers_come_back_as_the_provider_sent_them_with_the_cost()
     let a = post(&g, &req).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let (rest, cost) = without_cost(&a.body);
-    // As sent, with the gateway's model id (as the request had it replaced) and the cost.
-    let gateway_model = |s: &str| s.replace(r#""model":"claude-x""#, r#""model":"anth/claude-x""#);
+    // As sent, with the gateway's id and model id (as the request had it replaced), and the
+    // cost.
+    let gateway = |s: &str, a: &Answer, id: &str| {
+        let generation = a.headers["x-generation-id"].to_str().unwrap();
+        s.replace(r#""model":"claude-x""#, r#""model":"anth/claude-x""#)
+            .replace(id, &format!("msg_{generation}"))
+    };
     assert_eq!(
         rest,
-        gateway_model(NATIVE_ANSWER),
+        gateway(NATIVE_ANSWER, &a, "msg_01"),
         "every block and field as sent"
     );
     assert!((cost - expected_cost).abs() < 1e-12, "{cost}");
@@ -759,7 +764,11 @@ async fn same_format_answers_come_back_as_the_provider_sent_them_with_the_cost()
     let a = post(&g, &req).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let (rest, cost) = without_cost(&a.body);
-    assert_eq!(rest, gateway_model(NATIVE_STREAM), "every event as sent");
+    assert_eq!(
+        rest,
+        gateway(NATIVE_STREAM, &a, "msg_02"),
+        "every event as sent"
+    );
     assert!((cost - expected_cost).abs() < 1e-12, "{cost}");
     let msg = well_formed(&events(&a.body));
     assert_eq!(msg["stop_sequence"], "END");

@@ -127,7 +127,7 @@ pub use stream::StreamEncoder;
 
 use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{NativeAnswer, NativeFormat, NativeRequest, ServedBy};
+use crate::ext::{GenerationId, NativeAnswer, NativeFormat, NativeRequest, ServedBy};
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::{BoxError, Error};
 
@@ -227,7 +227,9 @@ fn authenticate(
             Ok(p) => Ok(Some(p)),
             Err(e) => {
                 let id = request_id(headers);
-                Err(Box::new(with_id(error_response(&e), id)))
+                let mut resp = with_id(error_response(&e), id);
+                super::stamp_generation(resp.headers_mut(), &GenerationId::new());
+                Err(Box::new(resp))
             }
         },
         None => Ok(None),
@@ -260,8 +262,11 @@ where
         parts.extensions.insert(p);
     }
     let id = request_id(&parts.headers);
-    let resp = answer(inner, config, &mut parts, body, &id).await;
-    with_id(resp, id)
+    let generation = super::generation_id(&parts.extensions);
+    parts.extensions.insert(generation.clone());
+    let mut resp = with_id(answer(inner, config, &mut parts, body, &id).await, id);
+    super::stamp_generation(resp.headers_mut(), &generation);
+    resp
 }
 
 /// Reads and converts the body under the edge's limits.
@@ -333,6 +338,7 @@ where
             native.headers.append(name, v.clone());
         }
     }
+    let generation = parts.extensions.get::<GenerationId>().cloned();
     let mut typed = super::typed_request(parts, chat, id);
     typed.extensions_mut().insert(native);
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
@@ -346,7 +352,7 @@ where
                 span.record("gen_ai.provider.name", &*served.provider);
                 span.record("gen_ai.response.model", &*served.model);
             }
-            render(resp)
+            render(resp, generation.as_ref().map(|g| &*g.0))
         }
         Err(e) => {
             span.in_scope(|| {
@@ -373,7 +379,7 @@ fn json_bytes(bytes: Bytes) -> http::Response<EdgeBody> {
     r
 }
 
-fn render(resp: ChatHttpResponse) -> http::Response<EdgeBody> {
+fn render(resp: ChatHttpResponse, generation: Option<&str>) -> http::Response<EdgeBody> {
     let (parts, answer) = resp.into_parts();
     let native = parts
         .extensions
@@ -384,7 +390,13 @@ fn render(resp: ChatHttpResponse) -> http::Response<EdgeBody> {
         ChatResponse::Complete(c) if native.is_some() => {
             let body = native.map(|n| &n.body[..]).unwrap_or_default();
             let cost = c.usage().and_then(|u| u.cost);
-            json_bytes(Bytes::from(response::native_message(body, c.model(), cost)))
+            let id = generation.unwrap_or_default();
+            json_bytes(Bytes::from(response::native_message(
+                body,
+                id,
+                c.model(),
+                cost,
+            )))
         }
         ChatResponse::Complete(c) => match c.into_typed() {
             Ok(c) => json_response(&response::message_json(&c)),

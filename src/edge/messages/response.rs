@@ -59,19 +59,24 @@ pub(crate) fn cost_member(cost: f64) -> Vec<u8> {
     m
 }
 
-/// An Anthropic target's own answer, with the gateway's `model` id (as the request had it
-/// replaced) and `cost` added to its usage.
-pub(crate) fn native_message(body: &[u8], model: &str, cost: Option<f64>) -> Vec<u8> {
-    let body =
-        crate::openai::replace_member_str(body, "model", model).unwrap_or_else(|| body.to_vec());
+/// An Anthropic target's own answer, with the gateway's `id` (`msg_` and the generation id)
+/// and `model` id (as the request had it replaced), and `cost` added to its usage.
+pub(crate) fn native_message(body: &[u8], id: &str, model: &str, cost: Option<f64>) -> Vec<u8> {
+    let body = gateway_ids(body, id, model).unwrap_or_else(|| body.to_vec());
     cost.and_then(|c| crate::openai::add_to_member(&body, b"usage", &cost_member(c)))
         .unwrap_or(body)
 }
 
-/// A `message_start` event's data with the gateway's `model` id in its `message`.
-pub(crate) fn native_start(data: &[u8], model: &str) -> Option<Vec<u8>> {
+/// A message object with the gateway's `id` and `model`.
+fn gateway_ids(message: &[u8], id: &str, model: &str) -> Option<Vec<u8>> {
+    let m = crate::openai::replace_member_str(message, "model", model)?;
+    crate::openai::replace_member_str(&m, "id", &message_id(id))
+}
+
+/// A `message_start` event's data with the gateway's `id` and `model` in its `message`.
+pub(crate) fn native_start(data: &[u8], id: &str, model: &str) -> Option<Vec<u8>> {
     let span = crate::openai::top_level_member(data, b"message")?;
-    let message = crate::openai::replace_member_str(data.get(span.clone())?, "model", model)?;
+    let message = gateway_ids(data.get(span.clone())?, id, model)?;
     let mut out = Vec::with_capacity(data.len() + model.len());
     out.extend_from_slice(&data[..span.start]);
     out.extend_from_slice(&message);

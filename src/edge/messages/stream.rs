@@ -141,7 +141,7 @@ impl StreamEncoder {
         if self.native {
             if let Some(events) = &c.native {
                 let cost = c.usage.as_ref().and_then(|u| u.cost);
-                write_native(events, &c.model, cost, out);
+                write_native(events, &c.id, &c.model, cost, out);
             }
             return;
         }
@@ -293,9 +293,9 @@ impl StreamEncoder {
     }
 }
 
-/// Appends a provider's own events, with the gateway's `model` id in `message_start` and
-/// `cost` added to the usage of `message_delta`.
-fn write_native(events: &[u8], model: &str, cost: Option<f64>, out: &mut Vec<u8>) {
+/// Appends a provider's own events, with the gateway's `id` and `model` in `message_start`
+/// and `cost` added to the usage of `message_delta`.
+fn write_native(events: &[u8], id: &str, model: &str, cost: Option<f64>, out: &mut Vec<u8>) {
     const START: &[u8] = b"event: message_start\ndata: ";
     const DELTA: &[u8] = b"event: message_delta\ndata: ";
     let mut rest = events;
@@ -311,7 +311,7 @@ fn write_native(events: &[u8], model: &str, cost: Option<f64>, out: &mut Vec<u8>
                 .map(|d| (prefix, d))
         };
         let spliced = match (one_line(START), one_line(DELTA)) {
-            (Some((p, data)), _) => super::response::native_start(data, model).map(|d| (p, d)),
+            (Some((p, data)), _) => super::response::native_start(data, id, model).map(|d| (p, d)),
             (_, Some((p, data))) => cost
                 .and_then(|c| {
                     crate::openai::add_to_member(data, b"usage", &super::response::cost_member(c))

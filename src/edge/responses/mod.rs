@@ -117,7 +117,7 @@ use super::{
     REQUEST_ID,
 };
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::ServedBy;
+use crate::ext::{GenerationId, ServedBy};
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::{BoxError, Error};
 
@@ -197,7 +197,8 @@ where
             Some(keys) => match keys.authenticate(req.headers()) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    let resp = with_id(error_response(&e), request_id(req.headers()));
+                    let mut resp = with_id(error_response(&e), request_id(req.headers()));
+                    super::stamp_generation(resp.headers_mut(), &GenerationId::new());
                     return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(
                         resp,
                     ))));
@@ -236,8 +237,11 @@ where
         parts.extensions.insert(p);
     }
     let id = request_id(&parts.headers);
-    let resp = answer(inner, config, &mut parts, body, &id).await;
-    with_id(resp, id)
+    let generation = super::generation_id(&parts.extensions);
+    parts.extensions.insert(generation.clone());
+    let mut resp = with_id(answer(inner, config, &mut parts, body, &id).await, id);
+    super::stamp_generation(resp.headers_mut(), &generation);
+    resp
 }
 
 async fn read_and_parse<B>(
@@ -273,7 +277,7 @@ where
             return error_response(&e);
         }
     };
-    let (chat, echo) = (parsed.chat, parsed.echo);
+    let (chat, mut echo) = (parsed.chat, parsed.echo);
     let span = tracing::debug_span!(
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
@@ -289,6 +293,9 @@ where
         ingress = "responses",
     );
     let typed = super::typed_request(parts, chat, id);
+    if let Some(g) = typed.extensions().get::<GenerationId>() {
+        echo.set_generation(&g.0);
+    }
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
         // The response starts now; the stack's answer (or failure) follows in the body.
         let pending = Box::pin(inner.oneshot(typed).instrument(span));

@@ -17,6 +17,8 @@ pub(crate) const ENVELOPE: &str = "switchboard.v1:";
 pub(crate) struct Echo {
     model: String,
     fields: Arc<Map<String, Value>>,
+    /// The response's `id`: `resp_` and the generation id.
+    id: String,
 }
 
 impl Echo {
@@ -24,7 +26,18 @@ impl Echo {
         Self {
             model,
             fields: Arc::new(fields),
+            id: new_id("resp_"),
         }
+    }
+
+    /// The response id for the request's generation id (`resp_gen-…`).
+    pub(crate) fn set_generation(&mut self, generation: &str) {
+        self.id = format!("resp_{generation}");
+    }
+
+    /// The response's `id`.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
     }
 
     /// The model the client asked for.
@@ -252,7 +265,7 @@ pub(crate) fn response_json(c: &ChatCompletion, echo: &Echo) -> Value {
     }
     let (status, incomplete) = end_status(finish);
     let head = Head {
-        id: &new_id("resp_"),
+        id: echo.id(),
         created_at: c.created,
         model: &c.model,
         status,

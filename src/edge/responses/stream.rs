@@ -78,11 +78,11 @@ impl StreamEncoder {
     /// A fresh encoder; `echo` holds the request fields each response object repeats.
     pub(crate) fn new(echo: Echo) -> Self {
         Self {
+            id: echo.id().to_owned(),
             echo,
             seq: 0,
             started: false,
             done: false,
-            id: new_id("resp_"),
             created: 0,
             model: String::new(),
             output: Vec::new(),

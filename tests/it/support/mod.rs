@@ -2,6 +2,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod answers;
+#[cfg(feature = "log-db")]
+pub mod postgres_server;
 pub mod served;
 
 use std::sync::Arc;

@@ -1,0 +1,289 @@
+//! The database: one code path for SQLite and PostgreSQL (sqlx's `Any` driver, portable SQL
+//! with `$n` parameters), the versioned migrations in `migrations/`, the batched insert and
+//! the retention prune.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::cost::CostRecord;
+use crate::ext::GenerationId;
+use crate::{Error, ErrorKind};
+
+/// The migrations, in order: (version, name, SQL). Each runs once, in a transaction.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "request_log",
+    include_str!("../../migrations/0001_request_log.sql"),
+)];
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool on the log's database.
+#[derive(Debug, Clone)]
+pub(super) struct Db {
+    pub(super) pool: AnyPool,
+    pub(super) kind: Kind,
+}
+
+pub(super) fn db_error(e: sqlx::Error) -> Error {
+    Error::new(ErrorKind::Overloaded, "the request log is unavailable").with_source(e)
+}
+
+impl Db {
+    /// Connects, sets SQLite's WAL mode, and runs the migrations not yet applied.
+    pub(super) async fn connect(url: &str) -> Result<Self, Error> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            Kind::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Kind::Postgres
+        } else {
+            return Err(Error::invalid_request(
+                "the request log needs a sqlite: or postgres:// URL",
+            ));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match kind {
+                Kind::Sqlite => 4,
+                Kind::Postgres => 8,
+            })
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Overloaded,
+                    format!("cannot open the request log: {e}"),
+                )
+            })?;
+        let db = Self { pool, kind };
+        if kind == Kind::Sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .fetch_all(&db.pool)
+                .await
+                .map_err(db_error)?;
+        }
+        // Another instance may be migrating the same database at the same time: try again
+        // once it is done.
+        if db.migrate().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            db.migrate().await.map_err(db_error)?;
+        }
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS switchboard_migrations (version BIGINT PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, name, sql) in MIGRATIONS {
+            let done = sqlx::query("SELECT version FROM switchboard_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .next();
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for stmt in statements(sql) {
+                sqlx::query(&stmt).execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "INSERT INTO switchboard_migrations (version, name, applied_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(*version)
+            .bind(*name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `rows` in one transaction (a row already there is left as it is).
+    pub(super) async fn insert(&self, rows: &[CostRecord]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            let v = Values::of(r);
+            sqlx::query(INSERT)
+                .bind(v.id)
+                .bind(v.created_at)
+                .bind(v.key)
+                .bind(v.requested)
+                .bind(v.provider)
+                .bind(v.model)
+                .bind(v.attempts)
+                .bind(v.attempt_count)
+                .bind(v.status)
+                .bind(v.error_kind)
+                .bind(i64::from(r.stream))
+                .bind(i64::from(r.cancelled))
+                .bind(r.finish_reason.clone())
+                .bind(v.tokens[0])
+                .bind(v.tokens[1])
+                .bind(v.tokens[2])
+                .bind(v.tokens[3])
+                .bind(v.tokens[4])
+                .bind(i64::from(r.usage_estimated))
+                .bind(v.cost)
+                .bind(v.cost_details)
+                .bind(ms(r.latency))
+                .bind(r.time_to_first_token.map(ms))
+                .bind(r.generation_time.map(ms))
+                .bind(r.cache.map(|c| c.as_str().to_owned()))
+                .bind(r.task.clone())
+                .bind(r.user.clone())
+                .bind(r.ingress.map(str::to_owned))
+                .bind(r.prompt.clone())
+                .bind(r.answer.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Deletes rows and feedback older than `cutoff_ms`.
+    pub(super) async fn prune(&self, cutoff_ms: i64) -> Result<u64, sqlx::Error> {
+        let n = sqlx::query("DELETE FROM generations WHERE created_at < $1")
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM feedback WHERE created_at < $1")
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}
+
+const INSERT: &str = "INSERT INTO generations (id, created_at, key_name, requested_model, \
+    provider, model, attempts, attempt_count, status, error_kind, streamed, cancelled, \
+    finish_reason, tokens_prompt, tokens_completion, tokens_cached, tokens_cache_write, \
+    tokens_reasoning, usage_estimated, total_cost, cost_details, latency_ms, ttft_ms, \
+    generation_time_ms, cache_status, task, user_id, ingress, prompt, answer) VALUES ($1, $2, \
+    $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+    $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT (id) DO NOTHING";
+
+/// The computed columns of a record's row.
+struct Values {
+    id: String,
+    created_at: i64,
+    key: Option<String>,
+    requested: Option<String>,
+    provider: Option<String>,
+    model: Option<String>,
+    attempts: String,
+    attempt_count: i64,
+    status: i64,
+    error_kind: Option<String>,
+    tokens: [Option<i64>; 5],
+    cost: Option<f64>,
+    cost_details: Option<String>,
+}
+
+impl Values {
+    fn of(r: &CostRecord) -> Self {
+        let attempts: Vec<serde_json::Value> = r
+            .attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "provider": &*a.provider,
+                    "model": &*a.model,
+                    "outcome": a.error.map_or("ok", crate::ErrorKind::as_str),
+                })
+            })
+            .collect();
+        let tokens = match &r.usage {
+            Some(u) => [
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens(),
+                u.cache_write_tokens(),
+                u.reasoning_tokens(),
+            ]
+            .map(|n| Some(i64::try_from(n).unwrap_or(i64::MAX))),
+            None => [None; 5],
+        };
+        Self {
+            id: r
+                .generation_id
+                .as_deref()
+                .map_or_else(|| GenerationId::new().0.to_string(), str::to_owned),
+            created_at: r
+                .created_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            key: r.caller.as_ref().map(|c| c.0.to_string()),
+            requested: r.requested.as_deref().map(str::to_owned),
+            provider: r.provider.as_deref().map(str::to_owned),
+            model: r.model.as_deref().map(str::to_owned),
+            attempts: serde_json::Value::Array(attempts).to_string(),
+            attempt_count: r.attempts.len() as i64,
+            status: status_of(r),
+            error_kind: r.error.map(|k| k.as_str().to_owned()),
+            tokens,
+            cost: r.cost.map(|c| c.total().usd()),
+            cost_details: r
+                .cost
+                .and_then(|c| serde_json::to_string(&c.to_details()).ok()),
+        }
+    }
+}
+
+/// The HTTP status the client got: the error's, 499 when it went away, else 200.
+fn status_of(r: &CostRecord) -> i64 {
+    match (r.error, r.cancelled) {
+        (Some(k), _) => i64::from(k.status().as_u16()),
+        (None, true) => 499,
+        (None, false) => 200,
+    }
+}
+
+pub(super) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, ms)
+}
+
+/// The statements of a migration file: split at `;`, comment lines dropped.
+fn statements(sql: &str) -> Vec<String> {
+    let text: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads a nullable column, `None` when it is missing or of another type.
+pub(super) fn get<'r, T>(row: &'r AnyRow, col: &str) -> Option<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<Option<T>, _>(col).ok().flatten()
+}

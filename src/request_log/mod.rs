@@ -1,0 +1,364 @@
+//! The request log: one row per request in a database (a SQLite file, or PostgreSQL shared by
+//! several instances), its HTTP API (`/api/v1/generation`, `/api/v1/generations`,
+//! `/api/v1/feedback`, `/api/v1/stats`) and a query API for embedders (cargo feature
+//! `log-db`, part of `server`).
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), switchboard::Error> {
+//! use switchboard::cost::CostMeterLayer;
+//! use switchboard::request_log::{ApiAccess, LogOptions, RequestLog};
+//!
+//! let log = RequestLog::open("sqlite://requests.db", LogOptions::default()).await?;
+//! // Every request that goes through the CostMeter becomes a row…
+//! let meter = CostMeterLayer::new().sink(log.clone());
+//! // …readable through the API, mounted beside the gateway's routes.
+//! let api: axum::Router = log.router(ApiAccess::new().admin_key("an-admin-key"));
+//! # let _ = (meter, api);
+//! log.flush(std::time::Duration::from_secs(5)).await; // at shutdown
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Off the request path
+//! [`RequestLog`] is a [`CostSink`]: the CostMeter hands it each request's [`CostRecord`]
+//! (with the generation id, the key's name — never the key —, the requested and served
+//! models, every attempt, tokens, cost, latencies, cache status, task, user and ingress), and
+//! it puts the record on a bounded queue ([`LogOptions::queue`] rows) with `try_send`. A
+//! writer task takes up to 256 rows at a time and writes them in one transaction. A slow or
+//! unreachable database never delays or fails a request: when the queue is full the row is
+//! dropped, counted in `switchboard_log_dropped_total` (and [`RequestLog::dropped`]) and
+//! logged at most once every 10 seconds; a batch the database refuses is dropped and counted
+//! the same way, and the writer tries again with the next batch. [`RequestLog::flush`] waits
+//! for the rows queued so far (the ready gateway calls it at shutdown).
+//!
+//! # Schema and migrations
+//! One schema for both databases (`migrations/*.sql`, portable SQL, applied in order at
+//! start and recorded in `switchboard_migrations`). SQLite files are opened in WAL mode.
+//! Rows older than [`LogOptions::retention_days`] are pruned at start and every hour.
+
+mod api;
+mod db;
+mod query;
+mod stats;
+mod time;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use api::{ApiAccess, MAX_BODY_BYTES as MAX_FEEDBACK_BODY_BYTES, MAX_QUERY_BYTES};
+pub use query::{
+    Feedback, Filter, Generation, NewFeedback, Page, Sort, MAX_COMMENT_BYTES,
+    MAX_FEEDBACK_PER_GENERATION, MAX_LABEL_BYTES, MAX_PAGE,
+};
+pub use stats::{Figures, GroupBy, MAX_STATS_ROWS};
+
+use crate::cost::{CostRecord, CostSink};
+use crate::Error;
+use db::Db;
+
+/// Rows written in one transaction at most.
+const BATCH: usize = 256;
+
+/// How the log is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// Keep the prompt and the answer text (default false).
+    pub bodies: bool,
+    /// Prune rows older than this many days (0: keep them; default 30).
+    pub retention_days: u32,
+    /// Rows waiting for the writer at most (default 10 000); more are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            bodies: false,
+            retention_days: 30,
+            queue: 10_000,
+        }
+    }
+}
+
+impl LogOptions {
+    /// Keeps the prompt and the answer text.
+    #[must_use]
+    pub const fn bodies(mut self, on: bool) -> Self {
+        self.bodies = on;
+        self
+    }
+
+    /// Prunes rows older than `days` (0: never).
+    #[must_use]
+    pub const fn retention_days(mut self, days: u32) -> Self {
+        self.retention_days = days;
+        self
+    }
+
+    /// The queue's capacity in rows.
+    #[must_use]
+    pub const fn queue(mut self, rows: usize) -> Self {
+        self.queue = rows;
+        self
+    }
+}
+
+enum Msg {
+    Row(Box<CostRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+struct Shared {
+    dropped: AtomicU64,
+    written: AtomicU64,
+    /// Unix seconds of the last warning about dropped rows.
+    warned: AtomicU64,
+}
+
+impl Shared {
+    fn drop_rows(&self, n: u64, why: &str) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("switchboard_log_dropped_total").increment(n);
+        let now = db::now_ms().max(0) as u64 / 1000;
+        let last = self.warned.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped_total = self.dropped.load(Ordering::Relaxed),
+                "request log: rows dropped ({why})"
+            );
+        }
+    }
+}
+
+/// The request log; see the [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct RequestLog {
+    db: Db,
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+    bodies: bool,
+    _tasks: Arc<Tasks>,
+}
+
+/// The writer and the pruner, stopped when the last clone of the log is dropped.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLog")
+            .field("kind", &self.db.kind)
+            .field("bodies", &self.bodies)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestLog {
+    /// Opens (and creates, and migrates) the log at `url`: `sqlite://path/to/file.db`, or
+    /// `postgres://user:password@host/database`. Starts the writer and the pruner.
+    ///
+    /// # Errors
+    /// The database cannot be reached, or a migration fails.
+    pub async fn open(url: &str, options: LogOptions) -> Result<Self, Error> {
+        let db = Db::connect(&sqlite_create(url)).await?;
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let shared = Arc::new(Shared {
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            warned: AtomicU64::new(0),
+        });
+        let mut tasks = vec![tokio::spawn(write(db.clone(), rx, shared.clone()))];
+        if options.retention_days > 0 {
+            tasks.push(tokio::spawn(prune(db.clone(), options.retention_days)));
+        }
+        Ok(Self {
+            db,
+            tx,
+            shared,
+            bodies: options.bodies,
+            _tasks: Arc::new(Tasks(tasks)),
+        })
+    }
+
+    /// The SQLite file `path` (`sqlite://` URL), created when missing.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn sqlite(path: &str, options: LogOptions) -> Result<Self, Error> {
+        Self::open(&format!("sqlite://{path}"), options).await
+    }
+
+    /// Rows dropped so far (queue full, or the database refused them).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Rows written so far.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the rows queued so far are written (or dropped), at most `timeout`;
+    /// `false` when the time ran out.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        tokio::time::timeout(timeout, async {
+            self.tx.send(Msg::Flush(tx)).await.is_ok() && rx.await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// One generation with its feedback. `key`: only if that gateway key made it (`None`:
+    /// any). `Ok(None)`: unknown, or not the key's.
+    ///
+    /// # Errors
+    /// The database failed (`Overloaded`, 503).
+    pub async fn generation(
+        &self,
+        id: &str,
+        key: Option<&str>,
+    ) -> Result<Option<Generation>, Error> {
+        query::one(&self.db, id, key).await
+    }
+
+    /// A page of generations matching `filter`, in `sort` order, `limit` rows at most
+    /// (capped at [`MAX_PAGE`]), after `cursor` (the previous page's `next_cursor`).
+    ///
+    /// # Errors
+    /// An invalid cursor or status filter (400), or the database failed (503).
+    pub async fn generations(
+        &self,
+        filter: &Filter,
+        sort: Sort,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, Error> {
+        query::page(&self.db, filter, sort, limit, cursor).await
+    }
+
+    /// Adds feedback on a generation; `key`: only on that key's generations.
+    /// `Ok(None)`: unknown generation, or not the key's.
+    ///
+    /// # Errors
+    /// A score outside [-1, 1], a label or comment too long, too much feedback (400), or the
+    /// database failed (503).
+    pub async fn add_feedback(
+        &self,
+        feedback: NewFeedback,
+        key: Option<&str>,
+    ) -> Result<Option<Feedback>, Error> {
+        query::add_feedback(&self.db, feedback, key).await
+    }
+
+    /// Figures per group (each object has the `group_by` fields, then [`Figures`]), and
+    /// whether the range had more than [`MAX_STATS_ROWS`] rows (only the newest were read).
+    ///
+    /// # Errors
+    /// An invalid status filter (400), or the database failed (503).
+    pub async fn stats(
+        &self,
+        filter: &Filter,
+        group_by: &[GroupBy],
+    ) -> Result<(Vec<serde_json::Value>, bool), Error> {
+        stats::stats(&self.db, filter, group_by).await
+    }
+
+    /// The log's HTTP API as an axum router, to merge with an app's routes.
+    pub fn router(&self, access: ApiAccess) -> axum::Router {
+        api::router(self.clone(), access)
+    }
+}
+
+impl CostSink for RequestLog {
+    fn record(&self, record: &CostRecord) {
+        self.record_owned(record.clone());
+    }
+
+    fn record_owned(&self, record: CostRecord) {
+        if self.tx.try_send(Msg::Row(Box::new(record))).is_err() {
+            self.shared.drop_rows(1, "the queue is full");
+        }
+    }
+
+    fn wants_bodies(&self) -> bool {
+        self.bodies
+    }
+}
+
+/// `sqlite://…` with `mode=rwc` (create the file when missing) unless a mode is given.
+fn sqlite_create(url: &str) -> String {
+    if url.starts_with("sqlite:") && !url.contains("mode=") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}mode=rwc")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// The writer: batches of up to [`BATCH`] rows, one transaction each.
+async fn write(db: Db, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
+    let mut rows = Vec::with_capacity(BATCH);
+    let mut acks = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Row(r) => rows.push(*r),
+                Msg::Flush(ack) => acks.push(ack),
+            }
+            if rows.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !rows.is_empty() {
+            let n = rows.len() as u64;
+            match tokio::time::timeout(Duration::from_secs(30), db.insert(&rows)).await {
+                Ok(Ok(())) => {
+                    shared.written.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "request log: write failed");
+                    shared.drop_rows(n, "the database refused them");
+                }
+                Err(_) => shared.drop_rows(n, "the database did not answer in time"),
+            }
+            rows.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Deletes rows older than `days`, at once and then every hour.
+async fn prune(db: Db, days: u32) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let cutoff = db::now_ms() - i64::from(days) * 86_400_000;
+        match db.prune(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, days, "request log: pruned old rows"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "request log: pruning failed"),
+        }
+    }
+}
