@@ -11,6 +11,7 @@
 mod aggregate;
 mod chunk;
 mod chunk_json;
+pub mod embeddings;
 mod error;
 mod message;
 mod raw;
@@ -28,6 +29,9 @@ pub use message::{
     ToolFunction,
 };
 pub(crate) use raw::finish_completion;
+pub use embeddings::{
+    EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, EncodingFormat,
+};
 pub use raw::RawCompletion;
 pub(crate) use request::write_openai_head;
 pub use request::{
