@@ -158,6 +158,7 @@ mod response;
 mod schema;
 mod stream;
 mod thoughts;
+mod embeddings;
 
 use http::{HeaderMap, StatusCode};
 
@@ -198,6 +199,10 @@ impl ProviderCodec for Gemini {
             crate::openai::new_completion_id(),
             crate::openai::unix_now(),
         ))
+    }
+
+    fn embeddings(&self) -> Option<&dyn super::EmbeddingsCodec> {
+        Some(self)
     }
 }
 
