@@ -148,10 +148,19 @@ impl EmbeddingsRequest {
     /// empty input or one over `limits` is a 400 naming the parameter.
     pub fn from_slice(body: &[u8], limits: EmbeddingsLimits) -> Result<Self, Error> {
         let req: Self = serde_json::from_slice(body).map_err(|e| {
-            let msg = if e.is_data() {
-                format!("invalid embeddings request: {e} (`input` must be a string, an array of strings, an array of token ids or an array of arrays of token ids)")
+            // serde quotes values it rejects: at most 160 chars of its message are kept.
+            let text = e.to_string();
+            let cut = text.char_indices().nth(160).map_or(text.len(), |(i, _)| i);
+            let e = &text[..cut];
+            let msg = if cut < text.len() {
+                format!("{e}…")
             } else {
-                format!("the request body is not valid JSON: {e}")
+                e.to_owned()
+            };
+            let msg = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+                format!("invalid embeddings request: {msg} (`input` must be a string, an array of strings, an array of token ids or an array of arrays of token ids)")
+            } else {
+                format!("the request body is not valid JSON: {msg}")
             };
             Error::invalid_request(msg)
         })?;
