@@ -24,10 +24,7 @@ pub const FILTER_PROMPT: &str = "SB-FILTER-PROMPT";
 pub const FILTER_ANSWER: &str = "SB-FILTER-ANSWER";
 
 fn azure_error(status: StatusCode, code: &str, message: &str) -> Reply {
-    Reply::json(
-        status,
-        json!({"error": {"code": code, "message": message}}),
-    )
+    Reply::json(status, json!({"error": {"code": code, "message": message}}))
 }
 
 fn safe() -> Value {
@@ -69,9 +66,10 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
         _ => return Err(not_found()),
     };
     let key = ctx.config.api_key();
-    let presented = ctx
-        .header("api-key")
-        .or_else(|| ctx.header("authorization").and_then(|v| v.strip_prefix("Bearer ")));
+    let presented = ctx.header("api-key").or_else(|| {
+        ctx.header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+    });
     if presented != Some(key) {
         return Err(azure_error(
             StatusCode::UNAUTHORIZED,

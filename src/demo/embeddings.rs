@@ -104,7 +104,9 @@ pub(super) fn openai(o: &Map<String, Value>, model: &str) -> Reply {
             Some(d) if d >= 1 && d <= MAX_DIMS.min(full as u64) => d as usize,
             _ => {
                 return openai_error(
-                    format!("Invalid value for 'dimensions': {v}. It must be between 1 and {full}."),
+                    format!(
+                        "Invalid value for 'dimensions': {v}. It must be between 1 and {full}."
+                    ),
                     Some("dimensions"),
                 )
             }
@@ -169,7 +171,9 @@ pub(super) fn gemini(o: &Map<String, Value>, model: &str) -> Result<Reply, (u16,
         return bad("* BatchEmbedContentsRequest.requests: requests is required".into());
     };
     if requests.is_empty() || requests.len() > 100 {
-        return bad("* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch".into());
+        return bad(
+            "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch".into(),
+        );
     }
     let mut out = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
@@ -179,7 +183,13 @@ pub(super) fn gemini(o: &Map<String, Value>, model: &str) -> Result<Reply, (u16,
         for k in r.keys() {
             if !matches!(
                 k.as_str(),
-                "model" | "content" | "taskType" | "task_type" | "title" | "outputDimensionality" | "output_dimensionality"
+                "model"
+                    | "content"
+                    | "taskType"
+                    | "task_type"
+                    | "title"
+                    | "outputDimensionality"
+                    | "output_dimensionality"
             ) {
                 return bad(format!(
                     "Invalid JSON payload received. Unknown name \"{k}\" at 'requests[{i}]': Cannot find field."

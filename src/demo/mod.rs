@@ -359,9 +359,24 @@ pub const DEMO_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// The demo catalog's embedding models: id, upstream name, dimensions, input price.
 const DEMO_EMBEDDINGS: [(&str, &str, u32, f64); 3] = [
-    ("openai/text-embedding-3-small", "text-embedding-3-small", 1536, 0.02),
-    ("google/gemini-embedding-001", "gemini-embedding-001", 3072, 0.15),
-    ("azure/text-embedding-3-small", "text-embedding-3-small", 1536, 0.02),
+    (
+        "openai/text-embedding-3-small",
+        "text-embedding-3-small",
+        1536,
+        0.02,
+    ),
+    (
+        "google/gemini-embedding-001",
+        "gemini-embedding-001",
+        3072,
+        0.15,
+    ),
+    (
+        "azure/text-embedding-3-small",
+        "text-embedding-3-small",
+        1536,
+        0.02,
+    ),
 ];
 
 /// A model of the demo catalog.
@@ -540,7 +555,10 @@ impl DemoProviders {
         let mut s = String::new();
         for (name, server) in self.providers() {
             if server.kind() == ProviderKind::Azure {
-                let _ = writeln!(s, "[providers.{name}]\napi_version = \"{DEMO_AZURE_API_VERSION}\"");
+                let _ = writeln!(
+                    s,
+                    "[providers.{name}]\napi_version = \"{DEMO_AZURE_API_VERSION}\""
+                );
             } else {
                 let _ = writeln!(s, "[providers.{name}]");
             }

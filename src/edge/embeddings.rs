@@ -78,9 +78,9 @@ where
                 Err(e) => {
                     let mut resp = error_response(&e);
                     resp.headers_mut().insert(REQUEST_ID, id.0);
-                    return super::future::ResponseFuture::new(Box::pin(std::future::ready(
-                        Ok(resp),
-                    )));
+                    return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(
+                        resp,
+                    ))));
                 }
             },
             None => None,
@@ -143,7 +143,9 @@ where
         let (parts, body) = resp.into_parts();
         let Some(EmbeddingsAnswer(answer)) = parts.extensions.get::<EmbeddingsAnswer>().cloned()
         else {
-            return Err(Error::upstream("the embeddings stack returned no embeddings"));
+            return Err(Error::upstream(
+                "the embeddings stack returned no embeddings",
+            ));
         };
         let mut answer = std::sync::Arc::unwrap_or_clone(answer);
         if let Some(u) = body.as_complete().and_then(crate::Completion::usage) {

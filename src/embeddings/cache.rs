@@ -81,7 +81,9 @@ fn key(caller: Option<&str>, route: Option<&Route>, req: &EmbeddingsRequest) -> 
     // Serialising these types cannot fail; an empty field would still be a distinct key.
     field(&serde_json::to_vec(&req.input).unwrap_or_default());
     field(&req.dimensions.unwrap_or(0).to_le_bytes());
-    field(&[u8::from(req.format() == crate::openai::EncodingFormat::Base64)]);
+    field(&[u8::from(
+        req.format() == crate::openai::EncodingFormat::Base64,
+    )]);
     CacheKey::from_digest(blake3::hash(&buf).into())
 }
 
@@ -119,7 +121,13 @@ fn entry_of(
 }
 
 fn answer_of(entry: &CachedEntry) -> Option<EmbeddingsResponse> {
-    let text = entry.completion.choices.first()?.message.content.as_deref()?;
+    let text = entry
+        .completion
+        .choices
+        .first()?
+        .message
+        .content
+        .as_deref()?;
     let mut r: EmbeddingsResponse = serde_json::from_str(text).ok()?;
     r.usage.cost = None;
     Some(r)

@@ -100,9 +100,7 @@ pub struct EmbeddingsAnswer(pub Arc<EmbeddingsResponse>);
 /// [`EmbeddingsCall`].
 pub fn typed_request(req: EmbeddingsRequest) -> ChatHttpRequest {
     let mut typed = http::Request::new(Arc::new(routing_view(&req)));
-    typed
-        .extensions_mut()
-        .insert(EmbeddingsCall(Arc::new(req)));
+    typed.extensions_mut().insert(EmbeddingsCall(Arc::new(req)));
     typed
 }
 

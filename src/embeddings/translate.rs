@@ -83,7 +83,10 @@ where
         let clone = self.client.clone();
         let mut client = std::mem::replace(&mut self.client, clone);
         let max = self.max_response_bytes;
-        let target = req.extensions().get::<Target>().map(|t| t.candidate.clone());
+        let target = req
+            .extensions()
+            .get::<Target>()
+            .map(|t| t.candidate.clone());
         let call = req.extensions().get::<EmbeddingsCall>().cloned();
         Box::pin(async move {
             let (Some(candidate), Some(EmbeddingsCall(emb))) = (target, call) else {

@@ -176,8 +176,9 @@ impl EmbeddingsRequest {
                 .with_code(code))
         };
         if self.model.is_empty() && self.models.as_ref().is_none_or(Vec::is_empty) {
-            return Err(Error::invalid_request("you must provide a model parameter")
-                .with_param("model"));
+            return Err(
+                Error::invalid_request("you must provide a model parameter").with_param("model")
+            );
         }
         let n = self.input.len();
         if n == 0 {
@@ -345,7 +346,11 @@ pub fn base64_f32(values: &[f32]) -> String {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let b = [c[0], c.get(1).copied().unwrap_or(0), c.get(2).copied().unwrap_or(0)];
+        let b = [
+            c[0],
+            c.get(1).copied().unwrap_or(0),
+            c.get(2).copied().unwrap_or(0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
             if i <= c.len() {

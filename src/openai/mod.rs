@@ -23,15 +23,15 @@ mod usage_json;
 
 pub use aggregate::{completion_to_chunks, ChunkAggregator};
 pub use chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+pub use embeddings::{
+    EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, EncodingFormat,
+};
 pub use error::{ErrorBody, ErrorResponse};
 pub use message::{
     ContentPart, FunctionCall, ImageUrl, Message, MessageContent, Role, Tool, ToolCall, ToolChoice,
     ToolFunction,
 };
 pub(crate) use raw::finish_completion;
-pub use embeddings::{
-    EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, EncodingFormat,
-};
 pub use raw::RawCompletion;
 pub(crate) use request::write_openai_head;
 pub use request::{

@@ -81,11 +81,7 @@ impl Azure {
     }
 
     /// The URL of `op` (`chat/completions`, `embeddings`) for `deployment`.
-    fn url(
-        &self,
-        ctx: &EncodeContext<'_>,
-        op: &str,
-    ) -> Result<(http::Uri, bool), Error> {
+    fn url(&self, ctx: &EncodeContext<'_>, op: &str) -> Result<(http::Uri, bool), Error> {
         let base = ctx.provider.base_url.trim_end_matches('/');
         let base = base
             .strip_suffix("/openai/v1")
@@ -380,7 +376,7 @@ mod tests {
         let h = HeaderMap::new();
         let az = Azure::new();
         let e = az.decode_error(StatusCode::UNAUTHORIZED, &h, br#"{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}"#);
-        assert_eq!((e.kind(), e.status()), (ErrorKind::Upstream, 502));
+        assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Upstream, 502));
         let e = az.decode_error(StatusCode::UNAUTHORIZED, &h, br#"{"statusCode":401,"message":"Unauthorized. Access token is missing, invalid, audience is incorrect, or have expired."}"#);
         assert_eq!(e.status(), 502);
         let e = az.decode_error(StatusCode::NOT_FOUND, &h, br#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}"#);
@@ -399,7 +395,10 @@ mod tests {
     #[test]
     fn filtered_answers_end_with_content_filter() {
         let c = Azure::new().decode(ANSWER.as_bytes(), &ctx()).unwrap();
-        assert_eq!(c.choices[0].finish_reason, Some(FinishReason::ContentFilter));
+        assert_eq!(
+            c.choices[0].finish_reason,
+            Some(FinishReason::ContentFilter)
+        );
         assert_eq!(c.model, "azure/gpt-4o");
         let raw = Azure::new()
             .passthrough(&Bytes::from_static(ANSWER.as_bytes()), &ctx())

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use switchboard::catalog::{ModelSpec, Pricing, Provider, ProviderKind};
-use switchboard::demo::{DemoConfig, DemoProviders, DemoServer, Fault, FILTER_ANSWER, FILTER_PROMPT};
+use switchboard::demo::{
+    DemoConfig, DemoProviders, DemoServer, Fault, FILTER_ANSWER, FILTER_PROMPT,
+};
 use switchboard::provider::azure::Azure;
 use switchboard::{Catalog, Gateway};
 use tower::ServiceExt;
@@ -61,9 +63,13 @@ async fn v1_url_and_bearer_auth() {
         .unwrap();
     let catalog = Catalog::builder()
         .provider(
-            Provider::new("azure", ProviderKind::Azure, &format!("{}/openai/v1", az.base_url()))
-                .with_api_key(switchboard::demo::DEMO_API_KEY)
-                .with_codec(Azure::new().bearer_auth()),
+            Provider::new(
+                "azure",
+                ProviderKind::Azure,
+                &format!("{}/openai/v1", az.base_url()),
+            )
+            .with_api_key(switchboard::demo::DEMO_API_KEY)
+            .with_codec(Azure::new().bearer_auth()),
         )
         .passthrough(true)
         .build()
@@ -93,12 +99,17 @@ async fn streams_drop_annotation_chunks_and_tools_work() {
         .filter(|d| *d != "[DONE]")
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    assert!(chunks.iter().all(|c| c["id"] != "" && c.get("prompt_filter_results").is_none()));
+    assert!(chunks
+        .iter()
+        .all(|c| c["id"] != "" && c.get("prompt_filter_results").is_none()));
     let content: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
-    assert_eq!(content, "Hello from the demo azure provider! You said: Stream please");
+    assert_eq!(
+        content,
+        "Hello from the demo azure provider! You said: Stream please"
+    );
     assert!(chunks.last().unwrap()["usage"]["cost"].as_f64().unwrap() > 0.0);
     // Tools: the demo calls the offered tool.
     let mut body = hello("azure/gpt-4o-mini", "weather?");
@@ -132,7 +143,10 @@ async fn content_filtering() {
     let mut body = hello("azure/gpt-4o-mini", FILTER_ANSWER);
     body["stream"] = json!(true);
     let (_, _, text) = post(&gateway, body).await;
-    assert!(text.contains(r#""finish_reason":"content_filter""#), "{text}");
+    assert!(
+        text.contains(r#""finish_reason":"content_filter""#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -148,7 +162,11 @@ async fn errors_follow_the_table_and_fall_back() {
         .model(ModelSpec::new("azure/gpt-4o-mini"))
         .build()
         .unwrap();
-    let (status, _, text) = post(&Gateway::builder(bad).build(), hello("azure/gpt-4o-mini", "x")).await;
+    let (status, _, text) = post(
+        &Gateway::builder(bad).build(),
+        hello("azure/gpt-4o-mini", "x"),
+    )
+    .await;
     assert_eq!(status, 502, "{text}");
     assert!(!text.contains("subscription key"), "{text}");
     // 429 from Azure, then OpenAI serves the same model.
@@ -164,7 +182,15 @@ async fn errors_follow_the_table_and_fall_back() {
         )
         .model(
             ModelSpec::new("gpt-4o-mini")
-                .endpoint("azure", "gpt-4o-mini", Some(Pricing { input: 1.0, output: 1.0, ..Pricing::default() }))
+                .endpoint(
+                    "azure",
+                    "gpt-4o-mini",
+                    Some(Pricing {
+                        input: 1.0,
+                        output: 1.0,
+                        ..Pricing::default()
+                    }),
+                )
                 .endpoint("openai", "gpt-4o-mini", None),
         )
         .build()
@@ -190,7 +216,11 @@ async fn errors_follow_the_table_and_fall_back() {
         .model(ModelSpec::new("azure/gpt-4o-mini"))
         .build()
         .unwrap();
-    let (status, _, text) = post(&Gateway::builder(c).build(), hello("azure/gpt-4o-mini", "x")).await;
+    let (status, _, text) = post(
+        &Gateway::builder(c).build(),
+        hello("azure/gpt-4o-mini", "x"),
+    )
+    .await;
     assert_eq!(status, 404, "{text}");
 }
 

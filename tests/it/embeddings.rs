@@ -11,7 +11,11 @@ use switchboard::keys::{ClientKeysLayer, KeyPolicy};
 use switchboard::{Catalog, Gateway};
 use tower::ServiceExt;
 
-async fn post(gateway: &Gateway, body: Value, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, Value) {
+async fn post(
+    gateway: &Gateway,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Value) {
     let mut b = http::Request::post("/v1/embeddings").header("content-type", "application/json");
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -63,16 +67,33 @@ async fn every_target_kind_float_and_base64_with_cost() {
     let g = gateway(&demo);
     for (model, dims, path) in [
         ("openai/text-embedding-3-small", 1536, "/v1/embeddings"),
-        ("azure/text-embedding-3-small", 1536, "/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21"),
-        ("google/gemini-embedding-001", 3072, "/v1beta/models/gemini-embedding-001:batchEmbedContents"),
+        (
+            "azure/text-embedding-3-small",
+            1536,
+            "/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
+        ),
+        (
+            "google/gemini-embedding-001",
+            3072,
+            "/v1beta/models/gemini-embedding-001:batchEmbedContents",
+        ),
     ] {
-        let (status, headers, v) = post(&g, json!({"model": model, "input": ["one two", "three"]}), &[]).await;
+        let (status, headers, v) = post(
+            &g,
+            json!({"model": model, "input": ["one two", "three"]}),
+            &[],
+        )
+        .await;
         assert_eq!(status, 200, "{model}: {v}");
         assert_eq!(v["object"], "list");
         assert_eq!(v["model"], model);
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
         assert_eq!(v["data"][1]["index"], 1);
-        assert_eq!(floats(&v["data"][0]["embedding"]), demo_embedding("one two", dims), "{model}");
+        assert_eq!(
+            floats(&v["data"][0]["embedding"]),
+            demo_embedding("one two", dims),
+            "{model}"
+        );
         assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
         assert!(v["usage"]["cost"].as_f64().unwrap() > 0.0, "{model}: {v}");
         assert!(headers.contains_key("x-switchboard-cost"));
@@ -91,17 +112,36 @@ async fn every_target_kind_float_and_base64_with_cost() {
         )
         .await;
         assert_eq!(status, 200, "{model}: {v}");
-        assert_eq!(unbase64(v["data"][0]["embedding"].as_str().unwrap()), demo_embedding("four", 8), "{model}");
+        assert_eq!(
+            unbase64(v["data"][0]["embedding"].as_str().unwrap()),
+            demo_embedding("four", 8),
+            "{model}"
+        );
     }
     // OpenAI's usage is the provider's: the demo counts words.
-    let (_, _, v) = post(&g, json!({"model": "openai/text-embedding-3-small", "input": "a b c"}), &[]).await;
+    let (_, _, v) = post(
+        &g,
+        json!({"model": "openai/text-embedding-3-small", "input": "a b c"}),
+        &[],
+    )
+    .await;
     assert_eq!(v["usage"]["prompt_tokens"], 3);
     let cost = v["usage"]["cost"].as_f64().unwrap();
     assert!((cost - 3.0 * 0.02 / 1e6).abs() < 1e-12, "{cost}");
     // Token ids pass through to OpenAI-compatible targets; Gemini refuses them.
-    let (status, _, _) = post(&g, json!({"model": "openai/text-embedding-3-small", "input": [[1, 2], [3]]}), &[]).await;
+    let (status, _, _) = post(
+        &g,
+        json!({"model": "openai/text-embedding-3-small", "input": [[1, 2], [3]]}),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _, v) = post(&g, json!({"model": "google/gemini-embedding-001", "input": [1, 2]}), &[]).await;
+    let (status, _, v) = post(
+        &g,
+        json!({"model": "google/gemini-embedding-001", "input": [1, 2]}),
+        &[],
+    )
+    .await;
     assert_eq!(status, 400, "{v}");
 }
 
@@ -109,7 +149,8 @@ async fn every_target_kind_float_and_base64_with_cost() {
 async fn cache_hits_cost_nothing() {
     let demo = DemoProviders::start().await.unwrap();
     let g = gateway(&demo);
-    let body = json!({"model": "openai/text-embedding-3-small", "input": "cache me", "dimensions": 4});
+    let body =
+        json!({"model": "openai/text-embedding-3-small", "input": "cache me", "dimensions": 4});
     let (_, h1, v1) = post(&g, body.clone(), &[]).await;
     assert_eq!(h1["x-switchboard-cache"], "MISS");
     // The store is written in the background.
@@ -132,13 +173,35 @@ async fn falls_back_across_providers_and_kinds() {
     let demo = DemoProviders::start().await.unwrap();
     let key = |p: Provider| p.with_api_key(DEMO_API_KEY);
     let catalog = Catalog::builder()
-        .provider(key(Provider::new("azure", ProviderKind::Azure, &demo.azure.base_url())))
-        .provider(key(Provider::new("openai", ProviderKind::Openai, &demo.openai.base_url())))
+        .provider(key(Provider::new(
+            "azure",
+            ProviderKind::Azure,
+            &demo.azure.base_url(),
+        )))
+        .provider(key(Provider::new(
+            "openai",
+            ProviderKind::Openai,
+            &demo.openai.base_url(),
+        )))
         .model(
             ModelSpec::new("text-embedding-3-small")
                 .embedding(Some(1536))
-                .endpoint("azure", "text-embedding-3-small", Some(Pricing { input: 0.02, ..Pricing::default() }))
-                .endpoint("openai", "text-embedding-3-small", Some(Pricing { input: 0.02, ..Pricing::default() })),
+                .endpoint(
+                    "azure",
+                    "text-embedding-3-small",
+                    Some(Pricing {
+                        input: 0.02,
+                        ..Pricing::default()
+                    }),
+                )
+                .endpoint(
+                    "openai",
+                    "text-embedding-3-small",
+                    Some(Pricing {
+                        input: 0.02,
+                        ..Pricing::default()
+                    }),
+                ),
         )
         .model(ModelSpec::new("openai/gpt-4o-mini"))
         .alias("embed", "text-embedding-3-small")
@@ -151,10 +214,20 @@ async fn falls_back_across_providers_and_kinds() {
     assert_eq!(headers["x-switchboard-provider"], "openai");
     assert_eq!(v["model"], "text-embedding-3-small");
     // Provider preferences.
-    let (_, headers, _) = post(&g, json!({"model": "embed", "input": "x", "provider": {"only": ["azure"]}}), &[]).await;
+    let (_, headers, _) = post(
+        &g,
+        json!({"model": "embed", "input": "x", "provider": {"only": ["azure"]}}),
+        &[],
+    )
+    .await;
     assert_eq!(headers["x-switchboard-provider"], "azure");
     // A chat model is not an embedding model.
-    let (status, _, v) = post(&g, json!({"model": "openai/gpt-4o-mini", "input": "x"}), &[]).await;
+    let (status, _, v) = post(
+        &g,
+        json!({"model": "openai/gpt-4o-mini", "input": "x"}),
+        &[],
+    )
+    .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], "model_not_supported");
     let (status, _, _) = post(&g, json!({"model": "nope/x", "input": "x"}), &[]).await;
@@ -164,8 +237,8 @@ async fn falls_back_across_providers_and_kinds() {
 #[tokio::test]
 async fn keys_and_limits() {
     let demo = DemoProviders::start().await.unwrap();
-    let keys = ClientKeysLayer::new()
-        .key("sk-team", KeyPolicy::new("team").allow_models(["google/*"]));
+    let keys =
+        ClientKeysLayer::new().key("sk-team", KeyPolicy::new("team").allow_models(["google/*"]));
     let g = Gateway::builder(demo.catalog())
         .client_keys(keys)
         .max_embedding_inputs(3)
@@ -177,11 +250,29 @@ async fn keys_and_limits() {
     let auth = [("authorization", "Bearer sk-team")];
     let (status, _, v) = post(&g, body, &auth).await;
     assert_eq!(status, 200, "{v}");
-    let (status, _, _) = post(&g, json!({"model": "openai/text-embedding-3-small", "input": "x"}), &auth).await;
+    let (status, _, _) = post(
+        &g,
+        json!({"model": "openai/text-embedding-3-small", "input": "x"}),
+        &auth,
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, _, v) = post(&g, json!({"model": "google/gemini-embedding-001", "input": ["a", "b", "c", "d"]}), &auth).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("array_above_max_length")));
-    let (status, _, _) = post(&g, json!({"model": "google/gemini-embedding-001", "input": "x".repeat(101)}), &auth).await;
+    let (status, _, v) = post(
+        &g,
+        json!({"model": "google/gemini-embedding-001", "input": ["a", "b", "c", "d"]}),
+        &auth,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("array_above_max_length"))
+    );
+    let (status, _, _) = post(
+        &g,
+        json!({"model": "google/gemini-embedding-001", "input": "x".repeat(101)}),
+        &auth,
+    )
+    .await;
     assert_eq!(status, 400);
 }
 
@@ -191,7 +282,11 @@ async fn models_lists_embedding_models() {
     let g = Gateway::builder(demo.catalog()).build();
     let resp = g
         .models()
-        .oneshot(http::Request::get("/v1/models").body(Full::new(Bytes::new())).unwrap())
+        .oneshot(
+            http::Request::get("/v1/models")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
         .await
         .unwrap();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();

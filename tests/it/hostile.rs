@@ -676,9 +676,14 @@ async fn the_embeddings_endpoint_holds_the_limits() {
     let model = "openai/text-embedding-3-small";
     for body in [
         "{not json".to_owned(),
-        format!(r#"{{"model":"{model}","input":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000)),
+        format!(
+            r#"{{"model":"{model}","input":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
         json!({"model": "m".repeat(1_000_000), "input": "hi"}).to_string(),
-        json!({"model": model, "input": "hi", "encoding_format": "x".repeat(1_000_000)}).to_string(),
+        json!({"model": model, "input": "hi", "encoding_format": "x".repeat(1_000_000)})
+            .to_string(),
         json!({"model": model, "input": vec!["a"; 3000]}).to_string(),
         json!({"model": model, "input": "a".repeat(5 * 1024 * 1024)}).to_string(),
         json!({"model": model, "input": []}).to_string(),

@@ -24,11 +24,11 @@ impl EmbeddingsCodec for super::Gemini {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
         let Some(texts) = req.input.texts() else {
-            return Err(Error::invalid_request(
-                "Gemini embedding models take text, not token ids",
-            )
-            .with_param("input")
-            .with_code("unsupported_value"));
+            return Err(
+                Error::invalid_request("Gemini embedding models take text, not token ids")
+                    .with_param("input")
+                    .with_code("unsupported_value"),
+            );
         };
         let model = model_path(ctx.upstream_model)?;
         let requests: Vec<serde_json::Value> = texts
@@ -44,8 +44,10 @@ impl EmbeddingsCodec for super::Gemini {
                 r
             })
             .collect();
-        let body = serde_json::to_vec(&serde_json::json!({ "requests": requests }))
-            .map_err(|e| Error::upstream("could not encode the embeddings request").with_source(e))?;
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "requests": requests })).map_err(|e| {
+                Error::upstream("could not encode the embeddings request").with_source(e)
+            })?;
         let mut b = http::Request::builder()
             .method(Method::POST)
             .uri(join_url(
@@ -113,7 +115,8 @@ mod tests {
 
     #[test]
     fn encodes_batch_and_decodes_base64() {
-        let p = Provider::new("google", ProviderKind::Gemini, "https://g.example").with_api_key("k");
+        let p =
+            Provider::new("google", ProviderKind::Gemini, "https://g.example").with_api_key("k");
         let req = EmbeddingsRequest::from_slice(
             br#"{"model":"google/e","input":["a","b"],"dimensions":2,"encoding_format":"base64"}"#,
             EmbeddingsLimits::default(),

@@ -152,13 +152,13 @@
 // - `response`: whole answers, and the per-candidate state streams share;
 // - `stream`: the SSE decoder.
 mod contents;
+mod embeddings;
 mod error;
 mod request;
 mod response;
 mod schema;
 mod stream;
 mod thoughts;
-mod embeddings;
 
 use http::{HeaderMap, StatusCode};
 
