@@ -50,7 +50,7 @@ impl<S> Layer<S> for EmbeddingsCacheLayer {
     }
 }
 
-/// Answers repeated embeddings requests from the cache; see the [module docs](self).
+/// Answers repeated embeddings requests from the cache (see [`crate::embeddings`]).
 #[derive(Debug, Clone)]
 pub struct EmbeddingsCache<S> {
     inner: S,

@@ -5,7 +5,7 @@
 //! The crate's layers are typed on [`ChatHttpRequest`] / [`ChatHttpResponse`]. Rather than
 //! copy them, an embeddings request travels down the **same layers** as a chat request whose
 //! body is its *routing view*: a [`ChatRequest`] with the request's `model`, `models`,
-//! `provider` and `user`, no messages, and a [`MessagesSummary`](crate::openai::MessagesSummary)
+//! `provider` and `user`, no messages, and a [`MessagesSummary`]
 //! sized from the inputs (one "message" per input, the input's bytes as text) so that the
 //! token estimates of ClientKeys (tokens per minute) and CostMeter (budget reservation) are the
 //! input's. The [`EmbeddingsRequest`] itself rides along as the [`EmbeddingsCall`] request
@@ -29,7 +29,8 @@
 //! 6. [`Fallback`](crate::fallback::Fallback): walks the route, health, retries, the request
 //!    budget (`x-switchboard-timeout-ms`)
 //! 7. [`ModelTimeout`](crate::timeout::ModelTimeout): each attempt's `total` deadline
-//! 8. [`EmbeddingsTranslate`]: encodes with the target's [`EmbeddingsCodec`], sends with the
+//! 8. [`EmbeddingsTranslate`]: encodes with the target's
+//!    [`EmbeddingsCodec`](crate::provider::EmbeddingsCodec), sends with the
 //!    pooled client, decodes (errors through the codec's error table)
 //!
 //! A later provider kind (Bedrock, Vertex) plugs its embedding models in by returning an
