@@ -50,6 +50,8 @@ pub struct Gateway {
     health: Health,
     resolver: crate::edge::messages::Resolver,
     client: HttpClient,
+    embeddings: GatewayService,
+    embedding_limits: crate::openai::embeddings::EmbeddingsLimits,
 }
 
 impl Gateway {
@@ -66,6 +68,7 @@ impl Gateway {
             keys: None,
             cache: None,
             resolve_limits: Limits::default(),
+            embedding_limits: Default::default(),
         }
     }
 
@@ -112,6 +115,18 @@ impl Gateway {
         )
     }
 
+    /// The HTTP edge for OpenAI's `POST …/v1/embeddings`: the same keys, routing, Fallback,
+    /// health, deadlines, cost, budgets and cache as chat, over embedding models (see
+    /// [`crate::embeddings`]).
+    pub fn embeddings(&self) -> crate::edge::Embeddings<GatewayService> {
+        crate::edge::Embeddings::new(self.embeddings.clone(), &self.edge, self.embedding_limits)
+    }
+
+    /// The typed embeddings stack (requests from [`crate::embeddings::typed_request`]).
+    pub fn embeddings_service(&self) -> GatewayService {
+        self.embeddings.clone()
+    }
+
     /// The HTTP edge for `GET …/models`.
     pub fn models(&self) -> Models {
         Models::new(&self.catalog)
@@ -136,9 +151,29 @@ pub struct GatewayBuilder {
     keys: Option<ClientKeysLayer>,
     cache: Option<ResponseCacheLayer>,
     resolve_limits: Limits,
+    embedding_limits: crate::openai::embeddings::EmbeddingsLimits,
 }
 
 impl GatewayBuilder {
+    /// The most inputs one embeddings request may carry (default
+    /// [`DEFAULT_MAX_EMBEDDING_INPUTS`](crate::openai::embeddings::DEFAULT_MAX_EMBEDDING_INPUTS),
+    /// 2048; more → 400).
+    #[must_use]
+    pub fn max_embedding_inputs(mut self, n: usize) -> Self {
+        self.embedding_limits.max_inputs = n;
+        self
+    }
+
+    /// The most bytes of text one embeddings request may carry, all inputs together (a token
+    /// id counts 4; default
+    /// [`DEFAULT_MAX_EMBEDDING_INPUT_BYTES`](crate::openai::embeddings::DEFAULT_MAX_EMBEDDING_INPUT_BYTES),
+    /// 4 MiB; more → 400).
+    #[must_use]
+    pub fn max_embedding_input_bytes(mut self, n: usize) -> Self {
+        self.embedding_limits.max_input_bytes = n;
+        self
+    }
+
     /// Adds a [`ResponseCache`](crate::cache::ResponseCache) between CostMeter and Fallback.
     #[must_use]
     pub fn response_cache(mut self, layer: ResponseCacheLayer) -> Self {
@@ -268,6 +303,15 @@ impl GatewayBuilder {
             Some(keys) => BoxCloneSyncService::new(tower_layer::Layer::layer(keys, capture)),
             None => BoxCloneSyncService::new(capture),
         };
+        let embeddings = crate::embeddings::stack(
+            &self.catalog,
+            resolve.clone(),
+            self.cost.clone(),
+            self.cache.as_ref(),
+            self.fallback.clone().health(self.health.clone()),
+            client.clone(),
+            self.keys.as_ref(),
+        );
         let svc = ServiceBuilder::new()
             .layer(resolve)
             .layer(self.cost)
@@ -290,6 +334,8 @@ impl GatewayBuilder {
             health: self.health,
             resolver,
             client,
+            embeddings,
+            embedding_limits: self.embedding_limits,
         }
     }
 }

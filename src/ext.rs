@@ -259,7 +259,8 @@ pub struct Ingress(pub &'static str);
 
 impl Ingress {
     /// The format of a request path: the last path segments name it (`…/chat/completions` →
-    /// `chat`, `…/messages` → `messages`, `…/responses` → `responses`), else `other`.
+    /// `chat`, `…/messages` → `messages`, `…/responses` → `responses`, `…/embeddings` →
+    /// `embeddings`), else `other`.
     pub fn from_path(path: &str) -> Self {
         let p = path.trim_end_matches('/');
         Self(
@@ -269,6 +270,8 @@ impl Ingress {
                 "messages"
             } else if p.ends_with("responses") {
                 "responses"
+            } else if p.ends_with("embeddings") {
+                "embeddings"
             } else {
                 "other"
             },

@@ -106,6 +106,7 @@ pub mod cost;
 #[cfg_attr(docsrs, doc(cfg(feature = "demo")))]
 pub mod demo;
 pub mod edge;
+pub mod embeddings;
 mod error;
 pub mod ext;
 pub mod fallback;

@@ -188,6 +188,11 @@ impl CacheKey {
         Ok(Self(blake3::hash(&h.0).into()))
     }
 
+    /// A key from a digest computed elsewhere (the embeddings cache's own key domain).
+    pub(crate) const fn from_digest(d: [u8; 32]) -> Self {
+        Self(d)
+    }
+
     /// The raw digest.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -218,7 +218,36 @@ impl Default for ResponseCacheLayer {
     }
 }
 
+/// What the embeddings cache shares with a [`ResponseCacheLayer`]: its store, clock and
+/// settings.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedStore {
+    shared: Arc<Shared>,
+    pub(crate) ttl: Duration,
+    pub(crate) max_entry_bytes: usize,
+    pub(crate) shared_across_callers: bool,
+}
+
+impl SharedStore {
+    pub(crate) fn store(&self) -> &Arc<dyn CacheStore> {
+        &self.shared.store
+    }
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+}
+
 impl ResponseCacheLayer {
+    /// The store, clock and settings, for the embeddings cache.
+    pub(crate) fn shared_store(&self) -> SharedStore {
+        SharedStore {
+            shared: self.shared.clone(),
+            ttl: self.config.ttl,
+            max_entry_bytes: self.config.max_entry_bytes,
+            shared_across_callers: self.config.shared_across_callers,
+        }
+    }
+
     /// A cache over `store`, with a one-hour TTL and a 1 MiB entry limit.
     pub fn new(store: impl CacheStore) -> Self {
         Self {

@@ -109,6 +109,8 @@ impl CatalogBuilder {
             max_output: spec.max_output,
             capabilities: spec.capabilities,
             endpoints,
+            kind: spec.kind,
+            dimensions: spec.dimensions,
         })
     }
 

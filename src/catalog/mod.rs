@@ -74,7 +74,7 @@ use crate::{Error, ErrorKind};
 
 pub use crate::provider::{ApiKey, Deadlines, Parameters, Provider, ProviderKind};
 pub use builder::CatalogBuilder;
-pub use model::{Capabilities, Endpoint, EndpointSpec, Model, ModelSpec, Pricing};
+pub use model::{Capabilities, Endpoint, EndpointSpec, Model, ModelKind, ModelSpec, Pricing};
 pub use routing::{Routing, Rule, Split, DEFAULT_AUTO_MODEL};
 
 /// The catalog's lookup tables. Their keys are the operator's (fixed once the catalog is

@@ -98,6 +98,35 @@ pub struct Model {
     pub capabilities: Capabilities,
     /// Ways to serve it, in default preference order.
     pub endpoints: Vec<Endpoint>,
+    /// What it does: chat (the default) or embeddings.
+    pub kind: ModelKind,
+    /// An embedding model's vector size (without `dimensions`), if known.
+    pub dimensions: Option<u32>,
+}
+
+/// What a catalog model does: chat completions (`/v1/chat/completions`, `/v1/messages`,
+/// `/v1/responses`) or embeddings (`/v1/embeddings`). Each endpoint routes only to its kind;
+/// the auto model's default pool holds chat models only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ModelKind {
+    /// A chat model.
+    #[default]
+    Chat,
+    /// An embedding model.
+    #[serde(alias = "embeddings")]
+    Embedding,
+}
+
+impl ModelKind {
+    /// `chat` or `embedding`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embedding => "embedding",
+        }
+    }
 }
 
 /// A model description for [`CatalogBuilder::model`](super::CatalogBuilder::model).
@@ -110,6 +139,8 @@ pub struct ModelSpec {
     pub(super) capabilities: Capabilities,
     pub(super) parameters: Option<Parameters>,
     pub(super) endpoints: Vec<EndpointSpec>,
+    pub(super) kind: ModelKind,
+    pub(super) dimensions: Option<u32>,
 }
 
 /// One way to serve a model, for [`ModelSpec::add_endpoint`].
@@ -181,7 +212,17 @@ impl ModelSpec {
             capabilities: Capabilities::default(),
             parameters: None,
             endpoints: Vec::new(),
+            kind: ModelKind::Chat,
+            dimensions: None,
         }
+    }
+    /// An embedding model (served by `/v1/embeddings` only) with vectors of `dimensions`
+    /// components, if known; priced per input token (its `input` price).
+    #[must_use]
+    pub fn embedding(mut self, dimensions: Option<u32>) -> Self {
+        self.kind = ModelKind::Embedding;
+        self.dimensions = dimensions;
+        self
     }
     /// Display name.
     #[must_use]

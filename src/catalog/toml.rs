@@ -177,6 +177,10 @@ struct ProviderFile {
     #[serde(default = "yes")]
     data_collection: bool,
     throughput: Option<f64>,
+    /// Azure: the `api-version` of deployment URLs (`v1` or none: the v1 API).
+    api_version: Option<String>,
+    /// Azure: `api-key` (default) or `bearer`.
+    auth: Option<String>,
 }
 
 fn yes() -> bool {
@@ -200,6 +204,9 @@ struct ModelFile {
     throughput: Option<f64>,
     #[serde(default)]
     endpoints: Vec<EndpointFile>,
+    #[serde(default)]
+    kind: super::ModelKind,
+    dimensions: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +266,26 @@ impl File {
             if let Some(k) = key {
                 prov = prov.with_api_key(k);
             }
+            match (p.kind, p.api_version, p.auth.as_deref()) {
+                (ProviderKind::Azure, version, auth) => {
+                    let mut codec = crate::provider::azure::Azure::new();
+                    if let Some(v) = version {
+                        codec = codec.api_version(v);
+                    }
+                    match auth {
+                        None | Some("api-key" | "api_key") => {}
+                        Some("bearer") => codec = codec.bearer_auth(),
+                        Some(other) => b.errors.push(format!(
+                            "providers.{name}.auth: `{other}` is not `api-key` or `bearer`"
+                        )),
+                    }
+                    prov = prov.with_codec(codec);
+                }
+                (_, None, None) => {}
+                _ => b.errors.push(format!(
+                    "providers.{name}: `api_version` and `auth` are settings of `kind = \"azure\"`"
+                )),
+            }
             b = b.provider(prov);
         }
         for m in self.models {
@@ -267,6 +294,8 @@ impl File {
             spec.context_length = m.context_length;
             spec.max_output = m.max_output;
             spec.capabilities = m.capabilities;
+            spec.kind = m.kind;
+            spec.dimensions = m.dimensions;
             spec.parameters = parameters(
                 m.supported_parameters,
                 || format!("models.{}.supported_parameters", m.id),

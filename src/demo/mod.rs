@@ -29,7 +29,12 @@
 //! | --- | --- | --- | --- |
 //! | OpenAI | `http://127.0.0.1:PORT/v1` | `POST /v1/chat/completions` | `Authorization: Bearer KEY` |
 //! | Anthropic | `http://127.0.0.1:PORT` | `POST /v1/messages` (needs `anthropic-version`) | `x-api-key: KEY` |
-//! | Gemini | `http://127.0.0.1:PORT` | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` | `x-goog-api-key: KEY` (or `?key=`) |
+//! | Gemini | `http://127.0.0.1:PORT` | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, `:batchEmbedContents` | `x-goog-api-key: KEY` (or `?key=`) |
+//! | Azure OpenAI | `http://127.0.0.1:PORT` | `POST /openai/deployments/{deployment}/chat/completions?api-version=V`, `…/embeddings?api-version=V`, `/openai/v1/chat/completions`, `/openai/v1/embeddings` | `api-key: KEY` (or `Authorization: Bearer KEY`) |
+//!
+//! The OpenAI server also serves `POST /v1/embeddings`. Embedding vectors are deterministic
+//! ([`demo_embedding`]); the Azure server's content filter is triggered by [`FILTER_PROMPT`]
+//! and [`FILTER_ANSWER`] in a prompt.
 //!
 //! Servers speak HTTP/1.1 (keep-alive) and HTTP/2 without TLS (h2c prior knowledge). A missing
 //! or wrong key gets the provider's real answer: OpenAI and Anthropic `401`; Gemini, like the
@@ -75,7 +80,9 @@
 //! with `finishReason` and the full `usageMetadata`.
 
 mod anthropic;
+mod azure;
 mod common;
+mod embeddings;
 mod faults;
 mod gemini;
 mod openai;
@@ -97,6 +104,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use azure::{FILTER_ANSWER, FILTER_PROMPT};
+pub use embeddings::demo_embedding;
 pub use faults::{Fault, Faults};
 
 use crate::catalog::{Capabilities, Catalog, ModelSpec, Pricing, Provider, ProviderKind};
@@ -263,7 +272,9 @@ impl DemoServer {
     pub fn base_url(&self) -> String {
         match self.shared.kind {
             ProviderKind::Openai => format!("http://{}/v1", self.addr),
-            ProviderKind::Anthropic | ProviderKind::Gemini => format!("http://{}", self.addr),
+            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Azure => {
+                format!("http://{}", self.addr)
+            }
         }
     }
 
@@ -339,7 +350,34 @@ pub struct DemoProviders {
     pub anthropic: DemoServer,
     /// The Gemini server (provider `google`).
     pub gemini: DemoServer,
+    /// The Azure OpenAI server (provider `azure`, deployments with `api-version`).
+    pub azure: DemoServer,
 }
+
+/// The `api-version` of the demo catalog's Azure provider.
+pub const DEMO_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// The demo catalog's embedding models: id, upstream name, dimensions, input price.
+const DEMO_EMBEDDINGS: [(&str, &str, u32, f64); 3] = [
+    (
+        "openai/text-embedding-3-small",
+        "text-embedding-3-small",
+        1536,
+        0.02,
+    ),
+    (
+        "google/gemini-embedding-001",
+        "gemini-embedding-001",
+        3072,
+        0.15,
+    ),
+    (
+        "azure/text-embedding-3-small",
+        "text-embedding-3-small",
+        1536,
+        0.02,
+    ),
+];
 
 /// A model of the demo catalog.
 struct DemoModel {
@@ -362,7 +400,7 @@ const fn price(input: f64, output: f64, cached: f64, write: Option<f64>) -> Pric
 }
 
 /// The demo catalog's models: list prices in USD per million tokens.
-const DEMO_MODELS: [DemoModel; 6] = [
+const DEMO_MODELS: [DemoModel; 7] = [
     DemoModel {
         id: "openai/gpt-4o-mini",
         upstream: "gpt-4o-mini",
@@ -378,6 +416,14 @@ const DEMO_MODELS: [DemoModel; 6] = [
         max_output: 16_384,
         reasoning: false,
         pricing: price(2.50, 10.00, 1.25, None),
+    },
+    DemoModel {
+        id: "azure/gpt-4o-mini",
+        upstream: "gpt-4o-mini",
+        context: 128_000,
+        max_output: 16_384,
+        reasoning: false,
+        pricing: price(0.15, 0.60, 0.075, None),
     },
     DemoModel {
         id: "anthropic/claude-sonnet-4",
@@ -430,7 +476,8 @@ impl DemoProviders {
         Ok(Self {
             openai: DemoServer::start(ProviderKind::Openai, config.clone()).await?,
             anthropic: DemoServer::start(ProviderKind::Anthropic, config.clone()).await?,
-            gemini: DemoServer::start(ProviderKind::Gemini, config).await?,
+            gemini: DemoServer::start(ProviderKind::Gemini, config.clone()).await?,
+            azure: DemoServer::start(ProviderKind::Azure, config).await?,
         })
     }
 
@@ -440,14 +487,16 @@ impl DemoProviders {
             ProviderKind::Openai => &self.openai,
             ProviderKind::Anthropic => &self.anthropic,
             ProviderKind::Gemini => &self.gemini,
+            ProviderKind::Azure => &self.azure,
         }
     }
 
-    fn providers(&self) -> [(&'static str, &DemoServer); 3] {
+    fn providers(&self) -> [(&'static str, &DemoServer); 4] {
         [
             ("openai", &self.openai),
             ("anthropic", &self.anthropic),
             ("google", &self.gemini),
+            ("azure", &self.azure),
         ]
     }
 
@@ -459,10 +508,25 @@ impl DemoProviders {
     pub fn catalog(&self) -> Catalog {
         let mut b = Catalog::builder();
         for (name, server) in self.providers() {
-            b = b.provider(
-                Provider::new(name, server.kind(), &server.base_url())
-                    .with_api_key(server.config().api_key()),
-            );
+            let mut p = Provider::new(name, server.kind(), &server.base_url())
+                .with_api_key(server.config().api_key());
+            if server.kind() == ProviderKind::Azure {
+                p = p.with_codec(
+                    crate::provider::azure::Azure::new().api_version(DEMO_AZURE_API_VERSION),
+                );
+            }
+            b = b.provider(p);
+        }
+        for (id, upstream, dims, input) in DEMO_EMBEDDINGS {
+            let provider = id.split_once('/').map_or(id, |(p, _)| p);
+            b = b.model(ModelSpec::new(id).embedding(Some(dims)).endpoint(
+                provider,
+                upstream,
+                Some(Pricing {
+                    input,
+                    ..Pricing::default()
+                }),
+            ));
         }
         for m in &DEMO_MODELS {
             let provider = m.id.split_once('/').map_or(m.id, |(p, _)| p);
@@ -490,9 +554,17 @@ impl DemoProviders {
         use std::fmt::Write as _;
         let mut s = String::new();
         for (name, server) in self.providers() {
+            if server.kind() == ProviderKind::Azure {
+                let _ = writeln!(
+                    s,
+                    "[providers.{name}]\napi_version = \"{DEMO_AZURE_API_VERSION}\""
+                );
+            } else {
+                let _ = writeln!(s, "[providers.{name}]");
+            }
             let _ = write!(
                 s,
-                "[providers.{name}]\nkind = \"{}\"\nbase_url = \"{}\"\napi_key = \"{}\"\n\n",
+                "kind = \"{}\"\nbase_url = \"{}\"\napi_key = \"{}\"\n\n",
                 server.kind().as_str(),
                 server.base_url(),
                 server
@@ -518,6 +590,13 @@ impl DemoProviders {
                 let _ = write!(s, ", cache_write = {w:?}");
             }
             s.push_str(" }\n\n");
+        }
+        for (id, upstream, dims, input) in DEMO_EMBEDDINGS {
+            let _ = write!(
+                s,
+                "[[models]]\nid = \"{id}\"\nupstream = \"{upstream}\"\nkind = \"embedding\"\n\
+                 dimensions = {dims}\npricing = {{ input = {input:?}, output = 0.0 }}\n\n"
+            );
         }
         s.push_str("[aliases]\n");
         for (alias, target) in DEMO_ALIASES {

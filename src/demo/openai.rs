@@ -204,7 +204,7 @@ struct Opts<'a> {
 }
 
 fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
-    if ctx.path != "/v1/chat/completions" {
+    if ctx.path != "/v1/chat/completions" && ctx.path != "/v1/embeddings" {
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("Invalid URL ({} {})", ctx.method, ctx.path),
@@ -245,6 +245,9 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
             None,
             Some("model_not_found"),
         ));
+    }
+    if ctx.path == "/v1/embeddings" {
+        return Ok(super::embeddings::openai(o, model));
     }
     let stream = match o.get("stream") {
         None | Some(Value::Null) => false,

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::wire::{Ctx, PromptCache, Reply};
-use super::{anthropic, gemini, openai, DemoConfig, Fault, Faults, RecordedRequest};
+use super::{anthropic, azure, gemini, openai, DemoConfig, Fault, Faults, RecordedRequest};
 use crate::catalog::ProviderKind;
 
 /// Requests larger than this get the provider's 413.
@@ -216,6 +216,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Respo
                 ProviderKind::Openai => openai::handle(&ctx),
                 ProviderKind::Anthropic => anthropic::handle(&ctx),
                 ProviderKind::Gemini => gemini::handle(&ctx),
+                ProviderKind::Azure => azure::handle(&ctx),
             }
         }
     };
@@ -229,6 +230,7 @@ fn status_reply(kind: ProviderKind, status: u16, retry_after: Option<u64>, seq: 
         ProviderKind::Openai => openai::status_error(status, retry_after, seq),
         ProviderKind::Anthropic => anthropic::status_error(status, retry_after, seq),
         ProviderKind::Gemini => gemini::status_error(status, retry_after, seq),
+        ProviderKind::Azure => openai::status_error(status, retry_after, seq),
     }
 }
 

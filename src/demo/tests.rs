@@ -50,6 +50,7 @@ fn request(server: &DemoServer, path: &str, body: impl Into<Bytes>) -> Request<F
             .header("x-api-key", DEMO_API_KEY)
             .header("anthropic-version", "2023-06-01"),
         ProviderKind::Gemini => b.header("x-goog-api-key", DEMO_API_KEY),
+        ProviderKind::Azure => b.header("api-key", DEMO_API_KEY),
     };
     b.body(Full::new(body.into())).expect("valid request")
 }
@@ -57,6 +58,7 @@ fn request(server: &DemoServer, path: &str, body: impl Into<Bytes>) -> Request<F
 fn default_path(server: &DemoServer, stream: bool) -> &'static str {
     match (server.kind(), stream) {
         (ProviderKind::Openai, _) => "/v1/chat/completions",
+        (ProviderKind::Azure, _) => "/openai/v1/chat/completions",
         (ProviderKind::Anthropic, _) => "/v1/messages",
         (ProviderKind::Gemini, false) => "/v1beta/models/gemini-2.5-flash:generateContent",
         (ProviderKind::Gemini, true) => {
@@ -1119,7 +1121,7 @@ async fn drop_and_stall_mid_stream() {
     ] {
         let s = start(kind).await;
         let body = match kind {
-            ProviderKind::Openai => json!({"model": "m", "stream": true,
+            ProviderKind::Openai | ProviderKind::Azure => json!({"model": "m", "stream": true,
                 "messages": [{"role": "user", "content": "a b c d e f g h"}]}),
             ProviderKind::Anthropic => json!({"model": "m", "stream": true, "max_tokens": 100,
                 "messages": [{"role": "user", "content": "a b c d e f g h"}]}),
@@ -1143,7 +1145,9 @@ async fn drop_and_stall_mid_stream() {
         let (full, _) = drain(open_at(&s, path, body.clone()).await.into_body()).await;
         assert_eq!(ev.len() + 1, events(&full).len(), "{kind:?}");
         match kind {
-            ProviderKind::Openai => assert!(ev.iter().all(|e| e.data != "[DONE]")),
+            ProviderKind::Openai | ProviderKind::Azure => {
+                assert!(ev.iter().all(|e| e.data != "[DONE]"))
+            }
             ProviderKind::Anthropic => {
                 assert!(ev
                     .iter()
@@ -1279,9 +1283,23 @@ async fn demo_providers_catalog_and_toml_agree() {
 
     // Every server answers the model names the catalog routes to it.
     for m in c.models() {
+        if m.kind == crate::catalog::ModelKind::Embedding {
+            continue;
+        }
         let ep = &m.endpoints[0];
         let server = demo.server(ep.provider.kind);
         let r = match ep.provider.kind {
+            ProviderKind::Azure => {
+                post_to(
+                    server,
+                    &format!(
+                        "/openai/deployments/{}/chat/completions?api-version=2024-10-21",
+                        ep.upstream
+                    ),
+                    json!({"messages": [{"role": "user", "content": "x"}]}),
+                )
+                .await
+            }
             ProviderKind::Openai => {
                 post(
                     server,

@@ -37,6 +37,7 @@
 //! Both are `Service<http::Request<B>, Error = Infallible>`, as axum requires.
 
 mod body;
+mod embeddings;
 mod events;
 pub mod future;
 pub mod messages;
@@ -57,6 +58,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use body::EdgeBody;
+pub use embeddings::Embeddings;
 pub use messages::{CountTokens, Messages, MessagesLayer};
 pub use models::Models;
 pub use responses::{Responses, ResponsesLayer};

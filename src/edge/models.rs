@@ -52,7 +52,24 @@ fn render(catalog: &Catalog) -> Vec<u8> {
     for m in catalog.models() {
         let first = m.endpoints.first();
         let pricing = first.and_then(|e| e.pricing).map(pricing_json);
+        if m.kind == crate::catalog::ModelKind::Embedding {
+            data.push(json!({
+                "id": &*m.id,
+                "object": "model",
+                "created": created,
+                "owned_by": m.id.split_once('/').map_or("", |(p, _)| p),
+                "name": &*m.name,
+                "kind": m.kind.as_str(),
+                "dimensions": m.dimensions,
+                "context_length": m.context_length,
+                "pricing": pricing,
+                "architecture": {"input_modalities": ["text"], "output_modalities": ["embeddings"]},
+                "providers": m.endpoints.iter().map(|e| &*e.provider.name).collect::<Vec<_>>(),
+            }));
+            continue;
+        }
         data.push(json!({
+            "kind": m.kind.as_str(),
             "id": &*m.id,
             "object": "model",
             "created": created,

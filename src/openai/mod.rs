@@ -11,6 +11,7 @@
 mod aggregate;
 mod chunk;
 mod chunk_json;
+pub mod embeddings;
 mod error;
 mod message;
 mod raw;
@@ -22,6 +23,9 @@ mod usage_json;
 
 pub use aggregate::{completion_to_chunks, ChunkAggregator};
 pub use chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+pub use embeddings::{
+    EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, EncodingFormat,
+};
 pub use error::{ErrorBody, ErrorResponse};
 pub use message::{
     ContentPart, FunctionCall, ImageUrl, Message, MessageContent, Role, Tool, ToolCall, ToolChoice,

@@ -23,6 +23,11 @@ pub enum ProviderKind {
     /// Google Gemini `generateContent`.
     #[serde(alias = "google")]
     Gemini,
+    /// Azure OpenAI: OpenAI chat completions under a resource endpoint, by deployment
+    /// (`/openai/deployments/{deployment}/…?api-version=…`) or on the v1 API (`/openai/v1/…`),
+    /// with an `api-key` header; see [`Azure`](super::azure::Azure).
+    #[serde(alias = "azure_openai", alias = "azure-openai")]
+    Azure,
 }
 
 impl ProviderKind {
@@ -32,6 +37,7 @@ impl ProviderKind {
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
+            Self::Azure => "azure",
         }
     }
 
@@ -39,7 +45,7 @@ impl ProviderKind {
     /// for an endpoint. OpenAI-compatible servers take them all; Anthropic has no `logprobs`,
     /// `top_logprobs`, `n > 1`, `seed`, `frequency_penalty`, `presence_penalty`, `logit_bias`
     /// or the open-model samplers (`min_p`, `top_a`, `repetition_penalty`); Gemini has no
-    /// `logit_bias` and none of those samplers.
+    /// `logit_bias` and none of those samplers; Azure takes OpenAI's, without the samplers.
     pub const fn default_parameters(self) -> Parameters {
         const SAMPLERS: Parameters = Parameters::MIN_P
             .union(Parameters::TOP_A)
@@ -57,6 +63,8 @@ impl ProviderKind {
                     .union(SAMPLERS),
             ),
             Self::Gemini => Parameters::ALL.difference(Parameters::LOGIT_BIAS.union(SAMPLERS)),
+            // Azure's OpenAI models take OpenAI's parameters, not the open-model samplers.
+            Self::Azure => Parameters::ALL.difference(SAMPLERS),
         }
     }
 }

@@ -14,10 +14,14 @@ use http::{HeaderMap, StatusCode};
 
 use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
-use crate::openai::{ChatCompletion, ChatCompletionChunk, ChatRequest, RawCompletion};
+use crate::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EmbeddingsResponse,
+    RawCompletion,
+};
 use crate::{Error, ErrorKind};
 
 pub mod anthropic;
+pub mod azure;
 mod config;
 pub mod gemini;
 pub mod openai_compat;
@@ -91,6 +95,35 @@ pub trait ProviderCodec: fmt::Debug + Send + Sync {
     fn framing(&self) -> StreamFraming {
         StreamFraming::Sse
     }
+
+    /// The codec's embeddings wire format, if its provider serves embedding models (`None`,
+    /// the default: `/v1/embeddings` never routes to it). Errors of an embeddings call are
+    /// mapped by [`decode_error`](Self::decode_error), as for chat.
+    fn embeddings(&self) -> Option<&dyn EmbeddingsCodec> {
+        None
+    }
+}
+
+/// A provider's embeddings wire format (`POST /v1/embeddings` through the gateway): pure,
+/// like [`ProviderCodec`]. A provider kind plugs its embedding models in by returning one from
+/// [`ProviderCodec::embeddings`].
+pub trait EmbeddingsCodec: fmt::Debug + Send + Sync {
+    /// Builds the upstream request for `req` on `ctx.upstream_model`.
+    fn encode_embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Result<http::Request<UpstreamBody>, Error>;
+
+    /// Decodes a successful body into OpenAI's shape: one vector per input, in input order,
+    /// as float arrays or (with `encoding_format: "base64"`) base64 strings; `usage` as the
+    /// provider counted it, or an estimate when it sends none.
+    fn decode_embeddings(
+        &self,
+        body: &[u8],
+        req: &EmbeddingsRequest,
+        ctx: &DecodeContext,
+    ) -> Result<EmbeddingsResponse, Error>;
 }
 
 /// How a provider frames the events of a streamed answer.
@@ -137,6 +170,7 @@ pub(crate) fn builtin(kind: ProviderKind) -> Arc<dyn ProviderCodec> {
         ProviderKind::Openai => Arc::new(openai_compat::OpenAiCompat),
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic),
         ProviderKind::Gemini => Arc::new(gemini::Gemini),
+        ProviderKind::Azure => Arc::new(azure::Azure::default()),
     }
 }
 

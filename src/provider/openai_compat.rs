@@ -17,12 +17,14 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::{error_for_status, DecodeContext, EncodeContext, ProviderCodec, StreamDecode};
+use super::{
+    error_for_status, DecodeContext, EmbeddingsCodec, EncodeContext, ProviderCodec, StreamDecode,
+};
 use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     finish_completion, write_openai_head, ChatCompletion, ChatCompletionChunk, ChatRequest,
-    ErrorResponse, RawCompletion,
+    EmbeddingsRequest, EmbeddingsResponse, ErrorResponse, RawCompletion,
 };
 use crate::Error;
 
@@ -93,6 +95,98 @@ impl ProviderCodec for OpenAiCompat {
             done: false,
         })
     }
+
+    fn embeddings(&self) -> Option<&dyn EmbeddingsCodec> {
+        Some(self)
+    }
+}
+
+impl EmbeddingsCodec for OpenAiCompat {
+    fn encode_embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Result<http::Request<UpstreamBody>, Error> {
+        let mut r = http::Request::new(UpstreamBody::from(embeddings_body(
+            req,
+            ctx.upstream_model,
+        )?));
+        *r.method_mut() = Method::POST;
+        *r.uri_mut() = ctx.provider.endpoint("/embeddings")?;
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &ctx.provider.api_key {
+            h.insert(AUTHORIZATION, key.bearer_header_value()?);
+        }
+        Ok(r)
+    }
+
+    fn decode_embeddings(
+        &self,
+        body: &[u8],
+        req: &EmbeddingsRequest,
+        ctx: &DecodeContext,
+    ) -> Result<EmbeddingsResponse, Error> {
+        decode_embeddings(body, req, ctx)
+    }
+}
+
+/// OpenAI's embeddings body for `model`: `input`, `dimensions`, `encoding_format` and `user`
+/// as the client sent them (the gateway's routing fields are not sent).
+pub(crate) fn embeddings_body(req: &EmbeddingsRequest, model: &str) -> Result<Vec<u8>, Error> {
+    #[derive(serde::Serialize)]
+    struct Wire<'a> {
+        model: &'a str,
+        input: &'a crate::openai::EmbeddingInput,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dimensions: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encoding_format: Option<crate::openai::EncodingFormat>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
+    }
+    serde_json::to_vec(&Wire {
+        model,
+        input: &req.input,
+        dimensions: req.dimensions,
+        encoding_format: req.encoding_format,
+        user: req.user.as_deref(),
+    })
+    .map_err(|e| Error::upstream("could not encode the embeddings request").with_source(e))
+}
+
+/// An OpenAI-shaped embeddings answer, checked against the request, with the model id the
+/// client knows and the provider name written in. Without `usage` the input is estimated.
+pub(crate) fn decode_embeddings(
+    body: &[u8],
+    req: &EmbeddingsRequest,
+    ctx: &DecodeContext,
+) -> Result<EmbeddingsResponse, Error> {
+    #[derive(serde::Deserialize)]
+    struct Usage {
+        #[serde(default)]
+        prompt_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        data: Vec<crate::openai::embeddings::Embedding>,
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    let w: Wire = serde_json::from_slice(body).map_err(|e| {
+        if let Ok(err) = serde_json::from_slice::<ErrorResponse>(body) {
+            return Error::upstream(format!("the provider failed: {}", err.error.message));
+        }
+        Error::upstream("the provider sent an invalid embeddings body").with_source(e)
+    })?;
+    let tokens = w
+        .usage
+        .and_then(|u| u.prompt_tokens)
+        .unwrap_or_else(|| req.input.estimated_tokens());
+    let mut resp = EmbeddingsResponse::new(w.data, &*ctx.model, tokens);
+    resp.provider = Some(ctx.provider.to_string());
+    resp.check(req)?;
+    Ok(resp)
 }
 
 /// `messages` at least this long goes upstream as a slice of the client's body (a frame of

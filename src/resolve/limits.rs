@@ -173,6 +173,7 @@ pub(crate) fn quote_list(list: &[String]) -> String {
 /// - OpenAI-compatible: `/`-separated segments of ASCII letters, digits and `.` `_` `-` `:`
 ///   `@` (`meta-llama/Llama-3-70b`, `llama3:8b`, `@cf/meta/llama-3-8b-instruct`);
 /// - Anthropic: one segment of letters, digits and `.` `_` `-` `:`;
+/// - Azure: one segment of letters, digits and `.` `_` `-` (the deployment name);
 /// - Gemini: one segment of letters, digits and `.` `_` `-` (no `:`, which would start the
 ///   method), optionally after `models/` or `tunedModels/`.
 ///
@@ -189,6 +190,8 @@ pub(crate) fn upstream_name_ok(kind: ProviderKind, name: &str) -> bool {
     match kind {
         ProviderKind::Openai => name.split('/').all(|seg| segment_ok(seg, b":@")),
         ProviderKind::Anthropic => segment_ok(name, b":"),
+        // An Azure deployment name is one URL path segment.
+        ProviderKind::Azure => segment_ok(name, b""),
         ProviderKind::Gemini => {
             let seg = name
                 .strip_prefix("models/")
@@ -207,6 +210,7 @@ pub(super) fn upstream_name_rule(kind: ProviderKind) -> &'static str {
              empty, `.` or `..`"
         }
         ProviderKind::Anthropic => "ASCII letters, digits, `.`, `_`, `-` and `:`",
+        ProviderKind::Azure => "ASCII letters, digits, `.`, `_` and `-` (a deployment name)",
         ProviderKind::Gemini => {
             "ASCII letters, digits, `.`, `_` and `-`, optionally after `models/` or `tunedModels/`"
         }

@@ -544,8 +544,11 @@ impl Resolver {
             if routing.auto_model() == Some(cur) {
                 let pool = routing.auto_pool();
                 if pool.is_empty() {
-                    for i in 0..catalog.models().len() {
-                        self.push_model(i, group, out);
+                    // Every chat model: embedding models answer no chat request.
+                    for (i, m) in catalog.models().iter().enumerate() {
+                        if m.kind == crate::catalog::ModelKind::Chat {
+                            self.push_model(i, group, out);
+                        }
                     }
                 } else {
                     for i in pool.iter().filter_map(|m| catalog.model_index(m)) {

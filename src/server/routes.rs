@@ -29,6 +29,7 @@ pub(super) fn router(
         .route_service("/v1/messages", gateway.messages())
         .route_service("/v1/responses", gateway.responses())
         .route_service("/v1/messages/count_tokens", gateway.count_tokens())
+        .route_service("/v1/embeddings", gateway.embeddings())
         .route_service("/v1/models", gateway.models())
         .route("/health", get(|| async { "ok" }))
         .route(
@@ -57,7 +58,7 @@ pub(super) fn router(
             (
                 StatusCode::NOT_FOUND,
                 [(header::CONTENT_TYPE, "application/json")],
-                r#"{"error":{"message":"unknown path: try POST /v1/chat/completions, POST /v1/responses, POST /v1/messages or GET /v1/models","type":"invalid_request_error","param":null,"code":"unknown_url"}}"#,
+                r#"{"error":{"message":"unknown path: try POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/embeddings or GET /v1/models","type":"invalid_request_error","param":null,"code":"unknown_url"}}"#,
             )
         })
 }

@@ -66,20 +66,22 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         let d = DemoProviders::start()
             .await
             .map_err(|e| format!("cannot start the demo providers: {e}"))?;
-        let (oa, an, ge) = (
+        let (oa, an, ge, az) = (
             d.openai.base_url(),
             d.anthropic.base_url(),
             d.gemini.base_url(),
+            d.azure.base_url(),
         );
         notes.push(format!(
             "no provider API keys set: using the built-in local demo providers \
-             (OpenAI-compatible at {oa}, Anthropic at {an}, Gemini at {ge}); \
-             set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use the real ones"
+             (OpenAI-compatible at {oa}, Anthropic at {an}, Gemini at {ge}, Azure OpenAI at {az}); \
+             set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or another provider's key to use the real ones"
         ));
         catalog = catalog.map_providers(|p| {
             let base = match p.kind {
                 ProviderKind::Anthropic => &an,
                 ProviderKind::Gemini => &ge,
+                ProviderKind::Azure => &az,
                 _ => &oa,
             };
             let mut p = p.clone();

@@ -319,7 +319,7 @@ use crate::headers::{REQUEST_ID as X_REQUEST_ID, UPSTREAM_REQUEST_ID as REQUEST_
 
 pub use crate::ext::{UpstreamLatency, UpstreamRequestId};
 
-async fn read_body<B>(body: B, max: usize, truncate: bool) -> Result<Bytes, Error>
+pub(crate) async fn read_body<B>(body: B, max: usize, truncate: bool) -> Result<Bytes, Error>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,

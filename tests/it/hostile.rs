@@ -733,3 +733,54 @@ async fn the_log_api_refuses_hostile_queries_and_bodies() {
     still_serves(g.addr(), Duration::from_secs(5)).await;
     g.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn the_embeddings_endpoint_holds_the_limits() {
+    const EMBEDDINGS: &str = "/v1/embeddings";
+    let g = gateway(ConnLimits::default()).await;
+    let addr = g.addr();
+    let check = |text: &str, status: u16, expect: u16| {
+        assert_eq!(status, expect, "{}", &text[..text.len().min(300)]);
+        assert!(text.len() < 2_000, "nothing echoed: {}", text.len());
+        let v: Value = serde_json::from_str(body_of(text)).expect("JSON");
+        assert!(v["error"]["message"].as_str().expect("a message").len() < 600);
+    };
+    let send = |body: String| async move {
+        raw(addr, &post_to(EMBEDDINGS, &body), Duration::from_secs(10)).await
+    };
+    // Oversized: 413 from the content-length, before the body is read.
+    let head = format!(
+        "POST {EMBEDDINGS} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{{",
+        64 * 1024 * 1024
+    );
+    let (status, text) = raw(addr, head.as_bytes(), Duration::from_secs(5)).await;
+    check(&text, status, 413);
+    let model = "openai/text-embedding-3-small";
+    for body in [
+        "{not json".to_owned(),
+        format!(
+            r#"{{"model":"{model}","input":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+        json!({"model": "m".repeat(1_000_000), "input": "hi"}).to_string(),
+        json!({"model": model, "input": "hi", "encoding_format": "x".repeat(1_000_000)})
+            .to_string(),
+        json!({"model": model, "input": vec!["a"; 3000]}).to_string(),
+        json!({"model": model, "input": "a".repeat(5 * 1024 * 1024)}).to_string(),
+        json!({"model": model, "input": []}).to_string(),
+        json!({"model": model, "input": [[]]}).to_string(),
+        json!({"model": model, "input": [1, -1]}).to_string(),
+        json!({"model": model, "input": {"text": "x"}}).to_string(),
+        json!({"model": "openai/gpt-4o-mini", "input": "x"}).to_string(),
+    ] {
+        let (status, text) = send(body).await;
+        check(&text, status, 400);
+    }
+    // Unknown models are 404; the gateway keeps serving.
+    let (status, text) = send(json!({"model": "nobody/x", "input": "x"}).to_string()).await;
+    check(&text, status, 404);
+    let (status, text) = send(json!({"model": model, "input": "x"}).to_string()).await;
+    assert_eq!(status, 200, "{text}");
+}

@@ -7,10 +7,14 @@
 
 mod support;
 
+#[cfg(feature = "demo")]
+mod azure;
 mod cache;
 mod cost;
 mod e2e;
 mod edge;
+#[cfg(feature = "demo")]
+mod embeddings;
 mod examples;
 mod fallback;
 mod gateway;

@@ -301,6 +301,78 @@ class PerModelResponses(unittest.TestCase):
             client().responses.create(model="nobody/nothing", input="hi")
 
 
+EMBEDDING_MODELS = {
+    "openai/text-embedding-3-small": 1536,
+    "azure/text-embedding-3-small": 1536,
+    "google/gemini-embedding-001": 3072,
+}
+
+
+class Embeddings(unittest.TestCase):
+    def test_float_and_base64(self):
+        for m, dims in EMBEDDING_MODELS.items():
+            floats = client().embeddings.create(model=m, input=["hello world", "bye"], encoding_format="float")
+            self.assertEqual(len(floats.data), 2, m)
+            self.assertEqual(len(floats.data[0].embedding), dims, m)
+            self.assertGreater(floats.usage.prompt_tokens, 0, m)
+            # The SDK asks for base64 by default and decodes it itself.
+            decoded = client().embeddings.create(model=m, input=["hello world", "bye"])
+            self.assertEqual(len(decoded.data[1].embedding), dims, m)
+            for a, b in zip(floats.data[0].embedding, decoded.data[0].embedding):
+                self.assertAlmostEqual(a, b, places=6)
+            short = client().embeddings.create(model=m, input="x", dimensions=8)
+            self.assertEqual(len(short.data[0].embedding), 8, m)
+
+    def test_bad_input_is_400(self):
+        with self.assertRaises(openai.BadRequestError):
+            client().embeddings.create(model="openai/text-embedding-3-small", input=[])
+        with self.assertRaises(openai.BadRequestError):
+            client().embeddings.create(model="openai/gpt-4o-mini", input="x")
+
+    def test_models_list_kind_and_dimensions(self):
+        with urllib.request.urlopen(BASE_URL + "/v1/models", timeout=10) as r:
+            data = {m["id"]: m for m in json.loads(r.read())["data"]}
+        for m, dims in EMBEDDING_MODELS.items():
+            self.assertEqual(data[m]["kind"], "embedding")
+            self.assertEqual(data[m]["dimensions"], dims)
+
+
+class Azure(unittest.TestCase):
+    def test_chat_through_the_gateway_azure_upstream(self):
+        r = client().chat.completions.create(
+            model="azure/gpt-4o-mini", messages=[{"role": "user", "content": "hi azure"}]
+        )
+        self.assertIn("demo azure provider", r.choices[0].message.content)
+        chunks = list(
+            client().chat.completions.create(
+                model="azure/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        )
+        self.assertTrue(all(c.id for c in chunks))
+
+    def test_content_filter_is_400(self):
+        with self.assertRaises(openai.BadRequestError) as cm:
+            client().chat.completions.create(
+                model="azure/gpt-4o-mini", messages=[{"role": "user", "content": "SB-FILTER-PROMPT"}]
+            )
+        self.assertEqual(cm.exception.code, "content_filter")
+
+    def test_azure_sdk_speaks_to_the_demo_upstream(self):
+        # The gateway's Azure upstream (the demo) must be what the official AzureOpenAI client
+        # expects: deployment URLs, api-version, api-key header, Azure's filter fields.
+        import re
+
+        m = re.search(r"Azure OpenAI at (http://[0-9.:]+)", STARTUP)
+        self.assertIsNotNone(m, STARTUP)
+        az = openai.AzureOpenAI(
+            azure_endpoint=m.group(1), api_key="demo-key", api_version="2024-10-21", max_retries=0, timeout=20
+        )
+        r = az.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        e = az.embeddings.create(model="text-embedding-3-small", input="hi")
+        self.assertEqual(len(e.data[0].embedding), 1536)
+
+
 def main():
     global GATEWAY, BASE_URL, STARTUP
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(

@@ -87,7 +87,7 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
     let streaming = match method {
         "generateContent" => false,
         "streamGenerateContent" => true,
-        "countTokens" => false,
+        "countTokens" | "batchEmbedContents" => false,
         _ => return Err(not_found()),
     };
     if ctx.method != Method::POST || model.is_empty() {
@@ -131,6 +131,9 @@ fn run(ctx: &Ctx<'_>) -> Result<Reply, Reply> {
     };
     if method == "countTokens" {
         return count_tokens(o);
+    }
+    if method == "batchEmbedContents" {
+        return super::embeddings::gemini(o, model).map_err(|(_, m)| invalid(m));
     }
     check_keys(
         o,

@@ -180,7 +180,10 @@ impl CountTokens {
             let n = gemini_count(&self.client, &candidate, &typed_chat).await?;
             return Ok(answer(n, false));
         }
-        if candidate.provider.kind == ProviderKind::Openai {
+        if matches!(
+            candidate.provider.kind,
+            ProviderKind::Openai | ProviderKind::Azure
+        ) {
             let chat = typed_chat;
             let model = candidate.upstream_model.clone();
             let n = tokio::task::spawn_blocking(move || super::tokens::count(&chat, &model))

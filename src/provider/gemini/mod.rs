@@ -152,6 +152,7 @@
 // - `response`: whole answers, and the per-candidate state streams share;
 // - `stream`: the SSE decoder.
 mod contents;
+mod embeddings;
 mod error;
 mod request;
 mod response;
@@ -198,6 +199,10 @@ impl ProviderCodec for Gemini {
             crate::openai::new_completion_id(),
             crate::openai::unix_now(),
         ))
+    }
+
+    fn embeddings(&self) -> Option<&dyn super::EmbeddingsCodec> {
+        Some(self)
     }
 }
 

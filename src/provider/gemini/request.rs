@@ -48,7 +48,7 @@ pub(super) fn encode(
 /// `models/{name}` or `tunedModels/{name}`: the name (after a leading `models/` or
 /// `tunedModels/`) percent-encoded as one path segment, so that no model name can reach
 /// another path, a query or a fragment.
-fn model_path(upstream_model: &str) -> Result<String, Error> {
+pub(super) fn model_path(upstream_model: &str) -> Result<String, Error> {
     let (collection, name) = match upstream_model.strip_prefix("tunedModels/") {
         Some(name) => ("tunedModels/", name),
         None => (
