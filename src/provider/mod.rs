@@ -22,6 +22,7 @@ mod config;
 pub mod gemini;
 pub mod openai_compat;
 mod params;
+pub mod vertex;
 
 pub(crate) use config::join_url;
 pub use config::{ApiKey, Deadlines, Provider, ProviderKind};
@@ -137,6 +138,7 @@ pub(crate) fn builtin(kind: ProviderKind) -> Arc<dyn ProviderCodec> {
         ProviderKind::Openai => Arc::new(openai_compat::OpenAiCompat),
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic),
         ProviderKind::Gemini => Arc::new(gemini::Gemini),
+        ProviderKind::Vertex => Arc::new(vertex::Vertex::unconfigured()),
     }
 }
 

@@ -174,7 +174,8 @@ pub(crate) fn quote_list(list: &[String]) -> String {
 ///   `@` (`meta-llama/Llama-3-70b`, `llama3:8b`, `@cf/meta/llama-3-8b-instruct`);
 /// - Anthropic: one segment of letters, digits and `.` `_` `-` `:`;
 /// - Gemini: one segment of letters, digits and `.` `_` `-` (no `:`, which would start the
-///   method), optionally after `models/` or `tunedModels/`.
+///   method), optionally after `models/` or `tunedModels/`;
+/// - Vertex AI: one segment of letters, digits and `.` `_` `-` `@` (`claude-sonnet-4@20250514`).
 ///
 /// No segment may be empty, `.` or `..`; spaces, control chars, `%`, `?`, `#`, `\` and
 /// non-ASCII are never allowed.
@@ -196,6 +197,7 @@ pub(crate) fn upstream_name_ok(kind: ProviderKind, name: &str) -> bool {
                 .unwrap_or(name);
             segment_ok(seg, b"")
         }
+        ProviderKind::Vertex => segment_ok(name, b"@"),
     }
 }
 
@@ -210,6 +212,7 @@ pub(super) fn upstream_name_rule(kind: ProviderKind) -> &'static str {
         ProviderKind::Gemini => {
             "ASCII letters, digits, `.`, `_` and `-`, optionally after `models/` or `tunedModels/`"
         }
+        ProviderKind::Vertex => "ASCII letters, digits, `.`, `_`, `-` and `@`",
     }
 }
 

@@ -1,0 +1,1 @@
+//! Vertex codec and token tests.
