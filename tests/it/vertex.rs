@@ -29,7 +29,9 @@ struct Env {
 /// (a key file's JSON, from an environment variable), and an OpenAI-compatible `backup`
 /// behind Claude.
 async fn env_with(config: DemoConfig, creds: Option<String>) -> Env {
-    let v = DemoServer::start(ProviderKind::Vertex, config).await.unwrap();
+    let v = DemoServer::start(ProviderKind::Vertex, config)
+        .await
+        .unwrap();
     let backup = DemoServer::start(ProviderKind::Openai, DemoConfig::default())
         .await
         .unwrap();
@@ -113,7 +115,11 @@ impl Answer {
     fn streamed_text(&self) -> String {
         self.events()
             .iter()
-            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .filter_map(|e| {
+                e["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect()
     }
 }
@@ -179,7 +185,11 @@ async fn gemini_on_vertex_answers_and_streams_with_a_bearer_token() {
     assert_eq!(events.last().unwrap(), "[DONE]");
     assert_eq!(
         e.v.last_request().unwrap().path,
-        model_path("google", "gemini-2.5-flash", "streamGenerateContent?alt=sse")
+        model_path(
+            "google",
+            "gemini-2.5-flash",
+            "streamGenerateContent?alt=sse"
+        )
     );
     // One token served all three requests (the first fetched it).
     assert_eq!(e.v.tokens_issued(), 1);
@@ -211,7 +221,10 @@ async fn claude_on_vertex_uses_raw_predict_with_vertex_body() {
         "Hello from the demo anthropic provider! You said: hello there"
     );
     let sent = e.v.last_request().unwrap();
-    assert_eq!(sent.path, model_path("anthropic", CLAUDE, "streamRawPredict"));
+    assert_eq!(
+        sent.path,
+        model_path("anthropic", CLAUDE, "streamRawPredict")
+    );
     assert_eq!(sent.body["stream"], true);
     assert_eq!(e.backup.request_count(), 0);
 }
@@ -219,7 +232,11 @@ async fn claude_on_vertex_uses_raw_predict_with_vertex_body() {
 #[tokio::test]
 async fn pass_through_ids_pick_the_publisher_by_name() {
     let e = env().await;
-    let a = post(&e.gateway, &hello("vertex/claude-3-5-haiku@20241022", false)).await;
+    let a = post(
+        &e.gateway,
+        &hello("vertex/claude-3-5-haiku@20241022", false),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(
         e.v.last_request().unwrap().path,
@@ -332,7 +349,10 @@ async fn claude_cache_tokens_and_reasoning_come_through() {
             v["choices"][0]["message"]["reasoning"].is_string(),
             "{model}: {v}"
         );
-        assert!(v["usage"]["completion_tokens_details"]["reasoning_tokens"].is_u64() || model.starts_with("anthropic"));
+        assert!(
+            v["usage"]["completion_tokens_details"]["reasoning_tokens"].is_u64()
+                || model.starts_with("anthropic")
+        );
     }
 }
 
@@ -362,7 +382,11 @@ async fn vertex_errors_follow_the_table() {
     assert!(a.status != 200 || a.body.contains("error"), "{}", a.body);
     // The demo's 401 (an expired or unknown token) is the gateway's credentials: 502.
     e.v.faults().push(Fault::status(401));
-    let a = post(&e.gateway, &json!({"model": "vertex/claude-x", "messages": [{"role": "user", "content": "x"}]})).await;
+    let a = post(
+        &e.gateway,
+        &json!({"model": "vertex/claude-x", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
     assert_eq!(a.status, 502, "{}", a.body);
 }
 
@@ -386,7 +410,7 @@ async fn many_concurrent_requests_share_one_token_fetch_and_refresh_after_expiry
         None,
     )
     .await;
-    let burst = || {
+    let burst = |round: u32| {
         let g = e.gateway.clone();
         async move {
             let tasks: Vec<_> = (0..24)
@@ -400,7 +424,7 @@ async fn many_concurrent_requests_share_one_token_fetch_and_refresh_after_expiry
                         };
                         let mut body = hello(model, i % 3 == 0);
                         // Distinct prompts: no response-cache hits.
-                        body["messages"][0]["content"] = format!("hello {i} {:?}", std::time::Instant::now()).into();
+                        body["messages"][0]["content"] = format!("hello {i} {round}").into();
                         post(&g, &body).await.status
                     })
                 })
@@ -410,23 +434,49 @@ async fn many_concurrent_requests_share_one_token_fetch_and_refresh_after_expiry
             }
         }
     };
-    burst().await;
+    burst(1).await;
     assert_eq!(e.v.tokens_issued(), 1, "one fetch for the whole burst");
+    let first_token =
+        e.v.last_request()
+            .unwrap()
+            .header("authorization")
+            .unwrap()
+            .to_owned();
     // The token expires after 2 s; the demo refuses it from then on.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    burst().await;
+    let stale = http::Request::post(format!(
+        "{}{}",
+        e.v.base_url(),
+        model_path("google", "gemini-2.5-flash", "generateContent")
+    ))
+    .header("authorization", &first_token)
+    .body(switchboard::client::UpstreamBody::from(
+        hello("x", false).to_string(),
+    ))
+    .unwrap();
+    let resp = switchboard::client::HttpClient::new()
+        .oneshot(stale)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the expired token is refused");
+    burst(2).await;
     assert_eq!(e.v.tokens_issued(), 2, "one refresh for the second burst");
     assert_eq!(e.backup.request_count(), 0, "no request was refused");
     let token_fetches = e.v.requests().iter().filter(|r| r.path == "/token").count();
     assert_eq!(token_fetches, 2);
     // The grant is a form with the JWT bearer grant type.
-    let grant = e.v.requests().into_iter().find(|r| r.path == "/token").unwrap();
+    let grant =
+        e.v.requests()
+            .into_iter()
+            .find(|r| r.path == "/token")
+            .unwrap();
     assert_eq!(
         grant.header("content-type"),
         Some("application/x-www-form-urlencoded")
     );
-    assert!(String::from_utf8_lossy(&grant.raw_body)
-        .starts_with("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="));
+    assert!(String::from_utf8_lossy(&grant.raw_body).starts_with(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+    ));
 }
 
 #[tokio::test]
@@ -443,7 +493,12 @@ async fn a_wrong_key_is_502_and_fallback_moves_on() {
     assert!(a.body.contains("invalid_grant"), "{}", a.body);
     assert!(!a.body.contains("PRIVATE KEY"));
     assert_eq!(bad.v.tokens_issued(), 0);
-    let models_called = bad.v.requests().iter().filter(|r| r.path != "/token").count();
+    let models_called = bad
+        .v
+        .requests()
+        .iter()
+        .filter(|r| r.path != "/token")
+        .count();
     assert_eq!(models_called, 0, "nothing sent without a token");
     let a = post(&bad.gateway, &hello("anthropic/claude-sonnet-4", false)).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -482,12 +537,11 @@ async fn the_metadata_server_gives_tokens_too() {
     let a = post(&g, &hello("vertex/gemini-2.5-flash", false)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(e.v.tokens_issued(), 1);
-    let fetch = e
-        .v
-        .requests()
-        .into_iter()
-        .find(|r| r.path.starts_with("/computeMetadata"))
-        .unwrap();
+    let fetch =
+        e.v.requests()
+            .into_iter()
+            .find(|r| r.path.starts_with("/computeMetadata"))
+            .unwrap();
     assert_eq!(fetch.header("metadata-flavor"), Some("Google"));
     assert_eq!(
         e.v.last_request().unwrap().path,
@@ -506,16 +560,26 @@ async fn config_errors_name_the_field_and_never_the_key() {
     };
     assert!(bad("location = \"us-east5\"", None).contains("providers.v.project"));
     assert!(bad("project = \"p/../x\"", None).contains("project"));
-    let m = bad("project = \"p\"\ncredentials_file = \"/nonexistent/key.json\"", None);
+    let m = bad(
+        "project = \"p\"\ncredentials_file = \"/nonexistent/key.json\"",
+        None,
+    );
     assert!(m.contains("credentials_file"), "{m}");
     let m = bad("project = \"p\"\ncredentials_env = \"SA\"", None);
     assert!(m.contains("`SA` is not set"), "{m}");
-    let mut file: Value = serde_json::from_str(&test_service_account_json("https://x/token")).unwrap();
+    let mut file: Value =
+        serde_json::from_str(&test_service_account_json("https://x/token")).unwrap();
     file["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
-    let m = bad("project = \"p\"\ncredentials_env = \"SA\"", Some(file.to_string()));
+    let m = bad(
+        "project = \"p\"\ncredentials_env = \"SA\"",
+        Some(file.to_string()),
+    );
     assert!(m.contains("credentials_env") && !m.contains("AAAA"), "{m}");
     file["type"] = "authorized_user".into();
-    let m = bad("project = \"p\"\ncredentials_env = \"SA\"", Some(file.to_string()));
+    let m = bad(
+        "project = \"p\"\ncredentials_env = \"SA\"",
+        Some(file.to_string()),
+    );
     assert!(m.contains("service_account"), "{m}");
     // Vertex settings on another kind are refused.
     let m = Catalog::from_toml_with_env(
@@ -564,7 +628,10 @@ async fn messages_edge_sends_the_clients_body_to_claude_on_vertex() {
         );
         assert!(!raw.contains("\"model\""), "{raw}");
         if stream {
-            assert_eq!(sent.path, model_path("anthropic", CLAUDE, "streamRawPredict"));
+            assert_eq!(
+                sent.path,
+                model_path("anthropic", CLAUDE, "streamRawPredict")
+            );
             assert!(out.contains("event: message_stop"), "{out}");
         } else {
             assert_eq!(sent.path, model_path("anthropic", CLAUDE, "rawPredict"));

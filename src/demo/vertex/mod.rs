@@ -51,7 +51,8 @@ pub const DEMO_PROJECT: &str = "switchboard-demo";
 
 /// Paths of the token endpoints.
 pub(super) const TOKEN_PATH: &str = "/token";
-pub(super) const METADATA_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+pub(super) const METADATA_PATH: &str =
+    "/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// A service account key file (JSON) for the test account, with `token_uri` as given.
 pub fn test_service_account_json(token_uri: &str) -> String {
@@ -74,9 +75,10 @@ fn public_key() -> Option<&'static [u8]> {
     KEY.get_or_init(|| {
         use ring::signature::KeyPair as _;
         use rustls_pki_types::pem::PemObject as _;
-        let der =
-            rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(TEST_SERVICE_ACCOUNT_KEY.as_bytes())
-                .ok()?;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(
+            TEST_SERVICE_ACCOUNT_KEY.as_bytes(),
+        )
+        .ok()?;
         let pair = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).ok()?;
         Some(pair.public_key().as_ref().to_vec())
     })
@@ -205,9 +207,12 @@ pub(super) fn token_endpoint(
 fn check_assertion(jwt: &str, audience: &str) -> Result<(), &'static str> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = jwt.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.");
+        return Err(
+            "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.",
+        );
     };
     let header: Value = b64
         .decode(h)
@@ -293,18 +298,8 @@ fn anthropic_invalid(message: &str, seq: u64) -> Reply {
 pub(super) fn handle(ctx: &Ctx<'_>, tokens: &Tokens) -> Reply {
     // /v1/projects/{p}/locations/{l}/publishers/{publisher}/models/{model}:{method}
     let segs: Vec<&str> = ctx.path.split('/').collect();
-    let [
-        "",
-        "v1",
-        "projects",
-        project,
-        "locations",
-        location,
-        "publishers",
-        publisher,
-        "models",
-        last,
-    ] = segs.as_slice()
+    let ["", "v1", "projects", project, "locations", location, "publishers", publisher, "models", last] =
+        segs.as_slice()
     else {
         return not_found();
     };
@@ -352,9 +347,7 @@ pub(super) fn handle(ctx: &Ctx<'_>, tokens: &Tokens) -> Reply {
             }
             match o.get("anthropic_version").and_then(Value::as_str) {
                 Some(crate::provider::vertex::ANTHROPIC_VERSION) => {}
-                Some(_) => {
-                    return anthropic_invalid("anthropic_version: invalid version", ctx.seq)
-                }
+                Some(_) => return anthropic_invalid("anthropic_version: invalid version", ctx.seq),
                 None => return anthropic_invalid("anthropic_version: Field required", ctx.seq),
             }
             if (o.get("stream") == Some(&Value::Bool(true))) != stream {

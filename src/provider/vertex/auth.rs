@@ -205,7 +205,7 @@ fn parse_http_url(s: &str) -> Option<http::Uri> {
 /// Where tokens come from.
 #[derive(Debug)]
 enum Source {
-    ServiceAccount(ServiceAccount),
+    ServiceAccount(Box<ServiceAccount>),
     Metadata(http::Uri),
 }
 
@@ -262,7 +262,7 @@ impl GoogleAuth {
 
     /// Tokens for a service account.
     pub fn service_account(account: ServiceAccount) -> Self {
-        Self::with_source(Source::ServiceAccount(account))
+        Self::with_source(Source::ServiceAccount(Box::new(account)))
     }
 
     /// Tokens for the service account in a key file's JSON.
@@ -422,7 +422,9 @@ pub(crate) fn parse_token(body: &Bytes) -> Result<(HeaderValue, Duration), Error
         || a.access_token.len() > 4096
         || !a.access_token.bytes().all(|b| b.is_ascii_graphic())
     {
-        return Err(bad("has an access token that is empty, too long or not plain ASCII"));
+        return Err(bad(
+            "has an access token that is empty, too long or not plain ASCII",
+        ));
     }
     if !(1..=86_400).contains(&a.expires_in) {
         return Err(bad("has an expiry outside 1 to 86400 seconds"));

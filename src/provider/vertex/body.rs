@@ -67,11 +67,7 @@ pub fn messages_body(body: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(ANTHROPIC_VERSION.as_bytes());
     out.push(b'"');
     // A comma unless nothing but the closing brace is left.
-    let rest_first = head
-        .iter()
-        .chain(tail.iter())
-        .copied()
-        .find(|b| !is_ws(*b));
+    let rest_first = head.iter().chain(tail.iter()).copied().find(|b| !is_ws(*b));
     if rest_first != Some(b'}') {
         out.push(b',');
     }

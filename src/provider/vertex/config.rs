@@ -57,7 +57,10 @@ impl VertexSettings {
             GoogleAuth::from_json(json).map_err(|e| format!("{what}: {}", e.message()))
         };
         let auth = if let Some(path) = &self.credentials_file {
-            from_json("credentials_file", &read_key_file("credentials_file", path)?)?
+            from_json(
+                "credentials_file",
+                &read_key_file("credentials_file", path)?,
+            )?
         } else if let Some(var) = &self.credentials_env {
             let Some(value) = env(var).filter(|v| !v.trim().is_empty()) else {
                 return Err(format!("credentials_env: `{var}` is not set"));
@@ -70,12 +73,12 @@ impl VertexSettings {
                     &read_key_file("credentials_env", value.trim())?,
                 )?
             }
-        } else if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty())
-        {
+        } else if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
             let field = "credentials (GOOGLE_APPLICATION_CREDENTIALS)";
             from_json(field, &read_key_file(field, &path)?)?
         } else if let Some(url) = &self.metadata_url {
-            GoogleAuth::metadata_server_at(url).map_err(|e| format!("metadata_url: {}", e.message()))?
+            GoogleAuth::metadata_server_at(url)
+                .map_err(|e| format!("metadata_url: {}", e.message()))?
         } else {
             GoogleAuth::metadata_server()
         };

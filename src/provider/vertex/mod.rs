@@ -128,10 +128,10 @@ impl Vertex {
             ));
         };
         if matches!(model, "" | "." | "..") {
-            return Err(Error::invalid_request(
-                "the upstream model name is empty, `.` or `..`",
-            )
-            .with_param("model"));
+            return Err(
+                Error::invalid_request("the upstream model name is empty, `.` or `..`")
+                    .with_param("model"),
+            );
         }
         let mut s = String::with_capacity(base.len() + 96 + project.len() + model.len());
         s.push_str(base.trim_end_matches('/'));
@@ -165,7 +165,12 @@ impl Vertex {
         } else {
             "rawPredict"
         };
-        let uri = match self.url(&ctx.provider.base_url, "anthropic", ctx.upstream_model, method) {
+        let uri = match self.url(
+            &ctx.provider.base_url,
+            "anthropic",
+            ctx.upstream_model,
+            method,
+        ) {
             Ok(u) => u,
             Err(e) => return Some(Err(e)),
         };
@@ -237,7 +242,8 @@ impl ProviderCodec for Vertex {
         } else {
             "generateContent"
         };
-        *encoded.uri_mut() = self.url(&ctx.provider.base_url, "google", ctx.upstream_model, method)?;
+        *encoded.uri_mut() =
+            self.url(&ctx.provider.base_url, "google", ctx.upstream_model, method)?;
         encoded.headers_mut().remove("x-goog-api-key");
         Ok(encoded)
     }

@@ -61,7 +61,10 @@ fn urls_follow_the_location_and_publisher() {
         .to_string()
         .ends_with("/models/gemini-2.5-pro:streamGenerateContent?alt=sse"));
     let r = v.encode(&stream, &ctx(&p, "claude-x")).unwrap();
-    assert!(r.uri().to_string().ends_with("/models/claude-x:streamRawPredict"));
+    assert!(r
+        .uri()
+        .to_string()
+        .ends_with("/models/claude-x:streamRawPredict"));
 }
 
 #[test]
@@ -71,7 +74,9 @@ fn names_cannot_reach_another_path() {
     let req = chat(r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#);
     let r = v.encode(&req, &ctx(&p, "a/../b:c?d#e f")).unwrap();
     assert!(
-        r.uri().path().ends_with("/models/a%2F..%2Fb%3Ac%3Fd%23e%20f:generateContent"),
+        r.uri()
+            .path()
+            .ends_with("/models/a%2F..%2Fb%3Ac%3Fd%23e%20f:generateContent"),
         "{}",
         r.uri()
     );
@@ -146,7 +151,8 @@ fn answers_errors_and_streams_are_decoded_by_their_shape() {
     let google = br#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#;
     let e = v.decode_error(StatusCode::UNAUTHORIZED, &h, google);
     assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Upstream, 502));
-    let google = br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
+    let google =
+        br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
     assert_eq!(
         v.decode_error(StatusCode::TOO_MANY_REQUESTS, &h, google)
             .status()
@@ -239,12 +245,10 @@ fn the_grant_is_an_rs256_jwt_the_account_signed() {
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header: serde_json::Value =
-        serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "JWT");
-    let claims: serde_json::Value =
-        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(claims["iss"], crate::demo::TEST_SERVICE_ACCOUNT_EMAIL);
     assert_eq!(claims["scope"], auth::SCOPE);
     assert_eq!(claims["aud"], "https://oauth2.example/token");
