@@ -37,6 +37,7 @@
 pub mod auth;
 mod body;
 mod config;
+pub mod embeddings;
 #[cfg(test)]
 mod tests;
 
