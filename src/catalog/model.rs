@@ -48,10 +48,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The request parameters it accepts: the catalog's list, else
-    /// [`ProviderKind::default_parameters`](super::ProviderKind::default_parameters).
+    /// [`ProviderKind::parameters_for`](super::ProviderKind::parameters_for) its upstream model.
     pub fn supported_parameters(&self) -> Parameters {
         self.parameters
-            .unwrap_or_else(|| self.provider.kind.default_parameters())
+            .unwrap_or_else(|| self.provider.kind.parameters_for(&self.upstream))
     }
 
     /// Its throughput hint, else its provider's.

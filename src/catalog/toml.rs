@@ -168,6 +168,8 @@ impl From<DeadlinesFile> for Deadlines {
 #[serde(deny_unknown_fields)]
 struct ProviderFile {
     kind: ProviderKind,
+    /// Required, except for Vertex AI (derived from `location`).
+    #[serde(default)]
     base_url: String,
     base_url_env: Option<String>,
     api_key: Option<String>,
@@ -181,6 +183,12 @@ struct ProviderFile {
     api_version: Option<String>,
     /// Azure: `api-key` (default) or `bearer`.
     auth: Option<String>,
+    // Vertex AI (`kind = "vertex"`): see `provider::vertex`.
+    project: Option<String>,
+    location: Option<String>,
+    credentials_file: Option<String>,
+    credentials_env: Option<String>,
+    metadata_url: Option<String>,
 }
 
 fn yes() -> bool {
@@ -239,12 +247,22 @@ impl File {
     fn build(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Error> {
         let mut b = Catalog::builder();
         for (name, p) in self.providers {
-            let base_url = p
+            let vertex = crate::provider::vertex::VertexSettings {
+                project: p.project,
+                location: p.location,
+                credentials_file: p.credentials_file,
+                credentials_env: p.credentials_env,
+                metadata_url: p.metadata_url,
+            };
+            let mut base_url = p
                 .base_url_env
                 .as_deref()
                 .and_then(env)
                 .filter(|u| !u.is_empty())
                 .unwrap_or(p.base_url);
+            if p.kind == ProviderKind::Vertex && base_url.is_empty() {
+                base_url = vertex.default_base_url();
+            }
             let mut prov =
                 Provider::new(name.as_str(), p.kind, &base_url).with_deadlines(p.deadlines.into());
             prov.data_collection = p.data_collection;
@@ -285,6 +303,17 @@ impl File {
                 _ => b.errors.push(format!(
                     "providers.{name}: `api_version` and `auth` are settings of `kind = \"azure\"`"
                 )),
+            }
+            if p.kind == ProviderKind::Vertex {
+                match vertex.apply(prov.clone(), env) {
+                    Ok(v) => prov = v,
+                    Err(e) => b.errors.push(format!("providers.{name}.{e}")),
+                }
+            } else if vertex.any() {
+                b.errors.push(format!(
+                    "providers.{name}: `project`, `location`, `credentials_file`, \
+                     `credentials_env` and `metadata_url` are for kind = \"vertex\" only"
+                ));
             }
             b = b.provider(prov);
         }

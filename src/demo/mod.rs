@@ -87,6 +87,7 @@ mod faults;
 mod gemini;
 mod openai;
 mod server;
+mod vertex;
 mod wire;
 
 #[cfg(test)]
@@ -107,6 +108,9 @@ use tokio::task::JoinHandle;
 pub use azure::{FILTER_ANSWER, FILTER_PROMPT};
 pub use embeddings::demo_embedding;
 pub use faults::{Fault, Faults};
+pub use vertex::{
+    test_service_account_json, DEMO_PROJECT, TEST_SERVICE_ACCOUNT_EMAIL, TEST_SERVICE_ACCOUNT_KEY,
+};
 
 use crate::catalog::{Capabilities, Catalog, ModelSpec, Pricing, Provider, ProviderKind};
 
@@ -132,6 +136,7 @@ pub struct DemoConfig {
     words_per_chunk: usize,
     models: Option<Arc<[String]>>,
     log_limit: usize,
+    token_lifetime: Duration,
 }
 
 impl Default for DemoConfig {
@@ -143,6 +148,7 @@ impl Default for DemoConfig {
             words_per_chunk: 3,
             models: None,
             log_limit: 10_000,
+            token_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -193,6 +199,14 @@ impl DemoConfig {
     #[must_use]
     pub fn with_log_limit(mut self, limit: usize) -> Self {
         self.log_limit = limit;
+        self
+    }
+
+    /// How long the Vertex AI demo's access tokens live (default an hour, as Google's; the
+    /// `expires_in` it reports is in whole seconds, at least 1).
+    #[must_use]
+    pub fn with_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
         self
     }
 
@@ -272,10 +286,33 @@ impl DemoServer {
     pub fn base_url(&self) -> String {
         match self.shared.kind {
             ProviderKind::Openai => format!("http://{}/v1", self.addr),
-            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Azure => {
+            ProviderKind::Anthropic
+            | ProviderKind::Gemini
+            | ProviderKind::Azure
+            | ProviderKind::Vertex => {
                 format!("http://{}", self.addr)
             }
         }
+    }
+
+    /// The Vertex AI demo's token endpoint (`{base}/token`), for a key file's `token_uri`.
+    pub fn token_uri(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
+    /// The Vertex AI demo's metadata-server token URL.
+    pub fn metadata_url(&self) -> String {
+        format!("http://{}{}", self.addr, vertex::METADATA_PATH)
+    }
+
+    /// A key file (JSON) for the test service account whose `token_uri` is this server's.
+    pub fn service_account_json(&self) -> String {
+        test_service_account_json(&self.token_uri())
+    }
+
+    /// How many access tokens the Vertex AI demo has issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.shared.tokens.issued()
     }
 
     /// The configuration.
@@ -486,7 +523,7 @@ impl DemoProviders {
         match kind {
             ProviderKind::Openai => &self.openai,
             ProviderKind::Anthropic => &self.anthropic,
-            ProviderKind::Gemini => &self.gemini,
+            ProviderKind::Gemini | ProviderKind::Vertex => &self.gemini,
             ProviderKind::Azure => &self.azure,
         }
     }

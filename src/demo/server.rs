@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::wire::{Ctx, PromptCache, Reply};
-use super::{anthropic, azure, gemini, openai, DemoConfig, Fault, Faults, RecordedRequest};
+use super::{anthropic, azure, gemini, openai, vertex, DemoConfig, Fault, Faults, RecordedRequest};
 use crate::catalog::ProviderKind;
 
 /// Requests larger than this get the provider's 413.
@@ -54,6 +54,8 @@ pub(super) struct Shared {
     received: AtomicU64,
     /// Anthropic prompt-cache prefixes seen so far.
     prompt_cache: PromptCache,
+    /// Vertex AI access tokens issued.
+    pub(super) tokens: vertex::Tokens,
     shutdown: watch::Receiver<()>,
 }
 
@@ -125,6 +127,7 @@ pub(super) async fn start(
         notify: Notify::new(),
         received: AtomicU64::new(0),
         prompt_cache: PromptCache::default(),
+        tokens: vertex::Tokens::default(),
         shutdown: rx.clone(),
     });
     let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
@@ -179,9 +182,36 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Respo
         version: parts.version,
         headers: parts.headers.clone(),
         body: json.clone().unwrap_or(Value::Null),
-        raw_body: raw,
+        raw_body: raw.clone(),
     });
 
+    // Vertex AI's token endpoints: never faulted (tests fault the model endpoints).
+    if shared.kind == ProviderKind::Vertex
+        && matches!(parts.uri.path(), vertex::TOKEN_PATH | vertex::METADATA_PATH)
+    {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let reply = vertex::token_endpoint(
+            &shared.tokens,
+            shared.config.token_lifetime,
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+            &authority,
+            &raw,
+        );
+        return Ok(respond(reply, None, &shared));
+    }
     let fault = shared.faults.take();
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
@@ -217,6 +247,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Respo
                 ProviderKind::Anthropic => anthropic::handle(&ctx),
                 ProviderKind::Gemini => gemini::handle(&ctx),
                 ProviderKind::Azure => azure::handle(&ctx),
+                ProviderKind::Vertex => vertex::handle(&ctx, &shared.tokens),
             }
         }
     };
@@ -229,7 +260,9 @@ fn status_reply(kind: ProviderKind, status: u16, retry_after: Option<u64>, seq: 
     match kind {
         ProviderKind::Openai => openai::status_error(status, retry_after, seq),
         ProviderKind::Anthropic => anthropic::status_error(status, retry_after, seq),
-        ProviderKind::Gemini => gemini::status_error(status, retry_after, seq),
+        ProviderKind::Gemini | ProviderKind::Vertex => {
+            gemini::status_error(status, retry_after, seq)
+        }
         ProviderKind::Azure => openai::status_error(status, retry_after, seq),
     }
 }

@@ -28,6 +28,10 @@ pub enum ProviderKind {
     /// with an `api-key` header; see [`Azure`](super::azure::Azure).
     #[serde(alias = "azure_openai", alias = "azure-openai")]
     Azure,
+    /// Google Vertex AI: Gemini models (`generateContent`) and Claude (`rawPredict`) with
+    /// OAuth2 tokens from a service account (see [`vertex`](crate::provider::vertex)).
+    #[serde(alias = "vertex_ai", alias = "vertex-ai")]
+    Vertex,
 }
 
 impl ProviderKind {
@@ -38,6 +42,7 @@ impl ProviderKind {
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
             Self::Azure => "azure",
+            Self::Vertex => "vertex",
         }
     }
 
@@ -62,9 +67,23 @@ impl ProviderKind {
                     .union(Parameters::LOGIT_BIAS)
                     .union(SAMPLERS),
             ),
-            Self::Gemini => Parameters::ALL.difference(Parameters::LOGIT_BIAS.union(SAMPLERS)),
             // Azure's OpenAI models take OpenAI's parameters, not the open-model samplers.
             Self::Azure => Parameters::ALL.difference(SAMPLERS),
+            Self::Gemini | Self::Vertex => {
+                Parameters::ALL.difference(Parameters::LOGIT_BIAS.union(SAMPLERS))
+            }
+        }
+    }
+
+    /// The parameters of [`default_parameters`](Self::default_parameters) for one upstream
+    /// model: on Vertex AI, Claude models (names starting with `claude`) take Anthropic's set,
+    /// the others Gemini's; other kinds do not depend on the model.
+    pub fn parameters_for(self, upstream_model: &str) -> Parameters {
+        match self {
+            Self::Vertex if super::vertex::is_anthropic_model(upstream_model) => {
+                Self::Anthropic.default_parameters()
+            }
+            _ => self.default_parameters(),
         }
     }
 }

@@ -26,6 +26,7 @@ mod config;
 pub mod gemini;
 pub mod openai_compat;
 mod params;
+pub mod vertex;
 
 pub(crate) use config::join_url;
 pub use config::{ApiKey, Deadlines, Provider, ProviderKind};
@@ -171,6 +172,7 @@ pub(crate) fn builtin(kind: ProviderKind) -> Arc<dyn ProviderCodec> {
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic),
         ProviderKind::Gemini => Arc::new(gemini::Gemini),
         ProviderKind::Azure => Arc::new(azure::Azure::default()),
+        ProviderKind::Vertex => Arc::new(vertex::Vertex::unconfigured()),
     }
 }
 

@@ -175,7 +175,8 @@ pub(crate) fn quote_list(list: &[String]) -> String {
 /// - Anthropic: one segment of letters, digits and `.` `_` `-` `:`;
 /// - Azure: one segment of letters, digits and `.` `_` `-` (the deployment name);
 /// - Gemini: one segment of letters, digits and `.` `_` `-` (no `:`, which would start the
-///   method), optionally after `models/` or `tunedModels/`.
+///   method), optionally after `models/` or `tunedModels/`;
+/// - Vertex AI: one segment of letters, digits and `.` `_` `-` `@` (`claude-sonnet-4@20250514`).
 ///
 /// No segment may be empty, `.` or `..`; spaces, control chars, `%`, `?`, `#`, `\` and
 /// non-ASCII are never allowed.
@@ -199,6 +200,7 @@ pub(crate) fn upstream_name_ok(kind: ProviderKind, name: &str) -> bool {
                 .unwrap_or(name);
             segment_ok(seg, b"")
         }
+        ProviderKind::Vertex => segment_ok(name, b"@"),
     }
 }
 
@@ -214,6 +216,7 @@ pub(super) fn upstream_name_rule(kind: ProviderKind) -> &'static str {
         ProviderKind::Gemini => {
             "ASCII letters, digits, `.`, `_` and `-`, optionally after `models/` or `tunedModels/`"
         }
+        ProviderKind::Vertex => "ASCII letters, digits, `.`, `_`, `-` and `@`",
     }
 }
 

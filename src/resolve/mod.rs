@@ -578,7 +578,7 @@ impl Resolver {
                         }
                         out.push(Slot {
                             caps: crate::catalog::Capabilities::default(),
-                            params: p.kind.default_parameters(),
+                            params: p.kind.parameters_for(rest),
                             throughput: p.throughput,
                             group,
                             cand: SlotCandidate::Made(Box::new(Candidate::passthrough(

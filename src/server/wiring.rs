@@ -57,9 +57,10 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     }
 
     let mut demo = None;
+    // A provider with its own auth step (Vertex AI's tokens) has credentials too.
     let keyed: Vec<String> = catalog
         .providers()
-        .filter(|p| p.api_key.is_some())
+        .filter(|p| p.api_key.is_some() || p.auth().is_some())
         .map(|p| p.name.to_string())
         .collect();
     if keyed.is_empty() {
@@ -94,7 +95,7 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         notes.push(format!("providers with keys: {}", keyed.join(", ")));
         let missing: Vec<String> = catalog
             .providers()
-            .filter(|p| p.api_key.is_none())
+            .filter(|p| p.api_key.is_none() && p.auth().is_none())
             .map(|p| p.name.to_string())
             .collect();
         if !missing.is_empty() {

@@ -35,3 +35,5 @@ mod secrets;
 #[cfg(feature = "demo")]
 mod soak;
 mod timeout;
+#[cfg(feature = "demo")]
+mod vertex;
