@@ -56,6 +56,18 @@ impl Db {
             })
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if kind == Kind::Sqlite {
+                        // WAL with NORMAL sync: a crash never corrupts the file; a power cut
+                        // may lose the last commits, which a request log can afford.
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|e| {
@@ -115,44 +127,55 @@ impl Db {
         Ok(())
     }
 
-    /// Writes `rows` in one transaction (a row already there is left as it is).
+    /// Writes `rows` in one transaction (a row already there is left as it is), in
+    /// multi-row statements of [`CHUNKS`] rows (few statements, each prepared once).
     pub(super) async fn insert(&self, rows: &[CostRecord]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            let v = Values::of(r);
-            sqlx::query(INSERT)
-                .bind(v.id)
-                .bind(v.created_at)
-                .bind(v.key)
-                .bind(v.requested)
-                .bind(v.provider)
-                .bind(v.model)
-                .bind(v.attempts)
-                .bind(v.attempt_count)
-                .bind(v.status)
-                .bind(v.error_kind)
-                .bind(i64::from(r.stream))
-                .bind(i64::from(r.cancelled))
-                .bind(r.finish_reason.clone())
-                .bind(v.tokens[0])
-                .bind(v.tokens[1])
-                .bind(v.tokens[2])
-                .bind(v.tokens[3])
-                .bind(v.tokens[4])
-                .bind(i64::from(r.usage_estimated))
-                .bind(v.cost)
-                .bind(v.cost_details)
-                .bind(ms(r.latency))
-                .bind(r.time_to_first_token.map(ms))
-                .bind(r.generation_time.map(ms))
-                .bind(r.cache.map(|c| c.as_str().to_owned()))
-                .bind(r.task.clone())
-                .bind(r.user.clone())
-                .bind(r.ingress.map(str::to_owned))
-                .bind(r.prompt.clone())
-                .bind(r.answer.clone())
-                .execute(&mut *tx)
-                .await?;
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let n = CHUNKS
+                .iter()
+                .copied()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut q = sqlx::query(insert_sql(n));
+            for r in chunk {
+                let v = Values::of(r);
+                q = q
+                    .bind(v.id)
+                    .bind(v.created_at)
+                    .bind(v.key)
+                    .bind(v.requested)
+                    .bind(v.provider)
+                    .bind(v.model)
+                    .bind(v.attempts)
+                    .bind(v.attempt_count)
+                    .bind(v.status)
+                    .bind(v.error_kind)
+                    .bind(i64::from(r.stream))
+                    .bind(i64::from(r.cancelled))
+                    .bind(r.finish_reason.clone())
+                    .bind(v.tokens[0])
+                    .bind(v.tokens[1])
+                    .bind(v.tokens[2])
+                    .bind(v.tokens[3])
+                    .bind(v.tokens[4])
+                    .bind(i64::from(r.usage_estimated))
+                    .bind(v.cost)
+                    .bind(v.cost_details)
+                    .bind(ms(r.latency))
+                    .bind(r.time_to_first_token.map(ms))
+                    .bind(r.generation_time.map(ms))
+                    .bind(r.cache.map(|c| c.as_str().to_owned()))
+                    .bind(r.task.clone())
+                    .bind(r.user.clone())
+                    .bind(r.ingress.map(str::to_owned))
+                    .bind(r.prompt.clone())
+                    .bind(r.answer.clone());
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -172,13 +195,49 @@ impl Db {
     }
 }
 
-const INSERT: &str = "INSERT INTO generations (id, created_at, key_name, requested_model, \
-    provider, model, attempts, attempt_count, status, error_kind, streamed, cancelled, \
-    finish_reason, tokens_prompt, tokens_completion, tokens_cached, tokens_cache_write, \
-    tokens_reasoning, usage_estimated, total_cost, cost_details, latency_ms, ttft_ms, \
-    generation_time_ms, cache_status, task, user_id, ingress, prompt, answer) VALUES ($1, $2, \
-    $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-    $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT (id) DO NOTHING";
+/// The columns of a row, in the order they are bound.
+const COLUMNS: &str = "id, created_at, key_name, requested_model, provider, model, attempts, \
+    attempt_count, status, error_kind, streamed, cancelled, finish_reason, tokens_prompt, \
+    tokens_completion, tokens_cached, tokens_cache_write, tokens_reasoning, usage_estimated, \
+    total_cost, cost_details, latency_ms, ttft_ms, generation_time_ms, cache_status, task, \
+    user_id, ingress, prompt, answer";
+
+/// How many values a row binds.
+const PER_ROW: usize = 30;
+
+/// The rows one insert statement takes, largest first: a batch is written as statements of
+/// these sizes (at most 64 × 30 parameters, within SQLite's and PostgreSQL's limits).
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// The insert statement for `n` rows (one of [`CHUNKS`]), built once.
+fn insert_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        CHUNKS
+            .iter()
+            .map(|&n| {
+                let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
+                for row in 0..n {
+                    sql.push_str(if row == 0 { "(" } else { ", (" });
+                    for col in 0..PER_ROW {
+                        if col > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!("${}", row * PER_ROW + col + 1));
+                    }
+                    sql.push(')');
+                }
+                sql.push_str(" ON CONFLICT (id) DO NOTHING");
+                sql
+            })
+            .collect()
+    });
+    let i = CHUNKS
+        .iter()
+        .position(|&c| c == n)
+        .unwrap_or(CHUNKS.len() - 1);
+    &all[i]
+}
 
 /// The computed columns of a record's row.
 struct Values {
@@ -199,15 +258,19 @@ struct Values {
 
 impl Values {
     fn of(r: &CostRecord) -> Self {
-        let attempts: Vec<serde_json::Value> = r
+        #[derive(serde::Serialize)]
+        struct Attempt<'a> {
+            provider: &'a str,
+            model: &'a str,
+            outcome: &'a str,
+        }
+        let attempts: Vec<Attempt<'_>> = r
             .attempts
             .iter()
-            .map(|a| {
-                serde_json::json!({
-                    "provider": &*a.provider,
-                    "model": &*a.model,
-                    "outcome": a.error.map_or("ok", crate::ErrorKind::as_str),
-                })
+            .map(|a| Attempt {
+                provider: &a.provider,
+                model: &a.model,
+                outcome: a.error.map_or("ok", crate::ErrorKind::as_str),
             })
             .collect();
         let tokens = match &r.usage {
@@ -234,7 +297,7 @@ impl Values {
             requested: r.requested.as_deref().map(str::to_owned),
             provider: r.provider.as_deref().map(str::to_owned),
             model: r.model.as_deref().map(str::to_owned),
-            attempts: serde_json::Value::Array(attempts).to_string(),
+            attempts: serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".to_owned()),
             attempt_count: r.attempts.len() as i64,
             status: status_of(r),
             error_kind: r.error.map(|k| k.as_str().to_owned()),

@@ -63,6 +63,10 @@ use db::Db;
 /// Rows written in one transaction at most.
 const BATCH: usize = 256;
 
+/// How long the writer waits for more rows after the first of a batch: rows are readable
+/// through the API well within a second, and a busy gateway writes few, large transactions.
+const LINGER: Duration = Duration::from_millis(200);
+
 /// How the log is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -185,7 +189,10 @@ impl RequestLog {
             written: AtomicU64::new(0),
             warned: AtomicU64::new(0),
         });
-        let mut tasks = vec![tokio::spawn(write(db.clone(), rx, shared.clone()))];
+        // A batch holds at most a queue's worth of rows: what waits is bounded by twice the
+        // queue.
+        let batch = options.queue.clamp(1, BATCH);
+        let mut tasks = vec![tokio::spawn(write(db.clone(), rx, shared.clone(), batch))];
         if options.retention_days > 0 {
             tasks.push(tokio::spawn(prune(db.clone(), options.retention_days)));
         }
@@ -315,18 +322,27 @@ fn sqlite_create(url: &str) -> String {
 }
 
 /// The writer: batches of up to [`BATCH`] rows, one transaction each.
-async fn write(db: Db, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
-    let mut rows = Vec::with_capacity(BATCH);
+async fn write(db: Db, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, batch: usize) {
+    let mut rows = Vec::with_capacity(batch);
     let mut acks = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Rows that come within LINGER of the first share its transaction (one commit for
+        // many rows); a flush writes at once.
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Row(r) => rows.push(*r),
                 Msg::Flush(ack) => acks.push(ack),
             }
-            if rows.len() < BATCH {
-                next = rx.try_recv().ok();
+            if rows.len() < batch && acks.is_empty() {
+                next = match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
             }
         }
         if !rows.is_empty() {
