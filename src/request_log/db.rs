@@ -12,11 +12,14 @@ use crate::ext::GenerationId;
 use crate::{Error, ErrorKind};
 
 /// The migrations, in order: (version, name, SQL). Each runs once, in a transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "request_log",
-    include_str!("../../migrations/0001_request_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "request_log",
+        include_str!("../../migrations/0001_request_log.sql"),
+    ),
+    (2, "shadow", include_str!("../../migrations/0002_shadow.sql")),
+];
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +154,7 @@ impl Db {
                 .bind(r.ingress.map(str::to_owned))
                 .bind(r.prompt.clone())
                 .bind(r.answer.clone())
+                .bind(r.shadow_of.as_deref().map(str::to_owned))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -176,9 +180,9 @@ const INSERT: &str = "INSERT INTO generations (id, created_at, key_name, request
     provider, model, attempts, attempt_count, status, error_kind, streamed, cancelled, \
     finish_reason, tokens_prompt, tokens_completion, tokens_cached, tokens_cache_write, \
     tokens_reasoning, usage_estimated, total_cost, cost_details, latency_ms, ttft_ms, \
-    generation_time_ms, cache_status, task, user_id, ingress, prompt, answer) VALUES ($1, $2, \
-    $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-    $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT (id) DO NOTHING";
+    generation_time_ms, cache_status, task, user_id, ingress, prompt, answer, shadow_of) VALUES \
+    ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+    $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31) ON CONFLICT (id) DO NOTHING";
 
 /// The computed columns of a record's row.
 struct Values {
