@@ -310,8 +310,7 @@ where
     }
 
     fn call(&mut self, mut req: ChatHttpRequest) -> S::Future {
-        if self.layer.rules.is_empty() || req.extensions().get::<crate::ext::ShadowOf>().is_some()
-        {
+        if self.layer.rules.is_empty() || req.extensions().get::<crate::ext::ShadowOf>().is_some() {
             return self.inner.call(req);
         }
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -352,7 +351,13 @@ where
         };
         let made: Vec<_> = copies
             .into_iter()
-            .map(|(i, permit)| (i, permit, copy_of(&req, &self.layer.rules[i].rule.candidate, &of)))
+            .map(|(i, permit)| {
+                (
+                    i,
+                    permit,
+                    copy_of(&req, &self.layer.rules[i].rule.candidate, &of),
+                )
+            })
             .collect();
         // The primary first: the copies start once it is dispatched, and it never waits.
         let primary = self.inner.call(req);
@@ -423,7 +428,9 @@ mod tests {
         assert_eq!(ShadowRule::new("a", "b").sample(f64::NAN).sample, 0.0);
         assert_eq!(ShadowRule::new("a", "b").sample(7.0).sample, 1.0);
         assert_eq!(
-            ShadowRule::new("a", "b").max_concurrency(1 << 40).max_concurrency,
+            ShadowRule::new("a", "b")
+                .max_concurrency(1 << 40)
+                .max_concurrency,
             MAX_CONCURRENCY
         );
     }

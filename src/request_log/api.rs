@@ -462,8 +462,11 @@ async fn shadow_compare(State(api): State<Arc<Api>>, req: Request) -> Response {
             .ok()
             .filter(|l| *l <= super::MAX_PAIRS)
             .ok_or_else(|| error(
-                &Error::invalid_request(format!("`limit` is an integer from 0 to {}", super::MAX_PAIRS))
-                    .with_param("limit")
+                &Error::invalid_request(format!(
+                    "`limit` is an integer from 0 to {}",
+                    super::MAX_PAIRS
+                ))
+                .with_param("limit")
             ))),
     };
     let text = |n: &str| get(&p, n).filter(|v| !v.is_empty()).map(str::to_owned);

@@ -99,7 +99,10 @@ impl Dashboard {
         } else if path.ends_with(".css") {
             ("text/css; charset=utf-8", Body::from(STYLE))
         } else {
-            ("text/html; charset=utf-8", Body::from(self.page.to_string()))
+            (
+                "text/html; charset=utf-8",
+                Body::from(self.page.to_string()),
+            )
         };
         let (status, ctype, body) = match *method {
             Method::GET => (StatusCode::OK, ctype, body),
@@ -124,7 +127,10 @@ impl Dashboard {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if status == StatusCode::METHOD_NOT_ALLOWED {
@@ -163,7 +169,10 @@ mod tests {
         assert!(d.page.contains("content=\"/x&quot;&gt;&lt;script&gt;\""));
         assert!(!d.page.contains("{{"));
         let r = d.answer(&Method::GET, "/dashboard.js");
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let r = d.answer(&Method::POST, "/dashboard");
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -18,7 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "request_log",
         include_str!("../../migrations/0001_request_log.sql"),
     ),
-    (2, "shadow", include_str!("../../migrations/0002_shadow.sql")),
+    (
+        2,
+        "shadow",
+        include_str!("../../migrations/0002_shadow.sql"),
+    ),
 ];
 
 /// Which database a URL names.

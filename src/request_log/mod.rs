@@ -53,12 +53,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use api::{ApiAccess, MAX_BODY_BYTES as MAX_FEEDBACK_BODY_BYTES, MAX_QUERY_BYTES};
+pub use compare::{CompareFilter, Comparison, Group, Pair, Row, Side, MAX_PAIRS};
+pub use dashboard::{dashboard, Dashboard};
 pub use query::{
     Feedback, Filter, Generation, NewFeedback, Page, Sort, MAX_COMMENT_BYTES,
     MAX_FEEDBACK_PER_GENERATION, MAX_LABEL_BYTES, MAX_PAGE,
 };
-pub use compare::{CompareFilter, Comparison, Group, Pair, Row, Side, MAX_PAIRS};
-pub use dashboard::{dashboard, Dashboard};
 pub use stats::{Figures, GroupBy, MAX_STATS_ROWS};
 
 use crate::cost::{CostRecord, CostSink};

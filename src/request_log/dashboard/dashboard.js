@@ -103,7 +103,7 @@
 
   // A frame: the SVG, the plot area, y gridlines with labels.
   function frame(container, max, fmt) {
-    var W = 640, H = 240, L = 64, R = 10, T = 10, B = 42;
+    var W = 960, H = 300, L = 78, R = 10, T = 10, B = 42;
     var s = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img' });
     clear(container).appendChild(s);
     var top = nice(max);
@@ -124,7 +124,7 @@
   function shortTime(c) {
     c = String(c);
     var m = /^\d{4}-(\d\d-\d\d)(?:T(\d\d:\d\d))?/.exec(c);
-    return m ? (m[2] ? m[1] + ' ' + m[2] : m[1]) : (c.length > 14 ? c.slice(0, 13) + '…' : c);
+    return m ? (m[2] ? m[1] + ' ' + m[2] : m[1]) : (c.length > 28 ? c.slice(0, 27) + '…' : c);
   }
   function empty(container) {
     clear(container).appendChild(node('div', 'No requests in this range.', 'empty'));
