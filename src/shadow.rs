@@ -22,7 +22,7 @@
 //! answer (whole or streamed) to the end and then releases the permit.
 //!
 //! A copy:
-//! - carries a fresh [`GenerationId`] and [`ShadowOf`] (the primary's id), so the CostMeter's
+//! - carries a fresh [`GenerationId`] and [`ShadowOf`](crate::ext::ShadowOf) (the primary's id), so the CostMeter's
 //!   record — and the request log's row — links it to the primary;
 //! - carries no [`CallerKey`](crate::ext::CallerKey) and no
 //!   [`ModelAllowList`](crate::ext::ModelAllowList): it is not charged to the caller's budget

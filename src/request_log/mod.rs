@@ -1,6 +1,6 @@
 //! The request log: one row per request in a database (a SQLite file, or PostgreSQL shared by
 //! several instances), its HTTP API (`/api/v1/generation`, `/api/v1/generations`,
-//! `/api/v1/feedback`, `/api/v1/stats`, `/api/v1/shadow/compare`), a [dashboard](dashboard) page
+//! `/api/v1/feedback`, `/api/v1/stats`, `/api/v1/shadow/compare`), a [dashboard](mod@dashboard) page
 //! over that API, and a query API for embedders (cargo feature
 //! `log-db`, part of `server`).
 //!
