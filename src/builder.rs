@@ -2,6 +2,8 @@
 //!
 //! Order, outermost first (the edge is separate, see [`Gateway::chat_completions`]):
 //!
+//! 0. [`Shadow`](crate::shadow::Shadow) (when configured with [`GatewayBuilder::shadows`]):
+//!    copies sampled requests to a candidate, through the layers below
 //! 1. [`ModelResolve`](crate::resolve::ModelResolve): `model` / alias / `models[]` / provider
 //!    preferences / rules → `Route`
 //! 2. [`CostMeter`](crate::cost::CostMeter): budget reservation, `usage.cost`, metrics
@@ -67,6 +69,7 @@ impl Gateway {
             health: Health::default(),
             keys: None,
             cache: None,
+            shadows: None,
             resolve_limits: Limits::default(),
             embedding_limits: Default::default(),
         }
@@ -150,6 +153,7 @@ pub struct GatewayBuilder {
     health: Health,
     keys: Option<ClientKeysLayer>,
     cache: Option<ResponseCacheLayer>,
+    shadows: Option<crate::shadow::ShadowLayer>,
     resolve_limits: Limits,
     embedding_limits: crate::openai::embeddings::EmbeddingsLimits,
 }
@@ -178,6 +182,14 @@ impl GatewayBuilder {
     #[must_use]
     pub fn response_cache(mut self, layer: ResponseCacheLayer) -> Self {
         self.cache = Some(layer);
+        self
+    }
+
+    /// Adds [`Shadow`](crate::shadow::Shadow) above ModelResolve: sampled requests are
+    /// copied to a candidate (see [`crate::shadow`]). A layer without rules adds nothing.
+    #[must_use]
+    pub fn shadows(mut self, layer: crate::shadow::ShadowLayer) -> Self {
+        self.shadows = (!layer.is_empty()).then_some(layer);
         self
     }
 
@@ -313,6 +325,7 @@ impl GatewayBuilder {
             self.keys.as_ref(),
         );
         let svc = ServiceBuilder::new()
+            .option_layer(self.shadows)
             .layer(resolve)
             .layer(self.cost)
             .option_layer(self.cache)

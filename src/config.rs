@@ -99,6 +99,8 @@ pub struct GatewayConfig {
     pub log: LogSettings,
     /// `[admin]` settings.
     pub admin: AdminSettings,
+    /// `[[routing.shadows]]`: requests copied to candidates (see [`crate::shadow`]).
+    pub shadows: Vec<crate::shadow::ShadowRule>,
 }
 
 /// `[log]` settings: the request log (see `switchboard::request_log`, feature `log-db`).
@@ -149,6 +151,63 @@ pub struct AdminSettings {
 #[serde(deny_unknown_fields)]
 struct AdminFile {
     key_env: Option<String>,
+}
+
+/// One `[[routing.shadows]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowFile {
+    source: String,
+    candidate: String,
+    sample: f64,
+    #[serde(default = "default_shadow_concurrency")]
+    max_concurrency: usize,
+}
+
+const fn default_shadow_concurrency() -> usize {
+    4
+}
+
+/// `[[routing.shadows]]` checked against the catalog.
+fn shadow_rules(
+    files: Vec<ShadowFile>,
+    catalog: &Catalog,
+    errors: &mut Vec<String>,
+) -> Vec<crate::shadow::ShadowRule> {
+    let routable = |id: &str| {
+        catalog.model(id).is_some()
+            || catalog.alias(id).is_some()
+            || catalog.routing().split(id).is_some()
+            || catalog.routing().auto_model() == Some(id)
+    };
+    let mut rules = Vec::new();
+    for (i, f) in files.into_iter().enumerate() {
+        let at = format!("routing.shadows[{i}]");
+        if f.source.is_empty() || f.source == "task:" {
+            errors.push(format!("{at}.source: empty"));
+        }
+        if !routable(&f.candidate) {
+            errors.push(format!(
+                "{at}.candidate: `{}` is not a known model, alias or split",
+                f.candidate
+            ));
+        }
+        if !(f.sample.is_finite() && (0.0..=1.0).contains(&f.sample)) {
+            errors.push(format!("{at}.sample: a share from 0 to 1"));
+        }
+        if f.max_concurrency > crate::shadow::MAX_CONCURRENCY {
+            errors.push(format!(
+                "{at}.max_concurrency: at most {}",
+                crate::shadow::MAX_CONCURRENCY
+            ));
+        }
+        rules.push(
+            crate::shadow::ShadowRule::new(&f.source, &f.candidate)
+                .sample(f.sample)
+                .max_concurrency(f.max_concurrency),
+        );
+    }
+    rules
 }
 
 /// `[cache]` settings.
@@ -397,12 +456,23 @@ impl GatewayConfig {
                 .map_err(|e| config_error(format!("keys: {e}")))?,
             None => Vec::new(),
         };
+        let shadows: Vec<ShadowFile> = match table
+            .get_mut("routing")
+            .and_then(|r| r.as_table_mut())
+            .and_then(|r| r.remove("shadows"))
+        {
+            Some(v) => v
+                .try_into()
+                .map_err(|e| config_error(format!("routing.shadows: {e}")))?,
+            None => Vec::new(),
+        };
         let rest =
             toml::to_string(&table).map_err(|e| config_error(format!("invalid config: {e}")))?;
         let catalog = Catalog::from_toml_with_env(&rest, &env)?;
         let mut layer = ClientKeysLayer::new();
         let mut budgets = Budgets::default();
         let mut errors = Vec::new();
+        let shadows = shadow_rules(shadows, &catalog, &mut errors);
         let mut names = std::collections::HashSet::new();
         for (i, k) in keys.into_iter().enumerate() {
             let at = format!("keys[{i}] ({})", k.name);
@@ -483,6 +553,7 @@ impl GatewayConfig {
             cost,
             log,
             admin,
+            shadows,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! | [`NativeRequest`] | the Messages edge | ProviderTranslate (a codec of the same format) |
 //! | [`GenerationId`] | the edge (request) | CostMeter (the answer's `id`, the record) |
 //! | [`Ingress`] | the edge (request) | CostMeter (the record) |
+//! | [`ShadowOf`] | [`Shadow`](crate::shadow::Shadow) (a copy's request) | CostMeter (the record) |
 
 use std::sync::Arc;
 
@@ -251,6 +252,11 @@ impl Default for GenerationId {
         Self::new()
     }
 }
+
+/// A shadow copy's primary: the generation id of the request it copies (request extension
+/// set by [`Shadow`](crate::shadow::Shadow) on the copy; the CostMeter's record carries it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShadowOf(pub Arc<str>);
 
 /// The wire format the request came in by (request extension, set by the edge): `chat`
 /// (`/v1/chat/completions`), `messages` (`/v1/messages`), or another edge's name.

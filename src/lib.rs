@@ -73,7 +73,8 @@
 //! server, bin          the ready gateway: config → stack, routes, listener (feature `server`)
 //! edge                 HTTP ⇄ typed request/response (OpenAI chat completions, Anthropic
 //!                      Messages); the only place errors become JSON
-//! resolve cost cache   the layers, each with its named futures in `<layer>/future.rs`
+//! resolve cost cache   the layers, each with its named futures in `<layer>/future.rs`;
+//!                      shadow copies requests to a candidate
 //! fallback timeout
 //! translate keys
 //! provider             pure codecs (`ProviderCodec`), the provider itself (`Provider`,
@@ -124,6 +125,7 @@ pub mod resolve;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod shadow;
 pub mod timeout;
 pub mod translate;
 

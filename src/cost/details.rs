@@ -27,6 +27,8 @@ pub(super) struct Details {
     /// The answer's text so far (bodies wanted), else `None`.
     pub(super) answer: Option<String>,
     pub(super) finish_reason: Option<String>,
+    /// A shadow copy's primary ([`ShadowOf`](crate::ext::ShadowOf)).
+    pub(super) shadow_of: Option<Arc<str>>,
 }
 
 impl Details {
@@ -62,6 +64,10 @@ impl Details {
             }),
             answer: bodies.then(String::new),
             finish_reason: None,
+            shadow_of: req
+                .extensions()
+                .get::<crate::ext::ShadowOf>()
+                .map(|s| s.0.clone()),
         }
     }
 

@@ -230,6 +230,8 @@ pub struct CostRecord {
     /// The answer's text (streams: the content deltas; whole answers: the first choice's
     /// content), for a sink whose [`CostSink::wants_bodies`] (at most 1 MiB).
     pub answer: Option<String>,
+    /// A shadow copy's primary generation id ([`ShadowOf`](crate::ext::ShadowOf)).
+    pub shadow_of: Option<Arc<str>>,
 }
 
 impl Default for CostRecord {
@@ -259,6 +261,7 @@ impl Default for CostRecord {
             cancelled: false,
             prompt: None,
             answer: None,
+            shadow_of: None,
         }
     }
 }
@@ -687,6 +690,7 @@ impl Meter {
         }
         if let Some(sink) = &self.config.sink {
             let d = self.details.take();
+            let shadow_of = d.as_ref().and_then(|d| d.shadow_of.clone());
             let generation_time = match (self.stream, ttft) {
                 (true, Some(t)) => Some(latency.saturating_sub(t)),
                 _ => self.upstream_latency,
@@ -743,6 +747,7 @@ impl Meter {
                 cancelled: self.cancelled,
                 prompt,
                 answer,
+                shadow_of,
             });
         }
     }

@@ -1,5 +1,5 @@
 //! The log's HTTP API: `GET /api/v1/generation?id=`, `POST /api/v1/feedback`,
-//! `GET /api/v1/generations`, `GET /api/v1/stats`. JSON in OpenRouter's names; errors in
+//! `GET /api/v1/generations`, `GET /api/v1/stats`, `GET /api/v1/shadow/compare` (admin). JSON in OpenRouter's names; errors in
 //! OpenAI's error shape.
 //!
 //! Who reads what: the admin (`Authorization: Bearer <admin key>`; without an admin key,
@@ -145,6 +145,7 @@ pub(super) fn router(log: RequestLog, access: ApiAccess) -> Router {
         .route("/api/v1/generations", any(generations))
         .route("/api/v1/feedback", any(feedback))
         .route("/api/v1/stats", any(stats))
+        .route("/api/v1/shadow/compare", any(shadow_compare))
         .with_state(Arc::new(Api { log, access }))
 }
 
@@ -434,6 +435,49 @@ async fn stats(State(api): State<Arc<Api>>, req: Request) -> Response {
             StatusCode::OK,
             &serde_json::json!({ "data": data, "truncated": truncated }),
         ),
+        Err(e) => error(&e),
+    }
+}
+
+async fn shadow_compare(State(api): State<Arc<Api>>, req: Request) -> Response {
+    if req.method() != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let who = try_resp!(viewer(&api.access, &req).map_err(|e| error(&e)));
+    if let Viewer::Key(_) = who {
+        return error(&Error::new(
+            ErrorKind::Forbidden,
+            "shadow comparisons are for the admin key",
+        ));
+    }
+    let p = try_resp!(params(
+        &req,
+        &["source", "candidate", "from", "to", "limit"]
+    ));
+    let f = try_resp!(filter_from(&p, &who));
+    let limit = match get(&p, "limit") {
+        None | Some("") => 20,
+        Some(l) => try_resp!(l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| *l <= super::MAX_PAIRS)
+            .ok_or_else(|| error(
+                &Error::invalid_request(format!(
+                    "`limit` is an integer from 0 to {}",
+                    super::MAX_PAIRS
+                ))
+                .with_param("limit")
+            ))),
+    };
+    let text = |n: &str| get(&p, n).filter(|v| !v.is_empty()).map(str::to_owned);
+    let filter = super::CompareFilter {
+        source: text("source"),
+        candidate: text("candidate"),
+        from: f.from,
+        to: f.to,
+    };
+    match api.log.shadow_compare(&filter, limit).await {
+        Ok(c) => json(StatusCode::OK, &serde_json::json!({ "data": c })),
         Err(e) => error(&e),
     }
 }

@@ -12,11 +12,18 @@ use crate::ext::GenerationId;
 use crate::{Error, ErrorKind};
 
 /// The migrations, in order: (version, name, SQL). Each runs once, in a transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "request_log",
-    include_str!("../../migrations/0001_request_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "request_log",
+        include_str!("../../migrations/0001_request_log.sql"),
+    ),
+    (
+        2,
+        "shadow",
+        include_str!("../../migrations/0002_shadow.sql"),
+    ),
+];
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +180,8 @@ impl Db {
                     .bind(r.user.clone())
                     .bind(r.ingress.map(str::to_owned))
                     .bind(r.prompt.clone())
-                    .bind(r.answer.clone());
+                    .bind(r.answer.clone())
+                    .bind(r.shadow_of.as_deref().map(str::to_owned));
             }
             q.execute(&mut *tx).await?;
         }
@@ -200,13 +208,13 @@ const COLUMNS: &str = "id, created_at, key_name, requested_model, provider, mode
     attempt_count, status, error_kind, streamed, cancelled, finish_reason, tokens_prompt, \
     tokens_completion, tokens_cached, tokens_cache_write, tokens_reasoning, usage_estimated, \
     total_cost, cost_details, latency_ms, ttft_ms, generation_time_ms, cache_status, task, \
-    user_id, ingress, prompt, answer";
+    user_id, ingress, prompt, answer, shadow_of";
 
 /// How many values a row binds.
-const PER_ROW: usize = 30;
+const PER_ROW: usize = 31;
 
 /// The rows one insert statement takes, largest first: a batch is written as statements of
-/// these sizes (at most 64 × 30 parameters, within SQLite's and PostgreSQL's limits).
+/// these sizes (at most 64 × 31 parameters, within SQLite's and PostgreSQL's limits).
 const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// The insert statement for `n` rows (one of [`CHUNKS`]), built once.

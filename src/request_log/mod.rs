@@ -1,6 +1,7 @@
 //! The request log: one row per request in a database (a SQLite file, or PostgreSQL shared by
 //! several instances), its HTTP API (`/api/v1/generation`, `/api/v1/generations`,
-//! `/api/v1/feedback`, `/api/v1/stats`) and a query API for embedders (cargo feature
+//! `/api/v1/feedback`, `/api/v1/stats`, `/api/v1/shadow/compare`), a [dashboard](mod@dashboard) page
+//! over that API, and a query API for embedders (cargo feature
 //! `log-db`, part of `server`).
 //!
 //! ```no_run
@@ -38,6 +39,8 @@
 //! Rows older than [`LogOptions::retention_days`] are pruned at start and every hour.
 
 mod api;
+mod compare;
+pub mod dashboard;
 mod db;
 mod query;
 mod stats;
@@ -50,6 +53,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use api::{ApiAccess, MAX_BODY_BYTES as MAX_FEEDBACK_BODY_BYTES, MAX_QUERY_BYTES};
+pub use compare::{CompareFilter, Comparison, Group, Pair, Row, Side, MAX_PAIRS};
+pub use dashboard::{dashboard, Dashboard};
 pub use query::{
     Feedback, Filter, Generation, NewFeedback, Page, Sort, MAX_COMMENT_BYTES,
     MAX_FEEDBACK_PER_GENERATION, MAX_LABEL_BYTES, MAX_PAGE,
@@ -287,6 +292,25 @@ impl RequestLog {
         group_by: &[GroupBy],
     ) -> Result<(Vec<serde_json::Value>, bool), Error> {
         stats::stats(&self.db, filter, group_by).await
+    }
+
+    /// Shadow copies beside their primaries (see [`crate::shadow`]): both sides' figures, per
+    /// (source, candidate) too, and the newest `limit` pairs (at most [`MAX_PAIRS`]).
+    ///
+    /// # Errors
+    /// The database failed (503).
+    pub async fn shadow_compare(
+        &self,
+        filter: &CompareFilter,
+        limit: usize,
+    ) -> Result<Comparison, Error> {
+        compare::compare(&self.db, filter, limit).await
+    }
+
+    /// The dashboard page (`GET /dashboard`), a tower service that reads this log's HTTP API
+    /// (see [`Dashboard`]).
+    pub fn dashboard_service(&self) -> Dashboard {
+        Dashboard::new()
     }
 
     /// The log's HTTP API as an axum router, to merge with an app's routes.

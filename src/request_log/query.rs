@@ -78,6 +78,10 @@ pub struct Generation {
     pub answer: Option<String>,
     /// Feedback given on it (lookups of one generation only).
     pub feedback: Vec<Feedback>,
+    /// A shadow copy's primary generation id (`None` for a client's own request).
+    pub shadow_of: Option<String>,
+    /// The shadow copies of this request (lookups of one generation only).
+    pub shadow_ids: Vec<String>,
     #[serde(skip)]
     pub(super) created_ms: i64,
 }
@@ -106,7 +110,7 @@ pub(super) const COLUMNS: &str = "id, created_at, key_name, requested_model, pro
     attempts, status, error_kind, streamed, cancelled, finish_reason, tokens_prompt, \
     tokens_completion, tokens_cached, tokens_cache_write, tokens_reasoning, usage_estimated, \
     total_cost, cost_details, latency_ms, ttft_ms, generation_time_ms, cache_status, task, \
-    user_id, ingress, prompt, answer";
+    user_id, ingress, prompt, answer, shadow_of";
 
 fn json(s: Option<String>) -> Option<serde_json::Value> {
     s.and_then(|s| serde_json::from_str(&s).ok())
@@ -145,6 +149,8 @@ pub(super) fn generation(row: &AnyRow) -> Generation {
         prompt: get(row, "prompt"),
         answer: get(row, "answer"),
         feedback: Vec::new(),
+        shadow_of: get(row, "shadow_of"),
+        shadow_ids: Vec::new(),
         created_ms,
     }
 }
@@ -187,6 +193,14 @@ pub(super) async fn one(db: &Db, id: &str, key: Option<&str>) -> Result<Option<G
     .await
     .map_err(db_error)?;
     g.feedback = rows.iter().map(feedback).collect();
+    let copies = sqlx::query(
+        "SELECT id FROM generations WHERE shadow_of = $1 ORDER BY created_at, id LIMIT 100",
+    )
+    .bind(id.to_owned())
+    .fetch_all(&db.pool)
+    .await
+    .map_err(db_error)?;
+    g.shadow_ids = copies.iter().filter_map(|r| get(r, "id")).collect();
     Ok(Some(g))
 }
 

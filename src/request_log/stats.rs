@@ -93,6 +93,10 @@ pub struct Figures {
     pub feedback_mean: Option<f64>,
     /// Pieces of feedback.
     pub feedback_count: u64,
+    /// Requests that were shadow copies (included in `requests`).
+    pub shadow_requests: u64,
+    /// The shadow copies' cost in USD (included in `cost`).
+    pub shadow_cost: f64,
 }
 
 #[derive(Default)]
@@ -104,7 +108,7 @@ struct Acc {
 }
 
 /// The nearest-rank percentile `q` (0–1) of sorted `v`.
-fn percentile(v: &[i64], q: f64) -> Option<i64> {
+pub(super) fn percentile(v: &[i64], q: f64) -> Option<i64> {
     if v.is_empty() {
         return None;
     }
@@ -124,7 +128,7 @@ pub(super) async fn stats(
     let sql = format!(
         "SELECT g.created_at, g.key_name, g.requested_model, g.provider, g.model, g.task, \
          g.status, g.attempt_count, g.cache_status, g.tokens_prompt, g.tokens_completion, \
-         g.total_cost, g.latency_ms, g.ttft_ms, f.score_sum, f.score_count FROM generations g \
+         g.total_cost, g.latency_ms, g.ttft_ms, g.shadow_of, f.score_sum, f.score_count FROM generations g \
          LEFT JOIN (SELECT generation_id, SUM(score) AS score_sum, COUNT(*) AS score_count \
          FROM feedback GROUP BY generation_id) f ON f.generation_id = g.id WHERE {} \
          ORDER BY g.created_at DESC LIMIT {}",
@@ -159,7 +163,12 @@ pub(super) async fn stats(
         acc.f.cache_hits += u64::from(get::<String>(row, "cache_status").as_deref() == Some("HIT"));
         acc.f.tokens_prompt += get::<i64>(row, "tokens_prompt").unwrap_or(0);
         acc.f.tokens_completion += get::<i64>(row, "tokens_completion").unwrap_or(0);
-        acc.f.cost += get::<f64>(row, "total_cost").unwrap_or(0.0);
+        let cost = get::<f64>(row, "total_cost").unwrap_or(0.0);
+        acc.f.cost += cost;
+        if get::<String>(row, "shadow_of").is_some() {
+            acc.f.shadow_requests += 1;
+            acc.f.shadow_cost += cost;
+        }
         acc.latencies.push(get(row, "latency_ms").unwrap_or(0));
         if let Some(t) = get::<i64>(row, "ttft_ms") {
             acc.ttfts.push(t);

@@ -20,7 +20,13 @@ pub(super) fn router(
     let metrics = telemetry::prometheus();
     let ready_gateway = gateway.clone();
     let api = match log {
-        Some((log, access)) => log.router(access.clone()),
+        Some((log, access)) => {
+            let d = log.dashboard_service();
+            log.router(access.clone())
+                .route_service("/dashboard", d.clone())
+                .route_service("/dashboard.js", d.clone())
+                .route_service("/dashboard.css", d)
+        }
         None => Router::new(),
     };
     Router::new()

@@ -193,7 +193,19 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
         }
         request_log = Some((log, access));
     }
+    if !config.shadows.is_empty() {
+        notes.push(format!(
+            "shadow routing: {}",
+            config
+                .shadows
+                .iter()
+                .map(|r| format!("{} → {} ({:.0}%)", r.source, r.candidate, r.sample * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let mut builder = builder
+        .shadows(crate::shadow::ShadowLayer::new(config.shadows.clone()))
         .client_keys(keys)
         .cost_meter(cost)
         .fallback(fallback)

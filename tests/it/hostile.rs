@@ -734,6 +734,56 @@ async fn the_log_api_refuses_hostile_queries_and_bodies() {
     g.shutdown(Duration::from_secs(5)).await;
 }
 
+/// The dashboard and the shadow comparison API: bad parameters, methods and paths are short
+/// errors; the page echoes nothing of the request and carries its security headers.
+#[tokio::test]
+async fn the_dashboard_and_shadow_compare_refuse_hostile_input() {
+    let g = gateway(ConnLimits::default()).await;
+    let get = |path: String| {
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").into_bytes()
+    };
+    const C: &str = "/api/v1/shadow/compare";
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (get(format!("{C}?source={}", "s".repeat(5000))), 414),
+        (get(format!("{C}?source={}", "s".repeat(300))), 400),
+        (get(format!("{C}?source=a&source=b")), 400),
+        (get(format!("{C}?password=1")), 400),
+        (get(format!("{C}?candidate=%ff")), 400),
+        (get(format!("{C}?limit=101")), 400),
+        (get(format!("{C}?limit=-1")), 400),
+        (get(format!("{C}?from=yesterday")), 400),
+        (post_to(C, "{}"), 405),
+        (post_to("/dashboard", "{}"), 405),
+        (get("/dashboard/../../etc/passwd".into()), 404),
+        (get("/dashboard.json".into()), 404),
+    ];
+    for (req, want) in cases {
+        let (status, answer) = raw(g.addr(), &req, Duration::from_secs(5)).await;
+        let head = String::from_utf8_lossy(&req[..req.len().min(80)]).into_owned();
+        assert_eq!(status, want, "{head}: {answer}");
+        let v: Value = serde_json::from_str(body_of(&answer))
+            .unwrap_or_else(|e| panic!("{head}: {e}: {answer}"));
+        assert!(v["error"]["message"].is_string(), "{head}: {answer}");
+        assert!(answer.len() < 4096, "{head}: a short answer");
+    }
+    let (status, page) = raw(
+        g.addr(),
+        &get("/dashboard?x=%3Cscript%3Ealert(1)%3C/script%3E#key=k".into()),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let head = page.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(!page.contains("alert(1)") && !page.contains("%3Cscript"));
+    still_serves(g.addr(), Duration::from_secs(5)).await;
+    g.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn the_embeddings_endpoint_holds_the_limits() {
     const EMBEDDINGS: &str = "/v1/embeddings";

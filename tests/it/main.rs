@@ -32,6 +32,8 @@ mod request_log;
 mod responses;
 #[cfg(feature = "demo")]
 mod secrets;
+#[cfg(feature = "log-db")]
+mod shadow;
 #[cfg(feature = "demo")]
 mod soak;
 mod timeout;
