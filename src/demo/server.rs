@@ -25,7 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::wire::{Ctx, PromptCache, Reply};
-use super::{anthropic, azure, bedrock, gemini, openai, vertex, DemoConfig, Fault, Faults, RecordedRequest};
+use super::{
+    anthropic, azure, bedrock, gemini, openai, vertex, DemoConfig, Fault, Faults, RecordedRequest,
+};
 use crate::catalog::ProviderKind;
 
 /// Requests larger than this get the provider's 413.

@@ -462,7 +462,9 @@ where
                 .with_source(e)),
                 None => {
                     *this.state = StreamState::Done;
-                    this.sse.check_end().and_then(|()| this.decoder.finish(this.scratch))
+                    this.sse
+                        .check_end()
+                        .and_then(|()| this.decoder.finish(this.scratch))
                 }
             };
             // Chunks decoded before a failure go out first, then the error.

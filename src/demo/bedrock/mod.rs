@@ -62,13 +62,34 @@ pub(super) fn validation(message: impl AsRef<str>) -> Reply {
 /// The answer to an injected status.
 pub(super) fn status_error(status: StatusCode, retry_after: Option<u64>) -> Reply {
     let (kind, message) = match status.as_u16() {
-        400 | 413 => ("ValidationException", "Input is too long for requested model."),
-        403 => ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
-        404 => ("ResourceNotFoundException", "Could not resolve the foundation model from the provided model identifier."),
-        408 => ("ModelTimeoutException", "Model has timed out in processing the request."),
-        429 => ("ThrottlingException", "Too many requests, please wait before trying again."),
-        503 | 529 => ("ServiceUnavailableException", "Bedrock is unable to process your request."),
-        _ => ("InternalServerException", "The server encountered an internal error."),
+        400 | 413 => (
+            "ValidationException",
+            "Input is too long for requested model.",
+        ),
+        403 => (
+            "AccessDeniedException",
+            "You don't have access to the model with the specified model ID.",
+        ),
+        404 => (
+            "ResourceNotFoundException",
+            "Could not resolve the foundation model from the provided model identifier.",
+        ),
+        408 => (
+            "ModelTimeoutException",
+            "Model has timed out in processing the request.",
+        ),
+        429 => (
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        ),
+        503 | 529 => (
+            "ServiceUnavailableException",
+            "Bedrock is unable to process your request.",
+        ),
+        _ => (
+            "InternalServerException",
+            "The server encountered an internal error.",
+        ),
     };
     let r = aws_error(status, kind, message);
     match retry_after {
@@ -102,7 +123,10 @@ fn verify_signature(ctx: &Ctx<'_>, body: &[u8], authority: &str) -> Result<(), R
         ));
     }
     let Some(stamp) = ctx.header("x-amz-date") else {
-        return Err(forbidden("IncompleteSignatureException", "X-Amz-Date is required."));
+        return Err(forbidden(
+            "IncompleteSignatureException",
+            "X-Amz-Date is required.",
+        ));
     };
     let now = std::time::SystemTime::now();
     let fresh = [-900i64, 0, 900].iter().any(|off| {
@@ -165,8 +189,7 @@ fn verify_signature(ctx: &Ctx<'_>, body: &[u8], authority: &str) -> Result<(), R
     let Ok(uri) = uri.parse::<http::Uri>() else {
         return Err(forbidden("InvalidSignatureException", MISMATCH));
     };
-    let (creq, signed) =
-        sigv4::canonical_request(ctx.method.as_str(), &uri, &pairs, &payload_hash);
+    let (creq, signed) = sigv4::canonical_request(ctx.method.as_str(), &uri, &pairs, &payload_hash);
     let expected = sigv4::signature(
         &creq,
         TEST_SECRET_ACCESS_KEY,
@@ -206,13 +229,21 @@ pub(super) fn handle(ctx: &Ctx<'_>, body: &[u8], authority: &str) -> Reply {
     }
     let segs: Vec<&str> = ctx.path.split('/').collect();
     let ["", "model", id, action] = segs.as_slice() else {
-        return aws_error(StatusCode::NOT_FOUND, "UnknownOperationException", "Unknown operation");
+        return aws_error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "Unknown operation",
+        );
     };
     let Some(model) = decode_segment(id).filter(|m| !m.is_empty()) else {
         return validation("The provided model identifier is invalid.");
     };
     if ctx.method != http::Method::POST {
-        return aws_error(StatusCode::NOT_FOUND, "UnknownOperationException", "Unknown operation");
+        return aws_error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "Unknown operation",
+        );
     }
     if !ctx.model_known(&model) {
         return aws_error(
@@ -237,6 +268,10 @@ pub(super) fn handle(ctx: &Ctx<'_>, body: &[u8], authority: &str) -> Reply {
             reply::converse(ctx, &model, &req, *action == "converse-stream")
         }
         "invoke" => reply::embeddings(o, &model),
-        _ => aws_error(StatusCode::NOT_FOUND, "UnknownOperationException", "Unknown operation"),
+        _ => aws_error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "Unknown operation",
+        ),
     }
 }

@@ -74,41 +74,64 @@ pub(super) fn converse(ctx: &Ctx<'_>, _model: &str, req: &Request, stream: bool)
         )
         .with_header("x-amzn-requestid", format!("demo-bedrock-{}", ctx.seq));
     }
-    let ev = |name: &str, payload: Value| Bytes::from(encode_event(name, payload.to_string().as_bytes()));
+    let ev = |name: &str, payload: Value| {
+        Bytes::from(encode_event(name, payload.to_string().as_bytes()))
+    };
     let mut frames = vec![ev("messageStart", json!({"role": "assistant"}))];
     let mut index = 0u32;
     if let Some(t) = &a.thinking {
         for piece in chunks(t, ctx.words_per_chunk()) {
-            frames.push(ev("contentBlockDelta", json!({"contentBlockIndex": index,
-                "delta": {"reasoningContent": {"text": piece}}})));
+            frames.push(ev(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": index,
+                "delta": {"reasoningContent": {"text": piece}}}),
+            ));
         }
-        frames.push(ev("contentBlockDelta", json!({"contentBlockIndex": index,
-            "delta": {"reasoningContent": {"signature": sign(THINKING_DOMAIN, t)}}})));
+        frames.push(ev(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": index,
+            "delta": {"reasoningContent": {"signature": sign(THINKING_DOMAIN, t)}}}),
+        ));
         frames.push(ev("contentBlockStop", json!({"contentBlockIndex": index})));
         index += 1;
     }
     if !a.text.is_empty() {
         for piece in chunks(&a.text, ctx.words_per_chunk()) {
-            frames.push(ev("contentBlockDelta", json!({"contentBlockIndex": index,
-                "delta": {"text": piece}})));
+            frames.push(ev(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": index,
+                "delta": {"text": piece}}),
+            ));
         }
         frames.push(ev("contentBlockStop", json!({"contentBlockIndex": index})));
         index += 1;
     }
     for (i, c) in a.calls.iter().enumerate() {
-        frames.push(ev("contentBlockStart", json!({"contentBlockIndex": index,
-            "start": {"toolUse": {"toolUseId": tool_id(ctx.seq, i), "name": c.name}}})));
+        frames.push(ev(
+            "contentBlockStart",
+            json!({"contentBlockIndex": index,
+            "start": {"toolUse": {"toolUseId": tool_id(ctx.seq, i), "name": c.name}}}),
+        ));
         let args = c.args_json();
         for piece in fragments(&args, 8) {
-            frames.push(ev("contentBlockDelta", json!({"contentBlockIndex": index,
-                "delta": {"toolUse": {"input": piece}}})));
+            frames.push(ev(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": index,
+                "delta": {"toolUse": {"input": piece}}}),
+            ));
         }
         frames.push(ev("contentBlockStop", json!({"contentBlockIndex": index})));
         index += 1;
     }
     frames.push(ev("messageStop", json!({"stopReason": stop_reason(&a)})));
-    frames.push(ev("metadata", json!({"usage": usage, "metrics": {"latencyMs": 42}})));
-    let malformed = Bytes::from(encode_event("contentBlockDelta", b"{\"contentBlockIndex\": 0, \"delta\": {"));
+    frames.push(ev(
+        "metadata",
+        json!({"usage": usage, "metrics": {"latencyMs": 42}}),
+    ));
+    let malformed = Bytes::from(encode_event(
+        "contentBlockDelta",
+        b"{\"contentBlockIndex\": 0, \"delta\": {",
+    ));
     Reply::Stream(StreamPlan {
         content_type: "application/vnd.amazon.eventstream",
         headers: vec![("x-amzn-requestid", format!("demo-bedrock-{}", ctx.seq))],
@@ -123,12 +146,17 @@ pub(super) fn embeddings(o: &Map<String, Value>, model: &str) -> Reply {
     if model.contains("titan-embed-text") {
         let v2 = !model.contains("titan-embed-text-v1");
         for k in o.keys() {
-            let ok = k == "inputText" || (v2 && matches!(k.as_str(), "dimensions" | "normalize" | "embeddingTypes"));
+            let ok = k == "inputText"
+                || (v2 && matches!(k.as_str(), "dimensions" | "normalize" | "embeddingTypes"));
             if !ok {
                 return validation(format!("Malformed input request: extraneous key [{k}] is not permitted, please reformat your input and try again."));
             }
         }
-        let Some(text) = o.get("inputText").and_then(Value::as_str).filter(|t| !t.is_empty()) else {
+        let Some(text) = o
+            .get("inputText")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        else {
             return validation("Malformed input request: #: required key [inputText] not found, please reformat your input and try again.");
         };
         let dims = match o.get("dimensions") {
@@ -146,15 +174,24 @@ pub(super) fn embeddings(o: &Map<String, Value>, model: &str) -> Reply {
     }
     if model.contains("cohere.embed") {
         for k in o.keys() {
-            if !matches!(k.as_str(), "texts" | "input_type" | "truncate" | "embedding_types") {
+            if !matches!(
+                k.as_str(),
+                "texts" | "input_type" | "truncate" | "embedding_types"
+            ) {
                 return validation(format!("Malformed input request: extraneous key [{k}] is not permitted, please reformat your input and try again."));
             }
         }
-        let Some(texts) = o.get("texts").and_then(Value::as_array).filter(|t| !t.is_empty() && t.len() <= 96) else {
+        let Some(texts) = o
+            .get("texts")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty() && t.len() <= 96)
+        else {
             return validation("Malformed input request: #/texts: expected 1 to 96 texts");
         };
-        if !matches!(o.get("input_type").and_then(Value::as_str),
-            Some("search_document" | "search_query" | "classification" | "clustering")) {
+        if !matches!(
+            o.get("input_type").and_then(Value::as_str),
+            Some("search_document" | "search_query" | "classification" | "clustering")
+        ) {
             return validation("Malformed input request: #: required key [input_type] not found, please reformat your input and try again.");
         }
         let mut out = Vec::with_capacity(texts.len());
@@ -169,5 +206,7 @@ pub(super) fn embeddings(o: &Map<String, Value>, model: &str) -> Reply {
             json!({"id": "demo-cohere", "embeddings": out, "texts": texts, "response_type": "embeddings_floats"}),
         );
     }
-    validation("The provided model doesn't support on-demand throughput or is not an embedding model.")
+    validation(
+        "The provided model doesn't support on-demand throughput or is not an embedding model.",
+    )
 }

@@ -91,7 +91,13 @@ fn image(v: &Value, at: &str) -> Result<(), String> {
         return Err(format!("{at}.image.format: must be png, jpeg, gif or webp"));
     }
     match v.pointer("/source/bytes").and_then(Value::as_str) {
-        Some(b) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) => Ok(()),
+        Some(b)
+            if !b.is_empty()
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) =>
+        {
+            Ok(())
+        }
         _ => Err(format!("{at}.image.source.bytes: must be base64 data")),
     }
 }
@@ -119,7 +125,11 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
                     cache_point(v, &at)?;
                     count.cache_point();
                 }
-                _ => return Err(format!("{at}: system blocks are non-empty text or cachePoint")),
+                _ => {
+                    return Err(format!(
+                        "{at}: system blocks are non-empty text or cachePoint"
+                    ))
+                }
             }
         }
     }
@@ -127,7 +137,10 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
     // Tools first: the blocks are checked against them.
     let mut tool_names = HashSet::new();
     if let Some(tc) = o.get("toolConfig") {
-        let Some(tools) = tc.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty())
+        let Some(tools) = tc
+            .get("tools")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
         else {
             return Err("toolConfig.tools: at least one tool is required".into());
         };
@@ -143,12 +156,18 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
             let name = spec.get("name").and_then(Value::as_str).unwrap_or("");
             let name_ok = !name.is_empty()
                 && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !name_ok {
-                return Err(format!("{at}.toolSpec.name: must match [a-zA-Z0-9_-]{{1,64}}"));
+                return Err(format!(
+                    "{at}.toolSpec.name: must match [a-zA-Z0-9_-]{{1,64}}"
+                ));
             }
             let Some(schema) = spec.pointer("/inputSchema/json").filter(|s| s.is_object()) else {
-                return Err(format!("{at}.toolSpec.inputSchema.json: a JSON schema object is required"));
+                return Err(format!(
+                    "{at}.toolSpec.inputSchema.json: a JSON schema object is required"
+                ));
             };
             if !tool_names.insert(name.to_owned()) {
                 return Err(format!("{at}.toolSpec.name: tool names must be unique"));
@@ -160,7 +179,11 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
         }
         convo.choice = match tc.get("toolChoice") {
             None => Choice::Auto,
-            Some(c) => match c.as_object().map(|o| o.iter().collect::<Vec<_>>()).as_deref() {
+            Some(c) => match c
+                .as_object()
+                .map(|o| o.iter().collect::<Vec<_>>())
+                .as_deref()
+            {
                 Some([(k, _)]) if k.as_str() == "auto" => Choice::Auto,
                 Some([(k, _)]) if k.as_str() == "any" => Choice::Required,
                 Some([(k, v)]) if k.as_str() == "tool" => {
@@ -175,7 +198,10 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
         };
     }
 
-    let Some(messages) = o.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty())
+    let Some(messages) = o
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
     else {
         return Err("messages: at least one message is required".into());
     };
@@ -195,9 +221,14 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
             return Err("A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.".into());
         }
         last_role = role;
-        let Some(content) = m.get("content").and_then(Value::as_array).filter(|c| !c.is_empty())
+        let Some(content) = m
+            .get("content")
+            .and_then(Value::as_array)
+            .filter(|c| !c.is_empty())
         else {
-            return Err(format!("{at}.content: at least one content block is required"));
+            return Err(format!(
+                "{at}.content: at least one content block is required"
+            ));
         };
         let answered = std::mem::take(&mut open_calls);
         let mut said = String::new();
@@ -225,7 +256,9 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
                         || v.get("name").and_then(Value::as_str).is_none()
                         || v.pointer("/source/bytes").and_then(Value::as_str).is_none()
                     {
-                        return Err(format!("{at}.document: format, name and source.bytes are required"));
+                        return Err(format!(
+                            "{at}.document: format, name and source.bytes are required"
+                        ));
                     }
                 }
                 ("cachePoint", v) => {
@@ -236,8 +269,13 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
                     any_tool_blocks = true;
                     let id = v.get("toolUseId").and_then(Value::as_str).unwrap_or("");
                     let name = v.get("name").and_then(Value::as_str).unwrap_or("");
-                    if id.is_empty() || name.is_empty() || !v.get("input").is_some_and(Value::is_object) {
-                        return Err(format!("{at}.toolUse: toolUseId, name and an object input are required"));
+                    if id.is_empty()
+                        || name.is_empty()
+                        || !v.get("input").is_some_and(Value::is_object)
+                    {
+                        return Err(format!(
+                            "{at}.toolUse: toolUseId, name and an object input are required"
+                        ));
                     }
                     open_calls.insert(id.to_owned());
                 }
@@ -258,7 +296,11 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
                     let mut texts = Vec::new();
                     for (k, p) in parts.iter().enumerate() {
                         let pat = format!("{at}.toolResult.content.{k}");
-                        match p.as_object().map(|o| o.iter().collect::<Vec<_>>()).as_deref() {
+                        match p
+                            .as_object()
+                            .map(|o| o.iter().collect::<Vec<_>>())
+                            .as_deref()
+                        {
                             Some([(k, Value::String(t))]) if k.as_str() == "text" => {
                                 count.text(t);
                                 texts.push(t.clone());
@@ -283,7 +325,9 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
                             return Err(format!("{at}.reasoningContent.reasoningText.signature: Invalid signature in thinking block"));
                         }
                     } else if v.get("redactedContent").and_then(Value::as_str).is_none() {
-                        return Err(format!("{at}.reasoningContent: reasoningText or redactedContent"));
+                        return Err(format!(
+                            "{at}.reasoningContent: reasoningText or redactedContent"
+                        ));
                     }
                 }
                 (k, _) => return Err(format!("{at}.{k}: not allowed in a {role} message")),
@@ -333,19 +377,27 @@ pub(super) fn converse(o: &Map<String, Value>, model: &str) -> Result<Request, S
             }
         }
     }
-    if let Some(th) = o.get("additionalModelRequestFields").and_then(|a| a.get("thinking")) {
+    if let Some(th) = o
+        .get("additionalModelRequestFields")
+        .and_then(|a| a.get("thinking"))
+    {
         if !model.contains("anthropic.claude") {
             return Err("The model does not support thinking".into());
         }
         if th.get("type").and_then(Value::as_str) == Some("enabled") {
             let budget = th.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0);
             if budget < 1024 {
-                return Err("thinking.budget_tokens: Input should be greater than or equal to 1024".into());
+                return Err(
+                    "thinking.budget_tokens: Input should be greater than or equal to 1024".into(),
+                );
             }
             if convo.max_tokens.is_none_or(|m| budget >= m) {
                 return Err("max_tokens must be greater than thinking.budget_tokens".into());
             }
-            if o.get("inferenceConfig").and_then(|i| i.get("temperature")).is_some() {
+            if o.get("inferenceConfig")
+                .and_then(|i| i.get("temperature"))
+                .is_some()
+            {
                 return Err("temperature may only be set to 1 when thinking is enabled".into());
             }
             if matches!(convo.choice, Choice::Required | Choice::Named(_)) {

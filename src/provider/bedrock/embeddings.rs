@@ -42,12 +42,16 @@ impl EmbeddingsCodec for Bedrock {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
         let Some(texts) = req.input.texts() else {
-            return Err(unsupported("Bedrock embedding models take text, not token ids"));
+            return Err(unsupported(
+                "Bedrock embedding models take text, not token ids",
+            ));
         };
         let model = ctx.upstream_model;
         let body = if is_cohere(model) {
             if texts.len() > COHERE_MAX_TEXTS {
-                return Err(unsupported("Cohere embedding models take at most 96 inputs"));
+                return Err(unsupported(
+                    "Cohere embedding models take at most 96 inputs",
+                ));
             }
             json!({"texts": texts, "input_type": "search_document"})
         } else if model.contains("titan-embed") {
@@ -70,9 +74,14 @@ impl EmbeddingsCodec for Bedrock {
             )
             .with_param("model"));
         };
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|e| Error::upstream("could not encode the embeddings request").with_source(e))?;
-        json_request(model_url(&ctx.provider.base_url, model, "invoke")?, bytes, false)
+        let bytes = serde_json::to_vec(&body).map_err(|e| {
+            Error::upstream("could not encode the embeddings request").with_source(e)
+        })?;
+        json_request(
+            model_url(&ctx.provider.base_url, model, "invoke")?,
+            bytes,
+            false,
+        )
     }
 
     fn decode_embeddings(
@@ -117,8 +126,9 @@ impl EmbeddingsCodec for Bedrock {
                     let s = serde_json::to_string(&base64_f32(&floats)).map_err(|e| {
                         Error::upstream("could not encode the embedding").with_source(e)
                     })?;
-                    RawValue::from_string(s)
-                        .map_err(|e| Error::upstream("could not encode the embedding").with_source(e))?
+                    RawValue::from_string(s).map_err(|e| {
+                        Error::upstream("could not encode the embedding").with_source(e)
+                    })?
                 }
             };
             data.push(Embedding::new(index, raw));

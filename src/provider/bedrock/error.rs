@@ -27,9 +27,7 @@ fn bare(kind: &str) -> &str {
 pub(super) fn status_for(kind: &str) -> Option<u16> {
     let k = bare(kind).to_ascii_lowercase();
     Some(match k.as_str() {
-        "throttlingexception" | "servicequotaexceededexception" | "toomanyrequestsexception" => {
-            429
-        }
+        "throttlingexception" | "servicequotaexceededexception" | "toomanyrequestsexception" => 429,
         "modelnotreadyexception" | "serviceunavailableexception" => 503,
         "accessdeniedexception"
         | "unrecognizedclientexception"

@@ -292,6 +292,8 @@ pub fn encode_exception(exception_type: &str, message: &str) -> Vec<u8> {
             (":content-type", "application/json"),
             (":message-type", "exception"),
         ],
-        serde_json::json!({ "message": message }).to_string().as_bytes(),
+        serde_json::json!({ "message": message })
+            .to_string()
+            .as_bytes(),
     )
 }

@@ -65,7 +65,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 pub(crate) use self::config::BedrockSettings;
 pub use self::sigv4::{Credentials, CredentialsSource, SigV4Auth};
-use super::{DecodeContext, EmbeddingsCodec, EncodeContext, ProviderCodec, StreamDecode, StreamFraming};
+use super::{
+    DecodeContext, EmbeddingsCodec, EncodeContext, ProviderCodec, StreamDecode, StreamFraming,
+};
 use crate::client::UpstreamBody;
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::Error;
@@ -88,7 +90,8 @@ impl Bedrock {
 pub(crate) fn model_url(base: &str, model: &str, action: &str) -> Result<http::Uri, Error> {
     if model.is_empty() || model.len() > 2048 {
         return Err(
-            Error::invalid_request("the upstream model id is empty or too long").with_param("model"),
+            Error::invalid_request("the upstream model id is empty or too long")
+                .with_param("model"),
         );
     }
     let mut s = String::with_capacity(base.len() + model.len() * 3 + 24);
@@ -102,7 +105,11 @@ pub(crate) fn model_url(base: &str, model: &str, action: &str) -> Result<http::U
     })
 }
 
-fn json_request(uri: http::Uri, body: Vec<u8>, stream: bool) -> Result<http::Request<UpstreamBody>, Error> {
+fn json_request(
+    uri: http::Uri,
+    body: Vec<u8>,
+    stream: bool,
+) -> Result<http::Request<UpstreamBody>, Error> {
     let accept = if stream {
         "application/vnd.amazon.eventstream"
     } else {
@@ -129,7 +136,11 @@ impl ProviderCodec for Bedrock {
                 .with_source(Box::new(e) as crate::BoxError)
         })?;
         let stream = req.is_stream();
-        let action = if stream { "converse-stream" } else { "converse" };
+        let action = if stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
         json_request(
             model_url(&ctx.provider.base_url, ctx.upstream_model, action)?,
             bytes,

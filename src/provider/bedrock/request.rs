@@ -557,12 +557,12 @@ fn restore_reasoning(details: &[Value], out: &mut Vec<Value>) {
                     .get("signature")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty());
-                let existing = index
-                    .and_then(|i| by_index.get(&i))
-                    .and_then(|&at| match entries.get_mut(at) {
+                let existing = index.and_then(|i| by_index.get(&i)).and_then(|&at| {
+                    match entries.get_mut(at) {
                         Some(Entry::Text(t, s)) => Some((t, s)),
                         _ => None,
-                    });
+                    }
+                });
                 match existing {
                     Some((t, s)) => {
                         t.push_str(text);

@@ -162,10 +162,7 @@ impl WireUsage {
     pub(super) fn to_openai(self) -> Usage {
         let read = self.cache_read_input_tokens;
         let write = self.cache_write_input_tokens;
-        let prompt = self
-            .input_tokens
-            .saturating_add(read)
-            .saturating_add(write);
+        let prompt = self.input_tokens.saturating_add(read).saturating_add(write);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: self.output_tokens,

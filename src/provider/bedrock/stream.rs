@@ -171,7 +171,11 @@ impl ConverseStream {
     }
 
     /// The kind of block `index`, registering it as `new()` if unknown.
-    fn block(&mut self, index: u32, new: impl FnOnce(&mut Self) -> BlockKind) -> Result<BlockKind, Error> {
+    fn block(
+        &mut self,
+        index: u32,
+        new: impl FnOnce(&mut Self) -> BlockKind,
+    ) -> Result<BlockKind, Error> {
         if let Some(k) = self.blocks.get(&index) {
             return Ok(*k);
         }
@@ -213,7 +217,11 @@ impl ConverseStream {
         Ok(())
     }
 
-    fn delta_event(&mut self, d: BlockDelta, out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
+    fn delta_event(
+        &mut self,
+        d: BlockDelta,
+        out: &mut Vec<ChatCompletionChunk>,
+    ) -> Result<(), Error> {
         let index = d.content_block_index;
         let body = d.delta;
         if let Some(text) = body.text {

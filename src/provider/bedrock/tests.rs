@@ -18,19 +18,43 @@ fn stream_bytes() -> Vec<u8> {
     let mut out = Vec::new();
     for (name, payload) in [
         ("messageStart", json!({"role": "assistant"})),
-        ("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "think"}}})),
-        ("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}})),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "think"}}}),
+        ),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}}),
+        ),
         ("contentBlockStop", json!({"contentBlockIndex": 0})),
-        ("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"text": "Hel"}})),
-        ("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"text": "lo"}})),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"text": "Hel"}}),
+        ),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"text": "lo"}}),
+        ),
         ("contentBlockStop", json!({"contentBlockIndex": 1})),
-        ("contentBlockStart", json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}})),
-        ("contentBlockDelta", json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{\"a\":"}}})),
-        ("contentBlockDelta", json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "1}"}}})),
+        (
+            "contentBlockStart",
+            json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}),
+        ),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{\"a\":"}}}),
+        ),
+        (
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "1}"}}}),
+        ),
         ("contentBlockStop", json!({"contentBlockIndex": 2})),
         ("messageStop", json!({"stopReason": "tool_use"})),
-        ("metadata", json!({"usage": {"inputTokens": 5, "outputTokens": 7, "totalTokens": 20,
-            "cacheReadInputTokens": 3, "cacheWriteInputTokens": 5}, "metrics": {"latencyMs": 1}})),
+        (
+            "metadata",
+            json!({"usage": {"inputTokens": 5, "outputTokens": 7, "totalTokens": 20,
+            "cacheReadInputTokens": 3, "cacheWriteInputTokens": 5}, "metrics": {"latencyMs": 1}}),
+        ),
     ] {
         out.extend(encode_event(name, payload.to_string().as_bytes()));
     }
@@ -45,7 +69,11 @@ fn run(bytes: &[u8], cuts: &[usize]) -> Result<Vec<ChatCompletionChunk>, crate::
     let mut at = 0;
     let mut i = 0;
     while at < bytes.len() {
-        let n = cuts.get(i % cuts.len().max(1)).copied().unwrap_or(bytes.len()).max(1);
+        let n = cuts
+            .get(i % cuts.len().max(1))
+            .copied()
+            .unwrap_or(bytes.len())
+            .max(1);
         let end = (at + n).min(bytes.len());
         dec.push(&bytes[at..end]);
         at = end;
@@ -182,7 +210,10 @@ fn a_truncated_stream_is_an_error() {
         let mut out = Vec::new();
         while let Some(ev) = d.next_event().unwrap() {
             if ev.event.as_deref() != Some("metadata") {
-                out.extend(encode_event(ev.event.as_deref().unwrap(), ev.data.as_bytes()));
+                out.extend(encode_event(
+                    ev.event.as_deref().unwrap(),
+                    ev.data.as_bytes(),
+                ));
             }
         }
         out
@@ -211,7 +242,11 @@ fn error_bodies_follow_the_table() {
         h
     };
     let cases = [
-        ("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/", 400, 429),
+        (
+            "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            400,
+            429,
+        ),
         ("ModelNotReadyException", 429, 503),
         ("ServiceUnavailableException", 503, 503),
         ("AccessDeniedException", 403, 502),
@@ -253,25 +288,39 @@ fn answers_map_blocks_stop_reasons_and_usage() {
         "usage": {"inputTokens": 2, "outputTokens": 3, "totalTokens": 9,
                   "cacheReadInputTokens": 4, "cacheWriteInputTokens": 0}
     });
-    let c = Bedrock
-        .decode(body.to_string().as_bytes(), &ctx())
-        .unwrap();
+    let c = Bedrock.decode(body.to_string().as_bytes(), &ctx()).unwrap();
     let ch = &c.choices[0];
     assert_eq!(ch.finish_reason.unwrap().as_str(), "content_filter");
     assert_eq!(ch.message.content.as_deref(), Some("Hi"));
     assert_eq!(ch.message.reasoning.as_deref(), Some("hmm"));
-    assert_eq!(ch.message.tool_calls.as_ref().unwrap()[0].function.arguments, "{\"x\":1}");
+    assert_eq!(
+        ch.message.tool_calls.as_ref().unwrap()[0]
+            .function
+            .arguments,
+        "{\"x\":1}"
+    );
     let u = c.usage.unwrap();
-    assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (6, 3, 9));
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        (6, 3, 9)
+    );
     assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 4);
-    for (r, f) in [("content_filtered", "content_filter"), ("max_tokens", "length"), ("end_turn", "stop")] {
+    for (r, f) in [
+        ("content_filtered", "content_filter"),
+        ("max_tokens", "length"),
+        ("end_turn", "stop"),
+    ] {
         assert_eq!(response::finish_reason(Some(r)).as_str(), f);
     }
 }
 
 #[test]
 fn requests_encode_the_converse_body_and_url() {
-    let p = Provider::new("b", ProviderKind::Bedrock, "https://bedrock-runtime.us-east-1.amazonaws.com");
+    let p = Provider::new(
+        "b",
+        ProviderKind::Bedrock,
+        "https://bedrock-runtime.us-east-1.amazonaws.com",
+    );
     let req = crate::openai::ChatRequest::from_slice(
         json!({"model": "x", "stream": true, "temperature": 0.3, "stop": ["END"],
             "messages": [
@@ -305,7 +354,10 @@ fn requests_encode_the_converse_body_and_url() {
     assert_eq!(r.headers()["accept"], "application/vnd.amazon.eventstream");
     let v: Value = serde_json::from_slice(&r.body().to_bytes()).unwrap();
     assert_eq!(v["system"], json!([{"text": "sys"}]));
-    assert_eq!(v["messages"][0]["content"][1], json!({"cachePoint": {"type": "default"}}));
+    assert_eq!(
+        v["messages"][0]["content"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
     assert_eq!(
         v["messages"][0]["content"][2],
         json!({"image": {"format": "png", "source": {"bytes": "iVBORw=="}}})
@@ -322,7 +374,14 @@ fn requests_encode_the_converse_body_and_url() {
     )
     .unwrap();
     let e = Bedrock
-        .encode(&bad, &EncodeContext { provider: &p, upstream_model: "m", max_output: None })
+        .encode(
+            &bad,
+            &EncodeContext {
+                provider: &p,
+                upstream_model: "m",
+                max_output: None,
+            },
+        )
         .unwrap_err();
     assert_eq!(e.status(), 400);
 }
@@ -332,5 +391,8 @@ fn event_names_reach_the_decoder() {
     let mut d = EventStreamDecoder::default();
     d.push(&encode_exception("modelStreamErrorException", "boom"));
     let ev: SseEvent = d.next_event().unwrap().unwrap();
-    assert_eq!(ev.event.as_deref(), Some("exception:modelStreamErrorException"));
+    assert_eq!(
+        ev.event.as_deref(),
+        Some("exception:modelStreamErrorException")
+    );
 }

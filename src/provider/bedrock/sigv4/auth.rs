@@ -255,7 +255,10 @@ mod tests {
     fn profiles_are_read_from_ini() {
         let text = "# c\n[default]\naws_access_key_id = A1\naws_secret_access_key=S1\n\n\
                     [profile work]\naws_access_key_id=A2\naws_secret_access_key=S2\naws_session_token = T2\n";
-        assert_eq!(parse_profile(text, "default").unwrap().access_key_id(), "A1");
+        assert_eq!(
+            parse_profile(text, "default").unwrap().access_key_id(),
+            "A1"
+        );
         let w = parse_profile(text, "work").unwrap();
         assert_eq!(w, Credentials::new("A2", "S2", Some("T2")));
         assert!(parse_profile(text, "none").is_none());
@@ -264,16 +267,22 @@ mod tests {
 
     #[test]
     fn a_changed_profile_file_is_read_again() {
-        let dir = std::env::temp_dir().join(format!(
-            "sb-aws-{}",
-            crate::openai::unique_hex().as_str()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("sb-aws-{}", crate::openai::unique_hex().as_str()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("credentials");
-        std::fs::write(&path, "[default]\naws_access_key_id=A\naws_secret_access_key=S\n").unwrap();
+        std::fs::write(
+            &path,
+            "[default]\naws_access_key_id=A\naws_secret_access_key=S\n",
+        )
+        .unwrap();
         let src = CredentialsSource::profile(&path, "default");
         assert_eq!(src.credentials().unwrap().access_key_id(), "A");
-        std::fs::write(&path, "[default]\naws_access_key_id=B\naws_secret_access_key=S\n").unwrap();
+        std::fs::write(
+            &path,
+            "[default]\naws_access_key_id=B\naws_secret_access_key=S\n",
+        )
+        .unwrap();
         let later = SystemTime::now() + std::time::Duration::from_secs(5);
         std::fs::File::options()
             .write(true)

@@ -199,7 +199,12 @@ pub fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
     let mut hs: Vec<(&str, String)> = headers
         .iter()
         .filter(|(n, _)| !unsigned(n))
-        .map(|(n, v)| (n.as_str(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .map(|(n, v)| {
+            (
+                n.as_str(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
         .collect();
     hs.sort_by(|a, b| a.0.cmp(b.0));
     // Repeated names are joined with commas, in order.
@@ -327,9 +332,8 @@ pub fn sign_request<B>(
         "AWS4-HMAC-SHA256 Credential={}/{date}/{}/{}/aws4_request, SignedHeaders={signed}, Signature={sig}",
         p.access_key_id, p.region, p.service
     );
-    let mut v = HeaderValue::from_str(&auth).map_err(|_| {
-        crate::Error::upstream("the AWS access key id is not a valid header value")
-    })?;
+    let mut v = HeaderValue::from_str(&auth)
+        .map_err(|_| crate::Error::upstream("the AWS access key id is not a valid header value"))?;
     v.set_sensitive(true);
     req.headers_mut().insert(http::header::AUTHORIZATION, v);
     Ok(())
@@ -366,14 +370,9 @@ pub fn parse_authorization(v: &str) -> Option<ParsedAuthorization> {
         }
     }
     let mut c = cred?.split('/');
-    let (Some(key), Some(date), Some(region), Some(service), Some("aws4_request"), None) = (
-        c.next(),
-        c.next(),
-        c.next(),
-        c.next(),
-        c.next(),
-        c.next(),
-    ) else {
+    let (Some(key), Some(date), Some(region), Some(service), Some("aws4_request"), None) =
+        (c.next(), c.next(), c.next(), c.next(), c.next(), c.next())
+    else {
         return None;
     };
     Some(ParsedAuthorization {
