@@ -244,12 +244,10 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Er
         let role = match m.role {
             Role::System | Role::Developer => {
                 match &m.content {
-                    None => {}
-                    Some(MessageContent::Text(s)) => {
-                        if !s.is_empty() {
-                            system.push(json!({ "text": s }));
-                        }
+                    Some(MessageContent::Text(s)) if !s.is_empty() => {
+                        system.push(json!({ "text": s }));
                     }
+                    None | Some(MessageContent::Text(_)) => {}
                     Some(MessageContent::Parts(parts)) => {
                         for p in parts {
                             let ContentPart::Text {
@@ -457,12 +455,8 @@ fn tool_result(m: &Message, images: &mut usize, docs: &mut usize) -> Result<Valu
     };
     let mut content = Vec::new();
     match &m.content {
-        None => {}
-        Some(MessageContent::Text(s)) => {
-            if !s.is_empty() {
-                content.push(text_block(s));
-            }
-        }
+        Some(MessageContent::Text(s)) if !s.is_empty() => content.push(text_block(s)),
+        None | Some(MessageContent::Text(_)) => {}
         Some(MessageContent::Parts(parts)) => {
             for p in parts {
                 match p {
