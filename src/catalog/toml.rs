@@ -189,6 +189,12 @@ struct ProviderFile {
     credentials_file: Option<String>,
     credentials_env: Option<String>,
     metadata_url: Option<String>,
+    // AWS Bedrock (`kind = "bedrock"`): see `provider::bedrock` (also `credentials_file`).
+    region: Option<String>,
+    access_key_id_env: Option<String>,
+    secret_access_key_env: Option<String>,
+    session_token_env: Option<String>,
+    profile: Option<String>,
 }
 
 fn yes() -> bool {
@@ -247,10 +253,24 @@ impl File {
     fn build(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Error> {
         let mut b = Catalog::builder();
         for (name, p) in self.providers {
+            let is_bedrock = p.kind == ProviderKind::Bedrock;
+            let (credentials_file, bedrock_file) = if is_bedrock {
+                (None, p.credentials_file)
+            } else {
+                (p.credentials_file, None)
+            };
+            let bedrock = crate::provider::bedrock::BedrockSettings {
+                region: p.region,
+                access_key_id_env: p.access_key_id_env,
+                secret_access_key_env: p.secret_access_key_env,
+                session_token_env: p.session_token_env,
+                profile: p.profile,
+                credentials_file: bedrock_file,
+            };
             let vertex = crate::provider::vertex::VertexSettings {
                 project: p.project,
                 location: p.location,
-                credentials_file: p.credentials_file,
+                credentials_file,
                 credentials_env: p.credentials_env,
                 metadata_url: p.metadata_url,
             };
@@ -262,6 +282,9 @@ impl File {
                 .unwrap_or(p.base_url);
             if p.kind == ProviderKind::Vertex && base_url.is_empty() {
                 base_url = vertex.default_base_url();
+            }
+            if is_bedrock && base_url.is_empty() {
+                base_url = bedrock.default_base_url().unwrap_or_default();
             }
             let mut prov =
                 Provider::new(name.as_str(), p.kind, &base_url).with_deadlines(p.deadlines.into());
@@ -309,7 +332,18 @@ impl File {
                     Ok(v) => prov = v,
                     Err(e) => b.errors.push(format!("providers.{name}.{e}")),
                 }
-            } else if vertex.any() {
+            } else if is_bedrock {
+                match bedrock.apply(prov.clone(), env) {
+                    Ok(v) => prov = v,
+                    Err(e) => b.errors.push(format!("providers.{name}.{e}")),
+                }
+            } else if bedrock.any() {
+                b.errors.push(format!(
+                    "providers.{name}: `region`, `access_key_id_env`, `secret_access_key_env`, \
+                     `session_token_env` and `profile` are for kind = \"bedrock\" only"
+                ));
+            }
+            if p.kind != ProviderKind::Vertex && vertex.any() {
                 b.errors.push(format!(
                     "providers.{name}: `project`, `location`, `credentials_file`, \
                      `credentials_env` and `metadata_url` are for kind = \"vertex\" only"

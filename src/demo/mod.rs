@@ -81,6 +81,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod common;
 mod embeddings;
 mod faults;
@@ -106,6 +107,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use azure::{FILTER_ANSWER, FILTER_PROMPT};
+pub use bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 pub use embeddings::demo_embedding;
 pub use faults::{Fault, Faults};
 pub use vertex::{
@@ -289,7 +291,8 @@ impl DemoServer {
             ProviderKind::Anthropic
             | ProviderKind::Gemini
             | ProviderKind::Azure
-            | ProviderKind::Vertex => {
+            | ProviderKind::Vertex
+            | ProviderKind::Bedrock => {
                 format!("http://{}", self.addr)
             }
         }
@@ -523,7 +526,7 @@ impl DemoProviders {
         match kind {
             ProviderKind::Openai => &self.openai,
             ProviderKind::Anthropic => &self.anthropic,
-            ProviderKind::Gemini | ProviderKind::Vertex => &self.gemini,
+            ProviderKind::Gemini | ProviderKind::Vertex | ProviderKind::Bedrock => &self.gemini,
             ProviderKind::Azure => &self.azure,
         }
     }

@@ -25,7 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::wire::{Ctx, PromptCache, Reply};
-use super::{anthropic, azure, gemini, openai, vertex, DemoConfig, Fault, Faults, RecordedRequest};
+use super::{
+    anthropic, azure, bedrock, gemini, openai, vertex, DemoConfig, Fault, Faults, RecordedRequest,
+};
 use crate::catalog::ProviderKind;
 
 /// Requests larger than this get the provider's 413.
@@ -248,6 +250,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> io::Result<Respo
                 ProviderKind::Gemini => gemini::handle(&ctx),
                 ProviderKind::Azure => azure::handle(&ctx),
                 ProviderKind::Vertex => vertex::handle(&ctx, &shared.tokens),
+                ProviderKind::Bedrock => {
+                    let authority = parts
+                        .uri
+                        .authority()
+                        .map_or_else(String::new, |a| a.as_str().to_owned());
+                    bedrock::handle(&ctx, &raw, &authority)
+                }
             }
         }
     };
@@ -264,6 +273,7 @@ fn status_reply(kind: ProviderKind, status: u16, retry_after: Option<u64>, seq: 
             gemini::status_error(status, retry_after, seq)
         }
         ProviderKind::Azure => openai::status_error(status, retry_after, seq),
+        ProviderKind::Bedrock => bedrock::status_error(status, retry_after),
     }
 }
 

@@ -51,7 +51,9 @@ fn request(server: &DemoServer, path: &str, body: impl Into<Bytes>) -> Request<F
             .header("anthropic-version", "2023-06-01"),
         ProviderKind::Gemini => b.header("x-goog-api-key", DEMO_API_KEY),
         ProviderKind::Azure => b.header("api-key", DEMO_API_KEY),
-        ProviderKind::Vertex => unreachable!("the Vertex demo has tests of its own"),
+        ProviderKind::Vertex | ProviderKind::Bedrock => {
+            unreachable!("the Vertex and Bedrock demos have tests of their own")
+        }
     };
     b.body(Full::new(body.into())).expect("valid request")
 }
@@ -65,7 +67,9 @@ fn default_path(server: &DemoServer, stream: bool) -> &'static str {
         (ProviderKind::Gemini, true) => {
             "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         }
-        (ProviderKind::Vertex, _) => unreachable!("the Vertex demo has tests of its own"),
+        (ProviderKind::Vertex | ProviderKind::Bedrock, _) => {
+            unreachable!("the Vertex and Bedrock demos have tests of their own")
+        }
     }
 }
 
@@ -1128,7 +1132,7 @@ async fn drop_and_stall_mid_stream() {
             ProviderKind::Anthropic => json!({"model": "m", "stream": true, "max_tokens": 100,
                 "messages": [{"role": "user", "content": "a b c d e f g h"}]}),
             ProviderKind::Gemini => ge("a b c d e f g h"),
-            ProviderKind::Vertex => unreachable!(),
+            ProviderKind::Vertex | ProviderKind::Bedrock => unreachable!(),
         };
         let path = default_path(&s, true);
         s.faults().push(Fault::DropMidStream { after_chunks: 2 });
@@ -1157,7 +1161,7 @@ async fn drop_and_stall_mid_stream() {
                     .all(|e| e.event.as_deref() != Some("message_stop")))
             }
             ProviderKind::Gemini => assert!(ev.iter().all(|e| !e.data.contains("finishReason"))),
-            ProviderKind::Vertex => unreachable!(),
+            ProviderKind::Vertex | ProviderKind::Bedrock => unreachable!(),
         }
     }
 }
@@ -1328,7 +1332,9 @@ async fn demo_providers_catalog_and_toml_agree() {
                 )
                 .await
             }
-            ProviderKind::Vertex => unreachable!("the demo catalog has no Vertex provider"),
+            ProviderKind::Vertex | ProviderKind::Bedrock => {
+                unreachable!("the demo catalog has no Vertex or Bedrock provider")
+            }
         };
         assert_eq!(r.status, 200, "{}", m.id);
     }

@@ -32,6 +32,10 @@ pub enum ProviderKind {
     /// OAuth2 tokens from a service account (see [`vertex`](crate::provider::vertex)).
     #[serde(alias = "vertex_ai", alias = "vertex-ai")]
     Vertex,
+    /// AWS Bedrock: the Converse API, with SigV4-signed requests (see
+    /// [`bedrock`](crate::provider::bedrock)).
+    #[serde(alias = "aws_bedrock", alias = "aws-bedrock")]
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -43,6 +47,7 @@ impl ProviderKind {
             Self::Gemini => "gemini",
             Self::Azure => "azure",
             Self::Vertex => "vertex",
+            Self::Bedrock => "bedrock",
         }
     }
 
@@ -72,6 +77,10 @@ impl ProviderKind {
             Self::Gemini | Self::Vertex => {
                 Parameters::ALL.difference(Parameters::LOGIT_BIAS.union(SAMPLERS))
             }
+            // Converse: Anthropic's set without `top_k` and structured output.
+            Self::Bedrock => Self::Anthropic
+                .default_parameters()
+                .difference(Parameters::TOP_K.union(Parameters::RESPONSE_FORMAT)),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::{Error, ErrorKind};
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod config;
 pub mod gemini;
 pub mod openai_compat;
@@ -133,6 +134,10 @@ pub trait EmbeddingsCodec: fmt::Debug + Send + Sync {
 pub enum StreamFraming {
     /// Server-sent events (`text/event-stream`): `event:` and `data:` lines.
     Sse,
+    /// AWS's binary event stream (`application/vnd.amazon.eventstream`, Bedrock's
+    /// ConverseStream): each message reaches the decoder as an event named by its
+    /// `:event-type` with its payload as data (see [`bedrock::eventstream`]).
+    AwsEventStream,
 }
 
 /// A provider's own authentication step, run on every encoded request after
@@ -173,6 +178,7 @@ pub(crate) fn builtin(kind: ProviderKind) -> Arc<dyn ProviderCodec> {
         ProviderKind::Gemini => Arc::new(gemini::Gemini),
         ProviderKind::Azure => Arc::new(azure::Azure::default()),
         ProviderKind::Vertex => Arc::new(vertex::Vertex::unconfigured()),
+        ProviderKind::Bedrock => Arc::new(bedrock::Bedrock),
     }
 }
 

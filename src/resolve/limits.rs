@@ -201,6 +201,8 @@ pub(crate) fn upstream_name_ok(kind: ProviderKind, name: &str) -> bool {
             segment_ok(seg, b"")
         }
         ProviderKind::Vertex => segment_ok(name, b"@"),
+        // Model ids, inference profiles and ARNs: encoded as one path segment.
+        ProviderKind::Bedrock => segment_ok(name, b":/"),
     }
 }
 
@@ -217,6 +219,7 @@ pub(super) fn upstream_name_rule(kind: ProviderKind) -> &'static str {
             "ASCII letters, digits, `.`, `_` and `-`, optionally after `models/` or `tunedModels/`"
         }
         ProviderKind::Vertex => "ASCII letters, digits, `.`, `_`, `-` and `@`",
+        ProviderKind::Bedrock => "ASCII letters, digits, `.`, `_`, `-`, `:` and `/`",
     }
 }
 

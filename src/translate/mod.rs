@@ -266,6 +266,7 @@ where
             let mut native_answer = None;
             let answer = if chat.is_stream() {
                 let mut s = TranslateStream::new(body, codec.stream_decoder(&ctx), max);
+                s.sse = Frames::new(codec.framing(), max);
                 s.exclude_reasoning = exclude_reasoning;
                 s.native = native.map(|_| Vec::new());
                 ChatResponse::Stream(Box::pin(s))
@@ -359,7 +360,7 @@ pin_project! {
     pub struct TranslateStream<B> {
         #[pin]
         body: B,
-        sse: SseDecoder,
+        sse: Frames,
         decoder: Box<dyn StreamDecode>,
         queue: VecDeque<ChatCompletionChunk>,
         scratch: Vec<ChatCompletionChunk>,
@@ -393,7 +394,7 @@ impl<B> TranslateStream<B> {
     fn new(body: B, decoder: Box<dyn StreamDecode>, max_event: usize) -> Self {
         Self {
             body,
-            sse: SseDecoder::with_limit(max_event.min(MAX_EVENT_BYTES)),
+            sse: Frames::Sse(SseDecoder::with_limit(max_event.min(MAX_EVENT_BYTES))),
             decoder,
             queue: VecDeque::new(),
             scratch: Vec::new(),
@@ -461,7 +462,9 @@ where
                 .with_source(e)),
                 None => {
                     *this.state = StreamState::Done;
-                    this.decoder.finish(this.scratch)
+                    this.sse
+                        .check_end()
+                        .and_then(|()| this.decoder.finish(this.scratch))
                 }
             };
             // Chunks decoded before a failure go out first, then the error.
@@ -477,8 +480,50 @@ where
     }
 }
 
+/// The framing decoder of a stream ([`StreamFraming`](crate::provider::StreamFraming)).
+enum Frames {
+    Sse(SseDecoder),
+    Aws(crate::provider::bedrock::eventstream::EventStreamDecoder),
+}
+
+impl Frames {
+    fn new(framing: crate::provider::StreamFraming, max_event: usize) -> Self {
+        let max = max_event.min(MAX_EVENT_BYTES);
+        match framing {
+            crate::provider::StreamFraming::AwsEventStream => Self::Aws(
+                crate::provider::bedrock::eventstream::EventStreamDecoder::with_limit(max),
+            ),
+            _ => Self::Sse(SseDecoder::with_limit(max)),
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        match self {
+            Self::Sse(d) => d.push(data),
+            Self::Aws(d) => d.push(data),
+        }
+    }
+
+    fn next_event(&mut self) -> Result<Option<SseEvent>, Error> {
+        match self {
+            Self::Sse(d) => d.next_event(),
+            Self::Aws(d) => d.next_event(),
+        }
+    }
+
+    /// At the end of the body: a binary message cut short is an error.
+    fn check_end(&self) -> Result<(), Error> {
+        match self {
+            Self::Aws(d) if d.has_partial() => Err(Error::upstream(
+                "the provider's event stream ended in the middle of a message",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn decode_events(
-    sse: &mut SseDecoder,
+    sse: &mut Frames,
     decoder: &mut dyn StreamDecode,
     out: &mut Vec<ChatCompletionChunk>,
     mut native: Option<&mut Vec<u8>>,

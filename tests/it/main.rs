@@ -9,6 +9,8 @@ mod support;
 
 #[cfg(feature = "demo")]
 mod azure;
+#[cfg(feature = "demo")]
+mod bedrock;
 mod cache;
 mod cost;
 mod e2e;
