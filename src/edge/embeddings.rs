@@ -140,7 +140,8 @@ where
         let span = tracing::debug_span!(
             "gen_ai.embeddings",
             "gen_ai.operation.name" = "embeddings",
-            "gen_ai.request.model" = ?emb.model,
+            "gen_ai.request.model" = %emb.model,
+            "gen_ai.response.id" = &*generation.0,
             request_id = ?id.0,
         );
         let mut typed = crate::embeddings::typed_request(emb);
