@@ -140,7 +140,7 @@ where
         let span = tracing::debug_span!(
             "gen_ai.embeddings",
             "gen_ai.operation.name" = "embeddings",
-            "gen_ai.request.model" = %emb.model,
+            "gen_ai.request.model" = ?emb.model,
             "gen_ai.response.id" = &*generation.0,
             request_id = ?id.0,
         );

@@ -320,7 +320,14 @@ fn rename(span: &mut SpanData) {
     let operation = operation.to_owned();
     let mut model = None;
     let mut provider = None;
-    for kv in &span.attributes {
+    for kv in &mut span.attributes {
+        // The spans record client-chosen ids with `Debug` (quoted, escaped: safe in log
+        // lines); the collector gets the id itself.
+        if let Value::String(v) = &kv.value {
+            if let Some(id) = undebug(v.as_str()) {
+                kv.value = Value::from(id);
+            }
+        }
         match kv.key.as_str() {
             "gen_ai.request.model" => model = Some(kv.value.as_str().into_owned()),
             "gen_ai.provider.name" => provider = Some(kv.value.clone()),
@@ -346,6 +353,32 @@ fn rename(span: &mut SpanData) {
     }
 }
 
+/// The string a `Debug`-formatted string stands for (`"a\"b"` → `a"b`); `None` when `s` is
+/// not one.
+fn undebug(s: &str) -> Option<String> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            '0' => out.push('\0'),
+            'u' => {
+                let hex: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +395,13 @@ mod tests {
         );
         assert!(traces_url("127.0.0.1:4318").is_err());
         assert!(traces_url("not a url").is_err());
+    }
+
+    #[test]
+    fn debug_strings_are_undone() {
+        for s in ["fast", "a\"b", "line\nbreak", "tab\t\\", "bell\u{7}", "é"] {
+            assert_eq!(undebug(&format!("{s:?}")).as_deref(), Some(s));
+        }
+        assert_eq!(undebug("plain"), None);
     }
 }

@@ -337,7 +337,7 @@ where
     let span = tracing::info_span!(
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
-        "gen_ai.request.model" = %chat.model,
+        "gen_ai.request.model" = ?chat.model,
         "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
         "gen_ai.provider.name" = tracing::field::Empty,
         "gen_ai.response.model" = tracing::field::Empty,
