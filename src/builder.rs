@@ -304,7 +304,11 @@ impl GatewayBuilder {
     }
 
     /// Assembles the stack.
-    pub fn build(self) -> Gateway {
+    pub fn build(mut self) -> Gateway {
+        // Requests refused before the CostMeter are recorded in its sink too.
+        if let Some(sink) = self.cost.sink_handle() {
+            self.edge = self.edge.refused_sink(sink);
+        }
         let client = self.client.unwrap_or_default();
         let resolve = ModelResolveLayer::new(self.catalog.clone())
             .health(self.health.clone())

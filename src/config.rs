@@ -46,6 +46,11 @@
 //! retention_days = 30               # rows older than this are pruned (0: kept forever)
 //! queue = 10000                     # rows waiting for the writer (more are dropped, counted)
 //!
+//! [otel]                            # export the gen_ai.* spans over OTLP/HTTP (feature `otel`)
+//! endpoint = "http://127.0.0.1:4318" # the collector (`/v1/traces` is added)
+//! service_name = "switchboard"
+//! headers = { "x-api-key" = "…" }
+//!
 //! [admin]                           # the admin API (/api/v1/generations, /api/v1/stats)
 //! key_env = "SWITCHBOARD_ADMIN_KEY" # without it, admin routes answer loopback clients only
 //!
@@ -101,6 +106,24 @@ pub struct GatewayConfig {
     pub admin: AdminSettings,
     /// `[[routing.shadows]]`: requests copied to candidates (see [`crate::shadow`]).
     pub shadows: Vec<crate::shadow::ShadowRule>,
+    /// `[otel]` settings (`None`: no export).
+    pub otel: Option<OtelSettings>,
+}
+
+/// `[otel]` settings: the `gen_ai.*` spans exported over OTLP/HTTP (protobuf; feature `otel`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OtelSettings {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`; `/v1/traces` is added
+    /// unless the URL already ends with it).
+    pub endpoint: String,
+    /// The `service.name` resource attribute (default `switchboard`).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Headers sent with every export (an API key of the collector, say).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// `[log]` settings: the request log (see `switchboard::request_log`, feature `log-db`).
@@ -435,6 +458,18 @@ impl GatewayConfig {
                 "log: this build has no request log (cargo feature `log-db`)".into(),
             ));
         }
+        let otel: Option<OtelSettings> = match table.remove("otel") {
+            Some(v) => Some(
+                v.try_into()
+                    .map_err(|e| config_error(format!("otel: {e}")))?,
+            ),
+            None => None,
+        };
+        if otel.is_some() && !cfg!(feature = "otel") {
+            return Err(config_error(
+                "otel: this build has no OTLP export (cargo feature `otel`)".into(),
+            ));
+        }
         let admin = match table.remove("admin") {
             Some(v) => {
                 let f: AdminFile = v
@@ -554,6 +589,7 @@ impl GatewayConfig {
             log,
             admin,
             shadows,
+            otel,
         })
     }
 }

@@ -168,6 +168,9 @@ struct Inner {
     attempts: Option<Arc<[crate::ext::Attempt]>>,
     /// Shared, so an error modified after it was shared keeps its cause.
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The CostMeter has recorded this request (its sink has the row): the edge must not log
+    /// it again as refused.
+    metered: bool,
 }
 
 impl Error {
@@ -183,6 +186,7 @@ impl Error {
                 provider: None,
                 attempts: None,
                 source: None,
+                metered: false,
             }),
         }
     }
@@ -210,6 +214,7 @@ impl Error {
                 provider: i.provider.clone(),
                 attempts: i.attempts.clone(),
                 source: i.source.clone(),
+                metered: i.metered,
             });
         }
         Arc::get_mut(&mut self.inner).expect("unique after copy-on-write")
@@ -260,6 +265,19 @@ impl Error {
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner_mut().source = Some(Arc::from(source.into()));
         self
+    }
+
+    /// Marks the error as recorded by the CostMeter (its sink has the request's record).
+    pub(crate) fn metered(mut self) -> Self {
+        if !self.inner.metered {
+            self.inner_mut().metered = true;
+        }
+        self
+    }
+
+    /// Whether the CostMeter recorded the request that failed with this error.
+    pub(crate) fn is_metered(&self) -> bool {
+        self.inner.metered
     }
 
     /// What went wrong.

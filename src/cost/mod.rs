@@ -126,6 +126,7 @@ mod handles;
 use estimate::*;
 use handles::*;
 mod price;
+mod refused;
 mod stream;
 mod tab;
 #[cfg(test)]
@@ -907,7 +908,7 @@ where
                 Ok(svc) => svc,
                 Err(e) => {
                     meter.finish(None, false, None, Some(e.kind()));
-                    return Err(e);
+                    return Err(e.metered());
                 }
             };
             let tab = BillingTab::new();
@@ -926,7 +927,7 @@ where
                 Ok(r) => r,
                 Err(e) => {
                     meter.finish(None, false, None, Some(e.kind()));
-                    return Err(e);
+                    return Err(e.metered());
                 }
             };
             let (mut parts, body) = resp.into_parts();

@@ -30,6 +30,7 @@ pub struct Embeddings<S> {
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
     limits: EmbeddingsLimits,
+    refused: super::refused::RefusedLog,
 }
 
 impl<S> std::fmt::Debug for Embeddings<S> {
@@ -48,6 +49,7 @@ impl<S> Embeddings<S> {
             config: edge.config,
             keys: edge.keys.clone(),
             limits,
+            refused: edge.refused.clone(),
         }
     }
 }
@@ -77,6 +79,8 @@ where
             Some(keys) => match keys.authenticate(req.headers()) {
                 Ok(p) => Some(p),
                 Err(e) => {
+                    self.refused
+                        .refuse(&e, req.uri(), req.extensions(), &generation);
                     let mut resp = error_response(&e);
                     resp.headers_mut().insert(REQUEST_ID, id.0);
                     super::stamp_generation(resp.headers_mut(), &generation);
@@ -89,9 +93,18 @@ where
         };
         let this = self.clone();
         super::future::ResponseFuture::new(Box::pin(async move {
-            let mut resp = match this.answer(req, presented, &id, &generation).await {
+            let mut watch =
+                this.refused
+                    .watch(req.uri(), req.extensions(), presented.as_ref(), &generation);
+            let mut resp = match this
+                .answer(req, presented, &id, &generation, &mut watch)
+                .await
+            {
                 Ok(r) => r,
-                Err(e) => error_response(&e),
+                Err(e) => {
+                    super::refused::note(watch.as_ref(), &e);
+                    error_response(&e)
+                }
             };
             resp.headers_mut().insert(REQUEST_ID, id.0);
             super::stamp_generation(resp.headers_mut(), &generation);
@@ -111,6 +124,7 @@ where
         presented: Option<crate::keys::PresentedKey>,
         id: &super::RequestId,
         generation: &crate::ext::GenerationId,
+        watch: &mut Option<super::refused::Watch>,
     ) -> Result<http::Response<EdgeBody>, Error>
     where
         B: Body<Data = Bytes>,
@@ -127,6 +141,7 @@ where
             "gen_ai.embeddings",
             "gen_ai.operation.name" = "embeddings",
             "gen_ai.request.model" = ?emb.model,
+            "gen_ai.response.id" = &*generation.0,
             request_id = ?id.0,
         );
         let mut typed = crate::embeddings::typed_request(emb);
@@ -146,6 +161,9 @@ where
             .insert(crate::ext::Ingress("embeddings"));
         if let Some(p) = presented {
             typed.extensions_mut().insert(p);
+        }
+        if let Some(w) = watch {
+            w.typed(&typed);
         }
         let resp = tracing::Instrument::instrument(self.inner.oneshot(typed), span).await?;
         let (parts, body) = resp.into_parts();

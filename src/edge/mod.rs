@@ -42,6 +42,7 @@ mod events;
 pub mod future;
 pub mod messages;
 mod models;
+mod refused;
 pub mod responses;
 
 use std::convert::Infallible;
@@ -70,6 +71,7 @@ use crate::headers::GENERATION_ID;
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::openai::ChatRequest;
 use crate::{BoxError, Error, ErrorKind};
+use refused::RefusedLog;
 use tracing::Instrument;
 
 /// Default request body limit: 8 MiB.
@@ -80,6 +82,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub struct ChatCompletionsLayer {
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
+    refused: RefusedLog,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +122,7 @@ impl ChatCompletionsLayer {
                 keep_alive: None,
             },
             keys: None,
+            refused: RefusedLog::OFF,
         }
     }
 
@@ -128,7 +132,21 @@ impl ChatCompletionsLayer {
     /// hashing the key again.
     #[must_use]
     pub fn client_keys(mut self, keys: ClientKeysLayer) -> Self {
+        self.refused = RefusedLog::new(self.refused.sink(), Some(&keys));
         self.keys = Some(keys);
+        self
+    }
+
+    /// Sends a [`CostRecord`](crate::cost::CostRecord) with the error to `sink` for every
+    /// request this edge (and the Messages, Responses and embeddings edges made from it)
+    /// answers with an error the [`CostMeter`](crate::cost::CostMeter) did not record: the
+    /// ones refused at the edge (400, 401, 408, 413) or by a layer above the meter (403, 404,
+    /// 429), or by the meter before its record (402). Give it the CostMeter's sink, so that
+    /// every request has one record; [`GatewayBuilder`](crate::GatewayBuilder) does. Records
+    /// go to the sink on the request's task (keep it quick, as for the meter).
+    #[must_use]
+    pub fn refused_sink(mut self, sink: std::sync::Arc<dyn crate::cost::CostSink>) -> Self {
+        self.refused = RefusedLog::new(Some(sink), self.keys.as_ref());
         self
     }
 
@@ -190,6 +208,7 @@ impl<S> Layer<S> for ChatCompletionsLayer {
             inner,
             config: self.config,
             keys: self.keys.clone(),
+            refused: self.refused.clone(),
         }
     }
 }
@@ -200,6 +219,7 @@ pub struct ChatCompletions<S> {
     inner: S,
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
+    refused: RefusedLog,
 }
 
 impl<S> ChatCompletions<S> {
@@ -237,16 +257,20 @@ where
                 Ok(p) => Some(p),
                 Err(e) => {
                     let id = request_id(req.headers());
+                    let generation = generation_id(req.extensions());
+                    self.refused
+                        .refuse(&e, req.uri(), req.extensions(), &generation);
                     let mut resp = error_response(&e);
                     resp.headers_mut().insert(REQUEST_ID, id.0);
-                    stamp_generation(resp.headers_mut(), &generation_id(req.extensions()));
+                    stamp_generation(resp.headers_mut(), &generation);
                     return future::ResponseFuture::new(Box::pin(std::future::ready(Ok(resp))));
                 }
             },
             None => None,
         };
+        let refused = self.refused.clone();
         future::ResponseFuture::new(Box::pin(async move {
-            Ok(handle(inner, config, req, presented).await)
+            Ok(handle(inner, config, req, presented, refused).await)
         }))
     }
 }
@@ -256,6 +280,7 @@ async fn handle<S, B>(
     config: EdgeConfig,
     req: http::Request<B>,
     presented: Option<PresentedKey>,
+    refused: RefusedLog,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
@@ -267,13 +292,19 @@ where
         return method_not_allowed("POST");
     }
     let (mut parts, body) = req.into_parts();
+    let id = request_id(&parts.headers);
+    let generation = generation_id(&parts.extensions);
+    let watch = refused.watch(
+        &parts.uri,
+        &parts.extensions,
+        presented.as_ref(),
+        &generation,
+    );
     if let Some(p) = presented {
         parts.extensions.insert(p);
     }
-    let id = request_id(&parts.headers);
-    let generation = generation_id(&parts.extensions);
     parts.extensions.insert(generation.clone());
-    let mut resp = answer(inner, config, &mut parts, body, &id).await;
+    let mut resp = answer(inner, config, &mut parts, body, &id, watch).await;
     resp.headers_mut().insert(REQUEST_ID, id.0);
     stamp_generation(resp.headers_mut(), &generation);
     resp
@@ -285,6 +316,7 @@ async fn answer<S, B>(
     parts: &mut http::request::Parts,
     body: B,
     id: &RequestId,
+    mut watch: Option<refused::Watch>,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
@@ -292,19 +324,23 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    let refuse = |watch: Option<&refused::Watch>, e: &Error| {
+        refused::note(watch, e);
+        error_response(e)
+    };
     let bytes = match read_request_body(&parts.headers, body, config).await {
         Ok(b) => b,
-        Err(e) => return error_response(&e),
+        Err(e) => return refuse(watch.as_ref(), &e),
     };
     let chat = match ChatRequest::from_bytes(bytes) {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
-            return error_response(&e);
+            return refuse(watch.as_ref(), &e);
         }
     };
     if let Err(e) = check_limits(&chat, &config) {
-        return error_response(&e);
+        return refuse(watch.as_ref(), &e);
     }
     let wants_usage = chat.wants_stream_usage();
     // DEBUG: the `request finished` event (or the access log) carries the same fields at INFO.
@@ -312,6 +348,7 @@ where
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
         "gen_ai.request.model" = ?chat.model,
+        "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
         "gen_ai.provider.name" = tracing::field::Empty,
         "gen_ai.response.model" = tracing::field::Empty,
         "gen_ai.usage.input_tokens" = tracing::field::Empty,
@@ -322,10 +359,13 @@ where
         stream = chat.is_stream(),
     );
     let typed = typed_request(parts, chat, id);
+    if let Some(w) = &mut watch {
+        w.typed(&typed);
+    }
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
         // The 200 goes out now with SSE comments while nothing has arrived; the stack's
         // stream (Fallback still working behind the comments) or its failure follows.
-        let pending = Box::pin(inner.oneshot(typed).instrument(span));
+        let pending = refused::watched(inner.oneshot(typed).instrument(span), watch);
         return sse_response(EdgeBody::sse_waiting(pending, wants_usage, every));
     }
     match inner.oneshot(typed).instrument(span.clone()).await {
@@ -348,7 +388,7 @@ where
                     "request failed"
                 );
             });
-            error_response(&e)
+            refuse(watch.as_ref(), &e)
         }
     }
 }

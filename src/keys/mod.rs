@@ -431,6 +431,12 @@ impl ClientKeysLayer {
             .ok_or_else(|| Error::new(ErrorKind::Unauthorized, "invalid API key"))
     }
 
+    /// The name of a key the edge matched (for the record of a request refused before the
+    /// typed stack named its caller).
+    pub(crate) fn name_of(&self, presented: &PresentedKey) -> Option<Arc<str>> {
+        self.by_digest(&presented.0).map(|p| p.name.clone())
+    }
+
     /// The key, its allow-list, and what the request asks of the key's buckets.
     fn check(&self, req: &ChatHttpRequest) -> Result<Admission, Error> {
         let presented = match req.extensions().get::<PresentedKey>() {

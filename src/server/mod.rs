@@ -29,6 +29,8 @@
 //! an idle keep-alive timeout and HTTP/2 limits.
 
 mod listen;
+#[cfg(feature = "otel")]
+mod otel;
 mod routes;
 mod telemetry;
 mod wiring;
@@ -150,6 +152,14 @@ impl Running {
                 tracing::warn!("the request log was not flushed in time");
             }
         }
+        // The spans queued for the OTLP collector, likewise.
+        #[cfg(feature = "otel")]
+        otel::flush(
+            grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1)),
+        )
+        .await;
     }
 
     /// The request log, when the config has one (`[log]`).

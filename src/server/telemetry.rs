@@ -57,11 +57,32 @@ pub(super) fn access_log() -> Option<crate::cost::AccessLog> {
 pub fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    #[cfg(not(feature = "otel"))]
+    let result = {
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        if json {
+            builder.json().try_init()
+        } else {
+            builder.try_init()
+        }
+    };
+    // With the `otel` feature: the same log output (`RUST_LOG` filters it alone), beside the
+    // slot `[otel]` fills (empty, and disabled for every callsite, until then).
+    #[cfg(feature = "otel")]
+    let result = {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let fmt = tracing_subscriber::fmt::layer();
+        let fmt = if json {
+            fmt.json().with_filter(filter).boxed()
+        } else {
+            fmt.with_filter(filter).boxed()
+        };
+        tracing_subscriber::registry()
+            .with(super::otel::Slot.with_filter(super::otel::SlotFilter))
+            .with(fmt)
+            .try_init()
     };
     if let Err(e) = result {
         eprintln!("logging not initialised: {e}");

@@ -45,6 +45,10 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     };
     let config = GatewayConfig::from_toml(&text)
         .map_err(|e| format!("config {}: {}", options.config, e.message()))?;
+    #[cfg(feature = "otel")]
+    if let Some(otel) = &config.otel {
+        notes.extend(super::otel::start(otel)?);
+    }
     let mut catalog = config.catalog.clone();
     if let Some(path) = &options.prices {
         let json =

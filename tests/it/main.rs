@@ -23,6 +23,8 @@ mod gateway;
 mod hostile;
 mod keep_alive;
 mod messages;
+#[cfg(feature = "otel")]
+mod otel;
 mod provider_auth;
 #[cfg(feature = "redis")]
 mod rate_limits;

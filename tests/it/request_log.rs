@@ -23,6 +23,10 @@ use switchboard::ErrorKind;
 
 use crate::support::postgres_server::{self, PostgresServer};
 
+/// Requests refused before the CostMeter (every status, every ingress) have rows too.
+#[path = "request_log_refused.rs"]
+mod refused;
+
 const ALICE: &str = "Bearer sk-alice";
 const BOB: &str = "Bearer sk-bob";
 
@@ -135,6 +139,17 @@ async fn call(
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Reply {
+    let body = body.map_or_else(Bytes::new, |v| Bytes::from(serde_json::to_vec(&v).unwrap()));
+    call_bytes(g, method, path, headers, body).await
+}
+
+async fn call_bytes(
+    g: &Gw,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut b = http::Request::builder()
         .method(method)
@@ -143,7 +158,6 @@ async fn call(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let body = body.map_or_else(Bytes::new, |v| Bytes::from(serde_json::to_vec(&v).unwrap()));
     let resp = tokio::time::timeout(
         Duration::from_secs(30),
         client.request(b.body(Full::new(body)).unwrap()),

@@ -106,7 +106,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let presented = match authenticate(self.keys.as_ref(), req.headers()) {
+        let presented = match authenticate(self.keys.as_ref(), &req, &super::RefusedLog::OFF) {
             Ok(p) => p,
             Err(resp) => {
                 return crate::edge::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(

@@ -125,6 +125,7 @@ pub use count::CountTokens;
 pub(crate) use count::{route_capture, Resolver};
 pub use stream::StreamEncoder;
 
+use super::refused::{note, watched, RefusedLog, Watch};
 use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{GenerationId, NativeAnswer, NativeFormat, NativeRequest, ServedBy};
@@ -136,6 +137,7 @@ use crate::{BoxError, Error};
 pub struct MessagesLayer {
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
+    refused: RefusedLog,
 }
 
 impl Default for MessagesLayer {
@@ -150,6 +152,7 @@ impl From<super::ChatCompletionsLayer> for MessagesLayer {
         Self {
             config: l.config,
             keys: l.keys,
+            refused: l.refused,
         }
     }
 }
@@ -161,6 +164,7 @@ impl<S> Layer<S> for MessagesLayer {
             inner,
             config: self.config,
             keys: self.keys.clone(),
+            refused: self.refused.clone(),
         }
     }
 }
@@ -171,6 +175,7 @@ pub struct Messages<S> {
     inner: S,
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
+    refused: RefusedLog,
 }
 
 impl<S> Messages<S> {
@@ -205,30 +210,34 @@ where
     fn call(&mut self, req: http::Request<B>) -> super::future::ResponseFuture {
         let inner = self.inner.clone();
         let config = self.config;
-        let presented = match authenticate(self.keys.as_ref(), req.headers()) {
+        let presented = match authenticate(self.keys.as_ref(), &req, &self.refused) {
             Ok(p) => p,
             Err(resp) => {
                 return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(*resp))))
             }
         };
+        let refused = self.refused.clone();
         super::future::ResponseFuture::new(Box::pin(async move {
-            Ok(handle(inner, config, req, presented).await)
+            Ok(handle(inner, config, req, presented, refused).await)
         }))
     }
 }
 
 /// The key check before the body is read: a 401 in Anthropic's shape.
-fn authenticate(
+fn authenticate<B>(
     keys: Option<&ClientKeysLayer>,
-    headers: &HeaderMap,
+    req: &http::Request<B>,
+    refused: &RefusedLog,
 ) -> Result<Option<PresentedKey>, Box<http::Response<EdgeBody>>> {
     match keys {
-        Some(keys) => match keys.authenticate(headers) {
+        Some(keys) => match keys.authenticate(req.headers()) {
             Ok(p) => Ok(Some(p)),
             Err(e) => {
-                let id = request_id(headers);
+                let id = request_id(req.headers());
+                let generation = super::generation_id(req.extensions());
+                refused.refuse(&e, req.uri(), req.extensions(), &generation);
                 let mut resp = with_id(error_response(&e), id);
-                super::stamp_generation(resp.headers_mut(), &GenerationId::new());
+                super::stamp_generation(resp.headers_mut(), &generation);
                 Err(Box::new(resp))
             }
         },
@@ -247,6 +256,7 @@ async fn handle<S, B>(
     config: EdgeConfig,
     req: http::Request<B>,
     presented: Option<PresentedKey>,
+    refused: RefusedLog,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
@@ -258,13 +268,22 @@ where
         return method_not_allowed();
     }
     let (mut parts, body) = req.into_parts();
+    let id = request_id(&parts.headers);
+    let generation = super::generation_id(&parts.extensions);
+    let watch = refused.watch(
+        &parts.uri,
+        &parts.extensions,
+        presented.as_ref(),
+        &generation,
+    );
     if let Some(p) = presented {
         parts.extensions.insert(p);
     }
-    let id = request_id(&parts.headers);
-    let generation = super::generation_id(&parts.extensions);
     parts.extensions.insert(generation.clone());
-    let mut resp = with_id(answer(inner, config, &mut parts, body, &id).await, id);
+    let mut resp = with_id(
+        answer(inner, config, &mut parts, body, &id, watch).await,
+        id,
+    );
     super::stamp_generation(resp.headers_mut(), &generation);
     resp
 }
@@ -291,6 +310,7 @@ async fn answer<S, B>(
     parts: &mut http::request::Parts,
     body: B,
     id: &RequestId,
+    mut watch: Option<Watch>,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
@@ -302,6 +322,7 @@ where
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
+            note(watch.as_ref(), &e);
             return error_response(&e);
         }
     };
@@ -317,6 +338,7 @@ where
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
         "gen_ai.request.model" = ?chat.model,
+        "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
         "gen_ai.provider.name" = tracing::field::Empty,
         "gen_ai.response.model" = tracing::field::Empty,
         "gen_ai.usage.input_tokens" = tracing::field::Empty,
@@ -341,9 +363,12 @@ where
     let generation = parts.extensions.get::<GenerationId>().cloned();
     let mut typed = super::typed_request(parts, chat, id);
     typed.extensions_mut().insert(native);
+    if let Some(w) = &mut watch {
+        w.typed(&typed);
+    }
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
         // The response starts now; the stack's answer (or failure) follows in the body.
-        let pending = Box::pin(inner.oneshot(typed).instrument(span));
+        let pending = watched(inner.oneshot(typed).instrument(span), watch);
         return super::sse_response(EdgeBody::messages_waiting(pending, every));
     }
     match inner.oneshot(typed).instrument(span.clone()).await {
@@ -363,6 +388,7 @@ where
                     "request failed"
                 );
             });
+            note(watch.as_ref(), &e);
             error_response(&e)
         }
     }

@@ -112,6 +112,7 @@ use tracing::Instrument;
 
 pub use stream::StreamEncoder;
 
+use super::refused::{note, watched, RefusedLog, Watch};
 use super::{
     decorate, error_response, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId,
     REQUEST_ID,
@@ -126,6 +127,7 @@ use crate::{BoxError, Error};
 pub struct ResponsesLayer {
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
+    refused: RefusedLog,
 }
 
 impl Default for ResponsesLayer {
@@ -140,6 +142,7 @@ impl From<super::ChatCompletionsLayer> for ResponsesLayer {
         Self {
             config: l.config,
             keys: l.keys,
+            refused: l.refused,
         }
     }
 }
@@ -151,6 +154,7 @@ impl<S> Layer<S> for ResponsesLayer {
             inner,
             config: self.config,
             keys: self.keys.clone(),
+            refused: self.refused.clone(),
         }
     }
 }
@@ -161,6 +165,7 @@ pub struct Responses<S> {
     inner: S,
     config: EdgeConfig,
     keys: Option<ClientKeysLayer>,
+    refused: RefusedLog,
 }
 
 impl<S> Responses<S> {
@@ -197,8 +202,11 @@ where
             Some(keys) => match keys.authenticate(req.headers()) {
                 Ok(p) => Some(p),
                 Err(e) => {
+                    let generation = super::generation_id(req.extensions());
+                    self.refused
+                        .refuse(&e, req.uri(), req.extensions(), &generation);
                     let mut resp = with_id(error_response(&e), request_id(req.headers()));
-                    super::stamp_generation(resp.headers_mut(), &GenerationId::new());
+                    super::stamp_generation(resp.headers_mut(), &generation);
                     return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(
                         resp,
                     ))));
@@ -206,8 +214,9 @@ where
             },
             None => None,
         };
+        let refused = self.refused.clone();
         super::future::ResponseFuture::new(Box::pin(async move {
-            Ok(handle(inner, config, req, presented).await)
+            Ok(handle(inner, config, req, presented, refused).await)
         }))
     }
 }
@@ -222,6 +231,7 @@ async fn handle<S, B>(
     config: EdgeConfig,
     req: http::Request<B>,
     presented: Option<PresentedKey>,
+    refused: RefusedLog,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
@@ -233,13 +243,22 @@ where
         return super::method_not_allowed("POST");
     }
     let (mut parts, body) = req.into_parts();
+    let id = request_id(&parts.headers);
+    let generation = super::generation_id(&parts.extensions);
+    let watch = refused.watch(
+        &parts.uri,
+        &parts.extensions,
+        presented.as_ref(),
+        &generation,
+    );
     if let Some(p) = presented {
         parts.extensions.insert(p);
     }
-    let id = request_id(&parts.headers);
-    let generation = super::generation_id(&parts.extensions);
     parts.extensions.insert(generation.clone());
-    let mut resp = with_id(answer(inner, config, &mut parts, body, &id).await, id);
+    let mut resp = with_id(
+        answer(inner, config, &mut parts, body, &id, watch).await,
+        id,
+    );
     super::stamp_generation(resp.headers_mut(), &generation);
     resp
 }
@@ -263,6 +282,7 @@ async fn answer<S, B>(
     parts: &mut http::request::Parts,
     body: B,
     id: &RequestId,
+    mut watch: Option<Watch>,
 ) -> http::Response<EdgeBody>
 where
     S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
@@ -274,6 +294,7 @@ where
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
+            note(watch.as_ref(), &e);
             return error_response(&e);
         }
     };
@@ -282,6 +303,7 @@ where
         "gen_ai.chat",
         "gen_ai.operation.name" = "chat",
         "gen_ai.request.model" = ?chat.model,
+        "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
         "gen_ai.provider.name" = tracing::field::Empty,
         "gen_ai.response.model" = tracing::field::Empty,
         "gen_ai.usage.input_tokens" = tracing::field::Empty,
@@ -293,12 +315,15 @@ where
         ingress = "responses",
     );
     let typed = super::typed_request(parts, chat, id);
+    if let Some(w) = &mut watch {
+        w.typed(&typed);
+    }
     if let Some(g) = typed.extensions().get::<GenerationId>() {
         echo.set_generation(&g.0);
     }
     if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
         // The response starts now; the stack's answer (or failure) follows in the body.
-        let pending = Box::pin(inner.oneshot(typed).instrument(span));
+        let pending = watched(inner.oneshot(typed).instrument(span), watch);
         return super::sse_response(EdgeBody::responses_waiting(
             pending,
             every,
@@ -322,6 +347,7 @@ where
                     "request failed"
                 );
             });
+            note(watch.as_ref(), &e);
             error_response(&e)
         }
     }
