@@ -11,7 +11,9 @@
 #             shipped binary (`switchboard`, release) with examples/gateway.toml routed to the
 #             bench upstream: `gateway` (as shipped: cache on, so every measured request is a
 #             HIT, default logging), `gateway-nolog` (RUST_LOG=off), `gateway-miss` (the cache
-#             off, every request forwarded), `gateway-miss-nolog`
+#             off, every request forwarded), `gateway-miss-nolog`; a `-nodb` suffix runs without
+#             the request log (`[log]` of the example config: a fresh SQLite file per mode under
+#             OUT otherwise)
 #   WARMUP    requests before the first phase of each variant (default 50)
 #   OUT       where the callgrind dumps go (default $CARGO_TARGET_DIR/callgrind, or
 #             target/callgrind); each kept dump is named MODE.VARIANT.N.out, e.g. for
@@ -137,6 +139,13 @@ for mode in $MODES; do
         cp examples/gateway.toml "$config"
         if [[ $mode == *-miss* ]]; then
             sed -i 's/^enabled = true$/enabled = false/' "$config"
+        fi
+        # A fresh request log per mode (its file under OUT), or none for `-nodb`.
+        rm -f "$OUT/$mode.db" "$OUT/$mode.db-wal" "$OUT/$mode.db-shm"
+        if [[ $mode == *-nodb* ]]; then
+            sed -i '/^path = "switchboard.db"$/d' "$config"
+        else
+            sed -i "s|^path = \"switchboard.db\"\$|path = \"$OUT/$mode.db\"|" "$config"
         fi
         log=info
         if [[ $mode == *-nolog ]]; then log=off; fi
