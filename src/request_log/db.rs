@@ -147,7 +147,7 @@ impl Db {
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut q = sqlx::query(insert_sql(n));
+            let mut q = sqlx::query(insert_sql(self.kind, n));
             for r in chunk {
                 let v = Values::of(r);
                 q = q
@@ -214,37 +214,47 @@ const COLUMNS: &str = "id, created_at, key_name, requested_model, provider, mode
 const PER_ROW: usize = 31;
 
 /// The rows one insert statement takes, largest first: a batch is written as statements of
-/// these sizes (at most 64 × 31 parameters, within SQLite's and PostgreSQL's limits).
-const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+/// these sizes. Small enough that preparing one stays cheap (each connection prepares each
+/// size once).
+const CHUNKS: [usize; 3] = [16, 4, 1];
 
-/// The insert statement for `n` rows (one of [`CHUNKS`]), built once.
-fn insert_sql(n: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+/// The insert statement for `n` rows (one of [`CHUNKS`]) in `kind`'s placeholders, built once.
+/// SQLite gets anonymous `?` (sqlx looks a `$n` name up per parameter, which is linear in the
+/// statement's parameters), PostgreSQL `$1…`.
+fn insert_sql(kind: Kind, n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        CHUNKS
-            .iter()
-            .map(|&n| {
-                let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
-                for row in 0..n {
-                    sql.push_str(if row == 0 { "(" } else { ", (" });
-                    for col in 0..PER_ROW {
-                        if col > 0 {
-                            sql.push_str(", ");
+        [Kind::Sqlite, Kind::Postgres].map(|kind| {
+            CHUNKS
+                .iter()
+                .map(|&n| {
+                    let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
+                    for row in 0..n {
+                        sql.push_str(if row == 0 { "(" } else { ", (" });
+                        for col in 0..PER_ROW {
+                            if col > 0 {
+                                sql.push_str(", ");
+                            }
+                            match kind {
+                                Kind::Sqlite => sql.push('?'),
+                                Kind::Postgres => {
+                                    sql.push_str(&format!("${}", row * PER_ROW + col + 1));
+                                }
+                            }
                         }
-                        sql.push_str(&format!("${}", row * PER_ROW + col + 1));
+                        sql.push(')');
                     }
-                    sql.push(')');
-                }
-                sql.push_str(" ON CONFLICT (id) DO NOTHING");
-                sql
-            })
-            .collect()
+                    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+                    sql
+                })
+                .collect()
+        })
     });
     let i = CHUNKS
         .iter()
         .position(|&c| c == n)
         .unwrap_or(CHUNKS.len() - 1);
-    &all[i]
+    &all[usize::from(kind == Kind::Postgres)][i]
 }
 
 /// The computed columns of a record's row.

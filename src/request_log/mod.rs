@@ -72,6 +72,9 @@ const BATCH: usize = 256;
 /// through the API well within a second, and a busy gateway writes few, large transactions.
 const LINGER: Duration = Duration::from_millis(200);
 
+/// How long a lookup of an id not found waits for the rows still queued to be written.
+const MISS_FLUSH: Duration = Duration::from_secs(1);
+
 /// How the log is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -249,7 +252,12 @@ impl RequestLog {
         id: &str,
         key: Option<&str>,
     ) -> Result<Option<Generation>, Error> {
-        query::one(&self.db, id, key).await
+        match query::one(&self.db, id, key).await? {
+            Some(g) => Ok(Some(g)),
+            // The row may still be waiting for the writer's batch: write it now, look again.
+            None if self.flush(MISS_FLUSH).await => query::one(&self.db, id, key).await,
+            None => Ok(None),
+        }
     }
 
     /// A page of generations matching `filter`, in `sort` order, `limit` rows at most
@@ -278,6 +286,13 @@ impl RequestLog {
         feedback: NewFeedback,
         key: Option<&str>,
     ) -> Result<Option<Feedback>, Error> {
+        // The generation's row may still be waiting for the writer's batch.
+        if query::one(&self.db, &feedback.generation_id, key)
+            .await?
+            .is_none()
+        {
+            self.flush(MISS_FLUSH).await;
+        }
         query::add_feedback(&self.db, feedback, key).await
     }
 
