@@ -12,6 +12,20 @@
 //! client as the provider wrote it (so `native_finish_reason` is only there when the provider
 //! sent it). Bodies the scan does not accept, and requests with `reasoning.exclude`, are
 //! decoded into typed values instead, which gives the precise error for a bad body.
+//!
+//! # Reasoning text
+//!
+//! The canonical field is OpenRouter's `reasoning` (Groq's `reasoning_format: "parsed"` and
+//! OpenRouter write it; it passes through as is). DeepSeek writes `reasoning_content`, and so
+//! do xAI (grok-3-mini), vLLM and SGLang with a reasoning parser, and Together's DeepSeek-R1.
+//! No provider uses that name for anything else, so it is accepted from every OpenAI-compatible
+//! provider rather than per preset: in a whole answer's `message` and in a stream's `delta` it
+//! becomes `reasoning`, unless `reasoning` is there too (vLLM ≥ 0.10 sends both with the same
+//! text), when `reasoning` is kept and `reasoning_content` dropped. It is never sent to
+//! clients under its own name. A whole answer naming it is not passed through
+//! ([`RawCompletion`] declines it after one `memmem` search) but decoded typed, which renames
+//! it; answers without it keep the pass-through. In streams, the chunk reader already visits
+//! every delta member, so the rename costs nothing there.
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -505,6 +519,102 @@ data: [DONE]\n\n";
         let s = "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
         let e = decode_all(s.as_bytes(), &[]).unwrap_err();
         assert!(e.message().contains("boom"));
+    }
+
+    // DeepSeek's documented shape (deepseek-reasoner): the reasoning text in
+    // `message.reasoning_content`, beside `content`.
+    const DEEPSEEK: &str = r#"{"id":"d1","object":"chat.completion","created":1,"model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","content":"9.11 < 9.8","reasoning_content":"Compare the tenths: 1 < 8."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"completion_tokens_details":{"reasoning_tokens":20}}}"#;
+
+    /// What a client of chat completions receives for `body`: the pass-through's bytes when
+    /// it takes the body, else the typed decode's.
+    fn client_json(body: &str) -> (bool, serde_json::Value) {
+        let bytes = Bytes::copy_from_slice(body.as_bytes());
+        match OpenAiCompat.passthrough(&bytes, &ctx()) {
+            Some(raw) => (true, serde_json::from_slice(&raw.to_bytes()).unwrap()),
+            None => {
+                let c = OpenAiCompat.decode(body.as_bytes(), &ctx()).unwrap();
+                (false, serde_json::to_value(&c).unwrap())
+            }
+        }
+    }
+
+    #[test]
+    fn reasoning_content_becomes_reasoning() {
+        let c = OpenAiCompat.decode(DEEPSEEK.as_bytes(), &ctx()).unwrap();
+        let m = &c.choices[0].message;
+        assert_eq!(m.reasoning.as_deref(), Some("Compare the tenths: 1 < 8."));
+        assert_eq!(m.content.as_deref(), Some("9.11 < 9.8"));
+        // The pass-through declines the body; the typed decode renames the field.
+        let (passed, out) = client_json(DEEPSEEK);
+        assert!(!passed);
+        let msg = &out["choices"][0]["message"];
+        assert_eq!(msg["reasoning"], "Compare the tenths: 1 < 8.");
+        assert!(msg.get("reasoning_content").is_none(), "{msg}");
+        assert_eq!(out["usage"]["completion_tokens_details"]["reasoning_tokens"], 20);
+        assert_eq!(out["model"], "openai/gpt-4o");
+    }
+
+    #[test]
+    fn reasoning_wins_over_reasoning_content_and_is_not_duplicated() {
+        // vLLM ≥ 0.10 sends both names with the same text.
+        let body = DEEPSEEK.replace(
+            r#""reasoning_content":"Compare the tenths: 1 < 8.""#,
+            r#""reasoning":"R","reasoning_content":"RC""#,
+        );
+        let (passed, out) = client_json(&body);
+        assert!(!passed);
+        let msg = &out["choices"][0]["message"];
+        assert_eq!(msg["reasoning"], "R");
+        assert!(msg.get("reasoning_content").is_none());
+        // `reasoning` alone (OpenRouter, Groq) stays on the pass-through, as the provider
+        // wrote it.
+        let body = DEEPSEEK.replace("reasoning_content", "reasoning");
+        let (passed, out) = client_json(&body);
+        assert!(passed);
+        assert_eq!(
+            out["choices"][0]["message"]["reasoning"],
+            "Compare the tenths: 1 < 8."
+        );
+        // A mention in the text is not a member: the answer is the same either way.
+        let body = DEEPSEEK.replace("reasoning_content", "reasoning").replace(
+            r#""content":"9.11 < 9.8""#,
+            r#""content":"the \"reasoning_content\" field""#,
+        );
+        let (passed, out) = client_json(&body);
+        assert!(passed, "an escaped quote does not match");
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            "the \"reasoning_content\" field"
+        );
+    }
+
+    #[test]
+    fn reasoning_content_deltas_become_reasoning() {
+        let s = "data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"Think\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"R\",\"reasoning_content\":\"RC\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"A\\u00e9\",\"reasoning\":null},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Done\",\"reasoning_content\":null},\"finish_reason\":\"stop\"}]}\n\n\
+data: [DONE]\n\n";
+        let chunks = decode_all(s.as_bytes(), &[]).unwrap();
+        let reasoning: Vec<_> = chunks
+            .iter()
+            .map(|c| c.choices[0].delta.reasoning.as_deref())
+            .collect();
+        assert_eq!(reasoning, [Some("Think"), Some("R"), Some("A\u{e9}"), None]);
+        assert!(chunks[0].has_output());
+        // Re-encoded for the client: `reasoning`, never `reasoning_content`.
+        for c in &chunks {
+            let mut out = Vec::new();
+            c.write_json(&mut out);
+            assert!(!String::from_utf8(out).unwrap().contains("reasoning_content"));
+        }
+        // The serde path (what the fast reader falls back to) agrees.
+        for line in s.lines().filter_map(|l| l.strip_prefix("data: {")) {
+            let json = format!("{{{line}");
+            let fast = ChatCompletionChunk::from_json(&json).unwrap();
+            let slow: ChatCompletionChunk = serde_json::from_str(&json).unwrap();
+            assert_eq!(fast, slow, "{json}");
+        }
     }
 
     proptest::proptest! {
