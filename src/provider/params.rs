@@ -111,7 +111,7 @@ impl Parameters {
     /// (`logit_bias`, `min_p`, `top_a`, `repetition_penalty`).
     pub fn used_by(req: &ChatRequest) -> Self {
         let mut p = Self::NONE;
-        let mut add = |on: bool, q: Parameters| {
+        let mut add = |on: bool, q: Self| {
             if on {
                 p = p.union(q);
             }
