@@ -220,7 +220,7 @@ pub struct Provider {
     /// The request parameters it accepts, when the catalog names them (`supported_parameters`
     /// on `[providers.*]`): an endpoint without its own list takes this one, and the
     /// OpenAI-compatible codec drops or refuses the others (see
-    /// [`OpenAiCompat`](super::OpenAiCompat)). `None`: the kind's default set, nothing dropped.
+    /// [`OpenAiCompat`](super::openai_compat::OpenAiCompat)). `None`: the kind's default set, nothing dropped.
     pub parameters: Option<super::Parameters>,
     /// How an OpenAI-compatible provider departs from OpenAI's request names.
     pub dialect: OpenAiDialect,
