@@ -47,10 +47,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The request parameters it accepts: the catalog's list, else
+    /// The request parameters it accepts: the catalog's list for it, else its provider's,
+    /// else
     /// [`ProviderKind::parameters_for`](super::ProviderKind::parameters_for) its upstream model.
     pub fn supported_parameters(&self) -> Parameters {
         self.parameters
+            .or(self.provider.parameters)
             .unwrap_or_else(|| self.provider.kind.parameters_for(&self.upstream))
     }
 

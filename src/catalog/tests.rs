@@ -373,3 +373,88 @@ fn levenshtein_is_the_edit_distance_over_chars() {
     assert_eq!(lev.distance("flaws"), 1);
     assert_eq!(lev.distance(""), 4);
 }
+
+/// The OpenAI-compatible presets of `examples/gateway.toml`, with every key set: each parses,
+/// resolves to its documented base URL and carries the parameter list the README gives.
+#[test]
+fn example_presets_parse_with_their_urls_and_parameters() {
+    use crate::provider::{OpenAiDialect, Parameters};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gateway.toml"
+    ))
+    .unwrap();
+    let env = |name: &str| name.ends_with("_API_KEY").then(|| "k".to_owned());
+    let load =
+        |t: &str| crate::config::GatewayConfig::from_toml_with_env(t, env).map(|g| g.catalog);
+    let c = load(&text).unwrap();
+    let p = |n: &str| Parameters::from_names(n.split_whitespace()).unwrap();
+    let presets: [(&str, &str, Option<Parameters>); 10] = [
+        ("openrouter", "https://openrouter.ai/api/v1", None),
+        (
+            "groq",
+            "https://api.groq.com/openai/v1",
+            Some(p("max_tokens temperature top_p stop seed frequency_penalty presence_penalty tools tool_choice parallel_tool_calls response_format reasoning")),
+        ),
+        (
+            "mistral",
+            "https://api.mistral.ai/v1",
+            Some(p("max_tokens temperature top_p n stop seed frequency_penalty presence_penalty tools tool_choice parallel_tool_calls response_format reasoning")),
+        ),
+        (
+            "deepseek",
+            "https://api.deepseek.com/v1",
+            Some(p("max_tokens temperature top_p stop logprobs top_logprobs frequency_penalty presence_penalty tools tool_choice response_format")),
+        ),
+        ("xai", "https://api.x.ai/v1", None),
+        ("together", "https://api.together.ai/v1", None),
+        ("fireworks", "https://api.fireworks.ai/inference/v1", None),
+        (
+            "cerebras",
+            "https://api.cerebras.ai/v1",
+            Some(p("max_tokens temperature top_p n stop seed logprobs top_logprobs tools tool_choice response_format reasoning")),
+        ),
+        ("ollama", "http://127.0.0.1:11434/v1", None),
+        ("vllm", "http://127.0.0.1:8000/v1", None),
+    ];
+    for (name, url, params) in presets {
+        let prov = c.provider(name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(prov.kind, ProviderKind::Openai, "{name}");
+        assert_eq!(&*prov.base_url, url, "{name}");
+        assert_eq!(prov.parameters, params, "{name}");
+        let keyed = !matches!(name, "ollama" | "vllm");
+        assert_eq!(prov.api_key.is_some(), keyed, "{name}");
+        let dialect = if name == "mistral" {
+            OpenAiDialect::Mistral
+        } else {
+            OpenAiDialect::Openai
+        };
+        assert_eq!(prov.dialect, dialect, "{name}");
+    }
+    // Groq refuses logprobs and n > 1: neither is in its list.
+    let groq = c.provider("groq").unwrap().parameters.unwrap();
+    assert!(!groq.contains(Parameters::LOGPROBS) && !groq.contains(Parameters::N));
+    // A model's own list wins over its provider's for routing.
+    let reasoner = c.model("deepseek/deepseek-reasoner").unwrap();
+    let sp = reasoner.endpoints[0].supported_parameters();
+    assert!(!sp.contains(Parameters::LOGPROBS) && sp.contains(Parameters::REASONING));
+    // An endpoint without a list takes its provider's.
+    let c2 =
+        load(&text.replacen("[[models]]", "[[models]]\nid = \"groq/x\"\n\n[[models]]", 1)).unwrap();
+    assert_eq!(
+        c2.model("groq/x").unwrap().endpoints[0].supported_parameters(),
+        groq
+    );
+    // An unknown name in a provider's list is a start-up error naming the field.
+    let bad = text.replacen(
+        "supported_parameters = [\"max_tokens\"",
+        "supported_parameters = [\"max_tokenz\"",
+        1,
+    );
+    let e = load(&bad).unwrap_err();
+    assert!(
+        e.message().contains("supported_parameters"),
+        "{}",
+        e.message()
+    );
+}

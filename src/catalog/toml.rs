@@ -179,6 +179,12 @@ struct ProviderFile {
     #[serde(default = "yes")]
     data_collection: bool,
     throughput: Option<f64>,
+    /// Request parameters the provider accepts (OpenAI-compatible: the others are dropped or
+    /// refused); a model's or endpoint's own list wins.
+    supported_parameters: Option<Vec<String>>,
+    /// OpenAI-compatible: how request fields are named (`openai`, `mistral`).
+    #[serde(default)]
+    dialect: crate::provider::OpenAiDialect,
     /// Azure: the `api-version` of deployment URLs (`v1` or none: the v1 API).
     api_version: Option<String>,
     /// Azure: `api-key` (default) or `bearer`.
@@ -290,6 +296,12 @@ impl File {
                 Provider::new(name.as_str(), p.kind, &base_url).with_deadlines(p.deadlines.into());
             prov.data_collection = p.data_collection;
             prov.throughput = p.throughput;
+            prov.parameters = parameters(
+                p.supported_parameters,
+                || format!("providers.{name}.supported_parameters"),
+                &mut b.errors,
+            );
+            prov.dialect = p.dialect;
             if p.throughput.is_some_and(|t| !t.is_finite() || t <= 0.0) {
                 b.errors.push(format!(
                     "providers.{name}.throughput: must be a positive number of tokens per second"

@@ -129,7 +129,11 @@ pub struct ChunkChoice {
 }
 
 /// A message delta.
+///
+/// Read from JSON, `reasoning_content` (DeepSeek's name, also xAI's, vLLM's, SGLang's and
+/// Together's) is taken as `reasoning` when `reasoning` itself is absent; it is never written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DeltaWire")]
 pub struct Delta {
     /// `assistant` on the first chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +153,38 @@ pub struct Delta {
     /// Tool-call fragments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// [`Delta`] as read: `reasoning_content` as well as `reasoning`.
+#[derive(Deserialize)]
+struct DeltaWire {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning_details: Option<Vec<Value>>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+impl From<DeltaWire> for Delta {
+    fn from(w: DeltaWire) -> Self {
+        Self {
+            role: w.role,
+            content: w.content,
+            reasoning: w.reasoning.or(w.reasoning_content),
+            reasoning_details: w.reasoning_details,
+            refusal: w.refusal,
+            tool_calls: w.tool_calls,
+        }
+    }
 }
 
 /// A tool-call fragment: id, type and name in the first, argument pieces after.

@@ -6,6 +6,13 @@
 //! part the gateway computes with), and on the way out copies the bytes with those three values
 //! spliced in. Everything else (choices, logprobs, fields switchboard does not know) reaches the
 //! client byte for byte.
+//!
+//! One exception to "as the provider wrote it": a body naming `"reasoning_content"` anywhere
+//! (DeepSeek's field for the reasoning text, also xAI's, vLLM's, SGLang's and Together's) is
+//! not taken; the caller decodes it typed, which maps the field to the canonical `reasoning`
+//! (see [`AssistantMessage`](super::AssistantMessage)). The check is one `memmem` search, run
+//! before the scan; a body that only mentions the word in its text costs a typed decode, never
+//! a wrong answer.
 
 use std::fmt;
 use std::ops::Range;
@@ -40,6 +47,9 @@ impl RawCompletion {
     /// handles (invalid JSON, no `choices` array, duplicate keys, an `error` object, …): the
     /// caller then decodes it typed, which produces the right error.
     pub fn parse(body: Bytes, model: Arc<str>, provider: Arc<str>) -> Option<Self> {
+        if has_reasoning_content(&body) {
+            return None;
+        }
         scan::utf8(&body)?;
         let (mut id_span, mut created_span, mut choices) = (None, None, false);
         let (mut model_span, mut usage_span, mut provider_span) = (None, None, None);
@@ -224,6 +234,13 @@ impl RawCompletion {
         }
         Ok(c)
     }
+}
+
+/// Whether `body` may carry a `reasoning_content` member, which clients must see as
+/// `reasoning` (the typed decode renames it). A mention in text also counts: that only costs
+/// the typed path.
+fn has_reasoning_content(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"reasoning_content\"").is_some()
 }
 
 /// Writes the client's `model` and `provider` into a decoded OpenAI-compatible completion and

@@ -57,7 +57,12 @@ pub struct Choice {
 }
 
 /// The assistant's answer.
+///
+/// Read from JSON, `reasoning_content` (DeepSeek's name for the reasoning text, also used by
+/// xAI, vLLM, SGLang and Together) is taken as `reasoning` when `reasoning` itself is absent;
+/// it is never written back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "AssistantMessageWire")]
 pub struct AssistantMessage {
     /// Always `assistant`.
     #[serde(default = "assistant_role")]
@@ -92,6 +97,41 @@ impl Default for AssistantMessage {
             reasoning: None,
             reasoning_details: None,
             annotations: None,
+        }
+    }
+}
+
+/// [`AssistantMessage`] as read: `reasoning_content` as well as `reasoning`.
+#[derive(Deserialize)]
+struct AssistantMessageWire {
+    #[serde(default = "assistant_role")]
+    role: String,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning_details: Option<Vec<Value>>,
+    #[serde(default)]
+    annotations: Option<Value>,
+}
+
+impl From<AssistantMessageWire> for AssistantMessage {
+    fn from(w: AssistantMessageWire) -> Self {
+        Self {
+            role: w.role,
+            content: w.content,
+            refusal: w.refusal,
+            tool_calls: w.tool_calls,
+            reasoning: w.reasoning.or(w.reasoning_content),
+            reasoning_details: w.reasoning_details,
+            annotations: w.annotations,
         }
     }
 }

@@ -185,6 +185,18 @@ impl Deadlines {
     }
 }
 
+/// How an OpenAI-compatible provider names request fields (`dialect` on `[providers.*]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum OpenAiDialect {
+    /// OpenAI's names.
+    #[default]
+    Openai,
+    /// Mistral's: `seed` is sent as `random_seed`.
+    Mistral,
+}
+
 /// A configured upstream provider (one deployment: a base URL and a key).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -205,6 +217,13 @@ pub struct Provider {
     /// Typical output speed in tokens per second, for `provider.sort: "throughput"` (an
     /// endpoint's own hint wins).
     pub throughput: Option<f64>,
+    /// The request parameters it accepts, when the catalog names them (`supported_parameters`
+    /// on `[providers.*]`): an endpoint without its own list takes this one, and the
+    /// OpenAI-compatible codec drops or refuses the others (see
+    /// [`OpenAiCompat`](super::openai_compat::OpenAiCompat)). `None`: the kind's default set, nothing dropped.
+    pub parameters: Option<super::Parameters>,
+    /// How an OpenAI-compatible provider departs from OpenAI's request names.
+    pub dialect: OpenAiDialect,
     /// The URL [`Provider::endpoint`] built first, with the base URL and path it came from.
     endpoint: OnceLock<(Arc<str>, &'static str, http::Uri)>,
     /// The wire format: the built-in codec of `kind`, or the one given to
@@ -225,6 +244,8 @@ impl Provider {
             deadlines: Deadlines::default(),
             data_collection: true,
             throughput: None,
+            parameters: None,
+            dialect: OpenAiDialect::Openai,
             endpoint: OnceLock::new(),
             codec: super::builtin(kind),
             auth: None,
@@ -286,6 +307,20 @@ impl Provider {
     #[must_use]
     pub fn with_throughput(mut self, tokens_per_second: f64) -> Self {
         self.throughput = Some(tokens_per_second);
+        self
+    }
+
+    /// Sets the request parameters it accepts (see [`Provider::parameters`]).
+    #[must_use]
+    pub fn with_parameters(mut self, p: super::Parameters) -> Self {
+        self.parameters = Some(p);
+        self
+    }
+
+    /// Sets the OpenAI-compatible dialect.
+    #[must_use]
+    pub fn with_dialect(mut self, d: OpenAiDialect) -> Self {
+        self.dialect = d;
         self
     }
 

@@ -30,7 +30,7 @@ mod params;
 pub mod vertex;
 
 pub(crate) use config::join_url;
-pub use config::{ApiKey, Deadlines, Provider, ProviderKind};
+pub use config::{ApiKey, Deadlines, OpenAiDialect, Provider, ProviderKind};
 pub use params::Parameters;
 
 /// What a codec needs to know to encode one attempt.

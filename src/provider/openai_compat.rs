@@ -12,6 +12,20 @@
 //! client as the provider wrote it (so `native_finish_reason` is only there when the provider
 //! sent it). Bodies the scan does not accept, and requests with `reasoning.exclude`, are
 //! decoded into typed values instead, which gives the precise error for a bad body.
+//!
+//! # Reasoning text
+//!
+//! The canonical field is OpenRouter's `reasoning` (Groq's `reasoning_format: "parsed"` and
+//! OpenRouter write it; it passes through as is). DeepSeek writes `reasoning_content`, and so
+//! do xAI (grok-3-mini), vLLM and SGLang with a reasoning parser, and Together's DeepSeek-R1.
+//! No provider uses that name for anything else, so it is accepted from every OpenAI-compatible
+//! provider rather than per preset: in a whole answer's `message` and in a stream's `delta` it
+//! becomes `reasoning`, unless `reasoning` is there too (vLLM ≥ 0.10 sends both with the same
+//! text), when `reasoning` is kept and `reasoning_content` dropped. It is never sent to
+//! clients under its own name. A whole answer naming it is not passed through
+//! ([`RawCompletion`] declines it after one `memmem` search) but decoded typed, which renames
+//! it; answers without it keep the pass-through. In streams, the chunk reader already visits
+//! every delta member, so the rename costs nothing there.
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -20,6 +34,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use super::{
     error_for_status, DecodeContext, EmbeddingsCodec, EncodeContext, ProviderCodec, StreamDecode,
 };
+use super::{OpenAiDialect, Parameters, Provider};
 use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
@@ -38,6 +53,8 @@ impl ProviderCodec for OpenAiCompat {
         req: &ChatRequest,
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
+        let adapted = adapt(req, ctx.provider)?;
+        let req = adapted.as_ref().unwrap_or(req);
         let mut r = http::Request::new(openai_body(req, ctx.upstream_model, true, false));
         *r.method_mut() = Method::POST;
         *r.uri_mut() = ctx.provider.endpoint("/chat/completions")?;
@@ -187,6 +204,84 @@ pub(crate) fn decode_embeddings(
     resp.provider = Some(ctx.provider.to_string());
     resp.check(req)?;
     Ok(resp)
+}
+
+/// Parameters that only tune sampling: when a provider does not take one it is dropped (the
+/// answer is still the one asked for). Any other unsupported parameter (`n > 1`, `logprobs`,
+/// `top_logprobs`, `stop`, `tools`, `tool_choice`, `response_format`, `max_tokens`) is
+/// refused, since the answer could not be the one asked for.
+pub const DROPPABLE: Parameters = Parameters::TEMPERATURE
+    .union(Parameters::TOP_P)
+    .union(Parameters::TOP_K)
+    .union(Parameters::SEED)
+    .union(Parameters::FREQUENCY_PENALTY)
+    .union(Parameters::PRESENCE_PENALTY)
+    .union(Parameters::LOGIT_BIAS)
+    .union(Parameters::PARALLEL_TOOL_CALLS)
+    .union(Parameters::REASONING)
+    .union(Parameters::MIN_P)
+    .union(Parameters::TOP_A)
+    .union(Parameters::REPETITION_PENALTY);
+
+/// The request as `provider` takes it, when that differs from `req`: parameters outside
+/// [`Provider::parameters`] dropped ([`DROPPABLE`]) or refused (400 `unsupported_parameter`,
+/// `param` naming the first), and the dialect's renames applied. `None` (no copy) when nothing
+/// changes, which is always the case for a provider with neither a parameter list nor a
+/// dialect.
+fn adapt(req: &ChatRequest, provider: &Provider) -> Result<Option<ChatRequest>, Error> {
+    let unsupported = match provider.parameters {
+        Some(supported) => Parameters::used_by(req).difference(supported),
+        None => Parameters::NONE,
+    };
+    let rename_seed = provider.dialect == OpenAiDialect::Mistral && req.seed.is_some();
+    if unsupported.is_empty() && !rename_seed {
+        return Ok(None);
+    }
+    if let Some(name) = unsupported.difference(DROPPABLE).names().next() {
+        return Err(Error::invalid_request(format!(
+            "`{name}` is not supported by provider `{}`",
+            provider.name
+        ))
+        .with_code("unsupported_parameter")
+        .with_param(name));
+    }
+    let mut r = req.clone();
+    let drop = |p: Parameters| unsupported.contains(p);
+    if drop(Parameters::TEMPERATURE) {
+        r.temperature = None;
+    }
+    if drop(Parameters::TOP_P) {
+        r.top_p = None;
+    }
+    if drop(Parameters::TOP_K) {
+        r.top_k = None;
+    }
+    if drop(Parameters::SEED) {
+        r.seed = None;
+    }
+    if drop(Parameters::FREQUENCY_PENALTY) {
+        r.frequency_penalty = None;
+    }
+    if drop(Parameters::PRESENCE_PENALTY) {
+        r.presence_penalty = None;
+    }
+    if drop(Parameters::PARALLEL_TOOL_CALLS) {
+        r.parallel_tool_calls = None;
+    }
+    if drop(Parameters::REASONING) {
+        r.reasoning = None;
+        r.reasoning_effort = None;
+    }
+    r.extra.retain(|(k, _)| {
+        !Parameters::parse(k).is_some_and(|p| DROPPABLE.contains(p) && unsupported.contains(p))
+    });
+    if provider.dialect == OpenAiDialect::Mistral {
+        if let Some(seed) = r.seed.take() {
+            let v = crate::openai::RawJson::from_json(itoa::Buffer::new().format(seed))?;
+            r.extra.push(("random_seed".to_owned(), v));
+        }
+    }
+    Ok(Some(r))
 }
 
 /// `messages` at least this long goes upstream as a slice of the client's body (a frame of
@@ -505,6 +600,217 @@ data: [DONE]\n\n";
         let s = "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
         let e = decode_all(s.as_bytes(), &[]).unwrap_err();
         assert!(e.message().contains("boom"));
+    }
+
+    // DeepSeek's documented shape (deepseek-reasoner): the reasoning text in
+    // `message.reasoning_content`, beside `content`.
+    const DEEPSEEK: &str = r#"{"id":"d1","object":"chat.completion","created":1,"model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","content":"9.11 < 9.8","reasoning_content":"Compare the tenths: 1 < 8."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"completion_tokens_details":{"reasoning_tokens":20}}}"#;
+
+    /// What a client of chat completions receives for `body`: the pass-through's bytes when
+    /// it takes the body, else the typed decode's.
+    fn client_json(body: &str) -> (bool, serde_json::Value) {
+        let bytes = Bytes::copy_from_slice(body.as_bytes());
+        match OpenAiCompat.passthrough(&bytes, &ctx()) {
+            Some(raw) => (true, serde_json::from_slice(&raw.to_bytes()).unwrap()),
+            None => {
+                let c = OpenAiCompat.decode(body.as_bytes(), &ctx()).unwrap();
+                (false, serde_json::to_value(&c).unwrap())
+            }
+        }
+    }
+
+    #[test]
+    fn reasoning_content_becomes_reasoning() {
+        let c = OpenAiCompat.decode(DEEPSEEK.as_bytes(), &ctx()).unwrap();
+        let m = &c.choices[0].message;
+        assert_eq!(m.reasoning.as_deref(), Some("Compare the tenths: 1 < 8."));
+        assert_eq!(m.content.as_deref(), Some("9.11 < 9.8"));
+        // The pass-through declines the body; the typed decode renames the field.
+        let (passed, out) = client_json(DEEPSEEK);
+        assert!(!passed);
+        let msg = &out["choices"][0]["message"];
+        assert_eq!(msg["reasoning"], "Compare the tenths: 1 < 8.");
+        assert!(msg.get("reasoning_content").is_none(), "{msg}");
+        assert_eq!(
+            out["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            20
+        );
+        assert_eq!(out["model"], "openai/gpt-4o");
+    }
+
+    #[test]
+    fn reasoning_wins_over_reasoning_content_and_is_not_duplicated() {
+        // vLLM ≥ 0.10 sends both names with the same text.
+        let body = DEEPSEEK.replace(
+            r#""reasoning_content":"Compare the tenths: 1 < 8.""#,
+            r#""reasoning":"R","reasoning_content":"RC""#,
+        );
+        let (passed, out) = client_json(&body);
+        assert!(!passed);
+        let msg = &out["choices"][0]["message"];
+        assert_eq!(msg["reasoning"], "R");
+        assert!(msg.get("reasoning_content").is_none());
+        // `reasoning` alone (OpenRouter, Groq) stays on the pass-through, as the provider
+        // wrote it.
+        let body = DEEPSEEK.replace("reasoning_content", "reasoning");
+        let (passed, out) = client_json(&body);
+        assert!(passed);
+        assert_eq!(
+            out["choices"][0]["message"]["reasoning"],
+            "Compare the tenths: 1 < 8."
+        );
+        // A mention in the text is not a member: the answer is the same either way.
+        let body = DEEPSEEK.replace("reasoning_content", "reasoning").replace(
+            r#""content":"9.11 < 9.8""#,
+            r#""content":"the \"reasoning_content\" field""#,
+        );
+        let (passed, out) = client_json(&body);
+        assert!(passed, "an escaped quote does not match");
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            "the \"reasoning_content\" field"
+        );
+    }
+
+    #[test]
+    fn reasoning_content_deltas_become_reasoning() {
+        let s = "data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"Think\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"R\",\"reasoning_content\":\"RC\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"A\\u00e9\",\"reasoning\":null},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"d\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Done\",\"reasoning_content\":null},\"finish_reason\":\"stop\"}]}\n\n\
+data: [DONE]\n\n";
+        let chunks = decode_all(s.as_bytes(), &[]).unwrap();
+        let reasoning: Vec<_> = chunks
+            .iter()
+            .map(|c| c.choices[0].delta.reasoning.as_deref())
+            .collect();
+        assert_eq!(reasoning, [Some("Think"), Some("R"), Some("A\u{e9}"), None]);
+        assert!(chunks[0].has_output());
+        // Re-encoded for the client: `reasoning`, never `reasoning_content`.
+        for c in &chunks {
+            let mut out = Vec::new();
+            c.write_json(&mut out);
+            assert!(!String::from_utf8(out)
+                .unwrap()
+                .contains("reasoning_content"));
+        }
+        // The serde path (what the fast reader falls back to) agrees.
+        for line in s.lines().filter_map(|l| l.strip_prefix("data: {")) {
+            let json = format!("{{{line}");
+            let fast = ChatCompletionChunk::from_json(&json).unwrap();
+            let slow: ChatCompletionChunk = serde_json::from_str(&json).unwrap();
+            assert_eq!(fast, slow, "{json}");
+        }
+    }
+
+    fn encode_for(p: &Provider, body: &str) -> Result<serde_json::Value, Error> {
+        let req = ChatRequest::from_slice(body.as_bytes()).unwrap();
+        let r = OpenAiCompat.encode(
+            &req,
+            &EncodeContext {
+                provider: p,
+                upstream_model: "m",
+                max_output: None,
+            },
+        )?;
+        Ok(serde_json::from_slice(&r.body().to_bytes()).unwrap())
+    }
+
+    #[test]
+    fn unsupported_parameters_are_dropped_or_refused_per_the_provider_list() {
+        use crate::ErrorKind;
+        // Groq's list (examples/gateway.toml): no logprobs, top_logprobs, logit_bias, n.
+        let groq = Provider::new(
+            "groq",
+            ProviderKind::Openai,
+            "https://api.groq.com/openai/v1",
+        )
+        .with_parameters(
+            Parameters::from_names([
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "stop",
+                "seed",
+                "tools",
+                "tool_choice",
+            ])
+            .unwrap(),
+        );
+        let v = encode_for(
+            &groq,
+            r#"{"model":"g/m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"logit_bias":{"1":2},"min_p":0.1,"presence_penalty":1,"x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(v["temperature"], 0.2);
+        assert_eq!(v["x"], 1, "fields switchboard does not know still pass");
+        for dropped in ["logit_bias", "min_p", "presence_penalty"] {
+            assert!(v.get(dropped).is_none(), "{dropped}: {v}");
+        }
+        for (body, param) in [
+            (
+                r#"{"model":"g/m","messages":[{"role":"user","content":"hi"}],"logprobs":true}"#,
+                "logprobs",
+            ),
+            (
+                r#"{"model":"g/m","messages":[{"role":"user","content":"hi"}],"top_logprobs":2}"#,
+                "top_logprobs",
+            ),
+            (
+                r#"{"model":"g/m","messages":[{"role":"user","content":"hi"}],"n":2}"#,
+                "n",
+            ),
+        ] {
+            let e = encode_for(&groq, body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{body}");
+            assert_eq!(e.status(), 400);
+            assert_eq!(e.code(), Some("unsupported_parameter"));
+            assert_eq!(e.param(), Some(param));
+        }
+        // `n: 1` and `logprobs: false` ask for nothing unsupported: sent as they are.
+        let v = encode_for(
+            &groq,
+            r#"{"model":"g/m","messages":[{"role":"user","content":"hi"}],"n":1,"logprobs":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (v["n"].clone(), v["logprobs"].clone()),
+            (1.into(), false.into())
+        );
+        // Without a list nothing is touched.
+        let open = Provider::new("o", ProviderKind::Openai, "http://x/v1");
+        let body = r#"{"model":"g/m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2},"n":3,"logprobs":true}"#;
+        let v = encode_for(&open, body).unwrap();
+        assert_eq!(
+            (v["n"].clone(), v["logit_bias"]["1"].clone()),
+            (3.into(), 2.into())
+        );
+    }
+
+    #[test]
+    fn mistral_dialect_sends_seed_as_random_seed() {
+        let mistral = Provider::new("mistral", ProviderKind::Openai, "https://api.mistral.ai/v1")
+            .with_dialect(OpenAiDialect::Mistral);
+        let v = encode_for(
+            &mistral,
+            r#"{"model":"m/m","messages":[{"role":"user","content":"hi"}],"seed":-42}"#,
+        )
+        .unwrap();
+        assert_eq!(v["random_seed"], -42);
+        assert!(v.get("seed").is_none(), "{v}");
+        let v = encode_for(
+            &mistral,
+            r#"{"model":"m/m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#,
+        )
+        .unwrap();
+        assert!(v.get("random_seed").is_none());
+        let openai = Provider::new("o", ProviderKind::Openai, "http://x/v1");
+        let v = encode_for(
+            &openai,
+            r#"{"model":"m/m","messages":[{"role":"user","content":"hi"}],"seed":7}"#,
+        )
+        .unwrap();
+        assert_eq!(v["seed"], 7);
     }
 
     proptest::proptest! {

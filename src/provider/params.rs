@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::openai::ChatRequest;
+
 macro_rules! parameters {
     ($($bit:literal $konst:ident $name:literal,)*) => {
         impl Parameters {
@@ -102,6 +104,45 @@ impl Parameters {
             })?);
         }
         Ok(set)
+    }
+
+    /// The parameters a request uses, for `require_parameters`. `n` counts only above 1 and
+    /// `logprobs` only when true; unknown fields count when switchboard knows their name
+    /// (`logit_bias`, `min_p`, `top_a`, `repetition_penalty`).
+    pub fn used_by(req: &ChatRequest) -> Self {
+        let mut p = Self::NONE;
+        let mut add = |on: bool, q: Self| {
+            if on {
+                p = p.union(q);
+            }
+        };
+        add(req.max_output_tokens().is_some(), Self::MAX_TOKENS);
+        add(req.temperature.is_some(), Self::TEMPERATURE);
+        add(req.top_p.is_some(), Self::TOP_P);
+        add(req.top_k.is_some(), Self::TOP_K);
+        add(req.n.is_some_and(|n| n > 1), Self::N);
+        add(req.stop.is_some(), Self::STOP);
+        add(req.seed.is_some(), Self::SEED);
+        add(req.logprobs == Some(true), Self::LOGPROBS);
+        add(req.top_logprobs.is_some_and(|k| k > 0), Self::TOP_LOGPROBS);
+        add(req.frequency_penalty.is_some(), Self::FREQUENCY_PENALTY);
+        add(req.presence_penalty.is_some(), Self::PRESENCE_PENALTY);
+        add(req.has_tools(), Self::TOOLS);
+        add(req.tool_choice.is_some(), Self::TOOL_CHOICE);
+        add(req.parallel_tool_calls.is_some(), Self::PARALLEL_TOOL_CALLS);
+        add(req.response_format.is_some(), Self::RESPONSE_FORMAT);
+        add(
+            req.reasoning.is_some() || req.reasoning_effort.is_some(),
+            Self::REASONING,
+        );
+        for (k, _) in &req.extra {
+            if let "logit_bias" | "min_p" | "top_a" | "repetition_penalty" = k.as_str() {
+                if let Some(q) = Self::parse(k) {
+                    p = p.union(q);
+                }
+            }
+        }
+        p
     }
 
     /// The names in the set, in a fixed order.

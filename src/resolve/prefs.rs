@@ -281,52 +281,9 @@ fn price(c: &Candidate) -> Option<f64> {
     c.pricing.map(|p| p.input + p.output)
 }
 
-/// The parameters a request uses, for `require_parameters`. `n` counts only above 1 and
-/// `logprobs` only when true; unknown fields count when switchboard knows their name
-/// (`logit_bias`, `min_p`, `top_a`, `repetition_penalty`).
+/// The parameters a request uses, for `require_parameters` (see [`Parameters::used_by`]).
 pub(super) fn used_parameters(req: &ChatRequest) -> Parameters {
-    let mut p = Parameters::NONE;
-    let mut add = |on: bool, q: Parameters| {
-        if on {
-            p = p.union(q);
-        }
-    };
-    add(req.max_output_tokens().is_some(), Parameters::MAX_TOKENS);
-    add(req.temperature.is_some(), Parameters::TEMPERATURE);
-    add(req.top_p.is_some(), Parameters::TOP_P);
-    add(req.top_k.is_some(), Parameters::TOP_K);
-    add(req.n.is_some_and(|n| n > 1), Parameters::N);
-    add(req.stop.is_some(), Parameters::STOP);
-    add(req.seed.is_some(), Parameters::SEED);
-    add(req.logprobs == Some(true), Parameters::LOGPROBS);
-    add(
-        req.top_logprobs.is_some_and(|k| k > 0),
-        Parameters::TOP_LOGPROBS,
-    );
-    add(
-        req.frequency_penalty.is_some(),
-        Parameters::FREQUENCY_PENALTY,
-    );
-    add(req.presence_penalty.is_some(), Parameters::PRESENCE_PENALTY);
-    add(req.has_tools(), Parameters::TOOLS);
-    add(req.tool_choice.is_some(), Parameters::TOOL_CHOICE);
-    add(
-        req.parallel_tool_calls.is_some(),
-        Parameters::PARALLEL_TOOL_CALLS,
-    );
-    add(req.response_format.is_some(), Parameters::RESPONSE_FORMAT);
-    add(
-        req.reasoning.is_some() || req.reasoning_effort.is_some(),
-        Parameters::REASONING,
-    );
-    for (k, _) in &req.extra {
-        if let "logit_bias" | "min_p" | "top_a" | "repetition_penalty" = k.as_str() {
-            if let Some(q) = Parameters::parse(k) {
-                p = p.union(q);
-            }
-        }
-    }
-    p
+    Parameters::used_by(req)
 }
 
 /// What serving the request takes (from the cheap scan of `messages`, never a parse).

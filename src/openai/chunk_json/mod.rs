@@ -440,7 +440,8 @@ fn choice(s: &str, i: usize, c: &mut ChunkChoice) -> Option<usize> {
 fn delta(s: &str, i: usize, d: &mut Delta) -> Option<usize> {
     let b = s.as_bytes();
     let mut seen = Seen::default();
-    object_members(b, i, |key, i| match key {
+    let mut reasoning_content = None;
+    let end = object_members(b, i, |key, i| match key {
         b"role" => {
             seen.first(0)?;
             opt_string_into(s, i, &mut d.role)
@@ -456,6 +457,11 @@ fn delta(s: &str, i: usize, d: &mut Delta) -> Option<usize> {
         b"reasoning_details" => {
             seen.first(3)?;
             by_serde(s, i, 4, &mut d.reasoning_details)
+        }
+        // DeepSeek's name (xAI, vLLM, SGLang, Together): `reasoning` when that is absent.
+        b"reasoning_content" => {
+            seen.first(6)?;
+            opt_string_into(s, i, &mut reasoning_content)
         }
         b"refusal" => {
             seen.first(4)?;
@@ -473,7 +479,11 @@ fn delta(s: &str, i: usize, d: &mut Delta) -> Option<usize> {
             })
         }
         _ => skip(b, i, 4),
-    })
+    })?;
+    if d.reasoning.is_none() {
+        d.reasoning = reasoning_content;
+    }
+    Some(end)
 }
 
 /// One element of `delta.tool_calls` (at depth 5).
