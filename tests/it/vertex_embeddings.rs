@@ -297,3 +297,55 @@ async fn the_vertex_demo_checks_predict_strictly() {
         assert_eq!(b["error"]["status"], "INVALID_ARGUMENT", "{bad}");
     }
 }
+
+#[test]
+fn auth_steps_count_as_credentials_only_when_found() {
+    let toml = r#"
+[providers.bedrock]
+kind = "bedrock"
+region = "us-east-1"
+credentials_file = "/nonexistent/switchboard-test/credentials"
+
+[providers.bedrock_env]
+kind = "bedrock"
+region = "us-east-1"
+access_key_id_env = "ID"
+secret_access_key_env = "SECRET"
+
+[providers.vertex_meta]
+kind = "vertex"
+project = "p"
+project_env = "PROJECT"
+location_env = "LOCATION"
+
+[providers.vertex_sa]
+kind = "vertex"
+project = "p"
+credentials_env = "SA"
+"#;
+    let sa = switchboard::demo::test_service_account_json("http://127.0.0.1:9/token");
+    let catalog = Catalog::from_toml_with_env(toml, |k| match k {
+        "ID" | "SECRET" => Some("x".into()),
+        "SA" => Some(sa.clone()),
+        "PROJECT" => Some("from-env".into()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{}", e.message()));
+    let found = |name: &str| {
+        catalog
+            .provider(name)
+            .and_then(|p| p.auth())
+            .is_some_and(|a| a.has_credentials())
+    };
+    assert!(!found("bedrock"), "no readable profile");
+    assert!(found("bedrock_env"));
+    assert!(!found("vertex_meta"), "the metadata server is not probed");
+    assert!(found("vertex_sa"));
+    // project_env replaces the project; an unset location_env keeps the default.
+    let meta = catalog.provider("vertex_meta").unwrap();
+    assert_eq!(&*meta.base_url, "https://aiplatform.googleapis.com");
+    let bad = Catalog::from_toml(
+        "[providers.x]\nkind = \"openai\"\nbase_url = \"http://a\"\nproject_env = \"P\"\n",
+    );
+    assert!(bad.is_err());
+}
