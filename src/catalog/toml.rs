@@ -191,7 +191,11 @@ struct ProviderFile {
     auth: Option<String>,
     // Vertex AI (`kind = "vertex"`): see `provider::vertex`.
     project: Option<String>,
+    /// An environment variable that, when set, replaces `project`.
+    project_env: Option<String>,
     location: Option<String>,
+    /// An environment variable that, when set, replaces `location`.
+    location_env: Option<String>,
     credentials_file: Option<String>,
     credentials_env: Option<String>,
     metadata_url: Option<String>,
@@ -273,9 +277,15 @@ impl File {
                 profile: p.profile,
                 credentials_file: bedrock_file,
             };
+            let from_env = |var: &Option<String>| {
+                var.as_deref()
+                    .and_then(env)
+                    .filter(|v| !v.trim().is_empty())
+            };
+            let vertex_env_set = p.project_env.is_some() || p.location_env.is_some();
             let vertex = crate::provider::vertex::VertexSettings {
-                project: p.project,
-                location: p.location,
+                project: from_env(&p.project_env).or(p.project),
+                location: from_env(&p.location_env).or(p.location),
                 credentials_file,
                 credentials_env: p.credentials_env,
                 metadata_url: p.metadata_url,
@@ -355,10 +365,11 @@ impl File {
                      `session_token_env` and `profile` are for kind = \"bedrock\" only"
                 ));
             }
-            if p.kind != ProviderKind::Vertex && vertex.any() {
+            if p.kind != ProviderKind::Vertex && (vertex.any() || vertex_env_set) {
                 b.errors.push(format!(
-                    "providers.{name}: `project`, `location`, `credentials_file`, \
-                     `credentials_env` and `metadata_url` are for kind = \"vertex\" only"
+                    "providers.{name}: `project`, `project_env`, `location`, `location_env`, \
+                     `credentials_file`, `credentials_env` and `metadata_url` are for \
+                     kind = \"vertex\" only"
                 ));
             }
             b = b.provider(prov);

@@ -238,3 +238,83 @@ pub(super) fn gemini(o: &Map<String, Value>, model: &str) -> Result<Reply, (u16,
     }
     Ok(Reply::json(StatusCode::OK, json!({ "embeddings": out })))
 }
+
+/// The most instances one Vertex AI `:predict` call takes.
+const VERTEX_MAX_INSTANCES: usize = 250;
+
+/// Vertex AI's text embedding `:predict` (auth and model already checked), or the message of
+/// Google's `400 INVALID_ARGUMENT`. Each prediction reports `statistics.token_count` (the words
+/// of its text) as the real API does.
+pub(super) fn vertex(o: &Map<String, Value>, model: &str) -> Result<Reply, String> {
+    for k in o.keys() {
+        if !matches!(k.as_str(), "instances" | "parameters") {
+            return Err(format!(
+                "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+            ));
+        }
+    }
+    let Some(Value::Array(instances)) = o.get("instances") else {
+        return Err("instances is required and must be a list".into());
+    };
+    if instances.is_empty() || instances.len() > VERTEX_MAX_INSTANCES {
+        return Err(format!(
+            "The number of instances must be between 1 and {VERTEX_MAX_INSTANCES}, got {}.",
+            instances.len()
+        ));
+    }
+    let full = default_dims(model, true);
+    let dims = match o.get("parameters") {
+        None => full,
+        Some(Value::Object(p)) => {
+            for k in p.keys() {
+                if !matches!(k.as_str(), "outputDimensionality" | "autoTruncate") {
+                    return Err(format!(
+                        "Invalid JSON payload received. Unknown name \"{k}\" at 'parameters': Cannot find field."
+                    ));
+                }
+            }
+            match p.get("outputDimensionality") {
+                None => full,
+                Some(v) => match v.as_u64() {
+                    Some(d) if d >= 1 && d <= MAX_DIMS.min(full as u64) => d as usize,
+                    _ => {
+                        return Err(format!(
+                            "parameters.outputDimensionality must be between 1 and {full}, got {v}."
+                        ))
+                    }
+                },
+            }
+        }
+        Some(_) => return Err("parameters must be an object".into()),
+    };
+    let mut predictions = Vec::with_capacity(instances.len());
+    let mut chars = 0;
+    for (i, inst) in instances.iter().enumerate() {
+        let Value::Object(inst) = inst else {
+            return Err(format!("instances[{i}] must be an object"));
+        };
+        for k in inst.keys() {
+            if !matches!(k.as_str(), "content" | "task_type" | "title") {
+                return Err(format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\" at 'instances[{i}]': Cannot find field."
+                ));
+            }
+        }
+        let Some(text) = inst
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(format!("instances[{i}].content must be a non-empty string"));
+        };
+        chars += text.chars().count();
+        predictions.push(json!({"embeddings": {
+            "values": demo_embedding(text, dims),
+            "statistics": {"token_count": words(text), "truncated": false},
+        }}));
+    }
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({"predictions": predictions, "metadata": {"billableCharacterCount": chars}}),
+    ))
+}

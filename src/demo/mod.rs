@@ -392,6 +392,13 @@ pub struct DemoProviders {
     pub gemini: DemoServer,
     /// The Azure OpenAI server (provider `azure`, deployments with `api-version`).
     pub azure: DemoServer,
+    /// The AWS Bedrock server (SigV4 with the [test key pair](TEST_ACCESS_KEY_ID)). Not in
+    /// [`catalog`](Self::catalog); [`serve`](Self::serve) points Bedrock providers at it.
+    pub bedrock: DemoServer,
+    /// The Vertex AI server (tokens for the [test service account](TEST_SERVICE_ACCOUNT_EMAIL)
+    /// from its own token endpoint). Not in [`catalog`](Self::catalog);
+    /// [`serve`](Self::serve) points Vertex providers at it.
+    pub vertex: DemoServer,
 }
 
 /// The `api-version` of the demo catalog's Azure provider.
@@ -517,8 +524,45 @@ impl DemoProviders {
             openai: DemoServer::start(ProviderKind::Openai, config.clone()).await?,
             anthropic: DemoServer::start(ProviderKind::Anthropic, config.clone()).await?,
             gemini: DemoServer::start(ProviderKind::Gemini, config.clone()).await?,
-            azure: DemoServer::start(ProviderKind::Azure, config).await?,
+            azure: DemoServer::start(ProviderKind::Azure, config.clone()).await?,
+            bedrock: DemoServer::start(ProviderKind::Bedrock, config.clone()).await?,
+            vertex: DemoServer::start(ProviderKind::Vertex, config).await?,
         })
+    }
+
+    /// `provider` served by the demo server of its kind, with the demo's credentials: the
+    /// base URL replaced, the demo key as its API key, and for Bedrock a SigV4 signer with the
+    /// [test key pair](TEST_ACCESS_KEY_ID) (in the provider's region, else `us-east-1`), for
+    /// Vertex AI tokens for the [test service account](TEST_SERVICE_ACCOUNT_EMAIL) from the
+    /// demo's token endpoint. Its codec (Vertex project and location, Azure `api-version`) is
+    /// kept. A Vertex provider without a project gets [`DEMO_PROJECT`].
+    pub fn serve(&self, provider: &Provider) -> Provider {
+        use crate::provider::bedrock::sigv4::auth::{Credentials, CredentialsSource, SigV4Auth};
+        let server = self.server(provider.kind);
+        let mut p = provider.clone();
+        p.base_url = server.base_url().into();
+        p.api_key = Some(crate::catalog::ApiKey::new(server.config().api_key()));
+        match provider.kind {
+            ProviderKind::Bedrock => {
+                // The region of Bedrock's own URL (`bedrock-runtime.{region}.amazonaws.com`).
+                let region = provider
+                    .base_url
+                    .split_once("bedrock-runtime.")
+                    .and_then(|(_, rest)| rest.split_once('.'))
+                    .map_or("us-east-1", |(region, _)| region);
+                let creds = Credentials::new(TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, None);
+                p = p.with_auth(SigV4Auth::bedrock(region, CredentialsSource::Static(creds)));
+            }
+            ProviderKind::Vertex => {
+                if let Ok(auth) = crate::provider::vertex::GoogleAuth::from_json(
+                    server.service_account_json().as_bytes(),
+                ) {
+                    p = p.with_auth(auth);
+                }
+            }
+            _ => {}
+        }
+        p
     }
 
     /// The server of `kind`.
@@ -526,8 +570,10 @@ impl DemoProviders {
         match kind {
             ProviderKind::Openai => &self.openai,
             ProviderKind::Anthropic => &self.anthropic,
-            ProviderKind::Gemini | ProviderKind::Vertex | ProviderKind::Bedrock => &self.gemini,
+            ProviderKind::Gemini => &self.gemini,
             ProviderKind::Azure => &self.azure,
+            ProviderKind::Bedrock => &self.bedrock,
+            ProviderKind::Vertex => &self.vertex,
         }
     }
 

@@ -154,6 +154,14 @@ pub trait ProviderAuth: fmt::Debug + Send + Sync {
         &'a self,
         req: &'a mut http::Request<UpstreamBody>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), Error>>;
+
+    /// Whether credentials were found, judged without the network: a key pair in the
+    /// environment or a readable profile, a service account key file. A source only a request
+    /// can try (the GCE metadata server) is `false`. The ready gateway counts a provider with
+    /// an auth step as configured only when this holds. The default is `true`.
+    fn has_credentials(&self) -> bool {
+        true
+    }
 }
 
 /// Turns one provider's SSE events into chunks, keeping whatever state the format needs

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use crate::cache::{MemoryStore, ResponseCacheLayer};
-use crate::catalog::{ApiKey, ProviderKind};
 use crate::config::{GatewayConfig, ServerSettings};
 use crate::cost::{CostMeterLayer, UnpricedPolicy};
-use crate::demo::{DemoProviders, DEMO_API_KEY};
+use crate::demo::DemoProviders;
 use crate::fallback::FallbackLayer;
 use crate::Gateway;
 
@@ -61,45 +60,41 @@ pub(super) async fn build(options: &Options) -> Result<Wired, String> {
     }
 
     let mut demo = None;
-    // A provider with its own auth step (Vertex AI's tokens) has credentials too.
+    // A provider with its own auth step (Bedrock's SigV4, Vertex AI's tokens) counts only when
+    // its credentials are found (a key pair, a readable profile, a key file); the metadata
+    // server is not probed here.
+    let has_credentials = |p: &crate::catalog::Provider| {
+        p.api_key.is_some() || p.auth().is_some_and(|a| a.has_credentials())
+    };
     let keyed: Vec<String> = catalog
         .providers()
-        .filter(|p| p.api_key.is_some() || p.auth().is_some())
+        .filter(|p| has_credentials(p))
         .map(|p| p.name.to_string())
         .collect();
     if keyed.is_empty() {
         let d = DemoProviders::start()
             .await
             .map_err(|e| format!("cannot start the demo providers: {e}"))?;
-        let (oa, an, ge, az) = (
+        notes.push(format!(
+            "no provider API keys or credentials set: using the built-in local demo providers \
+             (OpenAI-compatible at {}, Anthropic at {}, Gemini at {}, Azure OpenAI at {}, \
+             Bedrock at {} with its test key pair, Vertex AI at {} with its TEST-ONLY service \
+             account); set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, AWS credentials, \
+             GOOGLE_APPLICATION_CREDENTIALS or another provider's key to use the real ones",
             d.openai.base_url(),
             d.anthropic.base_url(),
             d.gemini.base_url(),
             d.azure.base_url(),
-        );
-        notes.push(format!(
-            "no provider API keys set: using the built-in local demo providers \
-             (OpenAI-compatible at {oa}, Anthropic at {an}, Gemini at {ge}, Azure OpenAI at {az}); \
-             set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or another provider's key to use the real ones"
+            d.bedrock.base_url(),
+            d.vertex.base_url(),
         ));
-        catalog = catalog.map_providers(|p| {
-            let base = match p.kind {
-                ProviderKind::Anthropic => &an,
-                ProviderKind::Gemini => &ge,
-                ProviderKind::Azure => &az,
-                _ => &oa,
-            };
-            let mut p = p.clone();
-            p.base_url = base.as_str().into();
-            p.api_key = Some(ApiKey::new(DEMO_API_KEY));
-            p
-        });
+        catalog = catalog.map_providers(|p| d.serve(p));
         demo = Some(d);
     } else {
         notes.push(format!("providers with keys: {}", keyed.join(", ")));
         let missing: Vec<String> = catalog
             .providers()
-            .filter(|p| p.api_key.is_none() && p.auth().is_none())
+            .filter(|p| !has_credentials(p))
             .map(|p| p.name.to_string())
             .collect();
         if !missing.is_empty() {

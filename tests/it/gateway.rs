@@ -206,6 +206,78 @@ async fn demo_mode_health_ready_models_metrics_and_request_ids() {
 }
 
 #[tokio::test]
+async fn demo_mode_serves_the_examples_bedrock_and_vertex_models() {
+    let _ = logs();
+    let g = start("examples/gateway.toml").await;
+    let note = g
+        .notes()
+        .iter()
+        .find(|n| n.contains("demo providers"))
+        .expect("the demo note");
+    assert!(
+        note.contains("Bedrock at") && note.contains("Vertex AI at"),
+        "{note}"
+    );
+    for (model, provider, says) in [
+        (
+            "bedrock/claude-3-5-haiku",
+            "bedrock",
+            "demo bedrock provider",
+        ),
+        ("vertex/gemini-2.5-flash", "vertex", "demo gemini provider"),
+        (
+            "vertex/claude-sonnet-4",
+            "vertex",
+            "demo anthropic provider",
+        ),
+    ] {
+        let r = call(
+            g.addr(),
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            Some(chat(model)),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{model}: {}", r.body);
+        assert_eq!(r.headers["x-switchboard-provider"], provider, "{model}");
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(text.contains(says), "{model}: {text}");
+        assert!(
+            v["usage"]["cost"].as_f64().unwrap() > 0.0,
+            "{model}: priced"
+        );
+    }
+    for (model, dims) in [
+        ("vertex/text-embedding-005", 768),
+        ("bedrock/titan-embed-text-v2", 1024),
+    ] {
+        let r = call(
+            g.addr(),
+            "POST",
+            "/v1/embeddings",
+            &[],
+            Some(json!({"model": model, "input": "hello embeddings"})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{model}: {}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            v["data"][0]["embedding"].as_array().unwrap().len(),
+            dims,
+            "{model}"
+        );
+        assert_eq!(v["usage"]["prompt_tokens"], 2, "{model}");
+        assert!(
+            v["usage"]["cost"].as_f64().unwrap() > 0.0,
+            "{model}: priced"
+        );
+    }
+    g.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn client_keys_allow_lists_and_rate_limits() {
     let base = std::fs::read_to_string("examples/gateway.toml").unwrap();
     let cfg = write_config(&format!(

@@ -43,3 +43,5 @@ mod soak;
 mod timeout;
 #[cfg(feature = "demo")]
 mod vertex;
+#[cfg(feature = "demo")]
+mod vertex_embeddings;

@@ -80,6 +80,15 @@ class Gateway(unittest.TestCase):
         r = client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "still there?"}])
         self.assertTrue(r.choices[0].message.content)
 
+    def test_bedrock_and_vertex_models_on_the_demo(self):
+        for m in ["bedrock/claude-3-5-haiku", "vertex/gemini-2.5-flash", "vertex/claude-sonnet-4"]:
+            with self.subTest(model=m):
+                r = client().chat.completions.create(model=m, messages=[{"role": "user", "content": "hi there"}])
+                self.assertEqual(r.model, m)
+                self.assertIn("You said: hi there", r.choices[0].message.content)
+        e = client().embeddings.create(model="bedrock/titan-embed-text-v2", input="hi", encoding_format="float")
+        self.assertEqual(len(e.data[0].embedding), 1024)
+
     def test_alias(self):
         r = client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
         self.assertEqual(r.model, "openai/gpt-4o-mini")
@@ -305,6 +314,7 @@ EMBEDDING_MODELS = {
     "openai/text-embedding-3-small": 1536,
     "azure/text-embedding-3-small": 1536,
     "google/gemini-embedding-001": 3072,
+    "vertex/text-embedding-005": 768,
 }
 
 

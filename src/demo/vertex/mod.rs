@@ -18,6 +18,10 @@
 //!   demo does; Claude models take `:rawPredict` / `:streamRawPredict` with a Messages body
 //!   that has no `model` and has `anthropic_version: "vertex-2023-10-16"` (and `stream: true`
 //!   exactly for `:streamRawPredict`), and are checked and answered as the Anthropic demo does.
+//!   Google's embedding models take `:predict` (`{"instances": [{"content"}], "parameters":
+//!   {"outputDimensionality"}}`, 1 to 250 instances, checked strictly) and answer
+//!   deterministic vectors ([`demo_embedding`](super::demo_embedding); 768 components by
+//!   default, 3072 for `gemini-embedding*`) with `statistics.token_count` (words).
 //!
 //! Faults are not applied to the token endpoints.
 
@@ -286,6 +290,13 @@ fn not_found() -> Reply {
     )
 }
 
+fn invalid_argument(message: String) -> Reply {
+    Reply::json(
+        StatusCode::BAD_REQUEST,
+        json!({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}),
+    )
+}
+
 fn anthropic_invalid(message: &str, seq: u64) -> Reply {
     Reply::json(
         StatusCode::BAD_REQUEST,
@@ -319,6 +330,15 @@ pub(super) fn handle(ctx: &Ctx<'_>, tokens: &Tokens) -> Reply {
     let mut headers = ctx.headers.clone();
     headers.remove(http::header::AUTHORIZATION);
     match *publisher {
+        "google" if method == "predict" => {
+            if *ctx.method != Method::POST || !ctx.model_known(model) {
+                return not_found();
+            }
+            let Some(Value::Object(o)) = ctx.body else {
+                return invalid_argument("Invalid JSON payload received. Unexpected token.".into());
+            };
+            super::embeddings::vertex(o, model).unwrap_or_else(invalid_argument)
+        }
         "google" => {
             if !matches!(method, "generateContent" | "streamGenerateContent") {
                 return not_found();

@@ -446,4 +446,9 @@ impl ProviderAuth for GoogleAuth {
             Ok(())
         })
     }
+
+    /// A service account's key is credentials; the metadata server is not probed.
+    fn has_credentials(&self) -> bool {
+        matches!(self.inner.source, Source::ServiceAccount(_))
+    }
 }

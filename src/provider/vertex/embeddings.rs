@@ -1,14 +1,24 @@
 //! Vertex AI text embeddings (`:predict` on `publishers/google/models/{model}`, e.g.
 //! `text-embedding-005`): the request body and the answer, as free functions for the
-//! `/v1/embeddings` path to call (not wired to an endpoint yet).
+//! `/v1/embeddings` path, and the [`EmbeddingsCodec`] of the Vertex codec built on them.
+//!
+//! Usage is the sum of the answer's `statistics.token_count`; an answer without statistics is
+//! counted from the text (4 bytes a token). Token-id inputs are a 400 (Vertex takes text). For
+//! `encoding_format: "base64"` the float32 little-endian bytes are encoded here.
 //!
 //! Request: `{"instances": [{"content": "…"}, …], "parameters": {"outputDimensionality": N}}`
 //! (`parameters` only when a dimension is asked for; at most [`MAX_INSTANCES`] inputs).
 //! Answer: `{"predictions": [{"embeddings": {"values": [...], "statistics": {"token_count",
 //! "truncated"}}}, …]}`, one prediction per input, in order.
 
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 
+use crate::client::UpstreamBody;
+use crate::openai::embeddings::{base64_f32, Embedding as Vector};
+use crate::openai::{EmbeddingsRequest, EmbeddingsResponse, EncodingFormat};
+use crate::provider::{DecodeContext, EmbeddingsCodec, EncodeContext};
 use crate::Error;
 
 /// The most inputs one `:predict` call takes (Vertex's limit for text embedding models).
@@ -73,6 +83,9 @@ pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
     /// Input tokens, summed over the inputs.
     pub prompt_tokens: u64,
+    /// Whether the answer carried token counts (`statistics`); without them
+    /// `prompt_tokens` is 0.
+    pub counted: bool,
 }
 
 #[derive(Deserialize)]
@@ -110,13 +123,20 @@ pub fn decode_embeddings(body: &[u8], inputs: usize) -> Result<Embeddings, Error
     let mut out = Embeddings {
         vectors: Vec::with_capacity(inputs),
         prompt_tokens: 0,
+        counted: false,
     };
     for p in r.predictions {
         let v = p.embeddings.values;
         if v.is_empty() || v.len() > MAX_DIMENSIONS || !v.iter().all(|x| x.is_finite()) {
             return Err(bad("has a vector that is empty, too long or not finite"));
         }
-        let tokens = p.embeddings.statistics.map_or(0.0, |s| s.token_count);
+        let tokens = match p.embeddings.statistics {
+            Some(s) => {
+                out.counted = true;
+                s.token_count
+            }
+            None => 0.0,
+        };
         if tokens.is_finite() && tokens >= 0.0 {
             // Counts are whole numbers well below 2^53; the cast saturates anyway.
             out.prompt_tokens = out.prompt_tokens.saturating_add(tokens as u64);
@@ -124,6 +144,69 @@ pub fn decode_embeddings(body: &[u8], inputs: usize) -> Result<Embeddings, Error
         out.vectors.push(v);
     }
     Ok(out)
+}
+
+impl EmbeddingsCodec for super::Vertex {
+    fn encode_embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        ctx: &EncodeContext<'_>,
+    ) -> Result<http::Request<UpstreamBody>, Error> {
+        let Some(texts) = req.input.texts() else {
+            return Err(Error::invalid_request(
+                "Vertex AI embedding models take text, not token ids",
+            )
+            .with_param("input")
+            .with_code("unsupported_value"));
+        };
+        if super::is_anthropic_model(ctx.upstream_model) {
+            return Err(Error::invalid_request(
+                "Claude models on Vertex AI are not embedding models",
+            )
+            .with_param("model"));
+        }
+        let body = encode_embeddings(&texts, req.dimensions)?;
+        http::Request::builder()
+            .method(Method::POST)
+            .uri(predict_url(
+                self,
+                &ctx.provider.base_url,
+                ctx.upstream_model,
+            )?)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(UpstreamBody::from(body))
+            .map_err(|_| Error::upstream("could not build the upstream request"))
+    }
+
+    fn decode_embeddings(
+        &self,
+        body: &[u8],
+        req: &EmbeddingsRequest,
+        ctx: &DecodeContext,
+    ) -> Result<EmbeddingsResponse, Error> {
+        let e = decode_embeddings(body, req.input.len())?;
+        let encode_failed =
+            |e: serde_json::Error| Error::upstream("could not encode the embedding").with_source(e);
+        let mut data = Vec::with_capacity(e.vectors.len());
+        for (i, v) in e.vectors.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            let raw = match req.format() {
+                EncodingFormat::Float => serde_json::value::to_raw_value(v),
+                EncodingFormat::Base64 => serde_json::value::to_raw_value(&base64_f32(v)),
+            }
+            .map_err(encode_failed)?;
+            data.push(Vector::new(index, raw));
+        }
+        let tokens = if e.counted {
+            e.prompt_tokens
+        } else {
+            req.input.estimated_tokens()
+        };
+        let mut resp = EmbeddingsResponse::new(data, &*ctx.model, tokens);
+        resp.provider = Some(ctx.provider.to_string());
+        resp.check(req)?;
+        Ok(resp)
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! | --- | --- | --- |
 //! | `claude…` | Anthropic | `/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:rawPredict` (`:streamRawPredict` for streams) |
 //! | any other | Google | `/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent` (`:streamGenerateContent?alt=sse`) |
+//! | embeddings (`text-embedding-005`, …) | Google | `…/publishers/google/models/{model}:predict` (see [`embeddings`]) |
 //!
 //! The base URL defaults to `https://{location}-aiplatform.googleapis.com`, or
 //! `https://aiplatform.googleapis.com` for location `global`
@@ -280,6 +281,10 @@ impl ProviderCodec for Vertex {
         } else {
             Gemini.decode_error(status, headers, body)
         }
+    }
+
+    fn embeddings(&self) -> Option<&dyn super::EmbeddingsCodec> {
+        Some(self)
     }
 
     fn stream_decoder(&self, ctx: &DecodeContext) -> Box<dyn StreamDecode> {

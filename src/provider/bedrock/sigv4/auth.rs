@@ -245,6 +245,11 @@ impl ProviderAuth for SigV4Auth {
         })();
         Box::pin(std::future::ready(result))
     }
+
+    /// A key pair is set, or the profile can be read now.
+    fn has_credentials(&self) -> bool {
+        self.source.credentials().is_ok()
+    }
 }
 
 #[cfg(test)]
