@@ -313,6 +313,11 @@ pub enum NativeFormat {
     AnthropicMessages,
 }
 
+/// The request's id (request extension, set by the edge), from `x-request-id` or generated;
+/// returned on the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub http::HeaderValue);
+
 /// A non-streaming answer as the provider sent it, for a request that went in the provider's
 /// own format (response extension, set by ProviderTranslate beside the decoded completion).
 /// An edge of that format answers these bytes (with the cost added) instead of rendering the

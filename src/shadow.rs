@@ -270,7 +270,7 @@ fn copy_of(req: &ChatHttpRequest, candidate: &str, of: &GenerationId) -> ChatHtt
     if let Some(n) = req.extensions().get::<NativeRequest>() {
         ext.insert(n.clone());
     }
-    if let Some(id) = req.extensions().get::<crate::edge::RequestId>() {
+    if let Some(id) = req.extensions().get::<crate::ext::RequestId>() {
         ext.insert(id.clone());
     }
     copy

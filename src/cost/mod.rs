@@ -895,7 +895,7 @@ where
                 request_model: chat.model.as_str().into(),
                 request_id: req
                     .extensions()
-                    .get::<crate::edge::RequestId>()
+                    .get::<crate::ext::RequestId>()
                     .map(|id| id.0.clone()),
                 handles: None,
                 generation: req.extensions().get::<GenerationId>().cloned(),

@@ -396,9 +396,7 @@ where
 /// The request id header, taken from the request or generated, returned on the response.
 pub use crate::headers::REQUEST_ID;
 
-/// The request's id (request extension), from `x-request-id` or generated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
+pub use crate::ext::RequestId;
 
 /// The request's [`GenerationId`]: the one already in `extensions` (an outer layer's), else a
 /// fresh one.
