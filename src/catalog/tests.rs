@@ -384,7 +384,12 @@ fn example_presets_parse_with_their_urls_and_parameters() {
         "/examples/gateway.toml"
     ))
     .unwrap();
-    let env = |name: &str| name.ends_with("_API_KEY").then(|| "k".to_owned());
+    let env = |name: &str| {
+        (name.ends_with("_API_KEY")
+            || name == "AWS_ACCESS_KEY_ID"
+            || name == "AWS_SECRET_ACCESS_KEY")
+            .then(|| "k".to_owned())
+    };
     let load =
         |t: &str| crate::config::GatewayConfig::from_toml_with_env(t, env).map(|g| g.catalog);
     let c = load(&text).unwrap();
