@@ -371,22 +371,38 @@ async fn every_ingress_and_outcome(backend: Backend) {
     openai
         .faults()
         .push(Fault::StallMidStream { after_chunks: 2 });
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = http::Request::post(format!("http://{}/v1/chat/completions", g.running.addr()))
-        .header("authorization", ALICE)
-        .header("cache-control", "no-store")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(chat("fast", true).to_string())))
+    // A raw socket, closed by the drop (a pooled client may keep an idle connection open).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = chat("fast", true).to_string();
+    let mut sock = tokio::net::TcpStream::connect(g.running.addr())
+        .await
         .unwrap();
-    let resp = client.request(req).await.unwrap();
-    let aid = resp.headers()["x-generation-id"]
-        .to_str()
-        .unwrap()
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: {ALICE}\r\n\
+         cache-control: no-store\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The head and the first chunk, then the client goes away.
+    while !String::from_utf8_lossy(&got).contains("data: ") {
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(sock);
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let aid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-generation-id: "))
+        .expect("an x-generation-id")
+        .trim()
         .to_owned();
-    let mut body = resp.into_body();
-    let _ = tokio::time::timeout(Duration::from_secs(5), body.frame()).await;
-    drop(body);
-    drop(client);
     let arow = row(&g, &aid, Some(ALICE)).await;
     assert_eq!(arow["cancelled"], true, "{arow}");
     assert_eq!(arow["status"], 499);
