@@ -369,6 +369,8 @@ pin_project! {
         exclude_reasoning: bool,
         // A same-format pass-through: the upstream's events not yet attached to a chunk.
         native: Option<Vec<u8>>,
+        // The most bytes of events `native` may hold (as much as one event may be).
+        native_limit: usize,
     }
 }
 
@@ -402,6 +404,7 @@ impl<B> TranslateStream<B> {
             error: None,
             exclude_reasoning: false,
             native: None,
+            native_limit: max_event.min(MAX_EVENT_BYTES),
         }
     }
 }
@@ -451,7 +454,7 @@ where
                             this.sse,
                             this.decoder.as_mut(),
                             this.scratch,
-                            this.native.as_mut(),
+                            this.native.as_mut().map(|n| (n, *this.native_limit)),
                         )
                     }
                     Err(_) => Ok(()),
@@ -526,21 +529,27 @@ fn decode_events(
     sse: &mut Frames,
     decoder: &mut dyn StreamDecode,
     out: &mut Vec<ChatCompletionChunk>,
-    mut native: Option<&mut Vec<u8>>,
+    mut native: Option<(&mut Vec<u8>, usize)>,
 ) -> Result<(), Error> {
     while let Some(ev) = sse.next_event()? {
-        let Some(pending) = native.as_deref_mut() else {
+        let Some((pending, limit)) = native.as_mut() else {
             decoder.event(ev, out)?;
             continue;
         };
         write_event(pending, &ev);
+        if pending.len() > *limit {
+            // Events that make no output (pings, server-tool blocks) without end.
+            return Err(Error::upstream(format!(
+                "bad upstream stream: more than {limit} bytes of events without output"
+            )));
+        }
         let before = out.len();
         decoder.event(ev, out)?;
         // The events so far ride on the last chunk this one made (the one that carries the
         // usage at the end of a stream, so the edge can add the cost to them).
         if out.len() > before {
             if let Some(last) = out.last_mut() {
-                last.native = Some(Bytes::from(std::mem::take(pending)));
+                last.native = Some(Bytes::from(std::mem::take(*pending)));
             }
         }
     }

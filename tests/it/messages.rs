@@ -814,3 +814,41 @@ async fn what_only_anthropic_carries_reaches_it_and_is_refused_elsewhere() {
         }
     }
 }
+
+/// A same-format stream whose events make no output without end (pings) is cut with the
+/// in-band error once they pass the response limit: the pass-through buffer is bounded.
+#[tokio::test]
+async fn events_without_output_do_not_pile_up_in_the_pass_through() {
+    let mut upstream = String::from(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+    );
+    for _ in 0..2_000 {
+        upstream.push_str("event: ping\ndata: {\"type\": \"ping\"}\n\n");
+    }
+    let client = service_fn(move |_req: http::Request<UpstreamBody>| {
+        let body = Bytes::from(upstream.clone());
+        async move { Ok::<_, Error>(http::Response::new(Full::new(body))) }
+    });
+    let provider = Arc::new(Provider::new(
+        "a",
+        ProviderKind::Anthropic,
+        "http://127.0.0.1:9",
+    ));
+    let stack = tower::Layer::layer(
+        &ProviderTranslateLayer::new()
+            .max_response_bytes(16 * 1024)
+            .default_target(Candidate::passthrough("a/m".into(), provider, "m".into())),
+        client,
+    );
+    let body = json!({"model": "a/m", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let a = post_to(Messages::new(stack), "/v1/messages", body.to_string(), &[]).await;
+    let text = String::from_utf8_lossy(&a.body);
+    assert!(text.contains("event: error"), "{text}");
+    assert!(text.contains("without output"), "{text}");
+    assert!(
+        a.body.len() < 4096,
+        "nothing piled up was sent: {}",
+        a.body.len()
+    );
+}
