@@ -206,7 +206,9 @@ fn parse_http_url(s: &str) -> Option<http::Uri> {
 #[derive(Debug)]
 enum Source {
     ServiceAccount(Box<ServiceAccount>),
-    Metadata(http::Uri),
+    /// The metadata server's token URL, and whether the config named it (then it counts as
+    /// credentials: the operator says the gateway runs where it answers).
+    Metadata(http::Uri, bool),
 }
 
 /// A token and when to replace it.
@@ -272,14 +274,17 @@ impl GoogleAuth {
 
     /// Tokens from the GCE metadata server at its usual URL.
     pub fn metadata_server() -> Self {
-        Self::with_source(Source::Metadata(http::Uri::from_static(METADATA_TOKEN_URL)))
+        Self::with_source(Source::Metadata(
+            http::Uri::from_static(METADATA_TOKEN_URL),
+            false,
+        ))
     }
 
     /// Tokens from a metadata server at `url` (tests, proxies).
     pub fn metadata_server_at(url: &str) -> Result<Self, Error> {
         let uri = parse_http_url(url)
             .ok_or_else(|| config_error("the metadata server URL is not an http(s) URL"))?;
-        Ok(Self::with_source(Source::Metadata(uri)))
+        Ok(Self::with_source(Source::Metadata(uri, true)))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -359,7 +364,7 @@ impl GoogleAuth {
                     )
                     .body(UpstreamBody::from(body))
             }
-            Source::Metadata(url) => http::Request::builder()
+            Source::Metadata(url, _) => http::Request::builder()
                 .method(Method::GET)
                 .uri(url.clone())
                 .header("metadata-flavor", HeaderValue::from_static("Google"))
@@ -447,8 +452,12 @@ impl ProviderAuth for GoogleAuth {
         })
     }
 
-    /// A service account's key is credentials; the metadata server is not probed.
+    /// A service account's key is credentials, and so is a metadata server URL the config
+    /// names; the default metadata server is not probed.
     fn has_credentials(&self) -> bool {
-        matches!(self.inner.source, Source::ServiceAccount(_))
+        matches!(
+            self.inner.source,
+            Source::ServiceAccount(_) | Source::Metadata(_, true)
+        )
     }
 }
