@@ -102,6 +102,26 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Whether the request names this machine in `Host` (or names none): a page from elsewhere
+/// that reaches the loopback port through DNS rebinding names its own host, and is not
+/// admin.
+fn local_host(headers: &http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn viewer(access: &ApiAccess, req: &Request) -> Result<Viewer, Error> {
     let headers = req.headers();
     let presented = bearer(headers);
@@ -121,7 +141,7 @@ fn viewer(access: &ApiAccess, req: &Request) -> Result<Viewer, Error> {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|c| c.0.ip().is_loopback());
-    if access.admin.is_none() && loopback && presented.is_none() {
+    if access.admin.is_none() && loopback && presented.is_none() && local_host(headers) {
         return Ok(Viewer::Admin);
     }
     Err(Error::new(

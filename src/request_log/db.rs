@@ -163,7 +163,7 @@ impl Db {
                     .bind(v.error_kind)
                     .bind(i64::from(r.stream))
                     .bind(i64::from(r.cancelled))
-                    .bind(r.finish_reason.clone())
+                    .bind(r.finish_reason.as_deref().map(clip))
                     .bind(v.tokens[0])
                     .bind(v.tokens[1])
                     .bind(v.tokens[2])
@@ -176,8 +176,8 @@ impl Db {
                     .bind(r.time_to_first_token.map(ms))
                     .bind(r.generation_time.map(ms))
                     .bind(r.cache.map(|c| c.as_str().to_owned()))
-                    .bind(r.task.clone())
-                    .bind(r.user.clone())
+                    .bind(r.task.as_deref().map(clip))
+                    .bind(r.user.as_deref().map(clip))
                     .bind(r.ingress.map(str::to_owned))
                     .bind(r.prompt.clone())
                     .bind(r.answer.clone())
@@ -312,7 +312,7 @@ impl Values {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             key: r.caller.as_ref().map(|c| c.0.to_string()),
-            requested: r.requested.as_deref().map(str::to_owned),
+            requested: r.requested.as_deref().map(clip),
             provider: r.provider.as_deref().map(str::to_owned),
             model: r.model.as_deref().map(str::to_owned),
             attempts: serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".to_owned()),
@@ -326,6 +326,19 @@ impl Values {
                 .and_then(|c| serde_json::to_string(&c.to_details()).ok()),
         }
     }
+}
+
+/// The most bytes of a client- or upstream-given name a row keeps (`requested`, `task`,
+/// `user`, `finish_reason`): a refused request's model may be megabytes long.
+const MAX_NAME_BYTES: usize = 256;
+
+/// `s`, cut to [`MAX_NAME_BYTES`] at a character boundary.
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(MAX_NAME_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 /// The HTTP status the client got: the error's, 499 when it went away, else 200.

@@ -112,6 +112,14 @@ pub(super) const COLUMNS: &str = "id, created_at, key_name, requested_model, pro
     total_cost, cost_details, latency_ms, ttft_ms, generation_time_ms, cache_status, task, \
     user_id, ingress, prompt, answer, shadow_of";
 
+/// [`COLUMNS`] without the prompt and answer texts: a page of up to 500 rows would otherwise
+/// carry up to 1 MiB of text each; `generation?id=` has them.
+const PAGE_COLUMNS: &str = "id, created_at, key_name, requested_model, provider, model, \
+    attempts, status, error_kind, streamed, cancelled, finish_reason, tokens_prompt, \
+    tokens_completion, tokens_cached, tokens_cache_write, tokens_reasoning, usage_estimated, \
+    total_cost, cost_details, latency_ms, ttft_ms, generation_time_ms, cache_status, task, \
+    user_id, ingress, shadow_of";
+
 fn json(s: Option<String>) -> Option<serde_json::Value> {
     s.and_then(|s| serde_json::from_str(&s).ok())
 }
@@ -476,7 +484,7 @@ pub(super) async fn page(
         ));
     }
     let sql = format!(
-        "SELECT {COLUMNS} FROM generations WHERE {w} ORDER BY {col} DESC, id DESC LIMIT {}",
+        "SELECT {PAGE_COLUMNS} FROM generations WHERE {w} ORDER BY {col} DESC, id DESC LIMIT {}",
         limit + 1
     );
     let rows = bind_all(sqlx::query(&sql), binds)
@@ -503,7 +511,7 @@ pub(super) async fn page(
 /// `s` as a CSV field (quoted when needed; a leading `=`, `+`, `-` or `@` is prefixed with
 /// `'` so that spreadsheets do not run it as a formula).
 fn csv_field(out: &mut String, s: &str) {
-    let guarded = s.starts_with(['=', '+', '-', '@']);
+    let guarded = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
     if guarded || s.contains([',', '"', '\n', '\r']) {
         out.push('"');
         if guarded {

@@ -87,23 +87,17 @@ pub(crate) fn merge_details(details: &[Value]) -> Vec<Value> {
             if same {
                 if let (Some(obj), Some(new)) = (last.as_object_mut(), d.as_object()) {
                     for (k, v) in new {
-                        let joined = match (k.as_str(), obj.get(k), v) {
-                            ("text" | "summary", Some(Value::String(a)), Value::String(b)) => {
-                                Some(Value::String(format!("{a}{b}")))
-                            }
-                            _ => None,
-                        };
-                        match joined {
-                            Some(j) => {
-                                obj.insert(k.clone(), j);
-                            }
-                            None => {
-                                // An empty string does not overwrite what came before.
-                                let empty = v.as_str() == Some("") && obj.contains_key(k);
-                                if !v.is_null() && !empty {
-                                    obj.insert(k.clone(), v.clone());
-                                }
-                            }
+                        // Text pieces are appended in place (not copied anew each time).
+                        if let ("text" | "summary", Some(Value::String(a)), Value::String(b)) =
+                            (k.as_str(), obj.get_mut(k), v)
+                        {
+                            a.push_str(b);
+                            continue;
+                        }
+                        // An empty string does not overwrite what came before.
+                        let empty = v.as_str() == Some("") && obj.contains_key(k);
+                        if !v.is_null() && !empty {
+                            obj.insert(k.clone(), v.clone());
                         }
                     }
                 }
