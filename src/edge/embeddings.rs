@@ -75,22 +75,11 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let id = request_id(req.headers());
         let generation = super::generation_id(req.extensions());
-        let presented = match &self.keys {
-            Some(keys) => match keys.authenticate(req.headers()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.refused
-                        .refuse(&e, req.uri(), req.extensions(), &generation);
-                    let mut resp = error_response(&e);
-                    resp.headers_mut().insert(REQUEST_ID, id.0);
-                    super::stamp_generation(resp.headers_mut(), &generation);
-                    return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(
-                        resp,
-                    ))));
-                }
-            },
-            None => None,
-        };
+        let presented =
+            match super::check_key(self.keys.as_ref(), &self.refused, &req, error_response) {
+                Ok(p) => p,
+                Err(resp) => return super::future::ResponseFuture::ready(*resp),
+            };
         let this = self.clone();
         super::future::ResponseFuture::new(Box::pin(async move {
             let mut watch =

@@ -22,6 +22,11 @@ impl ResponseFuture {
     ) -> Self {
         Self { inner }
     }
+
+    /// A future that is the answer already (a refusal made before the body is read).
+    pub(super) fn ready(resp: http::Response<EdgeBody>) -> Self {
+        Self::new(Box::pin(std::future::ready(Ok(resp))))
+    }
 }
 
 impl fmt::Debug for ResponseFuture {

@@ -251,22 +251,9 @@ where
     fn call(&mut self, req: http::Request<B>) -> future::ResponseFuture {
         let inner = self.inner.clone();
         let config = self.config;
-        // The key is checked before the body is buffered.
-        let presented = match &self.keys {
-            Some(keys) => match keys.authenticate(req.headers()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let id = request_id(req.headers());
-                    let generation = generation_id(req.extensions());
-                    self.refused
-                        .refuse(&e, req.uri(), req.extensions(), &generation);
-                    let mut resp = error_response(&e);
-                    resp.headers_mut().insert(REQUEST_ID, id.0);
-                    stamp_generation(resp.headers_mut(), &generation);
-                    return future::ResponseFuture::new(Box::pin(std::future::ready(Ok(resp))));
-                }
-            },
-            None => None,
+        let presented = match check_key(self.keys.as_ref(), &self.refused, &req, error_response) {
+            Ok(p) => p,
+            Err(resp) => return future::ResponseFuture::ready(*resp),
         };
         let refused = self.refused.clone();
         future::ResponseFuture::new(Box::pin(async move {
@@ -397,6 +384,31 @@ where
 pub use crate::headers::REQUEST_ID;
 
 pub use crate::ext::RequestId;
+
+/// The key check every edge runs before the body is read: the presented key, or the format's
+/// 401 (`render`) with the request and generation ids, recorded as a refused request.
+fn check_key<B>(
+    keys: Option<&ClientKeysLayer>,
+    refused: &RefusedLog,
+    req: &http::Request<B>,
+    render: fn(&Error) -> http::Response<EdgeBody>,
+) -> Result<Option<PresentedKey>, Box<http::Response<EdgeBody>>> {
+    let Some(keys) = keys else {
+        return Ok(None);
+    };
+    match keys.authenticate(req.headers()) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            let generation = generation_id(req.extensions());
+            refused.refuse(&e, req.uri(), req.extensions(), &generation);
+            let mut resp = render(&e);
+            resp.headers_mut()
+                .insert(REQUEST_ID, request_id(req.headers()).0);
+            stamp_generation(resp.headers_mut(), &generation);
+            Err(Box::new(resp))
+        }
+    }
+}
 
 /// The request's [`GenerationId`]: the one already in `extensions` (an outer layer's), else a
 /// fresh one.

@@ -108,11 +108,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let presented = match authenticate(self.keys.as_ref(), &req, &super::RefusedLog::OFF) {
             Ok(p) => p,
-            Err(resp) => {
-                return crate::edge::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(
-                    *resp,
-                ))))
-            }
+            Err(resp) => return crate::edge::future::ResponseFuture::ready(*resp),
         };
         let this = self.clone();
         crate::edge::future::ResponseFuture::new(Box::pin(async move {

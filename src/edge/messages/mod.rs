@@ -212,9 +212,7 @@ where
         let config = self.config;
         let presented = match authenticate(self.keys.as_ref(), &req, &self.refused) {
             Ok(p) => p,
-            Err(resp) => {
-                return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(*resp))))
-            }
+            Err(resp) => return super::future::ResponseFuture::ready(*resp),
         };
         let refused = self.refused.clone();
         super::future::ResponseFuture::new(Box::pin(async move {
@@ -223,26 +221,19 @@ where
     }
 }
 
-/// The key check before the body is read: a 401 in Anthropic's shape.
+/// The key check before the body is read: a 401 in Anthropic's shape, with the request id
+/// under Anthropic's name too.
 fn authenticate<B>(
     keys: Option<&ClientKeysLayer>,
     req: &http::Request<B>,
     refused: &RefusedLog,
 ) -> Result<Option<PresentedKey>, Box<http::Response<EdgeBody>>> {
-    match keys {
-        Some(keys) => match keys.authenticate(req.headers()) {
-            Ok(p) => Ok(Some(p)),
-            Err(e) => {
-                let id = request_id(req.headers());
-                let generation = super::generation_id(req.extensions());
-                refused.refuse(&e, req.uri(), req.extensions(), &generation);
-                let mut resp = with_id(error_response(&e), id);
-                super::stamp_generation(resp.headers_mut(), &generation);
-                Err(Box::new(resp))
-            }
-        },
-        None => Ok(None),
-    }
+    super::check_key(keys, refused, req, error_response).map_err(|mut resp| {
+        if let Some(id) = resp.headers().get(REQUEST_ID).cloned() {
+            resp.headers_mut().insert("request-id", id);
+        }
+        resp
+    })
 }
 
 fn with_id(mut resp: http::Response<EdgeBody>, id: RequestId) -> http::Response<EdgeBody> {

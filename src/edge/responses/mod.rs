@@ -197,23 +197,11 @@ where
     fn call(&mut self, req: http::Request<B>) -> super::future::ResponseFuture {
         let inner = self.inner.clone();
         let config = self.config;
-        // The key is checked before the body is buffered.
-        let presented = match &self.keys {
-            Some(keys) => match keys.authenticate(req.headers()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let generation = super::generation_id(req.extensions());
-                    self.refused
-                        .refuse(&e, req.uri(), req.extensions(), &generation);
-                    let mut resp = with_id(error_response(&e), request_id(req.headers()));
-                    super::stamp_generation(resp.headers_mut(), &generation);
-                    return super::future::ResponseFuture::new(Box::pin(std::future::ready(Ok(
-                        resp,
-                    ))));
-                }
-            },
-            None => None,
-        };
+        let presented =
+            match super::check_key(self.keys.as_ref(), &self.refused, &req, error_response) {
+                Ok(p) => p,
+                Err(resp) => return super::future::ResponseFuture::ready(*resp),
+            };
         let refused = self.refused.clone();
         super::future::ResponseFuture::new(Box::pin(async move {
             Ok(handle(inner, config, req, presented, refused).await)
