@@ -386,17 +386,20 @@ async fn write(db: Db, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, batch: 
         }
         if !rows.is_empty() {
             let n = rows.len() as u64;
-            match tokio::time::timeout(Duration::from_secs(30), db.insert(&rows)).await {
-                Ok(Ok(())) => {
+            let (back, done) = db.insert(std::mem::take(&mut rows)).await;
+            rows = back;
+            match done {
+                Ok(()) => {
                     shared.written.fetch_add(n, Ordering::Relaxed);
                 }
-                Ok(Err(e)) => {
+                Err(db::WriteError::Refused(e)) => {
                     tracing::debug!(error = %e, "request log: write failed");
                     shared.drop_rows(n, "the database refused them");
                 }
-                Err(_) => shared.drop_rows(n, "the database did not answer in time"),
+                Err(db::WriteError::TimedOut) => {
+                    shared.drop_rows(n, "the database did not answer in time");
+                }
             }
-            rows.clear();
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());
