@@ -61,8 +61,9 @@
 //! request field that affects the answer: `messages`, `tools`, `tool_choice`,
 //! `response_format`, sampling parameters, output caps, `n`, log probabilities, penalties,
 //! reasoning settings, `parallel_tool_calls` and unknown pass-through fields. Not `stream`,
-//! `stream_options`, `user`, `metadata`. Raw JSON parts are canonicalised, so key order and
-//! whitespace do not matter. See [`CacheKey`].
+//! `stream_options`, `user`, `metadata`. Raw JSON parts are hashed as written less the
+//! whitespace between tokens, so formatting does not matter (another key order is a miss).
+//! See [`CacheKey`].
 //!
 //! # What is stored
 //! Only complete, successful answers: every choice has a finish reason other than `error`, the
