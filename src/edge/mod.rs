@@ -537,10 +537,17 @@ fn check_limits(chat: &ChatRequest, config: &EdgeConfig) -> Result<(), Error> {
 
 fn json_response(json: Bytes) -> http::Response<EdgeBody> {
     let mut r = http::Response::new(EdgeBody::full(json));
+    // Room for the gateway's headers up front: growing the map one insert at a time
+    // rehashes it twice.
+    *r.headers_mut() = HeaderMap::with_capacity(RESPONSE_HEADERS);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
+
+/// The headers an answer usually carries: content type, the `x-switchboard-*` ones, the
+/// generation and request ids.
+const RESPONSE_HEADERS: usize = 12;
 
 fn render(resp: ChatHttpResponse, wants_usage: bool) -> http::Response<EdgeBody> {
     let (parts, answer) = resp.into_parts();
@@ -577,7 +584,9 @@ fn decorate(out: &mut http::Response<EdgeBody>, parts: http::response::Parts) {
         h.insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
     }
     if let Some(cost) = parts.extensions.get::<Cost>() {
-        insert_owned_header(h, X_COST, format!("{:.9}", cost.0));
+        if let Some(v) = cost_header(cost.0) {
+            h.insert(X_COST, v);
+        }
     }
     for (name, value) in &parts.headers {
         if name.as_str().starts_with("x-switchboard-") {
@@ -594,6 +603,29 @@ fn insert_header(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
+}
+
+/// `usd` with nine decimals, as `format!("{usd:.9}")` writes it, without the formatting
+/// machinery for the usual amounts (non-negative, under a billion dollars).
+fn cost_header(usd: f64) -> Option<HeaderValue> {
+    const SCALE: f64 = 1e9;
+    if !(0.0..1e9).contains(&usd) {
+        return HeaderValue::from_str(&format!("{usd:.9}")).ok();
+    }
+    // Below 1e18 nano-dollars: exact in u64.
+    let nanos = (usd * SCALE).round() as u64;
+    let mut out = [0u8; 32];
+    let mut int = itoa::Buffer::new();
+    let int = int.format(nanos / 1_000_000_000).as_bytes();
+    out[..int.len()].copy_from_slice(int);
+    out[int.len()] = b'.';
+    let mut frac = nanos % 1_000_000_000;
+    let end = int.len() + 10;
+    for slot in out[int.len() + 1..end].iter_mut().rev() {
+        *slot = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    HeaderValue::from_bytes(&out[..end]).ok()
 }
 
 /// [`insert_header`] for a value built for the header: its buffer becomes the header's.
@@ -740,6 +772,29 @@ mod tests {
             .await;
             assert!(waited.is_err(), "{name}: a good key waits for the body");
         }
+    }
+
+    #[test]
+    fn cost_headers_read_as_formatted() {
+        for usd in [
+            0.0,
+            0.000_003_6,
+            0.123_456_789,
+            1.5,
+            12.000_000_001,
+            999_999.25,
+        ] {
+            assert_eq!(
+                cost_header(usd).unwrap().to_str().unwrap(),
+                format!("{usd:.9}"),
+                "{usd}"
+            );
+        }
+        assert_eq!(
+            cost_header(2e9).unwrap().to_str().unwrap(),
+            "2000000000.000000000"
+        );
+        assert_eq!(cost_header(-1.0).unwrap().to_str().unwrap(), "-1.000000000");
     }
 
     #[test]
