@@ -219,10 +219,20 @@ fn side(row: &AnyRow, p: &str) -> Row {
 
 /// Compares the pairs matching `f`; lists the newest `limit` of them.
 pub(super) async fn compare(db: &Db, f: &CompareFilter, limit: usize) -> Result<Comparison, Error> {
+    // Only the listed pairs carry their answers: the figures read up to MAX_STATS_ROWS
+    // pairs, and with `[log] bodies` each answer may be as long as a response.
+    let listed = limit.min(MAX_PAIRS);
     let mut cols = Vec::new();
     for p in ["p", "s"] {
         for c in SIDE {
-            cols.push(format!("{p}.{c} AS {p}_{c}"));
+            if c == "answer" {
+                cols.push(format!(
+                    "CASE WHEN ROW_NUMBER() OVER (ORDER BY s.created_at DESC, s.id DESC) \
+                     <= {listed} THEN {p}.answer END AS {p}_answer"
+                ));
+            } else {
+                cols.push(format!("{p}.{c} AS {p}_{c}"));
+            }
         }
         cols.push(format!("{p}f.score_sum AS {p}_score_sum"));
         cols.push(format!("{p}f.score_count AS {p}_score_count"));
@@ -285,7 +295,7 @@ pub(super) async fn compare(db: &Db, f: &CompareFilter, limit: usize) -> Result<
             .or_default();
         g.0.add(&p);
         g.1.add(&s);
-        if pairs.len() < limit.min(MAX_PAIRS) {
+        if pairs.len() < listed {
             pairs.push(Pair {
                 primary: p,
                 shadow: s,

@@ -575,7 +575,11 @@ async fn the_compare_api_aggregates_the_pairs() {
         None,
     )
     .await;
-    assert_eq!(one.json()["data"]["pairs"].as_array().unwrap().len(), 1);
+    let one = one.json();
+    assert_eq!(one["data"]["pairs"].as_array().unwrap().len(), 1);
+    assert!(one["data"]["pairs"][0]["shadow"]["answer"].is_string());
+    // Figures still count every pair; only the listed ones carry answers.
+    assert_eq!(one["data"]["shadow"]["requests"], 3);
 
     // A task source: the pairs whose primary had that task.
     let t = call(
