@@ -19,9 +19,16 @@
 //! records (the request log: `try_send` on its bounded queue). Without a sink nothing is kept;
 //! with one, a request that succeeds costs a few reference counts and no allocation.
 //!
+//! A client without a valid key could otherwise write rows as fast as it can send requests:
+//! records of refused requests with no known caller are limited to
+//! [`ANONYMOUS_PER_SECOND`] a second for the whole process; the others are skipped and
+//! counted in `switchboard_log_refused_skipped_total`. A caller known by its key keeps every
+//! record (its rate limits and budgets bound it).
+//!
 //! [`GatewayBuilder::build`]: crate::GatewayBuilder::build
 //! [`CostMeterLayer`]: crate::cost::CostMeterLayer
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -43,6 +50,42 @@ struct Shared {
     sink: Arc<dyn CostSink>,
     /// To name the caller of a key the edge matched.
     keys: Option<ClientKeysLayer>,
+    /// Records without a caller in the current second: the second (Unix) in the high 32
+    /// bits, the count in the low 32.
+    anonymous: AtomicU64,
+}
+
+/// Records of refused requests without a known caller kept per second at most.
+pub const ANONYMOUS_PER_SECOND: u32 = 100;
+
+impl Shared {
+    /// Whether one more record without a caller fits in this second's allowance.
+    fn admit_anonymous(&self, now: SystemTime) -> bool {
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() & 0xffff_ffff);
+        let mut seen = self.anonymous.load(Ordering::Relaxed);
+        loop {
+            let count = if seen >> 32 == second {
+                seen & 0xffff_ffff
+            } else {
+                0
+            };
+            if count >= u64::from(ANONYMOUS_PER_SECOND) {
+                metrics::counter!("switchboard_log_refused_skipped_total").increment(1);
+                return false;
+            }
+            match self.anonymous.compare_exchange_weak(
+                seen,
+                second << 32 | (count + 1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now_seen) => seen = now_seen,
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RefusedLog {
@@ -63,6 +106,7 @@ impl RefusedLog {
             Arc::new(Shared {
                 sink,
                 keys: keys.cloned(),
+                anonymous: AtomicU64::new(0),
             })
         }))
     }
@@ -138,8 +182,11 @@ impl Watch {
             let keys = self.shared.keys.as_ref()?;
             keys.name_of(self.presented.as_ref()?).map(CallerKey)
         });
-        let latency = self.started.elapsed();
         let now = SystemTime::now();
+        if caller.is_none() && !self.shared.admit_anonymous(now) {
+            return;
+        }
+        let latency = self.started.elapsed();
         let request = self.request.as_deref();
         let record = CostRecord {
             caller,
@@ -189,5 +236,27 @@ where
             }
             result
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn anonymous_records_are_limited_per_second() {
+        let shared = Shared {
+            sink: Arc::new(|_: &CostRecord| {}),
+            keys: None,
+            anonymous: AtomicU64::new(0),
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let admitted = (0..3 * ANONYMOUS_PER_SECOND)
+            .filter(|_| shared.admit_anonymous(t))
+            .count();
+        assert_eq!(admitted, ANONYMOUS_PER_SECOND as usize);
+        // The next second has its own allowance.
+        assert!(shared.admit_anonymous(t + Duration::from_secs(1)));
     }
 }
