@@ -14,11 +14,14 @@
 //! or whose task (`x-switchboard-task`, else `metadata.task`) is the `<name>` of a
 //! `task:<name>` source, it draws against `sample`; a sampled request is passed on unchanged
 //! and, once the primary has been dispatched, a copy with `model` replaced by the candidate
-//! (and `models` dropped) is spawned through the same inner stack. The primary never waits
-//! for the copy: a slow, failing or hung candidate changes nothing for the client.
+//! (and `models` dropped) is spawned through the same inner stack once the primary has an
+//! answer (its headers, for a stream). A primary refused below this layer (the caller's
+//! budget, 402; a key's unpriced model, 403; any other error) makes no copy: a caller over
+//! budget cannot spend the operator's money on copies. The primary never waits for the copy:
+//! a slow, failing or hung candidate changes nothing for the client.
 //!
 //! Each rule holds a semaphore of `max_concurrency` permits; a sampled request that finds
-//! none free is not copied and is counted as skipped. The spawned task drains the copy's
+//! none free, or whose primary failed, is not copied and is counted as skipped. The spawned task drains the copy's
 //! answer (whole or streamed) to the end and then releases the permit.
 //!
 //! A copy:
@@ -125,7 +128,7 @@ impl ShadowRule {
     }
 }
 
-/// How many copies a rule sent, skipped (no permit free) and saw fail.
+/// How many copies a rule sent, skipped (no permit free, or the primary failed) and saw fail.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShadowCounts {
@@ -303,15 +306,19 @@ where
 {
     type Response = ChatHttpResponse;
     type Error = Error;
-    type Future = S::Future;
+    type Future = ShadowFuture<S::Future, S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: ChatHttpRequest) -> S::Future {
+    fn call(&mut self, mut req: ChatHttpRequest) -> Self::Future {
+        let plain = |f| ShadowFuture {
+            primary: f,
+            copies: None,
+        };
         if self.layer.rules.is_empty() || req.extensions().get::<crate::ext::ShadowOf>().is_some() {
-            return self.inner.call(req);
+            return plain(self.inner.call(req));
         }
         let runtime = tokio::runtime::Handle::try_current().ok();
         let mut task: Option<Option<String>> = None;
@@ -339,7 +346,7 @@ where
             }
         }
         if copies.is_empty() {
-            return self.inner.call(req);
+            return plain(self.inner.call(req));
         }
         let of = match req.extensions().get::<GenerationId>() {
             Some(g) => g.clone(),
@@ -359,18 +366,47 @@ where
                 )
             })
             .collect();
-        // The primary first: the copies start once it is dispatched, and it never waits.
-        let primary = self.inner.call(req);
         let Some(runtime) = runtime else {
-            return primary;
+            return plain(self.inner.call(req));
         };
-        for (i, permit, copy) in made {
+        // The primary first; the copies start once it has answered, and it never waits.
+        ShadowFuture {
+            primary: self.inner.call(req),
+            copies: Some(Pending {
+                made,
+                layer: self.layer.clone(),
+                inner: self.inner.clone(),
+                runtime,
+            }),
+        }
+    }
+}
+
+/// The copies of a sampled request, waiting for the primary's answer.
+pub(crate) struct Pending<S> {
+    made: Vec<(usize, tokio::sync::OwnedSemaphorePermit, ChatHttpRequest)>,
+    layer: ShadowLayer,
+    inner: S,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<S> Pending<S>
+where
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    /// Spawns every copy (each drained to the end, its permit released after).
+    fn spawn(self) {
+        for (i, permit, copy) in self.made {
             let layer = self.layer.clone();
             let svc = self.inner.clone();
             let r = &layer.rules[i];
             r.counters.sent.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("switchboard_shadow_copies_total", "outcome" => "sent", "candidate" => r.rule.candidate.to_string()).increment(1);
-            runtime.spawn(async move {
+            self.runtime.spawn(async move {
                 let ok = drain(svc.oneshot(copy)).await;
                 drop(permit);
                 if !ok {
@@ -380,7 +416,54 @@ where
                 }
             });
         }
-        primary
+    }
+}
+
+impl<S> fmt::Debug for Pending<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("copies", &self.made.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Shadow`]'s future: the primary's, spawning the copies once it answers.
+    #[derive(Debug)]
+    pub struct ShadowFuture<F, S> {
+        #[pin]
+        primary: F,
+        copies: Option<Pending<S>>,
+    }
+}
+
+impl<F, S> std::future::Future for ShadowFuture<F, S>
+where
+    F: std::future::Future<Output = Result<ChatHttpResponse, Error>>,
+    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Output = Result<ChatHttpResponse, Error>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.primary.poll(cx));
+        if let Some(copies) = this.copies.take() {
+            if out.is_ok() {
+                copies.spawn();
+            } else {
+                // Not copied (counted as skipped): the permits go back with `copies`.
+                for (i, ..) in &copies.made {
+                    let r = &copies.layer.rules[*i];
+                    r.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("switchboard_shadow_copies_total", "outcome" => "skipped", "candidate" => r.rule.candidate.to_string()).increment(1);
+                }
+            }
+        }
+        Poll::Ready(out)
     }
 }
 

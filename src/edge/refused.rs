@@ -56,7 +56,7 @@ struct Shared {
 }
 
 /// Records of refused requests without a known caller kept per second at most.
-pub const ANONYMOUS_PER_SECOND: u32 = 100;
+pub(crate) const ANONYMOUS_PER_SECOND: u32 = 100;
 
 impl Shared {
     /// Whether one more record without a caller fits in this second's allowance.

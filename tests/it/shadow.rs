@@ -461,6 +461,44 @@ async fn copies_are_not_charged_to_the_callers_budget() {
     assert_eq!(committed().await, want, "only the primary is charged");
 }
 
+#[tokio::test]
+async fn a_caller_over_budget_makes_no_copy() {
+    let demo = DemoProviders::start().await.unwrap();
+    let store = Arc::new(MemoryBudgetStore::new());
+    let budgets = Budgets::new(store).with("broke", Budget::usd(0.0, Window::Total));
+    let records = Records::default();
+    let layer = ShadowLayer::new([ShadowRule::new("fast", "anthropic/claude-sonnet-4")]);
+    let gw = Gateway::builder(demo.catalog())
+        .shadows(layer.clone())
+        .cost_meter(CostMeterLayer::new().budgets(budgets).sink(records.clone()))
+        .build();
+    for i in 0..3 {
+        let e = gw
+            .service()
+            .oneshot(typed("fast", &format!("over {i}"), Some("broke")))
+            .await
+            .expect_err("over budget");
+        assert_eq!(e.status(), http::StatusCode::PAYMENT_REQUIRED, "{e}");
+    }
+    // A caller with budget left is copied as before.
+    let r = gw
+        .service()
+        .oneshot(typed("fast", "anyone", None))
+        .await
+        .unwrap();
+    assert!(r.into_body().into_complete().is_some());
+    wait_records(&records, 2).await;
+    let counts = layer.counts()[0].1;
+    assert_eq!((counts.sent, counts.skipped), (1, 3), "{counts:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recs = records.0.lock().unwrap().clone();
+    assert_eq!(
+        recs.iter().filter(|r| r.shadow_of.is_some()).count(),
+        1,
+        "only the funded request was copied"
+    );
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
 }
