@@ -13,8 +13,7 @@
 //! ModelResolve). For a request whose `model` (as the client sent it) is a rule's `source`,
 //! or whose task (`x-switchboard-task`, else `metadata.task`) is the `<name>` of a
 //! `task:<name>` source, it draws against `sample`; a sampled request is passed on unchanged
-//! and, once the primary has been dispatched, a copy with `model` replaced by the candidate
-//! (and `models` dropped) is spawned through the same inner stack once the primary has an
+//! and a copy with `model` replaced by the candidate (and `models` dropped) is spawned through the same inner stack once the primary has an
 //! answer (its headers, for a stream). A primary refused below this layer (the caller's
 //! budget, 402; a key's unpriced model, 403; any other error) makes no copy: a caller over
 //! budget cannot spend the operator's money on copies. The primary never waits for the copy:
