@@ -293,7 +293,7 @@ fn escape_text(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// A JSON string's contents: `"`, `\` and control characters escaped.
-fn escape_json(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn escape_json(buf: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut start = 0;
