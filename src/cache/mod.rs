@@ -452,8 +452,8 @@ fn hit(entry: &Arc<CachedEntry>, want_stream: bool) -> ChatHttpResponse {
     let mut resp = http::Response::new(body);
     if let Some(s) = &entry.served_by {
         resp.extensions_mut().insert(ServedBy {
-            provider: s.provider.as_str().into(),
-            model: s.model.as_str().into(),
+            provider: s.provider.clone(),
+            model: s.model.clone(),
             attempts: Vec::new(),
         });
     }

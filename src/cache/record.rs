@@ -429,8 +429,8 @@ impl Lead {
         };
         let (mut parts, body) = resp.into_parts();
         self.served_by = parts.extensions.get::<ServedBy>().map(|s| CachedServedBy {
-            provider: s.provider.to_string(),
-            model: s.model.to_string(),
+            provider: s.provider.clone(),
+            model: s.model.clone(),
         });
         self.flight.set_head(parts.clone());
         parts.extensions.insert(CacheStatus::Miss);

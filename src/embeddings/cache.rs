@@ -110,8 +110,8 @@ fn entry_of(
             stored_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
             served_by: served.map(|s| CachedServedBy {
-                provider: s.provider.to_string(),
-                model: s.model.to_string(),
+                provider: s.provider.clone(),
+                model: s.model.clone(),
             }),
             size_bytes: size,
             rendered: Default::default(),
@@ -180,8 +180,8 @@ where
                                 http::Response::new(ChatResponse::Complete(carrier(&answer)));
                             if let Some(s) = &entry.served_by {
                                 resp.extensions_mut().insert(ServedBy {
-                                    provider: s.provider.as_str().into(),
-                                    model: s.model.as_str().into(),
+                                    provider: s.provider.clone(),
+                                    model: s.model.clone(),
                                     attempts: Vec::new(),
                                 });
                             }

@@ -122,13 +122,14 @@ impl PartialEq for Rendered {
     }
 }
 
-/// The provider and model that produced a cached answer.
+/// The provider and model that produced a cached answer (shared with the answers a hit
+/// makes: no copy per hit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedServedBy {
     /// Provider name.
-    pub provider: String,
+    pub provider: std::sync::Arc<str>,
     /// Public model id.
-    pub model: String,
+    pub model: std::sync::Arc<str>,
 }
 
 impl CachedEntry {
