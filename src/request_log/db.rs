@@ -1,6 +1,8 @@
-//! The database: one code path for SQLite and PostgreSQL (sqlx's `Any` driver, portable SQL
-//! with `$n` parameters), the versioned migrations in `migrations/`, the batched insert and
-//! the retention prune.
+//! The database: one schema and one set of queries for SQLite and PostgreSQL (sqlx's `Any`
+//! driver, portable SQL with `$n` parameters), the versioned migrations in `migrations/`, the
+//! batched insert and the retention prune. The rows are built once ([`Values`]) for both; on
+//! SQLite the writer binds them through rusqlite on its own connection (measured: sqlx's
+//! `Any` binding cost more than SQLite's own insert).
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
