@@ -2,6 +2,7 @@
 """Resident memory of the shipped binary per idle keep-alive connection and per open stream.
 
     python3 scripts/rss.py path/to/switchboard [--connections 2000] [--streams 200]
+        [--bare-proxy path/to/bench_server --upstream path/to/bench_upstream]
 
 Starts the binary with the built-in example config (no API keys: the demo providers run in
 the same process, so their side of each stream counts too), warms it up, then:
@@ -11,6 +12,11 @@ the same process, so their side of each stream counts too), warms it up, then:
 2. opens M streamed chat completions whose answers the client reads no further than the
    headers (the gateway holds each stream open, its upstream paused by back-pressure); the
    figure is (RSS with them open - RSS before) / M.
+
+With `--bare-proxy` (the `bench_server` and `bench_upstream` programs that
+scripts/callgrind.sh builds), the baseline: the bare hyper proxy's RSS per idle keep-alive
+connection, each having carried one 1 KiB chat completion through it, and the gateway's
+figure for the same request in the same run.
 
 RSS is VmRSS from /proc/PID/status, read after the counts settle. Linux only.
 """
@@ -36,6 +42,60 @@ def rss_kib(pid):
 def settle(pid, seconds=1.5):
     time.sleep(seconds)
     return rss_kib(pid)
+
+
+def start_program(argv):
+    """Starts a bench program that prints its address on its first line."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline().strip()
+    host, _, port = line.rpartition(":")
+    if not port.isdigit():
+        p.kill()
+        raise RuntimeError(f"{argv[0]} printed no address: {line!r}")
+    return p, (host, int(port))
+
+
+def chat_request(model):
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "x" * 1000}]}
+    ).encode()
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + b"cache-control: no-store\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def read_response(s):
+    """Reads one response with a content-length body."""
+    head = read_head(s)
+    top, _, rest = head.partition(b"\r\n\r\n")
+    m = re.search(rb"(?i)content-length:\s*(\d+)", top)
+    need = int(m.group(1)) if m else 0
+    while len(rest) < need:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("closed in the body")
+        rest += chunk
+
+
+def per_idle_connection(pid, addr, raw, n):
+    """(RSS with n idle keep-alive connections that each carried `raw` - before) / n."""
+    for _ in range(200):
+        s = request(addr, raw)
+        read_response(s)
+        s.close()
+    before = settle(pid)
+    conns = []
+    for _ in range(n):
+        s = request(addr, raw)
+        read_response(s)
+        conns.append(s)
+    with_conns = settle(pid)
+    for s in conns:
+        s.close()
+    return (with_conns - before) * 1024 / n
 
 
 def start(binary):
@@ -82,9 +142,38 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--streams", type=int, default=200)
+    ap.add_argument("--bare-proxy", help="bench_server, for the baseline")
+    ap.add_argument("--upstream", help="bench_upstream, for the baseline")
     a = ap.parse_args()
+    baseline = {}
+    if a.bare_proxy:
+        if not a.upstream:
+            ap.error("--bare-proxy needs --upstream")
+        up, up_addr = start_program([a.upstream, "--listen", "127.0.0.1:0"])
+        try:
+            bare, bare_addr = start_program(
+                [a.bare_proxy, "--mode", "bare-proxy", "--upstream",
+                 f"http://{up_addr[0]}:{up_addr[1]}", "--listen", "127.0.0.1:0"]
+            )
+            try:
+                baseline["bare_proxy_rss_per_idle_chat_connection_bytes"] = round(
+                    per_idle_connection(bare.pid, bare_addr, chat_request("m"), a.connections)
+                )
+            finally:
+                bare.terminate()
+                bare.wait(10)
+        finally:
+            up.terminate()
+            up.wait(10)
     proc, addr = start(a.binary)
     try:
+        if baseline:
+            baseline["gateway_rss_per_idle_chat_connection_bytes"] = round(
+                per_idle_connection(
+                    proc.pid, addr, chat_request("openai/gpt-4o-mini"), a.connections
+                )
+            )
+            settle(proc.pid, 3)
         health = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
         # Warm up: pools, caches, allocator arenas.
         for _ in range(200):
@@ -114,6 +203,9 @@ def main():
         ).encode()
         raw = (
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            # Each its own stream: identical requests would otherwise share one upstream
+            # answer (the cache's request coalescing).
+            + b"cache-control: no-store\r\n"
             + f"content-length: {len(body)}\r\n\r\n".encode()
             + body
         )
@@ -133,6 +225,7 @@ def main():
                     "open_streams": a.streams,
                     "rss_per_open_stream_bytes": round(per_stream),
                     "rss_kib_at_end": with_streams,
+                    **baseline,
                 }
             )
         )
