@@ -225,7 +225,16 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
             buf.extend_from_slice(b"null");
         }
     }
-    s(buf, key!(json, "cache"), e.cache.map(CacheStatus::as_str));
+    // The gateway's own names need no escaping.
+    let known = |buf: &mut Vec<u8>, key: &[u8], v: Option<&'static str>| {
+        if let Some(v) = v {
+            buf.extend_from_slice(key);
+            buf.push(b'"');
+            buf.extend_from_slice(v.as_bytes());
+            buf.push(b'"');
+        }
+    };
+    known(buf, key!(json, "cache"), e.cache.map(CacheStatus::as_str));
     if let Some(id) = &e.request_id {
         s(
             buf,
@@ -237,7 +246,7 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
     n(buf, key!(json, "latency_ms"), Some(millis(e.latency)));
     n(buf, key!(json, "ttft_ms"), e.ttft.map(millis));
     b(buf, key!(json, "usage_estimated"), e.usage_estimated);
-    s(buf, key!(json, "error"), e.error);
+    known(buf, key!(json, "error"), e.error);
     if json {
         buf.push(b'}');
     }
