@@ -441,9 +441,16 @@ struct Target {
     streams: bool,
 }
 
-/// Starts every process; returns the targets and the upstream's stamps.
-fn start(procs: &mut Processes, modes: &[GatewayMode]) -> (Vec<Target>, Arc<Stamps>) {
-    let (_, mut up_out) = procs.helper("upstream", &[]);
+/// The processes whose CPU every round reads: the target's proxy, the upstream, this client.
+#[derive(Debug, Clone, Copy)]
+struct Pids {
+    upstream: u32,
+    client: u32,
+}
+
+/// Starts every process; returns the targets, the upstream's stamps and the pids.
+fn start(procs: &mut Processes, modes: &[GatewayMode]) -> (Vec<Target>, Arc<Stamps>, Pids) {
+    let (up_pid, mut up_out) = procs.helper("upstream", &[]);
     let up_addr = read_addr("upstream", &mut up_out);
     let stamps = Arc::new(Stamps::default());
     {
@@ -497,7 +504,11 @@ fn start(procs: &mut Processes, modes: &[GatewayMode]) -> (Vec<Target>, Arc<Stam
             });
         }
     }
-    (targets, stamps)
+    let pids = Pids {
+        upstream: up_pid,
+        client: std::process::id(),
+    };
+    (targets, stamps, pids)
 }
 
 /// The binary: `SB_SWITCHBOARD_BIN`, else the one cargo built with this bench.
@@ -706,6 +717,23 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The machine's busy (user, nice, system, irq, softirq, steal) and total CPU ticks so far,
+/// over every core (the `cpu` line of `/proc/stat`), or `None` where that file does not exist.
+fn machine_ticks() -> Option<[u64; 2]> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = f[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some([busy, busy + idle + iowait])
+}
+
 /// Seconds per clock tick (`getconf CLK_TCK`, 100 if that fails: Linux's `USER_HZ`).
 fn tick_seconds() -> f64 {
     let hz = Command::new("getconf")
@@ -762,8 +790,14 @@ impl Plan {
 struct Tally {
     samples: Vec<Sample>,
     elapsed: Duration,
-    /// The proxy process's CPU ticks over the measured rounds.
+    /// CPU ticks over the measured rounds of the proxy process (`None` for `direct`).
     ticks: Option<u64>,
+    /// The same for the upstream and for this client.
+    upstream_ticks: Option<u64>,
+    client_ticks: Option<u64>,
+    /// The whole machine's busy and total CPU ticks over the same rounds (`/proc/stat`).
+    machine_busy: Option<u64>,
+    machine_total: Option<u64>,
     /// Requests/s per round, for the per-round ratios.
     per_round: Vec<f64>,
     errors: u64,
@@ -777,24 +811,68 @@ impl Tally {
 
     /// The proxy's CPU per request, in µs.
     fn cpu_us(&self, tick: f64) -> Option<f64> {
+        self.per_request(self.ticks, tick)
+    }
+
+    /// The upstream's and the client's CPU per request, in µs.
+    fn others_us(&self, tick: f64) -> Option<f64> {
+        let both = self
+            .upstream_ticks
+            .zip(self.client_ticks)
+            .map(|(u, c)| u + c);
+        self.per_request(both, tick)
+    }
+
+    fn per_request(&self, ticks: Option<u64>, tick: f64) -> Option<f64> {
         let n = self.samples.len();
-        self.ticks
+        ticks
             .filter(|_| n > 0)
             .map(|k| k as f64 * tick / n as f64 * 1e6)
     }
+
+    /// The share of the machine's CPU the three processes used over the measured rounds, and
+    /// the share everything else used (other people's work on a shared machine, the
+    /// hypervisor's steal).
+    fn machine_shares(&self) -> Option<(f64, f64)> {
+        let ours = self.ticks.unwrap_or(0) + self.upstream_ticks? + self.client_ticks?;
+        let total = self.machine_total.filter(|t| *t > 0)? as f64;
+        let others = self.machine_busy?.saturating_sub(ours);
+        Some((ours as f64 / total, others as f64 / total))
+    }
+}
+
+/// Adds the ticks between `before` and `after` to `sum` (`None` once a reading failed).
+fn add_ticks(sum: Option<u64>, before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    match (sum, before, after) {
+        (Some(sum), Some(b), Some(a)) => Some(sum + a.saturating_sub(b)),
+        _ => None,
+    }
+}
+
+/// What every phase runs on.
+#[derive(Debug, Clone, Copy)]
+struct Setup<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    targets: &'a [Target],
+    plan: Plan,
+    pids: Pids,
 }
 
 /// Runs `variant` on `connections` connections per target, interleaved; one tally per target
 /// (`None` for the targets left out).
 fn run(
-    rt: &tokio::runtime::Runtime,
-    targets: &[Target],
+    setup: Setup<'_>,
     included: &[bool],
     variant: Variant,
     connections: usize,
-    plan: Plan,
     stamps: Option<&Arc<Stamps>>,
 ) -> Vec<Option<Tally>> {
+    let Setup {
+        rt,
+        targets,
+        plan,
+        pids,
+    } = setup;
     let body = variant.body();
     let active: Vec<usize> = (0..targets.len()).filter(|&k| included[k]).collect();
     rt.block_on(async {
@@ -817,16 +895,34 @@ fn run(
         let mut tallies: Vec<Option<Tally>> = targets
             .iter()
             .enumerate()
-            .map(|(k, _)| included[k].then(Tally::default))
+            .map(|(k, t)| {
+                included[k].then(|| Tally {
+                    ticks: t.pid.map(|_| 0),
+                    upstream_ticks: Some(0),
+                    client_ticks: Some(0),
+                    machine_busy: Some(0),
+                    machine_total: Some(0),
+                    ..Tally::default()
+                })
+            })
             .collect();
         for round in 0..plan.rounds {
             for i in 0..active.len() {
                 let k = active[(round + i) % active.len()];
                 let c = std::mem::take(&mut conns[k]);
-                let pid = targets[k].pid;
-                let before = pid.and_then(cpu_ticks);
+                let read = || {
+                    let machine = machine_ticks();
+                    [
+                        targets[k].pid.and_then(cpu_ticks),
+                        cpu_ticks(pids.upstream),
+                        cpu_ticks(pids.client),
+                        machine.map(|m| m[0]),
+                        machine.map(|m| m[1]),
+                    ]
+                };
+                let before = read();
                 let (c, r, elapsed) = phase(c, targets[k].addr, &body, plan.round, stamps).await;
-                let after = pid.and_then(cpu_ticks);
+                let after = read();
                 conns[k] = c;
                 let t = tallies[k].as_mut().expect("an active target has a tally");
                 t.per_round
@@ -837,10 +933,11 @@ fn run(
                 if t.first_error.is_none() {
                     t.first_error = r.first_error;
                 }
-                t.ticks = match (t.ticks.or(Some(0)), before, after) {
-                    (Some(sum), Some(b), Some(a)) => Some(sum + a.saturating_sub(b)),
-                    _ => None,
-                };
+                t.ticks = add_ticks(t.ticks, before[0], after[0]);
+                t.upstream_ticks = add_ticks(t.upstream_ticks, before[1], after[1]);
+                t.client_ticks = add_ticks(t.client_ticks, before[2], after[2]);
+                t.machine_busy = add_ticks(t.machine_busy, before[3], after[3]);
+                t.machine_total = add_ticks(t.machine_total, before[4], after[4]);
             }
         }
         tallies
@@ -898,9 +995,9 @@ fn round_ratios(t: &Tally, bare: &Tally) -> (f64, f64, f64) {
 fn print_load(title: &str, targets: &[Target], tallies: &[Option<Tally>], tick: f64) {
     println!("\n#### {title}\n");
     println!(
-        "| target | req/s | × bare | per round × bare: median (range) | p50 µs | p99 µs | proxy CPU/req µs | × bare | errors |"
+        "| target | req/s | × bare | per round × bare: median (range) | p50 µs | p99 µs | proxy CPU/req µs | × bare | upstream + client CPU/req µs | machine CPU: bench / others | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let bare = tallies[BARE]
         .as_ref()
         .expect("bare_proxy is always measured");
@@ -911,7 +1008,7 @@ fn print_load(title: &str, targets: &[Target], tallies: &[Option<Tally>], tick: 
         let (mid, lo, hi) = round_ratios(tally, bare);
         let cpu = tally.cpu_us(tick);
         println!(
-            "| {} | {:.0} | {:.2} | {mid:.2} ({lo:.2}–{hi:.2}) | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.2} | {mid:.2} ({lo:.2}–{hi:.2}) | {} | {} | {} | {} | {} | {} | {} |",
             t.name,
             tally.rate(),
             tally.rate() / bare.rate(),
@@ -919,6 +1016,8 @@ fn print_load(title: &str, targets: &[Target], tallies: &[Option<Tally>], tick: 
             us(p99),
             opt(cpu, 1),
             opt(cpu.zip(bare_cpu).map(|(c, b)| c / b), 2),
+            opt(tally.others_us(tick), 1),
+            shares(tally),
             tally.errors,
         );
     }
@@ -928,9 +1027,9 @@ fn print_load(title: &str, targets: &[Target], tallies: &[Option<Tally>], tick: 
 fn print_streams(title: &str, targets: &[Target], tallies: &[Option<Tally>], tick: f64) {
     println!("\n#### {title}\n");
     println!(
-        "| target | streams/s | TTFB p50 µs | TTFB p99 µs | total p50 µs | first-chunk delay p50 µs | p99 µs | − bare p50 µs | proxy CPU/stream µs | × bare | errors |"
+        "| target | streams/s | TTFB p50 µs | TTFB p99 µs | total p50 µs | first-chunk delay p50 µs | p99 µs | − bare p50 µs | proxy CPU/stream µs | × bare | machine CPU: bench / others | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let bare = tallies[BARE]
         .as_ref()
         .expect("bare_proxy is always measured");
@@ -951,7 +1050,7 @@ fn print_streams(title: &str, targets: &[Target], tallies: &[Option<Tally>], tic
             }
         };
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.name,
             tally.rate(),
             us(f50),
@@ -966,6 +1065,7 @@ fn print_streams(title: &str, targets: &[Target], tallies: &[Option<Tally>], tic
             },
             opt(cpu, 1),
             opt(cpu.zip(bare_cpu).map(|(c, b)| c / b), 2),
+            shares(tally),
             tally.errors,
         );
         let missing = tally.samples.len() - stamped;
@@ -974,6 +1074,14 @@ fn print_streams(title: &str, targets: &[Target], tallies: &[Option<Tally>], tic
         }
     }
     report_errors(targets, tallies);
+}
+
+/// The machine CPU cell: the bench's three processes / everything else.
+fn shares(tally: &Tally) -> String {
+    tally.machine_shares().map_or_else(
+        || "–".to_owned(),
+        |(ours, others)| format!("{:.0} % / {:.0} %", ours * 100.0, others * 100.0),
+    )
 }
 
 fn report_errors(targets: &[Target], tallies: &[Option<Tally>]) {
@@ -1111,7 +1219,7 @@ fn main() {
         .map(GatewayMode::parse)
         .collect();
     let mut procs = Processes::new();
-    let (targets, stamps) = start(&mut procs, &modes);
+    let (targets, stamps, pids) = start(&mut procs, &modes);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1147,53 +1255,28 @@ fn main() {
     );
     let all = vec![true; targets.len()];
     let forwarding: Vec<bool> = targets.iter().map(|t| t.streams).collect();
-    let nonstream = Variant::Nonstream1k.name();
-    let stream = Variant::Stream1k.name();
 
-    let whole1 = run(&rt, &targets, &all, Variant::Nonstream1k, 1, plan, None);
-    print_load(
-        &format!("{nonstream}, 1 connection"),
-        &targets,
-        &whole1,
-        tick,
-    );
-    let whole32 = run(&rt, &targets, &all, Variant::Nonstream1k, 32, plan, None);
-    print_load(
-        &format!("{nonstream}, 32 connections"),
-        &targets,
-        &whole32,
-        tick,
-    );
-    let streams1 = run(
-        &rt,
-        &targets,
-        &forwarding,
-        Variant::Stream1k,
-        1,
+    let setup = Setup {
+        rt: &rt,
+        targets: &targets,
         plan,
-        Some(&stamps),
-    );
-    print_streams(
-        &format!("{stream}, 1 connection"),
-        &targets,
-        &streams1,
-        tick,
-    );
-    let streams32 = run(
-        &rt,
-        &targets,
-        &forwarding,
-        Variant::Stream1k,
-        32,
-        plan,
-        None,
-    );
-    print_streams(
-        &format!("{stream}, 32 connections"),
-        &targets,
-        &streams32,
-        tick,
-    );
+        pids,
+    };
+    let measure = |included: &[bool], variant: Variant, connections: usize, stamps| {
+        run(setup, included, variant, connections, stamps)
+    };
+    let title = |variant: Variant, connections: usize| {
+        let plural = if connections == 1 { "" } else { "s" };
+        format!("{}, {connections} connection{plural}", variant.name())
+    };
+    let whole1 = measure(&all, Variant::Nonstream1k, 1, None);
+    print_load(&title(Variant::Nonstream1k, 1), &targets, &whole1, tick);
+    let whole32 = measure(&all, Variant::Nonstream1k, 32, None);
+    print_load(&title(Variant::Nonstream1k, 32), &targets, &whole32, tick);
+    let streams1 = measure(&forwarding, Variant::Stream1k, 1, Some(&stamps));
+    print_streams(&title(Variant::Stream1k, 1), &targets, &streams1, tick);
+    let streams32 = measure(&forwarding, Variant::Stream1k, 32, None);
+    print_streams(&title(Variant::Stream1k, 32), &targets, &streams32, tick);
 
     let results = Results {
         whole32,
