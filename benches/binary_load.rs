@@ -4,8 +4,8 @@
 //! process, all measured in the same run.
 //!
 //! ```sh
-//! cargo bench --features bench-support --bench binary_load   # ~1.5 min once built (4 rounds)
-//! SB_LOAD_ROUNDS=8 SB_LOAD_ROUND_MS=500 ...                  # rounds per phase, length of one round
+//! cargo bench --features bench-support --bench binary_load   # ~1 min once built (4 rounds)
+//! SB_LOAD_ROUNDS=8 SB_LOAD_ROUND_MS=500 ...                  # rounds per phase, length of one round (~2 min)
 //! SB_BINARY_MODES="gateway gateway-miss" ...                 # which configurations of the binary
 //! SB_BARE_WORKERS=1 ...                                      # the bare proxy's worker threads
 //! SB_SWITCHBOARD_BIN=/path/to/switchboard ...                # another build of the binary
@@ -58,7 +58,11 @@
 //! - p50/p99 of request sent → body read to the end;
 //! - **CPU per request of the proxy process alone**: `utime + stime` of `/proc/PID/stat`
 //!   (every thread, in clock ticks of `getconf CLK_TCK`, normally 10 ms; Linux only) read
-//!   before and after every measured round, summed, divided by the requests;
+//!   before and after every measured round, summed, divided by the requests; the same for the
+//!   upstream and this client together;
+//! - the share of the machine's CPU (`/proc/stat`) the three processes used during the target's
+//!   rounds, and the share everything else used (other jobs, kernel threads, the hypervisor's
+//!   steal): a run where the second is more than a few percent is not worth quoting;
 //! - streams: time to first byte (request sent → first body frame), and the **first-chunk
 //!   delay**: the upstream's wall-clock stamp of handing its first frame to hyper → the
 //!   client's first body frame (1 connection, so one stream in flight);
@@ -66,8 +70,10 @@
 //!   (32 connections, same request but for `"stream":true`), divided by the 21 frames a stream
 //!   has beyond a whole answer's one; ratio to `bare_proxy`.
 //!
-//! Everything shares the machine: on 2 cores the client, the upstream and the proxy compete,
-//! so throughput ratios are flatter than CPU ratios.
+//! At the end it prints the binary's dropped-line and error counters (`/metrics`) and the
+//! warnings and errors in its log. Everything shares the machine: on 2 cores the client, the
+//! upstream and the proxy compete, so throughput ratios are flatter than CPU ratios. See
+//! BENCHMARKS.md.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
