@@ -633,19 +633,21 @@ mod tests {
     #[test]
     fn json_columns_read_as_serde_writes_them() {
         use crate::ext::Attempt;
-        let mut r = CostRecord::default();
-        r.attempts = vec![
-            Attempt {
-                provider: "open\"ai".into(),
-                model: "a/b\n".into(),
-                error: Some(ErrorKind::Timeout),
-            },
-            Attempt {
-                provider: "x".into(),
-                model: "y".into(),
-                error: None,
-            },
-        ];
+        let r = CostRecord {
+            attempts: vec![
+                Attempt {
+                    provider: "open\"ai".into(),
+                    model: "a/b\n".into(),
+                    error: Some(ErrorKind::Timeout),
+                },
+                Attempt {
+                    provider: "x".into(),
+                    model: "y".into(),
+                    error: None,
+                },
+            ],
+            ..CostRecord::default()
+        };
         let v: serde_json::Value = serde_json::from_str(&attempts_json(&r)).unwrap();
         assert_eq!(
             v,
