@@ -131,18 +131,26 @@ fn write_loop(rx: &Receiver<Entry>, mut out: impl Write, format: AccessLogFormat
     // Blocks for the first entry of a batch, then takes whatever else is queued.
     while let Ok(first) = rx.recv() {
         format_entry(&mut buf, &first, format);
+        let mut drained = false;
         while buf.len() < 64 * 1024 {
             match rx.try_recv() {
                 Ok(e) => format_entry(&mut buf, &e, format),
-                Err(_) => break,
+                Err(_) => {
+                    drained = true;
+                    break;
+                }
             }
         }
         // A failing output loses the batch; the gateway keeps serving.
         let _ = out.write_all(&buf).and_then(|()| out.flush());
         buf.clear();
         // Lets lines gather: under load one wake-up and one `write` serve many requests
-        // (a request's `try_send` wakes nobody while the writer is not waiting).
-        std::thread::sleep(BATCH_PAUSE);
+        // (a request's `try_send` wakes nobody while the writer is not waiting). A batch cut
+        // at its size cap goes on at once: pausing after it would cap the writer at 64 KiB
+        // per pause (some 16 000 lines a second) and drop lines under heavier load.
+        if drained {
+            std::thread::sleep(BATCH_PAUSE);
+        }
     }
 }
 
