@@ -63,8 +63,11 @@ fn refuses_invalid_json() {
     ] {
         assert!(!valid(s), "{s:?}");
     }
+    // The scanner recurses, so it refuses nesting deeper than serde_json's default limit;
+    // serde_json steps over a value it captures raw or ignores without recursing, at any depth
+    // (as its typed decode does with members it does not type).
     let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
-    assert!(!valid(&deep));
+    assert_eq!(valid(&deep), cfg!(switchboard_serde_json));
 }
 
 proptest! {
