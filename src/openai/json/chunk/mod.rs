@@ -288,18 +288,8 @@ pub(crate) fn chunk_from_json(s: &str) -> Result<ChatCompletionChunk, serde_json
 fn decode(s: &str) -> Option<ChatCompletionChunk> {
     let b = s.as_bytes();
     let mut seen = Seen::default();
-    let mut c = ChatCompletionChunk {
-        id: String::new(),
-        object: Cow::Borrowed(""),
-        created: 0,
-        model: String::new(),
-        choices: Vec::new(),
-        usage: None,
-        system_fingerprint: None,
-        provider: None,
-        error: None,
-        native: None,
-    };
+    // `object` defaults to `chat.completion.chunk`, as serde_json's decode has it.
+    let mut c = ChatCompletionChunk::new(String::new(), String::new(), 0);
     let end = object_members(b, skip_ws(b, 0), |key, i| match key {
         b"id" => {
             seen.first(0)?;
@@ -358,9 +348,6 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
     })?;
     if skip_ws(b, end) != b.len() || !seen.has(0) {
         return None;
-    }
-    if !seen.has(1) {
-        c.object = chunk_object();
     }
     Some(c)
 }
