@@ -9,8 +9,8 @@
 //! still beat serde_json clearly on the shipped binary, although serde_json too now skips
 //! strings eight bytes at a time. Built with `--cfg switchboard_serde_json`, each is replaced
 //! by a serde_json implementation with the same signature and results (`with_serde`), and the
-//! binary then runs (callgrind, cache off) 15 % more instructions per 1 KiB chat request
-//! (138.2 k against 119.7 k), 25 % more per 22-event stream (530 k against 424 k) and 2.15×
+//! binary then runs (callgrind, cache off) 16 % more instructions per 1 KiB chat request
+//! (138.2 k against 119.6 k), 24 % more per 22-event stream (530 k against 426 k) and 2.16×
 //! as many on a 32 KiB conversation (402 k against 187 k): serde_json gives a value's place
 //! only once it has stepped over it, so `messages` is read twice, and its derived code pays
 //! per field and per byte of output. Where serde_json measured as fast, or within 3 % of the
