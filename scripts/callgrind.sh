@@ -88,7 +88,9 @@ trap cleanup EXIT
 wait_addr() {
     local file=$1 secs=$2 i line
     for ((i = 0; i < secs * 10; i++)); do
-        line=$(sed -n 's|^switchboard listening on http://||p' "$file" 2>/dev/null | head -n 1)
+        # `|| true`: the file may not exist yet (the process opens it as it starts).
+        line=$({ sed -n 's|^switchboard listening on http://||p' "$file" 2>/dev/null || true; } |
+            head -n 1)
         if [ -n "$line" ]; then
             printf '%s\n' "$line"
             return 0

@@ -1,8 +1,8 @@
 //! Streaming chunks.
 //!
-//! The types only; their hand-written JSON writer and reader
-//! ([`ChatCompletionChunk::write_json`], [`ChatCompletionChunk::to_sse_event`], the fast
-//! decoder) live in `chunk_json`, which depends on this module and not the other way round.
+//! The types only; their JSON writer and reader ([`ChatCompletionChunk::write_json`],
+//! [`ChatCompletionChunk::to_sse_event`], the decoder) live in the `json` module, which
+//! depends on this module and not the other way round.
 
 use std::borrow::Cow;
 

@@ -10,16 +10,14 @@
 
 mod aggregate;
 mod chunk;
-mod chunk_json;
 pub mod embeddings;
 mod error;
+mod json;
 mod message;
 mod raw;
 mod request;
 mod response;
-mod scan;
 pub mod sse;
-mod usage_json;
 
 pub use aggregate::{completion_to_chunks, ChunkAggregator};
 pub use chunk::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
@@ -27,6 +25,8 @@ pub use embeddings::{
     EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, EncodingFormat,
 };
 pub use error::{ErrorBody, ErrorResponse};
+pub use json::MessagesSummary;
+pub(crate) use json::{add_to_member, replace_member_str, top_level_member, unknown_top_level_key};
 pub use message::{
     ContentPart, FunctionCall, ImageUrl, Message, MessageContent, Role, Tool, ToolCall, ToolChoice,
     ToolFunction,
@@ -35,42 +35,15 @@ pub(crate) use raw::finish_completion;
 pub use raw::RawCompletion;
 pub(crate) use request::write_openai_head;
 pub use request::{
-    ChatRequest, MaxPrice, MessagesSummary, ProviderPreferences, RawJson, Reasoning,
-    ResponseFormat, Stop, StreamOptions,
+    ChatRequest, MaxPrice, ProviderPreferences, RawJson, Reasoning, ResponseFormat, Stop,
+    StreamOptions,
 };
 pub use response::{
     AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails, CostDetails, FinishReason,
     PromptTokensDetails, Usage,
 };
-pub(crate) use scan::{add_to_member, top_level_member, unknown_top_level_key};
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// `body` (a JSON object) with the value of its top-level member `key` replaced by the string
-/// `value`, every other byte as it was. `None` when `body` is not one valid JSON object, has
-/// no such member, or has a key written with escapes (which might decode to `key`).
-pub(crate) fn replace_member_str(body: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
-    let mut span = None;
-    let mut escaped = false;
-    scan::top_level_members_with(
-        body,
-        |_, _| None,
-        |m| {
-            escaped |= m.escaped_key;
-            if m.key == key.as_bytes() {
-                span = Some(m.value);
-            }
-            Ok(())
-        },
-    )
-    .ok()?;
-    let span = span.filter(|_| !escaped)?;
-    let mut out = Vec::with_capacity(body.len() + value.len());
-    out.extend_from_slice(body.get(..span.start)?);
-    scan::write_json_str(&mut out, value);
-    out.extend_from_slice(body.get(span.end..)?);
-    Some(out)
-}
 
 /// Seconds since the Unix epoch (for `created`).
 pub(crate) fn unix_now() -> u64 {
@@ -151,19 +124,6 @@ impl UniqueHex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replaces_one_member_and_keeps_every_other_byte() {
-        let body = br#" { "model" : "a",  "x":{"model":"inner"}, "y" : [1, 2 ] } "#;
-        let out = replace_member_str(body, "model", "b\"c").unwrap();
-        assert_eq!(
-            out,
-            br#" { "model" : "b\"c",  "x":{"model":"inner"}, "y" : [1, 2 ] } "#.to_vec()
-        );
-        assert!(replace_member_str(br#"{"x":1}"#, "model", "b").is_none());
-        assert!(replace_member_str(br#"{"mod\u0065l":"a"}"#, "model", "b").is_none());
-        assert!(replace_member_str(br#"{"model":"a"} x"#, "model", "b").is_none());
-    }
 
     #[test]
     fn unique_hex_ids_are_hex_distinct_and_bounded() {

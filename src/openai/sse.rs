@@ -147,7 +147,7 @@ impl Pending {
             }
         };
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        let value = super::scan::utf8(value)
+        let value = super::json::utf8(value)
             .ok_or_else(|| Error::upstream("upstream stream is not valid UTF-8"))?;
         match name {
             b"data" => {

@@ -1,7 +1,8 @@
 //! [`ChatRequest`]: parsed once at the edge, shared behind an `Arc`.
 //!
 //! This module holds the typed request, its accessors and its OpenAI JSON writer; `parse`
-//! holds the byte scanner's fast path, the serde fallback and the `messages` summary.
+//! holds the fast path over the `json` module's member walk and the serde path it falls
+//! back on.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,8 +12,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use super::json::{self, write as write_json, MessagesSummary};
 use super::message::{Message, Tool, ToolChoice};
-use super::scan::{self, write_json};
 use crate::Error;
 use parse::json_error;
 
@@ -88,26 +89,6 @@ pub struct ChatRequest {
     pub summary: MessagesSummary,
 }
 
-/// Facts about `messages` gathered while parsing, without building message values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MessagesSummary {
-    /// Number of messages.
-    pub count: usize,
-    /// Bytes of text content (a prompt-size estimate).
-    pub text_bytes: usize,
-    /// Whether any content part is an image.
-    pub has_images: bool,
-    /// Whether the conversation contains tool calls or tool results.
-    pub has_tool_messages: bool,
-}
-
-impl MessagesSummary {
-    /// A rough prompt-token estimate (4 bytes a token, plus per-message overhead).
-    pub fn estimated_tokens(&self) -> u64 {
-        (self.text_bytes as u64).div_ceil(4) + 4 * self.count as u64
-    }
-}
-
 /// A JSON value kept as text: a slice of the request body it was parsed from (shared, not
 /// copied), valid UTF-8 and valid JSON by construction.
 #[derive(Clone)]
@@ -140,10 +121,11 @@ impl RawJson {
 
     /// Checks `json` and keeps it.
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let b = json.trim().as_bytes();
-        match scan::value_end(b, 0, 0) {
-            Ok(end) if end == b.len() => Ok(Self::whole(Bytes::copy_from_slice(b))),
-            _ => Err(Error::invalid_request("not a JSON value")),
+        let text = json.trim();
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            Ok(Self::whole(Bytes::copy_from_slice(text.as_bytes())))
+        } else {
+            Err(Error::invalid_request("not a JSON value"))
         }
     }
 
@@ -311,7 +293,7 @@ impl ChatRequest {
     /// [`ChatRequest::from_slice`] of a body the request keeps: its raw fields (`messages`,
     /// `tools`, …) are slices of `body`, not copies.
     pub fn from_bytes(body: Bytes) -> Result<Self, Error> {
-        let fast = scan::utf8(&body).and_then(|_| Self::parse_fast(&body));
+        let fast = json::utf8(&body).and_then(|text| Self::parse_fast(&body, text));
         let req = match fast {
             Some(r) => r,
             None => {
@@ -521,7 +503,7 @@ impl ChatRequest {
 /// The start of an upstream OpenAI body, up to the value of `messages`.
 pub(crate) fn write_openai_head(out: &mut Vec<u8>, model: &str) {
     out.extend_from_slice(b"{\"model\":");
-    scan::write_json_str(out, model);
+    write_json(out, model);
     out.extend_from_slice(b",\"messages\":");
 }
 

@@ -1,5 +1,5 @@
-use super::parse::{summarize_messages, summarize_messages_fast};
 use super::*;
+use crate::openai::json::{summarize_messages, summary_at};
 
 #[test]
 fn parses_and_keeps_unknown_fields_verbatim() {
@@ -199,7 +199,7 @@ proptest::proptest! {
         let at = cut.index(bytes.len());
         bytes[at] = byte;
         for t in [text, String::from_utf8(bytes).unwrap_or_default()] {
-            if let Ok(fast) = summarize_messages_fast(t.as_bytes(), 0) {
+            if let Ok(fast) = summary_at(&t, 0) {
                 let (slow, len) = summarize_messages(&t).unwrap();
                 proptest::prop_assert_eq!(fast, (slow, len), "{}", t);
             }

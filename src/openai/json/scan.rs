@@ -1,55 +1,24 @@
-//! A byte-level JSON scanner for the pass-through paths: finds the members of the top-level
-//! object and validates everything it steps over, without building values.
-//!
-//! serde_json skips values it ignores (and captures raw values) one byte at a time through its
-//! generic reader; on an upstream answer that is most of the body. This scanner steps over
-//! string contents eight bytes at a time and checks the grammar as it goes (strings, escapes,
-//! numbers, literals, nesting), so a body it accepts is valid JSON. UTF-8 is the caller's
-//! check ([`utf8`] on the whole body is faster than doing it here).
+//! The validating byte scanner: finds the members of the top-level object and checks
+//! everything it steps over (strings, escapes, numbers, literals, nesting) without building
+//! values, so a body it accepts is valid JSON. UTF-8 is the caller's check
+//! ([`utf8`](super::utf8) on the whole body).
 
-use std::ops::Range;
-
-/// `b` as text if it is valid UTF-8: `str::from_utf8` with SIMD (AVX2 / SSE4.2, picked at
-/// run time) for whole bodies and events, several times faster on long text.
-#[inline]
-pub(crate) fn utf8(b: &[u8]) -> Option<&str> {
-    simdutf8::basic::from_utf8(b).ok()
-}
+pub(crate) use super::skip_ws;
+use super::{Invalid, Member};
 
 /// Nesting deeper than this is refused (serde_json's own default limit).
 pub(crate) const MAX_DEPTH: u32 = 128;
-
-/// Not valid JSON, or not the shape asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Invalid;
-
-/// One member of the top-level object.
-pub(crate) struct Member<'a> {
-    /// The key as written between its quotes (escapes not decoded).
-    pub(crate) key: &'a [u8],
-    /// Whether the key contains a backslash escape.
-    pub(crate) escaped_key: bool,
-    /// Where the value is in the body.
-    pub(crate) value: Range<usize>,
-}
-
-/// [`top_level_members_with`] stepping over every value itself.
-pub(crate) fn top_level_members<'a>(
-    b: &'a [u8],
-    each: impl FnMut(Member<'a>) -> Result<(), Invalid>,
-) -> Result<usize, Invalid> {
-    top_level_members_with(b, |_, _| None, each)
-}
 
 /// Calls `each` for every member of the top-level object in `b` (after validating the whole
 /// document) and returns the index of its closing `}`. Anything but whitespace after the object
 /// is an error. `end_of(key, start)` may find (and check) a value's end itself, for a value
 /// the caller parses anyway (one pass instead of two); `None` leaves it to the scanner.
-pub(crate) fn top_level_members_with<'a>(
-    b: &'a [u8],
+pub(crate) fn members_with<'a>(
+    s: &'a str,
     mut end_of: impl FnMut(&'a [u8], usize) -> Option<Result<usize, Invalid>>,
     mut each: impl FnMut(Member<'a>) -> Result<(), Invalid>,
 ) -> Result<usize, Invalid> {
+    let b = s.as_bytes();
     let i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return Err(Invalid);
@@ -460,16 +429,10 @@ fn plain_tail_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Appends `v` as JSON. Strings and plain structs into a `Vec` cannot fail (non-finite floats
-/// become `null`), so there is no error to return.
-pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    let _ = serde_json::to_writer(out, v);
-}
-
 /// Appends `s` as a JSON string, escaped exactly as serde_json does: `"`, `\` and the control
 /// characters, with the short forms `\b \t \n \f \r` and `\u00xx` (lowercase hex) for the
 /// others; everything else as is. The runs between escapes are found eight bytes at a time.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.push(b'"');
     let mut i = 0;
@@ -497,7 +460,7 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// The length of [`write_json_str`]'s output for `s`.
+/// The length of [`write_str`]'s output for `s`.
 pub(crate) fn json_str_len(s: &str) -> usize {
     let b = s.as_bytes();
     let mut n = b.len() + 2;
@@ -513,136 +476,10 @@ pub(crate) fn json_str_len(s: &str) -> usize {
     }
 }
 
-/// The first top-level key of the JSON object `b` that is not in `known` (a key written with
-/// escapes counts as unknown, shown as written). `Err` when `b` is not a JSON object.
-pub(crate) fn unknown_top_level_key<'a>(
-    b: &'a [u8],
-    known: &[&str],
-) -> Result<Option<&'a [u8]>, Invalid> {
-    let mut found = None;
-    top_level_members(b, |m| {
-        if found.is_none() && (m.escaped_key || !known.iter().any(|k| k.as_bytes() == m.key)) {
-            found = Some(m.key);
-        }
-        Ok(())
-    })?;
-    Ok(found)
-}
-
-/// Where the value of the top-level member `key` of the JSON object `b` is. `None` when `b` is
-/// not a JSON object or `key` is absent or duplicated.
-pub(crate) fn top_level_member(b: &[u8], key: &[u8]) -> Option<Range<usize>> {
-    let mut found = None;
-    let mut twice = false;
-    top_level_members(b, |m| {
-        if m.key == key && !m.escaped_key {
-            twice |= found.is_some();
-            found = Some(m.value);
-        }
-        Ok(())
-    })
-    .ok()?;
-    found.filter(|_| !twice)
-}
-
-/// `b` with `member` (a JSON `"key":value` text) added at the end of the object that is the
-/// value of the top-level member `key`, every other byte as it was. `None` when `b` is not a
-/// JSON object or `key` is absent, duplicated or not an object.
-pub(crate) fn add_to_member(b: &[u8], key: &[u8], member: &[u8]) -> Option<Vec<u8>> {
-    let value = top_level_member(b, key)?;
-    if b.get(value.start) != Some(&b'{') {
-        return None;
-    }
-    // The value ends with its `}`; an empty object takes the member without a comma.
-    let close = value.end - 1;
-    let empty = skip_ws(b, value.start + 1) == close;
-    let mut out = Vec::with_capacity(b.len() + member.len() + 1);
-    out.extend_from_slice(&b[..close]);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(member);
-    out.extend_from_slice(&b[close..]);
-    Some(out)
-}
-
-#[inline]
-pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-        i += 1;
-    }
-    i
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn valid(s: &str) -> bool {
-        top_level_members(s.as_bytes(), |_| Ok(())).is_ok()
-    }
-
-    #[test]
-    fn accepts_json_and_reports_members() {
-        let body =
-            r#" {"a" : 1, "b\"c": [true, false, null, -0.5e+3, {"x": "y\u00e9\n"}], "d": {}} "#;
-        let mut seen = Vec::new();
-        let close = top_level_members(body.as_bytes(), |m| {
-            seen.push((
-                String::from_utf8(m.key.to_vec()).unwrap(),
-                m.escaped_key,
-                &body[m.value],
-            ));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(&body[close..], "} ");
-        assert_eq!(
-            seen,
-            [
-                ("a".to_owned(), false, "1"),
-                (
-                    r#"b\"c"#.to_owned(),
-                    true,
-                    r#"[true, false, null, -0.5e+3, {"x": "y\u00e9\n"}]"#
-                ),
-                ("d".to_owned(), false, "{}"),
-            ]
-        );
-        assert!(valid("{}"));
-    }
-
-    #[test]
-    fn refuses_invalid_json() {
-        for s in [
-            "",
-            "[]",
-            "{",
-            "{}x",
-            r#"{"a"}"#,
-            r#"{"a":}"#,
-            r#"{"a":1,}"#,
-            r#"{"a":tru}"#,
-            r#"{"a":01}"#,
-            r#"{"a":1.}"#,
-            r#"{"a":-}"#,
-            r#"{"a":1e}"#,
-            r#"{"a":"\x"}"#,
-            r#"{"a":"\u12g4"}"#,
-            "{\"a\":\"tab\there\"}",
-            r#"{"a":[1 2]}"#,
-            r#"{"a":{"b" 1}}"#,
-            r#"{"a":"unterminated}"#,
-            r#"{a:1}"#,
-            r#"{"a":[}"#,
-            "{\"a\":1}{}",
-        ] {
-            assert!(!valid(s), "{s:?}");
-        }
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
-        assert!(!valid(&deep));
-    }
 
     #[test]
     fn strings_are_escaped_as_serde_json_does() {
@@ -657,7 +494,7 @@ mod tests {
             &all,
         ] {
             let mut out = Vec::new();
-            write_json_str(&mut out, s);
+            write_str(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
             assert_eq!(json_str_len(s), out.len(), "{s:?}");
         }
@@ -670,54 +507,10 @@ mod tests {
         fn string_escaping_matches_serde_json(s in "(?s).{0,40}", t in "[\u{0}-\u{7f}\u{e9}\u{1F600}]{0,40}") {
             for s in [&s, &t] {
                 let mut out = vec![b'x'];
-                write_json_str(&mut out, s);
+                write_str(&mut out, s);
                 prop_assert_eq!(&out[1..], &serde_json::to_vec(s).unwrap()[..]);
                 prop_assert_eq!(json_str_len(s), out.len() - 1);
             }
         }
-
-        /// The scanner agrees with serde_json on arbitrary JSON objects and on arbitrary
-        /// mutations of them.
-        #[test]
-        fn agrees_with_serde_json(
-            v in proptest::collection::btree_map("[a-z\"\\\\\u{e9}]{0,4}", any_json(), 0..6),
-            cut in any::<prop::sample::Index>(),
-            byte in any::<u8>(),
-        ) {
-            let text = serde_json::to_string(&v).unwrap();
-            prop_assert!(valid(&text));
-            let mut bytes = text.clone().into_bytes();
-            let at = cut.index(bytes.len());
-            bytes[at] = byte;
-            if let Ok(s) = std::str::from_utf8(&bytes) {
-                let serde = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s);
-                // The one difference: numbers too large for an f64 are valid JSON here
-                // (the grammar has no range) but refused by serde_json.
-                let out_of_range = serde
-                    .as_ref()
-                    .is_err_and(|e| e.to_string().contains("out of range"));
-                if !out_of_range {
-                    prop_assert_eq!(valid(s), serde.is_ok(), "{}", s);
-                }
-            }
-            prop_assert!(!valid(&text[..text.len() - 1]));
-        }
-    }
-
-    fn any_json() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            (-1e9f64..1e9).prop_map(serde_json::Value::from),
-            "[ -~\u{e9}\u{1F600}\n\t\"\\\\]{0,12}".prop_map(serde_json::Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-                proptest::collection::btree_map("[a-z]{0,3}", inner, 0..4)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
     }
 }

@@ -10,8 +10,8 @@
 //! writes `data: `, the JSON and `\n\n` into it, and hands it over as `Bytes` without a copy.
 //! Strings are escaped as serde_json does (`"`, `\` and control characters; `\b \t \n \f \r`
 //! short forms, others `\u00xx`), the plain runs between escapes found eight bytes at a time.
-//! Values the gateway does not type (`logprobs`, `reasoning_details`) and the rare `usage` and
-//! `error` objects are written by serde_json itself.
+//! Values the gateway does not type (`logprobs`, `reasoning_details`) and the rare `error`
+//! object are written by serde_json itself, the final chunk's `usage` by the `usage` module.
 //!
 //! # Reader
 //!
@@ -27,43 +27,23 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::chunk::{
+use super::scan::{
+    self, hex4, json_str_len, null_end as null, object_members, skip_ws, string_end, uint,
+    value_end, write_str as write_json_str, Seen,
+};
+use super::usage::{write_u64, write_usage};
+use super::{write as write_json, Invalid};
+use crate::openai::chunk::{
     chunk_object, ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta,
     CHUNK_OBJECT,
 };
-use super::response::FinishReason;
-use super::scan::{
-    self, hex4, json_str_len, null_end as null, object_members, skip_ws, string_end, uint,
-    value_end, write_json, write_json_str, Invalid, Seen,
-};
-use super::usage_json::write_u64;
-use super::Usage;
+use crate::openai::response::FinishReason;
 
 // ---------------------------------------------------------------------------------------------
 // Writer
 
-impl ChatCompletionChunk {
-    /// Appends the chunk as JSON to `out`: the very bytes `serde_json::to_vec(self)` gives
-    /// (same member order, omitted members and escaping), written without serde's per-byte
-    /// work.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        write_chunk(out, self);
-    }
-
-    /// The chunk as one server-sent event, `data: {json}\n\n` with the JSON of
-    /// [`write_json`](Self::write_json), in a single buffer allocated at its final size.
-    pub fn to_sse_event(&self) -> Bytes {
-        sse_event(self, b"")
-    }
-
-    /// [`to_sse_event`](Self::to_sse_event) followed by `tail` in the same buffer.
-    pub(crate) fn to_sse_event_then(&self, tail: &[u8]) -> Bytes {
-        sse_event(self, tail)
-    }
-}
-
 /// `data: {json}\n\n` for `c`, then `tail`, in one buffer sized up front.
-fn sse_event(c: &ChatCompletionChunk, tail: &[u8]) -> Bytes {
+pub(crate) fn sse_event(c: &ChatCompletionChunk, tail: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(chunk_len(c) + 8 + tail.len());
     out.extend_from_slice(b"data: ");
     write_chunk(&mut out, c);
@@ -73,7 +53,7 @@ fn sse_event(c: &ChatCompletionChunk, tail: &[u8]) -> Bytes {
 }
 
 /// Appends `c` as JSON (the bytes of `serde_json::to_vec(c)`).
-fn write_chunk(out: &mut Vec<u8>, c: &ChatCompletionChunk) {
+pub(crate) fn write_chunk(out: &mut Vec<u8>, c: &ChatCompletionChunk) {
     out.extend_from_slice(b"{\"id\":");
     write_json_str(out, &c.id);
     out.extend_from_slice(b",\"object\":");
@@ -92,7 +72,7 @@ fn write_chunk(out: &mut Vec<u8>, c: &ChatCompletionChunk) {
     out.push(b']');
     if let Some(u) = &c.usage {
         out.extend_from_slice(b",\"usage\":");
-        u.write_json(out);
+        write_usage(out, u);
     }
     if let Some(s) = &c.system_fingerprint {
         out.extend_from_slice(b",\"system_fingerprint\":");
@@ -232,8 +212,8 @@ fn opt_name_len(key: &str, v: Option<&String>) -> usize {
     v.map_or(0, |s| key.len() + 4 + name_len(s))
 }
 
-/// The length of `write_chunk`'s output: exact but for the parts serde_json writes (`usage`,
-/// `error`, `logprobs`, `reasoning_details`), which are estimated, and for escapes in
+/// The length of `write_chunk`'s output: exact but for `usage` and the parts serde_json writes
+/// (`error`, `logprobs`, `reasoning_details`), which are estimated, and for escapes in
 /// identifiers (see [`name_len`]). Text (content, reasoning, refusal, tool names and
 /// arguments) is measured exactly.
 fn chunk_len(c: &ChatCompletionChunk) -> usize {
@@ -295,16 +275,8 @@ fn delta_len(d: &Delta) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Reader
 
-impl ChatCompletionChunk {
-    /// Decodes a chunk: the same result, value or error, as
-    /// `serde_json::from_str::<ChatCompletionChunk>(s)`, with a faster path for the usual shape.
-    pub(crate) fn from_json(s: &str) -> Result<Self, serde_json::Error> {
-        from_json(s)
-    }
-}
-
 /// Decodes `s` as `serde_json::from_str::<ChatCompletionChunk>` does.
-pub(crate) fn from_json(s: &str) -> Result<ChatCompletionChunk, serde_json::Error> {
+pub(crate) fn chunk_from_json(s: &str) -> Result<ChatCompletionChunk, serde_json::Error> {
     match decode(s) {
         Some(c) => Ok(c),
         None => serde_json::from_str(s),
@@ -316,18 +288,8 @@ pub(crate) fn from_json(s: &str) -> Result<ChatCompletionChunk, serde_json::Erro
 fn decode(s: &str) -> Option<ChatCompletionChunk> {
     let b = s.as_bytes();
     let mut seen = Seen::default();
-    let mut c = ChatCompletionChunk {
-        id: String::new(),
-        object: Cow::Borrowed(""),
-        created: 0,
-        model: String::new(),
-        choices: Vec::new(),
-        usage: None,
-        system_fingerprint: None,
-        provider: None,
-        error: None,
-        native: None,
-    };
+    // `object` defaults to `chat.completion.chunk`, as serde_json's decode has it.
+    let mut c = ChatCompletionChunk::new(String::new(), String::new(), 0);
     let end = object_members(b, skip_ws(b, 0), |key, i| match key {
         b"id" => {
             seen.first(0)?;
@@ -370,14 +332,7 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
         }
         b"usage" => {
             seen.first(5)?;
-            // Depth 2, as `by_serde` counts it (one stricter than the scanner's own limit).
-            match Usage::parse_json_at(b, i, 2) {
-                Some((u, end)) => {
-                    c.usage = u.map(Box::new);
-                    Some(end)
-                }
-                None => by_serde(s, i, 1, &mut c.usage),
-            }
+            by_serde(s, i, 1, &mut c.usage)
         }
         b"system_fingerprint" => {
             seen.first(6)?;
@@ -393,9 +348,6 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
     })?;
     if skip_ws(b, end) != b.len() || !seen.has(0) {
         return None;
-    }
-    if !seen.has(1) {
-        c.object = chunk_object();
     }
     Some(c)
 }

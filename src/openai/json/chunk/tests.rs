@@ -12,7 +12,7 @@ fn serde(s: &str) -> Result<ChatCompletionChunk, String> {
 }
 
 fn fast(s: &str) -> Result<ChatCompletionChunk, String> {
-    from_json(s).map_err(|e| e.to_string())
+    chunk_from_json(s).map_err(|e| e.to_string())
 }
 
 fn sample() -> ChatCompletionChunk {
