@@ -79,10 +79,8 @@ impl RawCompletion {
             return None;
         }
         let id_span = id_span?;
-        // `usage` by serde_json: a hand-written parse saved 2.6 % of a 1 KiB request, too
-        // little to keep one (BENCHMARKS.md).
         let usage = match &usage_span {
-            Some(span) => serde_json::from_str::<Option<Usage>>(text.get(span.clone())?).ok()?,
+            Some(span) => json::read_usage(text.get(span.clone())?)?,
             None => None,
         };
         Some(Self {

@@ -2,21 +2,20 @@
 //! byte spans ([`members_with`]: a request and an upstream answer are each read in one
 //! validating pass, their raw parts kept as slices of the body), the `messages` summary
 //! ([`summary_at`]), streaming chunks read and written ([`chunk_from_json`], [`write_chunk`],
-//! [`sse_event`]), `usage` written ([`write_usage`]), and the splicing helpers built on the
-//! member walk.
+//! [`sse_event`]), `usage` read and written ([`read_usage`], [`write_usage`]), and the
+//! splicing helpers built on the member walk.
 //!
-//! Those six functions are hand-written (`scan`, `messages`, `chunk`, `usage`) because they
-//! still beat serde_json clearly on the shipped binary, although serde_json too now skips
-//! strings eight bytes at a time. Built with `--cfg switchboard_serde_json`, each is replaced
-//! by a serde_json implementation with the same signature and results (`with_serde`), and the
-//! binary then runs (callgrind, cache off) 16 % more instructions per 1 KiB chat request
-//! (138.2 k against 119.6 k), 24 % more per 22-event stream (530 k against 426 k) and 2.16×
-//! as many on a 32 KiB conversation (402 k against 187 k): serde_json gives a value's place
-//! only once it has stepped over it, so `messages` is read twice, and its derived code pays
-//! per field and per byte of output. Where serde_json measured as fast, or within 3 % of the
-//! binary, it is the only implementation: reading `usage` (+2.6 % on the 1 KiB request),
-//! writing strings, checking a raw value. BENCHMARKS.md ("JSON: hand-written scanner vs
-//! serde_json") has the table and the command.
+//! Those functions are hand-written (`scan`, `messages`, `chunk`, `usage`) because they still
+//! beat serde_json clearly on the shipped binary, although serde_json too now skips strings
+//! eight bytes at a time. Built with `--cfg switchboard_serde_json`, each is replaced by a
+//! serde_json implementation with the same signature and results (`with_serde`; `read_usage`
+//! falls back to serde_json itself), and the binary then runs (callgrind, cache off) 16 % more
+//! instructions per 1 KiB chat request (138.2 k against 119.6 k), 24 % more per 22-event
+//! stream (530 k against 426 k) and 2.16× as many on a 32 KiB conversation (402 k against
+//! 187 k): serde_json gives a value's place only once it has stepped over it, so `messages` is
+//! read twice, and its derived code pays per field and per byte of output. Where serde_json
+//! measured as fast it is the only implementation: writing strings, checking a raw value.
+//! BENCHMARKS.md ("JSON: hand-written scanner vs serde_json") has the table and the command.
 
 #[cfg(not(switchboard_serde_json))]
 mod chunk;
@@ -52,6 +51,22 @@ pub(crate) use {
     scan::members_with,
     usage::write_usage,
 };
+
+/// A `usage` value (`null` or an object) from its text, as `Option<Usage>`'s `Deserialize`
+/// reads it; `None` when the text is not one. Read by hand where it can be, else (and with
+/// `--cfg switchboard_serde_json`) by serde_json.
+pub(crate) fn read_usage(text: &str) -> Option<Option<crate::openai::response::Usage>> {
+    #[cfg(not(switchboard_serde_json))]
+    {
+        let b = text.as_bytes();
+        if let Some((u, end)) = usage::usage_at(b, skip_ws(b, 0), 1) {
+            if skip_ws(b, end) == b.len() {
+                return Some(u);
+            }
+        }
+    }
+    serde_json::from_str(text).ok()
+}
 
 /// Not valid JSON, or not the shape asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

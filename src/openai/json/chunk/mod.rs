@@ -332,7 +332,14 @@ fn decode(s: &str) -> Option<ChatCompletionChunk> {
         }
         b"usage" => {
             seen.first(5)?;
-            by_serde(s, i, 1, &mut c.usage)
+            // Depth 2, as `by_serde` counts it (one stricter than the scanner's own limit).
+            match super::usage::usage_at(s.as_bytes(), i, 2) {
+                Some((u, end)) => {
+                    c.usage = u.map(Box::new);
+                    Some(end)
+                }
+                None => by_serde(s, i, 1, &mut c.usage),
+            }
         }
         b"system_fingerprint" => {
             seen.first(6)?;
