@@ -13,15 +13,16 @@
 //! ModelResolve). For a request whose `model` (as the client sent it) is a rule's `source`,
 //! or whose task (`x-switchboard-task`, else `metadata.task`) is the `<name>` of a
 //! `task:<name>` source, it draws against `sample`; a sampled request is passed on unchanged
-//! and a copy with `model` replaced by the candidate (and `models` dropped) is spawned through the same inner stack once the primary has an
-//! answer (its headers, for a stream). A primary refused below this layer (the caller's
-//! budget, 402; a key's unpriced model, 403; any other error) makes no copy: a caller over
-//! budget cannot spend the operator's money on copies. The primary never waits for the copy:
-//! a slow, failing or hung candidate changes nothing for the client.
+//! and a copy with `model` replaced by the candidate (and `models` dropped) is spawned through
+//! the same inner stack once the primary has an answer (its headers, for a stream). A primary
+//! refused below this layer (the caller's budget, 402; a key's unpriced model, 403; any other
+//! error) makes no copy: a caller over budget cannot spend the operator's money on copies. The
+//! primary never waits for the copy: a slow, failing or hung candidate changes nothing for the
+//! client.
 //!
 //! Each rule holds a semaphore of `max_concurrency` permits; a sampled request that finds
-//! none free, or whose primary failed, is not copied and is counted as skipped. The spawned task drains the copy's
-//! answer (whole or streamed) to the end and then releases the permit.
+//! none free, or whose primary failed, is not copied and is counted as skipped. The spawned
+//! task drains the copy's answer (whole or streamed) to the end and then releases the permit.
 //!
 //! A copy:
 //! - carries a fresh [`GenerationId`] and [`ShadowOf`](crate::ext::ShadowOf) (the primary's id), so the CostMeter's
