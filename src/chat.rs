@@ -200,7 +200,7 @@ impl Completion {
                 .map(|f| f.as_str().to_owned()),
             Repr::Raw(r) => {
                 let body = r.upstream_body();
-                let at = memchr::memmem::find(body, b"\"finish_reason\":\"")? + 17;
+                let at = crate::macros::find_bytes!(body, b"\"finish_reason\":\"")? + 17;
                 let rest = body.get(at..)?;
                 let end = memchr::memchr(b'"', rest)?.min(32);
                 std::str::from_utf8(&rest[..end]).ok().map(str::to_owned)

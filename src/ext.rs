@@ -231,12 +231,15 @@ impl CacheStatus {
 pub struct GenerationId(pub Arc<str>);
 
 impl GenerationId {
-    /// A fresh id: `gen-` and up to 32 hex digits (unique per process run, seeded by the clock
-    /// and the process id, so distinct across runs and instances in practice).
+    /// A fresh id: `gen-`, the Unix time in seconds, `-` and 28 hex digits
+    /// (`gen-1733419200-00000000002a9f3c2b1d7e6a5f40`): unique per process run, seeded by
+    /// the clock and the process id, so distinct across runs and instances in practice. Ids
+    /// sort by the second they were made in, and within a process by the order they were
+    /// made in, so the request log's index on them grows at its end.
     pub fn new() -> Self {
-        let mut s = String::with_capacity(4 + 32);
+        let mut s = String::with_capacity(4 + 39);
         s.push_str("gen-");
-        s.push_str(crate::openai::unique_hex().as_str());
+        s.push_str(crate::openai::sortable_unique().as_str());
         Self(s.into())
     }
 

@@ -21,3 +21,15 @@ macro_rules! inner_service_accessors {
 }
 
 pub(crate) use inner_service_accessors;
+
+/// `memchr::memmem::find($hay, $needle)` with the needle's searcher built once: building one
+/// costs more instructions (~700) than searching a 1 KiB body.
+macro_rules! find_bytes {
+    ($hay:expr, $needle:literal) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
+        FINDER.find($hay)
+    }};
+}
+
+pub(crate) use find_bytes;

@@ -116,7 +116,7 @@ pub(crate) struct Entry {
     pub(crate) response_model: Option<Arc<str>>,
     pub(crate) input_tokens: Option<u64>,
     pub(crate) output_tokens: Option<u64>,
-    pub(crate) cost_usd: Option<f64>,
+    pub(crate) cost_usd: Option<crate::cost::Picodollars>,
     pub(crate) cache: Option<CacheStatus>,
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) stream: bool,
@@ -227,11 +227,7 @@ pub(crate) fn format_entry(buf: &mut Vec<u8>, e: &Entry, format: AccessLogFormat
     );
     if let Some(c) = e.cost_usd {
         buf.extend_from_slice(key!(json, "cost_usd"));
-        if c.is_finite() {
-            buf.extend_from_slice(ryu::Buffer::new().format(c).as_bytes());
-        } else {
-            buf.extend_from_slice(b"null");
-        }
+        c.write_usd(buf);
     }
     // The gateway's own names need no escaping.
     let known = |buf: &mut Vec<u8>, key: &[u8], v: Option<&'static str>| {
@@ -415,7 +411,7 @@ mod tests {
             response_model: Some(Arc::from("gpt-4o-mini")),
             input_tokens: Some(12),
             output_tokens: Some(3),
-            cost_usd: Some(0.0000036),
+            cost_usd: Some(crate::cost::Picodollars(3_600_000)),
             cache: Some(CacheStatus::Miss),
             request_id: Some(HeaderValue::from_static("req-1")),
             stream: false,
@@ -439,7 +435,7 @@ mod tests {
             "2025-01-02T03:04:05.678901Z  INFO switchboard::access: request finished \
              gen_ai.operation.name=\"chat\" gen_ai.request.model=\"fast\" \
              gen_ai.provider.name=\"openai\" gen_ai.response.model=\"gpt-4o-mini\" \
-             gen_ai.usage.input_tokens=12 gen_ai.usage.output_tokens=3 cost_usd=3.6e-6 \
+             gen_ai.usage.input_tokens=12 gen_ai.usage.output_tokens=3 cost_usd=0.0000036 \
              cache=\"MISS\" request_id=\"req-1\" stream=false latency_ms=210 ttft_ms=200 \
              usage_estimated=false\n"
         );

@@ -677,7 +677,7 @@ impl Meter {
                     response_model: self.served.as_ref().map(|s| s.model.clone()),
                     input_tokens: usage.as_ref().map(|u| u.prompt_tokens),
                     output_tokens: usage.as_ref().map(|u| u.completion_tokens),
-                    cost_usd: cost.map(|c| c.total().usd()),
+                    cost_usd: cost.map(|c| c.total()),
                     cache: self.cache,
                     request_id: self.request_id.take(),
                     stream: self.stream,

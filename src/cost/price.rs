@@ -26,6 +26,22 @@ impl Picodollars {
         self.0 as f64 / 1e12
     }
 
+    /// Appends the amount in US dollars as its exact decimal, without float formatting:
+    /// `0.0000036`, `12.5`, `0.0`. Parsed as a float it is [`usd`](Self::usd).
+    pub(crate) fn write_usd(self, out: &mut Vec<u8>) {
+        const PER_USD: u64 = 1_000_000_000_000;
+        out.extend_from_slice(itoa::Buffer::new().format(self.0 / PER_USD).as_bytes());
+        out.push(b'.');
+        let mut frac = self.0 % PER_USD;
+        let mut digits = [b'0'; 12];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
+        out.extend_from_slice(&digits[..end]);
+    }
+
     /// In nanodollars (rounded), for integer metrics.
     pub fn nanodollars(self) -> u64 {
         (self.0 + 500) / 1000
@@ -173,5 +189,24 @@ mod tests {
         });
         assert_eq!(p.input, 37_500);
         assert_eq!(p.cached_input, 37_500, "cached defaults to input");
+    }
+
+    #[test]
+    fn usd_is_written_as_its_exact_decimal() {
+        for (pico, text) in [
+            (0, "0.0"),
+            (1, "0.000000000001"),
+            (3_600_000, "0.0000036"),
+            (150_000_000_000, "0.15"),
+            (12_500_000_000_000, "12.5"),
+            (7_000_000_000_000, "7.0"),
+            (u64::MAX, "18446744.073709551615"),
+        ] {
+            let mut out = Vec::new();
+            Picodollars(pico).write_usd(&mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), text);
+            let back: f64 = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, Picodollars(pico).usd(), "{text}");
+        }
     }
 }

@@ -223,7 +223,7 @@ impl RawCompletion {
 /// `reasoning` (the typed decode renames it). A mention in text also counts: that only costs
 /// the typed path.
 fn has_reasoning_content(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"\"reasoning_content\"").is_some()
+    crate::macros::find_bytes!(body, b"\"reasoning_content\"").is_some()
 }
 
 /// Writes the client's `model` and `provider` into a decoded OpenAI-compatible completion and

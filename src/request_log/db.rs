@@ -437,31 +437,22 @@ fn attempts_json(r: &CostRecord) -> String {
     String::from_utf8(out).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The `cost_details` column: the breakdown in USD, as `usage.cost_details` has it.
+/// The `cost_details` column: the breakdown in USD, as `usage.cost_details` has it (exact
+/// decimals of the picodollar amounts).
 fn cost_details_json(c: &crate::cost::CostBreakdown) -> String {
-    let d = c.to_details();
-    let mut out = String::with_capacity(128);
-    for (i, (name, v)) in [
-        ("input", d.input),
-        ("output", d.output),
-        ("cached_input", d.cached_input),
-        ("cache_write", d.cache_write),
-        ("request", d.request),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        out.push_str(if i == 0 { "{\"" } else { ",\"" });
-        out.push_str(name);
-        out.push_str("\":");
-        if v.is_finite() {
-            out.push_str(ryu::Buffer::new().format_finite(v));
-        } else {
-            out.push_str("null");
-        }
+    let mut out = Vec::with_capacity(128);
+    for (name, v) in [
+        (&b"{\"input\":"[..], c.input),
+        (b",\"output\":", c.output),
+        (b",\"cached_input\":", c.cached_input),
+        (b",\"cache_write\":", c.cache_write),
+        (b",\"request\":", c.request),
+    ] {
+        out.extend_from_slice(name);
+        v.write_usd(&mut out);
     }
-    out.push('}');
-    out
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The file a `sqlite:` URL names; `None` for another database or an in-memory one.
@@ -518,45 +509,59 @@ fn bind_row(
     first: usize,
     v: &Values<'_>,
 ) -> rusqlite::Result<()> {
-    use rusqlite::ToSql;
-    let id: &str = &v.id;
-    let values: [&dyn ToSql; PER_ROW] = [
-        &id,
-        &v.created_at,
-        &v.key,
-        &v.requested,
-        &v.provider,
-        &v.model,
-        &v.attempts,
-        &v.attempt_count,
-        &v.status,
-        &v.error_kind,
-        &v.streamed,
-        &v.cancelled,
-        &v.finish_reason,
-        &v.tokens[0],
-        &v.tokens[1],
-        &v.tokens[2],
-        &v.tokens[3],
-        &v.tokens[4],
-        &v.usage_estimated,
-        &v.cost,
-        &v.cost_details,
-        &v.latency,
-        &v.ttft,
-        &v.generation_time,
-        &v.cache,
-        &v.task,
-        &v.user,
-        &v.ingress,
-        &v.prompt,
-        &v.answer,
-        &v.shadow_of,
-    ];
-    for (i, value) in values.into_iter().enumerate() {
-        stmt.raw_bind_parameter(first + i + 1, value)?;
+    let mut b = Binder { stmt, at: first };
+    b.next(Some(&*v.id))?;
+    b.next(Some(v.created_at))?;
+    for t in [v.key, v.requested, v.provider, v.model, Some(&v.attempts)] {
+        b.next(t)?;
     }
+    b.next(Some(v.attempt_count))?;
+    b.next(Some(v.status))?;
+    b.next(v.error_kind)?;
+    b.next(Some(v.streamed))?;
+    b.next(Some(v.cancelled))?;
+    b.next(v.finish_reason)?;
+    for n in v.tokens {
+        b.next(n)?;
+    }
+    b.next(Some(v.usage_estimated))?;
+    b.next(v.cost)?;
+    b.next(v.cost_details.as_deref())?;
+    for n in [Some(v.latency), v.ttft, v.generation_time] {
+        b.next(n)?;
+    }
+    for t in [
+        v.cache,
+        v.task,
+        v.user,
+        v.ingress,
+        v.prompt,
+        v.answer,
+        v.shadow_of,
+    ] {
+        b.next(t)?;
+    }
+    debug_assert_eq!(b.at, first + PER_ROW);
     Ok(())
+}
+
+/// Binds values to a statement's parameters in order. A `None` is skipped, not bound: every
+/// parameter of a statement from rusqlite's cache is NULL until bound (the bindings are
+/// cleared when it goes back to the cache), and binding a NULL costs as much as a number.
+struct Binder<'s, 'c> {
+    stmt: &'s mut rusqlite::Statement<'c>,
+    /// The last parameter bound (1-based).
+    at: usize,
+}
+
+impl Binder<'_, '_> {
+    fn next<T: rusqlite::ToSql>(&mut self, value: Option<T>) -> rusqlite::Result<()> {
+        self.at += 1;
+        match value {
+            Some(v) => self.stmt.raw_bind_parameter(self.at, v),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The most bytes of a client- or upstream-given name a row keeps (`requested`, `task`,
@@ -672,9 +677,99 @@ mod tests {
             },
         );
         assert_eq!(
-            cost_details_json(&c),
-            serde_json::to_string(&c.to_details()).unwrap()
+            serde_json::from_str::<crate::openai::CostDetails>(&cost_details_json(&c)).unwrap(),
+            c.to_details()
         );
+    }
+
+    /// A bound value never leaks into the next use of a cached statement: rows without the
+    /// optional fields, written after rows with all of them, read back NULL.
+    #[tokio::test]
+    async fn unbound_values_are_null_after_full_rows() {
+        use crate::cost::Picodollars;
+        use crate::ext::{CacheStatus, CallerKey};
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-db-{}-{}.db",
+            std::process::id(),
+            crate::openai::unique_hex().as_str()
+        ));
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        let full = |i: usize| CostRecord {
+            generation_id: Some(format!("gen-full-{i}").into()),
+            caller: Some(CallerKey("team".into())),
+            requested: Some("fast".into()),
+            provider: Some("openai".into()),
+            model: Some("gpt-4o-mini".into()),
+            usage: Some(crate::openai::Usage {
+                prompt_tokens: 10,
+                completion_tokens: 2,
+                ..Default::default()
+            }),
+            cost: Some(crate::cost::CostBreakdown {
+                input: Picodollars(1_500_000),
+                ..Default::default()
+            }),
+            time_to_first_token: Some(Duration::from_millis(3)),
+            generation_time: Some(Duration::from_millis(4)),
+            cache: Some(CacheStatus::Miss),
+            error: Some(ErrorKind::Timeout),
+            task: Some("t".into()),
+            user: Some("u".into()),
+            ingress: Some("chat"),
+            finish_reason: Some("stop".into()),
+            prompt: Some("p".into()),
+            answer: Some("a".into()),
+            shadow_of: Some("gen-x".into()),
+            ..CostRecord::default()
+        };
+        let bare = |i: usize| CostRecord {
+            generation_id: Some(format!("gen-bare-{i}").into()),
+            ..CostRecord::default()
+        };
+        // 21 rows: statements of 16, 4 and 1 rows, each used again by the next batch.
+        let (_, done) = db.insert((0..21).map(full).collect()).await;
+        done.unwrap();
+        let (_, done) = db.insert((0..21).map(bare).collect()).await;
+        done.unwrap();
+        for i in [0, 15, 16, 20] {
+            let f = super::super::query::one(&db, &format!("gen-full-{i}"), None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(f.api_key_name.as_deref(), Some("team"));
+            assert_eq!(f.tokens_completion, Some(2));
+            assert_eq!(f.total_cost, Some(0.0000015));
+            assert_eq!(f.cost_details.as_ref().unwrap()["input"], 0.0000015);
+            let b = super::super::query::one(&db, &format!("gen-bare-{i}"), None)
+                .await
+                .unwrap()
+                .unwrap();
+            let v = serde_json::to_value(&b).unwrap();
+            for (name, value) in v.as_object().unwrap() {
+                if ![
+                    "id",
+                    "created_at",
+                    "attempts",
+                    "status",
+                    "streamed",
+                    "cancelled",
+                    "usage_estimated",
+                    "latency",
+                    "feedback",
+                    "shadow_ids",
+                ]
+                .contains(&name.as_str())
+                {
+                    assert!(value.is_null(), "{name} = {value} in {v}");
+                }
+            }
+        }
+        drop(db);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
     }
 
     #[tokio::test]

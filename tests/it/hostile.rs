@@ -144,6 +144,35 @@ async fn oversized_or_too_many_headers_are_431() {
     still_serves(g.addr(), Duration::from_secs(2)).await;
 }
 
+/// A head of `fields` fields in all (`host` and `connection` among them) for `/health`.
+fn head_of(fields: usize) -> String {
+    let extra: String = (2..fields).map(|i| format!("x-h{i}: v\r\n")).collect();
+    format!("GET /health HTTP/1.1\r\nhost: x\r\n{extra}connection: close\r\n\r\n")
+}
+
+#[tokio::test]
+async fn the_header_count_limit_holds_at_its_edge_default_or_set() {
+    for (limit, limits) in [
+        (100, ConnLimits::default()),
+        (20, {
+            let mut l = ConnLimits::default();
+            l.max_headers = 20;
+            l
+        }),
+    ] {
+        let g = gateway(limits).await;
+        let (status, text) = raw(g.addr(), head_of(limit).as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status, 200, "{limit} fields are allowed: {text}");
+        let (status, _) = raw(
+            g.addr(),
+            head_of(limit + 1).as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(status, 431, "{} fields are too many", limit + 1);
+    }
+}
+
 #[tokio::test]
 async fn a_huge_model_id_is_a_short_400_that_echoes_nothing() {
     let g = gateway(ConnLimits::default()).await;

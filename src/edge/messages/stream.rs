@@ -301,7 +301,7 @@ fn write_native(events: &[u8], id: &str, model: &str, cost: Option<f64>, out: &m
     let mut rest = events;
     while !rest.is_empty() {
         // Events are framed by the gateway: `event:` and `data:` lines, a blank line after.
-        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+        let end = crate::macros::find_bytes!(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
         let (ev, tail) = rest.split_at(end);
         rest = tail;
         let one_line = |prefix: &'static [u8]| {

@@ -86,7 +86,7 @@ pub(super) fn encode_native(
     ctx: &EncodeContext<'_>,
 ) -> Option<Result<http::Request<UpstreamBody>, Error>> {
     if native.format != crate::ext::NativeFormat::AnthropicMessages
-        || memchr::memmem::find(&native.body, b"switchboard.v1:").is_some()
+        || crate::macros::find_bytes!(&native.body, b"switchboard.v1:").is_some()
     {
         return None;
     }
