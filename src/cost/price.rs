@@ -30,14 +30,16 @@ impl Picodollars {
     /// `0.0000036`, `12.5`, `0.0`. Parsed as a float it is [`usd`](Self::usd).
     pub(crate) fn write_usd(self, out: &mut Vec<u8>) {
         const PER_USD: u64 = 1_000_000_000_000;
+        if self.0 == 0 {
+            out.extend_from_slice(b"0.0");
+            return;
+        }
         out.extend_from_slice(itoa::Buffer::new().format(self.0 / PER_USD).as_bytes());
         out.push(b'.');
-        let mut frac = self.0 % PER_USD;
-        let mut digits = [b'0'; 12];
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
+        // The twelve decimals with their leading zeros: PER_USD + the fraction is a 1 and
+        // twelve digits.
+        let mut buf = itoa::Buffer::new();
+        let digits = &buf.format(PER_USD + self.0 % PER_USD).as_bytes()[1..];
         let end = digits.iter().rposition(|&d| d != b'0').map_or(1, |i| i + 1);
         out.extend_from_slice(&digits[..end]);
     }

@@ -70,6 +70,8 @@ const BATCH: usize = 256;
 
 /// How long the writer waits for more rows after the first of a batch: rows are readable
 /// through the API well within a second, and a busy gateway writes few, large transactions.
+/// It sleeps meanwhile rather than waking for each row (a wakeup costs about as much as
+/// binding a row); a flush, or a batch's worth of rows waiting, wakes it at once.
 const LINGER: Duration = Duration::from_millis(200);
 
 /// How long a lookup of an id not found waits for the rows still queued to be written.
@@ -126,6 +128,8 @@ enum Msg {
 }
 
 struct Shared {
+    /// Wakes the writer from its linger: a flush is queued, or a batch's worth of rows.
+    wake: tokio::sync::Notify,
     dropped: AtomicU64,
     written: AtomicU64,
     /// Unix seconds of the last warning about dropped rows.
@@ -159,6 +163,8 @@ pub struct RequestLog {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
     bodies: bool,
+    /// Rows one transaction takes at most.
+    batch: usize,
     _tasks: Arc<Tasks>,
 }
 
@@ -193,6 +199,7 @@ impl RequestLog {
         let db = Db::connect(&sqlite_create(url)).await?;
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let shared = Arc::new(Shared {
+            wake: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             warned: AtomicU64::new(0),
@@ -209,6 +216,7 @@ impl RequestLog {
             tx,
             shared,
             bodies: options.bodies,
+            batch,
             _tasks: Arc::new(Tasks(tasks)),
         })
     }
@@ -236,7 +244,11 @@ impl RequestLog {
     pub async fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
         tokio::time::timeout(timeout, async {
-            self.tx.send(Msg::Flush(tx)).await.is_ok() && rx.await.is_ok()
+            if self.tx.send(Msg::Flush(tx)).await.is_err() {
+                return false;
+            }
+            self.shared.wake.notify_one();
+            rx.await.is_ok()
         })
         .await
         .unwrap_or(false)
@@ -342,6 +354,8 @@ impl CostSink for RequestLog {
     fn record_owned(&self, record: CostRecord) {
         if self.tx.try_send(Msg::Row(Box::new(record))).is_err() {
             self.shared.drop_rows(1, "the queue is full");
+        } else if self.tx.max_capacity() - self.tx.capacity() >= self.batch {
+            self.shared.wake.notify_one();
         }
     }
 
@@ -362,26 +376,29 @@ fn sqlite_create(url: &str) -> String {
 
 /// The writer: batches of up to [`BATCH`] rows, one transaction each.
 async fn write(db: Db, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, batch: usize) {
+    let mut msgs = Vec::with_capacity(batch);
     let mut rows = Vec::with_capacity(batch);
     let mut acks = Vec::new();
-    while let Some(first) = rx.recv().await {
+    while rx.recv_many(&mut msgs, batch).await > 0 {
         // Rows that come within LINGER of the first share its transaction (one commit for
         // many rows); a flush writes at once.
-        let deadline = tokio::time::Instant::now() + LINGER;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
+        let flush = |msgs: &[Msg]| msgs.iter().any(|m| matches!(m, Msg::Flush(_)));
+        if msgs.len() < batch && !flush(&msgs) {
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                () = shared.wake.notified() => {}
+            }
+            while msgs.len() < batch {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        for msg in msgs.drain(..) {
             match msg {
                 Msg::Row(r) => rows.push(*r),
                 Msg::Flush(ack) => acks.push(ack),
-            }
-            if rows.len() < batch && acks.is_empty() {
-                next = match rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => tokio::time::timeout_at(deadline, rx.recv())
-                        .await
-                        .ok()
-                        .flatten(),
-                };
             }
         }
         if !rows.is_empty() {
