@@ -222,41 +222,16 @@ impl Db {
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
+            let values: Vec<Values<'_>> = chunk.iter().map(Values::of).collect();
             let mut q = sqlx::query(insert_sql(self.kind, n));
-            for r in chunk {
-                let v = Values::of(r);
-                q = q
-                    .bind(v.id.into_owned())
-                    .bind(v.created_at)
-                    .bind(v.key)
-                    .bind(v.requested)
-                    .bind(v.provider)
-                    .bind(v.model)
-                    .bind(v.attempts)
-                    .bind(v.attempt_count)
-                    .bind(v.status)
-                    .bind(v.error_kind)
-                    .bind(v.streamed)
-                    .bind(v.cancelled)
-                    .bind(v.finish_reason)
-                    .bind(v.tokens[0])
-                    .bind(v.tokens[1])
-                    .bind(v.tokens[2])
-                    .bind(v.tokens[3])
-                    .bind(v.tokens[4])
-                    .bind(v.usage_estimated)
-                    .bind(v.cost)
-                    .bind(v.cost_details)
-                    .bind(v.latency)
-                    .bind(v.ttft)
-                    .bind(v.generation_time)
-                    .bind(v.cache)
-                    .bind(v.task)
-                    .bind(v.user)
-                    .bind(v.ingress)
-                    .bind(v.prompt)
-                    .bind(v.answer)
-                    .bind(v.shadow_of);
+            for v in &values {
+                for col in v.columns() {
+                    q = match col {
+                        Col::Text(t) => q.bind(t),
+                        Col::Int(n) => q.bind(n),
+                        Col::Real(x) => q.bind(x),
+                    };
+                }
             }
             q.execute(&mut *tx).await?;
         }
@@ -415,6 +390,53 @@ impl<'a> Values<'a> {
     }
 }
 
+/// A column's value, as both drivers bind it.
+enum Col<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Real(Option<f64>),
+}
+
+impl Values<'_> {
+    /// The row's values in [`COLUMNS`] order.
+    fn columns(&self) -> [Col<'_>; PER_ROW] {
+        let int = |n: i64| Col::Int(Some(n));
+        [
+            Col::Text(Some(&self.id)),
+            int(self.created_at),
+            Col::Text(self.key),
+            Col::Text(self.requested),
+            Col::Text(self.provider),
+            Col::Text(self.model),
+            Col::Text(Some(&self.attempts)),
+            int(self.attempt_count),
+            int(self.status),
+            Col::Text(self.error_kind),
+            int(self.streamed),
+            int(self.cancelled),
+            Col::Text(self.finish_reason),
+            Col::Int(self.tokens[0]),
+            Col::Int(self.tokens[1]),
+            Col::Int(self.tokens[2]),
+            Col::Int(self.tokens[3]),
+            Col::Int(self.tokens[4]),
+            int(self.usage_estimated),
+            Col::Real(self.cost),
+            Col::Text(self.cost_details.as_deref()),
+            int(self.latency),
+            Col::Int(self.ttft),
+            Col::Int(self.generation_time),
+            Col::Text(self.cache),
+            Col::Text(self.task),
+            Col::Text(self.user),
+            Col::Text(self.ingress),
+            Col::Text(self.prompt),
+            Col::Text(self.answer),
+            Col::Text(self.shadow_of),
+        ]
+    }
+}
+
 /// The `attempts` column: `[{"provider", "model", "outcome"}, …]`, written directly (as
 /// `serde_json` would, at a fraction of the cost: this runs for every row).
 fn attempts_json(r: &CostRecord) -> String {
@@ -503,65 +525,24 @@ fn insert_sqlite(conn: &mut rusqlite::Connection, rows: &[CostRecord]) -> rusqli
     tx.commit()
 }
 
-/// Binds a row's values to parameters `first + 1 ..= first + PER_ROW`.
+/// Binds a row's values to parameters `first + 1 ..= first + PER_ROW`. A NULL is not bound:
+/// every parameter of a statement from rusqlite's cache is NULL until bound (the bindings are
+/// cleared when it goes back to the cache), and binding a NULL costs as much as a number.
 fn bind_row(
     stmt: &mut rusqlite::Statement<'_>,
     first: usize,
     v: &Values<'_>,
 ) -> rusqlite::Result<()> {
-    let mut b = Binder { stmt, at: first };
-    b.next(Some(&*v.id))?;
-    b.next(Some(v.created_at))?;
-    for t in [v.key, v.requested, v.provider, v.model, Some(&v.attempts)] {
-        b.next(t)?;
-    }
-    b.next(Some(v.attempt_count))?;
-    b.next(Some(v.status))?;
-    b.next(v.error_kind)?;
-    b.next(Some(v.streamed))?;
-    b.next(Some(v.cancelled))?;
-    b.next(v.finish_reason)?;
-    for n in v.tokens {
-        b.next(n)?;
-    }
-    b.next(Some(v.usage_estimated))?;
-    b.next(v.cost)?;
-    b.next(v.cost_details.as_deref())?;
-    for n in [Some(v.latency), v.ttft, v.generation_time] {
-        b.next(n)?;
-    }
-    for t in [
-        v.cache,
-        v.task,
-        v.user,
-        v.ingress,
-        v.prompt,
-        v.answer,
-        v.shadow_of,
-    ] {
-        b.next(t)?;
-    }
-    debug_assert_eq!(b.at, first + PER_ROW);
-    Ok(())
-}
-
-/// Binds values to a statement's parameters in order. A `None` is skipped, not bound: every
-/// parameter of a statement from rusqlite's cache is NULL until bound (the bindings are
-/// cleared when it goes back to the cache), and binding a NULL costs as much as a number.
-struct Binder<'s, 'c> {
-    stmt: &'s mut rusqlite::Statement<'c>,
-    /// The last parameter bound (1-based).
-    at: usize,
-}
-
-impl Binder<'_, '_> {
-    fn next<T: rusqlite::ToSql>(&mut self, value: Option<T>) -> rusqlite::Result<()> {
-        self.at += 1;
-        match value {
-            Some(v) => self.stmt.raw_bind_parameter(self.at, v),
-            None => Ok(()),
+    for (i, col) in v.columns().into_iter().enumerate() {
+        let at = first + i + 1;
+        match col {
+            Col::Text(Some(t)) => stmt.raw_bind_parameter(at, t)?,
+            Col::Int(Some(n)) => stmt.raw_bind_parameter(at, n)?,
+            Col::Real(Some(x)) => stmt.raw_bind_parameter(at, x)?,
+            Col::Text(None) | Col::Int(None) | Col::Real(None) => {}
         }
     }
+    Ok(())
 }
 
 /// The most bytes of a client- or upstream-given name a row keeps (`requested`, `task`,
