@@ -237,10 +237,15 @@ impl GenerationId {
     /// sort by the second they were made in, and within a process by the order they were
     /// made in, so the request log's index on them grows at its end.
     pub fn new() -> Self {
-        let mut s = String::with_capacity(4 + 39);
-        s.push_str("gen-");
-        s.push_str(crate::openai::sortable_unique().as_str());
-        Self(s.into())
+        let id = crate::openai::sortable_unique();
+        let mut buf = [0u8; 4 + 39];
+        buf[..4].copy_from_slice(b"gen-");
+        let len = 4 + id.as_bytes().len().min(39);
+        buf[4..len].copy_from_slice(&id.as_bytes()[..len - 4]);
+        // One allocation: the `Arc<str>` itself.
+        Self(Arc::from(
+            std::str::from_utf8(&buf[..len]).unwrap_or("gen-0"),
+        ))
     }
 
     /// The id as a header value.
