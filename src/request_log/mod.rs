@@ -26,7 +26,10 @@
 //! (with the generation id, the key's name — never the key —, the requested and served
 //! models, every attempt, tokens, cost, latencies, cache status, task, user and ingress), and
 //! it puts the record on a bounded queue ([`LogOptions::queue`] rows) with `try_send`. A
-//! writer task takes up to 256 rows at a time and writes them in one transaction. A slow or
+//! writer task takes up to 256 rows at a time and writes them in one transaction; after the
+//! first row of a batch it sleeps up to 200 ms while more gather (a row does not wake it; a
+//! flush, or a batch's worth of rows waiting, does), so rows are readable through the API
+//! well within a second and a busy gateway writes few, large transactions. A slow or
 //! unreachable database never delays or fails a request: when the queue is full the row is
 //! dropped, counted in `switchboard_log_dropped_total` (and [`RequestLog::dropped`]) and
 //! logged at most once every 10 seconds; a batch the database refuses is dropped and counted
