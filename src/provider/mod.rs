@@ -25,6 +25,7 @@ pub mod azure;
 pub mod bedrock;
 mod claude;
 mod config;
+mod embeddings;
 pub mod gemini;
 pub mod openai_compat;
 mod params;
