@@ -111,7 +111,17 @@ impl Azure {
         }
     }
 
-    fn headers(&self, h: &mut HeaderMap, ctx: &EncodeContext<'_>) -> Result<(), Error> {
+    /// A JSON `POST` of `body` to `uri`, with the key in the header the endpoint expects.
+    fn post(
+        &self,
+        uri: http::Uri,
+        body: UpstreamBody,
+        ctx: &EncodeContext<'_>,
+    ) -> Result<http::Request<UpstreamBody>, Error> {
+        let mut r = http::Request::new(body);
+        *r.method_mut() = Method::POST;
+        *r.uri_mut() = uri;
+        let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &ctx.provider.api_key {
             if self.bearer {
@@ -120,7 +130,7 @@ impl Azure {
                 h.insert("api-key", key.header_value()?);
             }
         }
-        Ok(())
+        Ok(r)
     }
 }
 
@@ -131,11 +141,7 @@ impl ProviderCodec for Azure {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
         let (uri, _) = self.url(ctx, "chat/completions")?;
-        let mut r = http::Request::new(openai_body(req, ctx.upstream_model, true, false));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = uri;
-        self.headers(r.headers_mut(), ctx)?;
-        Ok(r)
+        self.post(uri, openai_body(req, ctx.upstream_model, true, false), ctx)
     }
 
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error> {
@@ -168,14 +174,8 @@ impl EmbeddingsCodec for Azure {
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
         let (uri, _) = self.url(ctx, "embeddings")?;
-        let mut r = http::Request::new(UpstreamBody::from(embeddings_body(
-            req,
-            ctx.upstream_model,
-        )?));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = uri;
-        self.headers(r.headers_mut(), ctx)?;
-        Ok(r)
+        let body = UpstreamBody::from(embeddings_body(req, ctx.upstream_model)?);
+        self.post(uri, body, ctx)
     }
 
     fn decode_embeddings(

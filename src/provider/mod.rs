@@ -16,14 +16,16 @@ use crate::client::UpstreamBody;
 use crate::openai::sse::SseEvent;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, EmbeddingsRequest, EmbeddingsResponse,
-    RawCompletion,
+    RawCompletion, Stop,
 };
 use crate::{Error, ErrorKind};
 
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+mod claude;
 mod config;
+mod embeddings;
 pub mod gemini;
 pub mod openai_compat;
 mod params;
@@ -187,6 +189,34 @@ pub(crate) fn builtin(kind: ProviderKind) -> Arc<dyn ProviderCodec> {
         ProviderKind::Azure => Arc::new(azure::Azure::default()),
         ProviderKind::Vertex => Arc::new(vertex::Vertex::unconfigured()),
         ProviderKind::Bedrock => Arc::new(bedrock::Bedrock),
+    }
+}
+
+/// A 400 for a parameter the provider cannot honour (`unsupported_parameter`, naming `param`).
+fn unsupported(param: &'static str, message: &'static str) -> Error {
+    Error::invalid_request(message)
+        .with_code("unsupported_parameter")
+        .with_param(param)
+}
+
+/// `stop` as a list of sequences; `None` when it has none.
+fn stop_sequences(stop: &Stop) -> Option<Vec<&str>> {
+    let v: Vec<&str> = match stop {
+        Stop::One(s) => vec![s.as_str()],
+        Stop::Many(v) => v.iter().map(String::as_str).collect(),
+    };
+    (!v.is_empty()).then_some(v)
+}
+
+/// The end of a stream whose decoder has seen its end-of-stream marker (`done`) or not: a
+/// stream cut short is an error, never a success.
+fn stream_complete(done: bool) -> Result<(), Error> {
+    if done {
+        Ok(())
+    } else {
+        Err(Error::upstream(
+            "the provider's stream ended before it was complete",
+        ))
     }
 }
 

@@ -55,15 +55,8 @@ impl ProviderCodec for OpenAiCompat {
     ) -> Result<http::Request<UpstreamBody>, Error> {
         let adapted = adapt(req, ctx.provider)?;
         let req = adapted.as_ref().unwrap_or(req);
-        let mut r = http::Request::new(openai_body(req, ctx.upstream_model, true, false));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = ctx.provider.endpoint("/chat/completions")?;
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &ctx.provider.api_key {
-            h.insert(AUTHORIZATION, key.bearer_header_value()?);
-        }
-        Ok(r)
+        let body = openai_body(req, ctx.upstream_model, true, false);
+        post(ctx.provider, "/chat/completions", body)
     }
 
     fn decode(&self, body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion, Error> {
@@ -124,18 +117,8 @@ impl EmbeddingsCodec for OpenAiCompat {
         req: &EmbeddingsRequest,
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
-        let mut r = http::Request::new(UpstreamBody::from(embeddings_body(
-            req,
-            ctx.upstream_model,
-        )?));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = ctx.provider.endpoint("/embeddings")?;
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &ctx.provider.api_key {
-            h.insert(AUTHORIZATION, key.bearer_header_value()?);
-        }
-        Ok(r)
+        let body = UpstreamBody::from(embeddings_body(req, ctx.upstream_model)?);
+        post(ctx.provider, "/embeddings", body)
     }
 
     fn decode_embeddings(
@@ -146,6 +129,23 @@ impl EmbeddingsCodec for OpenAiCompat {
     ) -> Result<EmbeddingsResponse, Error> {
         decode_embeddings(body, req, ctx)
     }
+}
+
+/// A JSON `POST` of `body` to `path` on `provider`, with its key as a bearer token.
+fn post(
+    provider: &Provider,
+    path: &'static str,
+    body: UpstreamBody,
+) -> Result<http::Request<UpstreamBody>, Error> {
+    let mut r = http::Request::new(body);
+    *r.method_mut() = Method::POST;
+    *r.uri_mut() = provider.endpoint(path)?;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(key) = &provider.api_key {
+        h.insert(AUTHORIZATION, key.bearer_header_value()?);
+    }
+    Ok(r)
 }
 
 /// OpenAI's embeddings body for `model`: `input`, `dimensions`, `encoding_format` and `user`
@@ -200,10 +200,7 @@ pub(crate) fn decode_embeddings(
         .usage
         .and_then(|u| u.prompt_tokens)
         .unwrap_or_else(|| req.input.estimated_tokens());
-    let mut resp = EmbeddingsResponse::new(w.data, &*ctx.model, tokens);
-    resp.provider = Some(ctx.provider.to_string());
-    resp.check(req)?;
-    Ok(resp)
+    super::embeddings::response(w.data, tokens, req, ctx)
 }
 
 /// Parameters that only tune sampling: when a provider does not take one it is dropped (the

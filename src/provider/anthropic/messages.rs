@@ -2,14 +2,15 @@
 //! content blocks (see the mapping table in the module docs of [`super`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::REASONING_FORMAT;
 use crate::openai::{ContentPart, Message, MessageContent, Role};
+use crate::provider::claude::{
+    function_message_refused, parse_data_url, push_turn, signed_reasoning, SignedReasoning, Turn,
+};
 use crate::Error;
 
 /// A 400 for a malformed message.
@@ -82,21 +83,9 @@ pub(super) enum Source<'a> {
     Url { url: &'a str },
 }
 
-/// One conversation turn being assembled: `lead` blocks go first (tool results in a user turn,
-/// thinking in an assistant turn), then the rest in order.
-struct Turn<'a> {
-    role: Role,
-    lead: Vec<Block<'a>>,
-    rest: Vec<Block<'a>>,
-}
-
-impl<'a> Turn<'a> {
+impl<'a> Turn<Block<'a>> {
     fn into_wire(self) -> WireMessage<'a> {
-        let role = if self.role == Role::Assistant {
-            "assistant"
-        } else {
-            "user"
-        };
+        let role = self.wire_role();
         let Turn { lead, mut rest, .. } = self;
         let content = if lead.is_empty()
             && rest.len() == 1
@@ -127,7 +116,7 @@ pub(super) fn convert_messages(
     let mut system: Vec<Block<'_>> = Vec::new();
     let mut system_cached = false;
     let mut system_msgs: Vec<String> = Vec::new();
-    let mut turns: Vec<Turn<'_>> = Vec::new();
+    let mut turns: Vec<Turn<Block<'_>>> = Vec::new();
 
     for m in messages {
         let mut lead = Vec::new();
@@ -182,24 +171,9 @@ pub(super) fn convert_messages(
                 assistant_blocks(m, &mut rest)?;
                 Role::Assistant
             }
-            Role::Function => {
-                return Err(Error::invalid_request(
-                    "legacy `function` messages are not supported by this model; use `tool` messages",
-                )
-                .with_code("unsupported_parameter")
-                .with_param("messages"));
-            }
+            Role::Function => return Err(function_message_refused()),
         };
-        if lead.is_empty() && rest.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some(t) if t.role == role => {
-                t.lead.append(&mut lead);
-                t.rest.append(&mut rest);
-            }
-            _ => turns.push(Turn { role, lead, rest }),
-        }
+        push_turn(&mut turns, role, lead, rest);
     }
 
     let system = if system.is_empty() {
@@ -281,17 +255,6 @@ fn image_source(url: &str) -> Result<Source<'_>, Error> {
     Err(bad_message(
         "`image_url.url` must be an http(s) URL or a base64 `data:` URL",
     ))
-}
-
-/// Splits a base64 `data:` URL into media type and payload.
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (header, data) = rest.split_once(',')?;
-    let mut params = header.split(';');
-    let media_type = params.next().filter(|m| !m.is_empty())?;
-    params
-        .any(|p| p.eq_ignore_ascii_case("base64"))
-        .then_some((media_type, data))
 }
 
 /// A `file` part: only PDF `data:` URLs map to Anthropic documents.
@@ -403,80 +366,11 @@ impl Serialize for ToolInput<'_> {
 /// Restores signed `thinking` / `redacted_thinking` blocks from OpenRouter-style
 /// `reasoning_details`. Entries sharing an `index` (streamed fragments) are merged.
 fn restore_reasoning<'a>(details: &'a [Value], out: &mut Vec<Block<'a>>) {
-    enum Entry<'a> {
-        Text {
-            text: Cow<'a, str>,
-            signature: Option<&'a str>,
+    out.extend(signed_reasoning(details).map(|r| match r {
+        SignedReasoning::Text { text, signature } => Block::Thinking {
+            thinking: text,
+            signature,
         },
-        Encrypted {
-            data: &'a str,
-        },
-    }
-    let mut entries: Vec<Entry<'a>> = Vec::new();
-    // `index` → the position of the text entry with that index (one per index), so that
-    // merging a fragment is a lookup rather than a search through every earlier entry.
-    let mut by_index: HashMap<u64, usize> = HashMap::new();
-    for d in details {
-        let format = d.get("format").and_then(Value::as_str);
-        if format.is_some_and(|f| f != REASONING_FORMAT) {
-            continue;
-        }
-        match d.get("type").and_then(Value::as_str) {
-            Some("reasoning.text") => {
-                let index = d.get("index").and_then(Value::as_u64);
-                let text = d.get("text").and_then(Value::as_str).unwrap_or("");
-                let signature = d
-                    .get("signature")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty());
-                let existing = index.and_then(|i| by_index.get(&i)).and_then(|&at| {
-                    match entries.get_mut(at) {
-                        Some(Entry::Text {
-                            text: t,
-                            signature: sig,
-                        }) => Some((t, sig)),
-                        _ => None,
-                    }
-                });
-                match existing {
-                    Some((t, sig)) => {
-                        if !text.is_empty() {
-                            t.to_mut().push_str(text);
-                        }
-                        if signature.is_some() {
-                            *sig = signature;
-                        }
-                    }
-                    None => {
-                        if let Some(i) = index {
-                            by_index.insert(i, entries.len());
-                        }
-                        entries.push(Entry::Text {
-                            text: Cow::Borrowed(text),
-                            signature,
-                        });
-                    }
-                }
-            }
-            Some("reasoning.encrypted") => {
-                if let Some(data) = d.get("data").and_then(Value::as_str) {
-                    entries.push(Entry::Encrypted { data });
-                }
-            }
-            _ => {}
-        }
-    }
-    for e in entries {
-        match e {
-            Entry::Text {
-                text,
-                signature: Some(signature),
-            } => out.push(Block::Thinking {
-                thinking: text,
-                signature,
-            }),
-            Entry::Text { .. } => {}
-            Entry::Encrypted { data } => out.push(Block::RedactedThinking { data }),
-        }
-    }
+        SignedReasoning::Redacted { data } => Block::RedactedThinking { data },
+    }));
 }

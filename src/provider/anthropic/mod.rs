@@ -95,8 +95,6 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-/// OpenRouter's `format` tag for Anthropic reasoning details.
-const REASONING_FORMAT: &str = "anthropic-claude-v1";
 /// The tool that carries emulated `response_format` output.
 const JSON_TOOL: &str = "switchboard_json_response";
 

@@ -11,18 +11,13 @@ use serde_json::Value;
 use super::messages::{convert_messages, WireMessage, WireSystem};
 use super::JSON_TOOL;
 use crate::client::UpstreamBody;
-use crate::openai::{ChatRequest, ResponseFormat, Stop, Tool, ToolChoice};
-use crate::provider::EncodeContext;
+use crate::openai::{ChatRequest, ResponseFormat, Tool, ToolChoice};
+use crate::provider::claude::{fit_thinking, output_limit, thinking_budget};
+use crate::provider::{stop_sequences, unsupported, EncodeContext};
 use crate::Error;
 
 /// The `anthropic-version` header value.
 const API_VERSION: &str = "2023-06-01";
-/// `max_tokens` when neither the client nor the catalog sets one.
-const DEFAULT_MAX_TOKENS: u32 = 4096;
-/// Anthropic's smallest thinking budget.
-const MIN_THINKING_BUDGET: u32 = 1024;
-/// The largest budget derived from an effort level (OpenRouter's cap).
-const MAX_EFFORT_BUDGET: u32 = 128_000;
 
 /// Builds the upstream request: `POST {base}/v1/messages` with the version and key headers.
 pub(super) fn encode(
@@ -114,13 +109,6 @@ pub(super) fn encode_native(
     Some(build())
 }
 
-/// A 400 for a parameter Anthropic cannot honour.
-fn unsupported(param: &'static str, message: &'static str) -> Error {
-    Error::invalid_request(message)
-        .with_code("unsupported_parameter")
-        .with_param(param)
-}
-
 fn refuse_unsupported(req: &ChatRequest) -> Result<(), Error> {
     if req.n.is_some_and(|n| n > 1) {
         return Err(unsupported(
@@ -202,44 +190,16 @@ struct WireToolChoice<'a> {
     disable_parallel_tool_use: Option<bool>,
 }
 
-fn stop_sequences(stop: &Stop) -> Option<Vec<&str>> {
-    let v: Vec<&str> = match stop {
-        Stop::One(s) => vec![s.as_str()],
-        Stop::Many(v) => v.iter().map(String::as_str).collect(),
-    };
-    (!v.is_empty()).then_some(v)
-}
-
 /// `max_tokens` and the thinking config.
 fn output_plan(
     req: &ChatRequest,
     ctx: &EncodeContext<'_>,
 ) -> Result<(u32, Option<WireThinking>), Error> {
-    let base = req
-        .max_output_tokens()
-        .or(ctx.max_output)
-        .unwrap_or(DEFAULT_MAX_TOKENS)
-        .max(1);
-    let Some(mut budget) = thinking_budget(req, base)? else {
+    let base = output_limit(req, ctx);
+    let Some(budget) = thinking_budget(req, base)? else {
         return Ok((base, None));
     };
-    let mut max_tokens = base;
-    if budget >= max_tokens {
-        // Room for the answer on top of the thinking budget, within the model's cap.
-        max_tokens = budget.saturating_add(base);
-        if let Some(cap) = ctx.max_output {
-            max_tokens = max_tokens.min(cap.max(base));
-        }
-        if budget >= max_tokens {
-            budget = max_tokens.saturating_sub(1);
-        }
-        if budget < MIN_THINKING_BUDGET {
-            return Err(unsupported(
-                "reasoning",
-                "the model's output limit is too small for extended thinking",
-            ));
-        }
-    }
+    let (max_tokens, budget) = fit_thinking(budget, base, ctx.max_output)?;
     Ok((
         max_tokens,
         Some(WireThinking {
@@ -247,41 +207,6 @@ fn output_plan(
             budget_tokens: budget,
         }),
     ))
-}
-
-/// The thinking budget the client asked for, if any.
-fn thinking_budget(req: &ChatRequest, base: u32) -> Result<Option<u32>, Error> {
-    let (effort, param) = match &req.reasoning {
-        Some(r) if r.enabled == Some(false) => return Ok(None),
-        Some(r) if r.max_tokens.is_some() => {
-            return Ok(r
-                .max_tokens
-                .filter(|b| *b > 0)
-                .map(|b| b.max(MIN_THINKING_BUDGET)));
-        }
-        Some(r) if r.effort.is_some() => (r.effort.as_deref(), "reasoning.effort"),
-        Some(r) if r.enabled == Some(true) => (Some("medium"), "reasoning.enabled"),
-        _ => (req.reasoning_effort.as_deref(), "reasoning_effort"),
-    };
-    let Some(effort) = effort else {
-        return Ok(None);
-    };
-    let ratio = match effort {
-        "none" => return Ok(None),
-        "minimal" => 0.1,
-        "low" => 0.2,
-        "medium" => 0.5,
-        "high" => 0.8,
-        "xhigh" => 0.95,
-        _ => {
-            return Err(Error::invalid_request(format!(
-                "unknown reasoning effort `{effort}` (expected none, minimal, low, medium, high or xhigh)"
-            ))
-            .with_param(param))
-        }
-    };
-    let budget = (f64::from(base) * ratio) as u32;
-    Ok(Some(budget.clamp(MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET)))
 }
 
 /// Tools, tool choice and the `response_format` emulation.

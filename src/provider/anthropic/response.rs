@@ -2,14 +2,12 @@
 //! pieces the stream decoder shares (content blocks, usage, finish reasons, reasoning details).
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::{error_from_type, WireError};
-use super::{JSON_TOOL, REASONING_FORMAT};
-use crate::openai::{
-    new_completion_id, unix_now, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails,
-    FinishReason, FunctionCall, PromptTokensDetails, ToolCall, Usage,
-};
+use super::JSON_TOOL;
+use crate::openai::{new_completion_id, ChatCompletion, FinishReason, Usage};
+use crate::provider::claude::{self, serialize_input, AnswerMessage};
 use crate::provider::DecodeContext;
 use crate::Error;
 
@@ -24,77 +22,34 @@ pub(super) fn decode(body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion,
         return Err(error_from_type(&err.kind, err.message));
     }
 
-    let mut text: Option<String> = None;
-    let mut reasoning = String::new();
-    let mut details = Vec::new();
-    let mut tool_calls = Vec::new();
+    let mut answer = AnswerMessage::default();
     let mut json_output = false;
     for block in msg.content {
         match block {
-            RespBlock::Text { text: t } => text.get_or_insert_with(String::new).push_str(&t),
-            RespBlock::ToolUse { id, name, input } => {
-                let arguments = serialize_input(&input);
-                if name == JSON_TOOL {
-                    json_output = true;
-                    text.get_or_insert_with(String::new).push_str(&arguments);
-                } else {
-                    tool_calls.push(ToolCall {
-                        id,
-                        kind: "function".to_owned(),
-                        function: FunctionCall { name, arguments },
-                    });
-                }
+            RespBlock::Text { text } => answer.push_text(&text),
+            RespBlock::ToolUse { name, input, .. } if name == JSON_TOOL => {
+                json_output = true;
+                answer.push_text(&serialize_input(&input));
             }
+            RespBlock::ToolUse { id, name, input } => answer.push_tool_call(id, name, &input),
             RespBlock::Thinking {
                 thinking,
                 signature,
-            } => {
-                let index = details.len() as u32;
-                details.push(text_detail(
-                    (!thinking.is_empty()).then_some(thinking.as_str()),
-                    signature.as_deref(),
-                    index,
-                ));
-                reasoning.push_str(&thinking);
-            }
-            RespBlock::RedactedThinking { data } => {
-                let index = details.len() as u32;
-                details.push(encrypted_detail(&data, index));
-            }
+            } => answer.push_thinking(&thinking, signature.as_deref()),
+            RespBlock::RedactedThinking { data } => answer.push_redacted(&data),
             RespBlock::Other => {}
         }
     }
 
     let native = msg.stop_reason;
-    let finish = finish_reason(native.as_deref(), json_output && tool_calls.is_empty());
-    let message = AssistantMessage {
-        content: text,
-        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-        reasoning: (!reasoning.is_empty()).then_some(reasoning),
-        reasoning_details: (!details.is_empty()).then_some(details),
-        ..AssistantMessage::default()
+    let finish = finish_reason(native.as_deref(), json_output && !answer.has_tool_calls());
+    let id = if msg.id.is_empty() {
+        new_completion_id()
+    } else {
+        msg.id
     };
-    Ok(ChatCompletion {
-        id: if msg.id.is_empty() {
-            new_completion_id()
-        } else {
-            msg.id
-        },
-        object: "chat.completion".to_owned(),
-        created: unix_now(),
-        model: ctx.model.to_string(),
-        choices: vec![Choice {
-            index: 0,
-            message,
-            finish_reason: Some(finish),
-            native_finish_reason: native,
-            logprobs: None,
-        }],
-        usage: Some(msg.usage.unwrap_or_default().to_openai()),
-        system_fingerprint: None,
-        service_tier: None,
-        provider: Some(ctx.provider.to_string()),
-    })
+    let usage = msg.usage.unwrap_or_default().to_openai();
+    Ok(answer.into_completion(id, finish, native, usage, ctx))
 }
 
 #[derive(Deserialize)]
@@ -170,24 +125,12 @@ impl WireUsage {
     }
 
     pub(super) fn to_openai(self) -> Usage {
-        let input = self.input_tokens.unwrap_or(0);
-        let read = self.cache_read_input_tokens.unwrap_or(0);
-        let write = self.cache_creation_input_tokens.unwrap_or(0);
-        let output = self.output_tokens.unwrap_or(0);
-        let prompt = input.saturating_add(read).saturating_add(write);
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: output,
-            total_tokens: prompt.saturating_add(output),
-            prompt_tokens_details: Some(PromptTokensDetails {
-                cached_tokens: read,
-                cache_write_tokens: (write > 0).then_some(write),
-                audio_tokens: None,
-            }),
-            completion_tokens_details: Some(CompletionTokensDetails::default()),
-            cost: None,
-            cost_details: None,
-        }
+        claude::usage(
+            self.input_tokens.unwrap_or(0),
+            self.output_tokens.unwrap_or(0),
+            self.cache_read_input_tokens.unwrap_or(0),
+            self.cache_creation_input_tokens.unwrap_or(0),
+        )
     }
 }
 
@@ -199,34 +142,4 @@ pub(super) fn finish_reason(native: Option<&str>, json_output: bool) -> FinishRe
         Some("model_context_window_exceeded") => FinishReason::Length,
         Some(s) => FinishReason::from_native(s),
     }
-}
-
-fn serialize_input(input: &Value) -> String {
-    if input.is_null() {
-        return "{}".to_owned();
-    }
-    serde_json::to_string(input).unwrap_or_else(|_| "{}".to_owned())
-}
-
-pub(super) fn text_detail(text: Option<&str>, signature: Option<&str>, index: u32) -> Value {
-    let mut m = Map::with_capacity(5);
-    m.insert("type".into(), Value::from("reasoning.text"));
-    if let Some(t) = text {
-        m.insert("text".into(), Value::from(t));
-    }
-    if let Some(s) = signature {
-        m.insert("signature".into(), Value::from(s));
-    }
-    m.insert("format".into(), Value::from(REASONING_FORMAT));
-    m.insert("index".into(), Value::from(index));
-    Value::Object(m)
-}
-
-pub(super) fn encrypted_detail(data: &str, index: u32) -> Value {
-    let mut m = Map::with_capacity(4);
-    m.insert("type".into(), Value::from("reasoning.encrypted"));
-    m.insert("data".into(), Value::from(data));
-    m.insert("format".into(), Value::from(REASONING_FORMAT));
-    m.insert("index".into(), Value::from(index));
-    Value::Object(m)
 }

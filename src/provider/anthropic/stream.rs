@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::error::{error_from_type, WireError};
-use super::response::{encrypted_detail, finish_reason, text_detail, RespBlock, WireUsage};
+use super::response::{finish_reason, RespBlock, WireUsage};
 use super::JSON_TOOL;
 use crate::openai::sse::SseEvent;
-use crate::openai::{
-    new_completion_id, unix_now, ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta,
-    ToolCallDelta,
+use crate::openai::{new_completion_id, unix_now, ChatCompletionChunk, ChunkChoice, Delta};
+use crate::provider::claude::{
+    redacted_delta, signature_delta, text_detail, thinking_delta, tool_call_arguments,
+    tool_call_start, ChunkHead,
 };
-use crate::provider::{DecodeContext, StreamDecode};
+use crate::provider::{stream_complete, DecodeContext, StreamDecode};
 use crate::Error;
 
 #[derive(Deserialize)]
@@ -106,10 +107,7 @@ pub(super) const MAX_OPEN_BLOCKS: usize = 10_000;
 /// Stream state for one Anthropic SSE stream.
 #[derive(Debug)]
 pub(super) struct AnthropicStream {
-    ctx: DecodeContext,
-    provider: String,
-    id: String,
-    created: u64,
+    head: ChunkHead,
     started: bool,
     done: bool,
     /// Open content blocks: index → kind (at most [`MAX_OPEN_BLOCKS`]; a block is forgotten at
@@ -125,10 +123,7 @@ pub(super) struct AnthropicStream {
 impl AnthropicStream {
     pub(super) fn new(ctx: DecodeContext) -> Self {
         Self {
-            provider: ctx.provider.to_string(),
-            ctx,
-            id: String::new(),
-            created: 0,
+            head: ChunkHead::new(ctx),
             started: false,
             done: false,
             blocks: HashMap::new(),
@@ -138,24 +133,6 @@ impl AnthropicStream {
             usage: WireUsage::default(),
             stop_reason: None,
         }
-    }
-
-    fn chunk(&self) -> ChatCompletionChunk {
-        let mut c = ChatCompletionChunk::new(self.id.as_str(), &*self.ctx.model, self.created);
-        c.provider = Some(self.provider.clone());
-        c
-    }
-
-    fn delta(&self, delta: Delta) -> ChatCompletionChunk {
-        let mut c = self.chunk();
-        c.choices.push(ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason: None,
-            native_finish_reason: None,
-            logprobs: None,
-        });
-        c
     }
 
     fn kind_of(&self, index: u32) -> BlockKind {
@@ -176,7 +153,7 @@ impl AnthropicStream {
         let kind = match block {
             RespBlock::Text { text } => {
                 if !text.is_empty() {
-                    out.push(self.delta(Delta {
+                    out.push(self.head.delta(Delta {
                         content: Some(text),
                         ..Delta::default()
                     }));
@@ -190,18 +167,7 @@ impl AnthropicStream {
             RespBlock::ToolUse { id, name, .. } => {
                 let n = self.next_tool;
                 self.next_tool = n.saturating_add(1);
-                out.push(self.delta(Delta {
-                    tool_calls: Some(vec![ToolCallDelta {
-                        index: n,
-                        id: Some(id),
-                        kind: Some("function".to_owned()),
-                        function: Some(FunctionCallDelta {
-                            name: Some(name),
-                            arguments: Some(String::new()),
-                        }),
-                    }]),
-                    ..Delta::default()
-                }));
+                out.push(self.head.delta(tool_call_start(n, id, name)));
                 BlockKind::Tool(n)
             }
             RespBlock::Thinking {
@@ -213,7 +179,7 @@ impl AnthropicStream {
                 if !thinking.is_empty() || signature.is_some() {
                     let text = Some(thinking.as_str()).filter(|t| !t.is_empty());
                     let detail = text_detail(text, signature.as_deref(), n);
-                    out.push(self.delta(Delta {
+                    out.push(self.head.delta(Delta {
                         reasoning: text.map(str::to_owned),
                         reasoning_details: Some(vec![detail]),
                         ..Delta::default()
@@ -224,10 +190,7 @@ impl AnthropicStream {
             RespBlock::RedactedThinking { data } => {
                 let n = self.next_reasoning;
                 self.next_reasoning = n.saturating_add(1);
-                out.push(self.delta(Delta {
-                    reasoning_details: Some(vec![encrypted_detail(&data, n)]),
-                    ..Delta::default()
-                }));
+                out.push(self.head.delta(redacted_delta(&data, n)));
                 BlockKind::Other
             }
             RespBlock::Other => BlockKind::Other,
@@ -246,18 +209,7 @@ impl AnthropicStream {
             (WireDelta::InputJsonDelta { partial_json }, BlockKind::Tool(n))
                 if !partial_json.is_empty() =>
             {
-                Delta {
-                    tool_calls: Some(vec![ToolCallDelta {
-                        index: n,
-                        id: None,
-                        kind: None,
-                        function: Some(FunctionCallDelta {
-                            name: None,
-                            arguments: Some(partial_json),
-                        }),
-                    }]),
-                    ..Delta::default()
-                }
+                tool_call_arguments(n, partial_json)
             }
             (WireDelta::InputJsonDelta { partial_json }, BlockKind::JsonTool)
                 if !partial_json.is_empty() =>
@@ -270,24 +222,16 @@ impl AnthropicStream {
             (WireDelta::ThinkingDelta { thinking }, BlockKind::Thinking(n))
                 if !thinking.is_empty() =>
             {
-                let detail = text_detail(Some(&thinking), None, n);
-                Delta {
-                    reasoning: Some(thinking),
-                    reasoning_details: Some(vec![detail]),
-                    ..Delta::default()
-                }
+                thinking_delta(thinking, n)
             }
             (WireDelta::SignatureDelta { signature }, BlockKind::Thinking(n))
                 if !signature.is_empty() =>
             {
-                Delta {
-                    reasoning_details: Some(vec![text_detail(None, Some(&signature), n)]),
-                    ..Delta::default()
-                }
+                signature_delta(&signature, n)
             }
             _ => return,
         };
-        out.push(self.delta(d));
+        out.push(self.head.delta(d));
     }
 
     fn message_stop(&mut self, out: &mut Vec<ChatCompletionChunk>) {
@@ -296,7 +240,7 @@ impl AnthropicStream {
             self.stop_reason.as_deref(),
             self.json_output && self.next_tool == 0,
         );
-        let mut c = self.chunk();
+        let mut c = self.head.chunk();
         c.choices.push(ChunkChoice {
             index: 0,
             delta: Delta::default(),
@@ -305,7 +249,7 @@ impl AnthropicStream {
             logprobs: None,
         });
         out.push(c);
-        let mut u = self.chunk();
+        let mut u = self.head.chunk();
         u.usage = Some(Box::new(self.usage.to_openai()));
         out.push(u);
     }
@@ -336,16 +280,16 @@ impl StreamDecode for AnthropicStream {
                     ));
                 }
                 self.started = true;
-                self.id = if message.id.is_empty() {
+                self.head.id = if message.id.is_empty() {
                     new_completion_id()
                 } else {
                     message.id
                 };
-                self.created = unix_now();
+                self.head.created = unix_now();
                 if let Some(u) = &message.usage {
                     self.usage.update(u);
                 }
-                out.push(self.delta(Delta {
+                out.push(self.head.delta(Delta {
                     role: Some("assistant".to_owned()),
                     content: Some(String::new()),
                     ..Delta::default()
@@ -386,12 +330,6 @@ impl StreamDecode for AnthropicStream {
     }
 
     fn finish(&mut self, _out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(Error::upstream(
-                "the provider's stream ended before it was complete",
-            ))
-        }
+        stream_complete(self.done)
     }
 }

@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 
 use super::{json_request, model_url, Bedrock};
 use crate::client::UpstreamBody;
-use crate::openai::embeddings::{base64_f32, Embedding};
-use crate::openai::{EmbeddingsRequest, EmbeddingsResponse, EncodingFormat};
+use crate::openai::embeddings::Embedding;
+use crate::openai::{EmbeddingsRequest, EmbeddingsResponse};
+use crate::provider::embeddings::{encode_vector, response, text_inputs};
 use crate::provider::{DecodeContext, EmbeddingsCodec, EncodeContext};
 use crate::Error;
 
@@ -41,11 +42,7 @@ impl EmbeddingsCodec for Bedrock {
         req: &EmbeddingsRequest,
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
-        let Some(texts) = req.input.texts() else {
-            return Err(unsupported(
-                "Bedrock embedding models take text, not token ids",
-            ));
-        };
+        let texts = text_inputs(req, "Bedrock embedding models take text, not token ids")?;
         let model = ctx.upstream_model;
         let body = if is_cohere(model) {
             if texts.len() > COHERE_MAX_TEXTS {
@@ -116,30 +113,12 @@ impl EmbeddingsCodec for Bedrock {
         let mut data = Vec::with_capacity(vectors.len());
         for (i, raw) in vectors.into_iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
-            let raw = match req.format() {
-                EncodingFormat::Float => raw,
-                EncodingFormat::Base64 => {
-                    let floats: Vec<f32> = serde_json::from_str(raw.get()).map_err(|e| {
-                        Error::upstream("the provider sent an embedding that is not a vector")
-                            .with_source(e)
-                    })?;
-                    let s = serde_json::to_string(&base64_f32(&floats)).map_err(|e| {
-                        Error::upstream("could not encode the embedding").with_source(e)
-                    })?;
-                    RawValue::from_string(s).map_err(|e| {
-                        Error::upstream("could not encode the embedding").with_source(e)
-                    })?
-                }
-            };
-            data.push(Embedding::new(index, raw));
+            data.push(Embedding::new(index, encode_vector(raw, req.format())?));
         }
         let tokens = w
             .input_text_token_count
             .unwrap_or_else(|| req.input.estimated_tokens());
-        let mut resp = EmbeddingsResponse::new(data, &*ctx.model, tokens);
-        resp.provider = Some(ctx.provider.to_string());
-        resp.check(req)?;
-        Ok(resp)
+        response(data, tokens, req, ctx)
     }
 }
 

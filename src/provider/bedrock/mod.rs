@@ -72,9 +72,6 @@ use crate::client::UpstreamBody;
 use crate::openai::{ChatCompletion, ChatRequest};
 use crate::Error;
 
-/// The `format` tag of reasoning details from Bedrock (Claude's signatures).
-const REASONING_FORMAT: &str = "anthropic-claude-v1";
-
 /// The Bedrock Runtime codec (Converse, and InvokeModel for embeddings).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bedrock;

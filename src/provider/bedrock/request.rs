@@ -3,30 +3,21 @@
 
 use serde_json::{json, Map, Value};
 
-use super::REASONING_FORMAT;
 use crate::openai::{
-    ChatRequest, ContentPart, Message, MessageContent, ResponseFormat, Role, Stop, ToolChoice,
+    ChatRequest, ContentPart, Message, MessageContent, ResponseFormat, Role, ToolChoice,
 };
-use crate::provider::EncodeContext;
+use crate::provider::claude::{
+    self, fit_thinking, function_message_refused, output_limit, parse_data_url, push_turn,
+    signed_reasoning, SignedReasoning, Turn, DEFAULT_MAX_TOKENS,
+};
+use crate::provider::{stop_sequences, unsupported, EncodeContext};
 use crate::Error;
 
-/// `maxTokens` with thinking on when neither the client nor the catalog sets one.
-const DEFAULT_MAX_TOKENS: u32 = 4096;
-/// Claude's smallest thinking budget.
-const MIN_THINKING_BUDGET: u32 = 1024;
-/// The largest budget derived from an effort level.
-const MAX_EFFORT_BUDGET: u32 = 128_000;
 /// The most images Converse takes in one request (a 400 beyond, refused here first).
 const MAX_IMAGES: usize = 20;
 
 fn bad_message(message: impl Into<String>) -> Error {
     Error::invalid_request(message.into()).with_param("messages")
-}
-
-fn unsupported(param: &'static str, message: &'static str) -> Error {
-    Error::invalid_request(message)
-        .with_code("unsupported_parameter")
-        .with_param(param)
 }
 
 /// Whether the model takes Anthropic's `thinking` in `additionalModelRequestFields` (Claude,
@@ -57,27 +48,8 @@ pub(super) fn body(req: &ChatRequest, ctx: &EncodeContext<'_>) -> Result<Value, 
     let mut inference = Map::new();
     let mut max_tokens = req.max_output_tokens();
     let mut additional = Map::new();
-    if let Some(mut budget) = thinking {
-        let base = max_tokens
-            .or(ctx.max_output)
-            .unwrap_or(DEFAULT_MAX_TOKENS)
-            .max(1);
-        let mut max = base;
-        if budget >= max {
-            max = budget.saturating_add(base);
-            if let Some(cap) = ctx.max_output {
-                max = max.min(cap.max(base));
-            }
-            if budget >= max {
-                budget = max.saturating_sub(1);
-            }
-            if budget < MIN_THINKING_BUDGET {
-                return Err(unsupported(
-                    "reasoning",
-                    "the model's output limit is too small for extended thinking",
-                ));
-            }
-        }
+    if let Some(budget) = thinking {
+        let (max, budget) = fit_thinking(budget, output_limit(req, ctx), ctx.max_output)?;
         max_tokens = Some(max);
         additional.insert(
             "thinking".into(),
@@ -99,14 +71,8 @@ pub(super) fn body(req: &ChatRequest, ctx: &EncodeContext<'_>) -> Result<Value, 
     if let Some(p) = req.top_p.filter(|p| !thinking_on || *p >= 0.95) {
         inference.insert("topP".into(), p.into());
     }
-    if let Some(stop) = req.stop.as_ref() {
-        let v: Vec<&str> = match stop {
-            Stop::One(s) => vec![s.as_str()],
-            Stop::Many(v) => v.iter().map(String::as_str).collect(),
-        };
-        if !v.is_empty() {
-            inference.insert("stopSequences".into(), json!(v));
-        }
+    if let Some(v) = req.stop.as_ref().and_then(stop_sequences) {
+        inference.insert("stopSequences".into(), json!(v));
     }
     if !inference.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(inference));
@@ -187,55 +153,22 @@ fn refuse_unsupported(req: &ChatRequest) -> Result<(), Error> {
     }
 }
 
-/// The thinking budget the client asked for, if any (OpenRouter's effort ratios of the
-/// output limit, as for Anthropic).
+/// The thinking budget the client asked for, if any: as for Anthropic, with effort ratios of
+/// the client's own output limit (not the catalog's), and an unknown effort reported against
+/// `reasoning` whichever field held it.
 fn thinking_budget(req: &ChatRequest) -> Result<Option<u32>, Error> {
     let base = req.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS).max(1);
-    let effort = match &req.reasoning {
-        Some(r) if r.enabled == Some(false) => return Ok(None),
-        Some(r) if r.max_tokens.is_some() => {
-            return Ok(r
-                .max_tokens
-                .filter(|b| *b > 0)
-                .map(|b| b.max(MIN_THINKING_BUDGET)));
-        }
-        Some(r) if r.effort.is_some() => r.effort.as_deref(),
-        Some(r) if r.enabled == Some(true) => Some("medium"),
-        _ => req.reasoning_effort.as_deref(),
-    };
-    let ratio = match effort {
-        None | Some("none") => return Ok(None),
-        Some("minimal") => 0.1,
-        Some("low") => 0.2,
-        Some("medium") => 0.5,
-        Some("high") => 0.8,
-        Some("xhigh") => 0.95,
-        Some(other) => {
-            return Err(Error::invalid_request(format!(
-                "unknown reasoning effort `{other}` (expected none, minimal, low, medium, high or xhigh)"
-            ))
-            .with_param("reasoning"))
-        }
-    };
-    let budget = (f64::from(base) * ratio) as u32;
-    Ok(Some(budget.clamp(MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET)))
+    claude::thinking_budget(req, base).map_err(|e| e.with_param("reasoning"))
 }
 
 fn cache_point() -> Value {
     json!({"cachePoint": {"type": "default"}})
 }
 
-/// One turn being assembled: `lead` blocks go first (tool results, reasoning).
-struct Turn {
-    role: Role,
-    lead: Vec<Value>,
-    rest: Vec<Value>,
-}
-
 /// System blocks and alternating turns.
 fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Error> {
     let mut system = Vec::new();
-    let mut turns: Vec<Turn> = Vec::new();
+    let mut turns: Vec<Turn<Value>> = Vec::new();
     let mut images = 0usize;
     let mut docs = 0usize;
     for m in messages {
@@ -285,24 +218,9 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Er
                 assistant_blocks(m, &mut rest)?;
                 Role::Assistant
             }
-            Role::Function => {
-                return Err(Error::invalid_request(
-                    "legacy `function` messages are not supported by this model; use `tool` messages",
-                )
-                .with_code("unsupported_parameter")
-                .with_param("messages"));
-            }
+            Role::Function => return Err(function_message_refused()),
         };
-        if lead.is_empty() && rest.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some(t) if t.role == role => {
-                t.lead.append(&mut lead);
-                t.rest.append(&mut rest);
-            }
-            _ => turns.push(Turn { role, lead, rest }),
-        }
+        push_turn(&mut turns, role, lead, rest);
     }
     if images > MAX_IMAGES {
         return Err(bad_message(format!(
@@ -312,11 +230,7 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Er
     let turns = turns
         .into_iter()
         .map(|t| {
-            let role = if t.role == Role::Assistant {
-                "assistant"
-            } else {
-                "user"
-            };
+            let role = t.wire_role();
             let mut content = t.lead;
             content.extend(t.rest);
             json!({ "role": role, "content": content })
@@ -384,17 +298,6 @@ fn part_blocks(
         out.push(cache_point());
     }
     Ok(())
-}
-
-/// Splits a base64 `data:` URL into media type and payload.
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (header, data) = rest.split_once(',')?;
-    let mut params = header.split(';');
-    let media_type = params.next().filter(|m| !m.is_empty())?;
-    params
-        .any(|p| p.eq_ignore_ascii_case("base64"))
-        .then_some((media_type, data))
 }
 
 /// `data:image/png;base64,…` → `{"image": {"format": "png", "source": {"bytes": …}}}`.
@@ -530,65 +433,12 @@ fn assistant_blocks(m: &Message, out: &mut Vec<Value>) -> Result<(), Error> {
 /// signature (fragments sharing an `index` merged) and `reasoning.encrypted` ones as
 /// `redactedContent`. Details of other formats, and unsigned text, are skipped.
 fn restore_reasoning(details: &[Value], out: &mut Vec<Value>) {
-    // (text, signature) or redacted data, in order.
-    enum Entry {
-        Text(String, Option<String>),
-        Redacted(String),
-    }
-    let mut entries: Vec<Entry> = Vec::new();
-    // `index` → the position of its text entry, so merging a fragment is a lookup.
-    let mut by_index: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-    for d in details {
-        let format = d.get("format").and_then(Value::as_str);
-        if format.is_some_and(|f| f != REASONING_FORMAT) {
-            continue;
+    out.extend(signed_reasoning(details).map(|r| match r {
+        SignedReasoning::Text { text, signature } => json!({"reasoningContent": {
+            "reasoningText": {"text": text, "signature": signature}
+        }}),
+        SignedReasoning::Redacted { data } => {
+            json!({"reasoningContent": {"redactedContent": data}})
         }
-        let index = d.get("index").and_then(Value::as_u64);
-        match d.get("type").and_then(Value::as_str) {
-            Some("reasoning.text") => {
-                let text = d.get("text").and_then(Value::as_str).unwrap_or("");
-                let sig = d
-                    .get("signature")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty());
-                let existing = index.and_then(|i| by_index.get(&i)).and_then(|&at| {
-                    match entries.get_mut(at) {
-                        Some(Entry::Text(t, s)) => Some((t, s)),
-                        _ => None,
-                    }
-                });
-                match existing {
-                    Some((t, s)) => {
-                        t.push_str(text);
-                        if let Some(sig) = sig {
-                            *s = Some(sig.to_owned());
-                        }
-                    }
-                    None => {
-                        if let Some(i) = index {
-                            by_index.insert(i, entries.len());
-                        }
-                        entries.push(Entry::Text(text.to_owned(), sig.map(str::to_owned)));
-                    }
-                }
-            }
-            Some("reasoning.encrypted") => {
-                if let Some(data) = d.get("data").and_then(Value::as_str) {
-                    entries.push(Entry::Redacted(data.to_owned()));
-                }
-            }
-            _ => {}
-        }
-    }
-    for e in entries {
-        match e {
-            Entry::Text(text, Some(signature)) => out.push(json!({"reasoningContent": {
-                "reasoningText": {"text": text, "signature": signature}
-            }})),
-            Entry::Text(..) => {}
-            Entry::Redacted(data) => {
-                out.push(json!({"reasoningContent": {"redactedContent": data}}));
-            }
-        }
-    }
+    }));
 }

@@ -2,13 +2,10 @@
 //! the stream decoder shares (usage, finish reasons, reasoning details).
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::REASONING_FORMAT;
-use crate::openai::{
-    new_completion_id, unix_now, AssistantMessage, ChatCompletion, Choice, CompletionTokensDetails,
-    FinishReason, FunctionCall, PromptTokensDetails, ToolCall, Usage,
-};
+use crate::openai::{new_completion_id, ChatCompletion, FinishReason, Usage};
+use crate::provider::claude::{self, AnswerMessage};
 use crate::provider::DecodeContext;
 use crate::Error;
 
@@ -23,61 +20,24 @@ pub(super) fn decode(body: &[u8], ctx: &DecodeContext) -> Result<ChatCompletion,
             "the provider's response has no `output.message`",
         ));
     };
-    let mut text: Option<String> = None;
-    let mut reasoning = String::new();
-    let mut details = Vec::new();
-    let mut tool_calls = Vec::new();
+    let mut answer = AnswerMessage::default();
     for block in output.message.content {
         if let Some(t) = block.text {
-            text.get_or_insert_with(String::new).push_str(&t);
+            answer.push_text(&t);
         } else if let Some(tu) = block.tool_use {
-            tool_calls.push(ToolCall {
-                id: tu.tool_use_id,
-                kind: "function".to_owned(),
-                function: FunctionCall {
-                    name: tu.name,
-                    arguments: serialize_input(&tu.input),
-                },
-            });
+            answer.push_tool_call(tu.tool_use_id, tu.name, &tu.input);
         } else if let Some(rc) = block.reasoning_content {
-            let index = details.len() as u32;
             if let Some(rt) = rc.reasoning_text {
-                details.push(text_detail(
-                    Some(rt.text.as_str()).filter(|t| !t.is_empty()),
-                    rt.signature.as_deref(),
-                    index,
-                ));
-                reasoning.push_str(&rt.text);
+                answer.push_thinking(&rt.text, rt.signature.as_deref());
             } else if let Some(data) = rc.redacted_content {
-                details.push(encrypted_detail(&data, index));
+                answer.push_redacted(&data);
             }
         }
     }
     let native = resp.stop_reason;
-    let message = AssistantMessage {
-        content: text,
-        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-        reasoning: (!reasoning.is_empty()).then_some(reasoning),
-        reasoning_details: (!details.is_empty()).then_some(details),
-        ..AssistantMessage::default()
-    };
-    Ok(ChatCompletion {
-        id: new_completion_id(),
-        object: "chat.completion".to_owned(),
-        created: unix_now(),
-        model: ctx.model.to_string(),
-        choices: vec![Choice {
-            index: 0,
-            message,
-            finish_reason: Some(finish_reason(native.as_deref())),
-            native_finish_reason: native,
-            logprobs: None,
-        }],
-        usage: Some(resp.usage.unwrap_or_default().to_openai()),
-        system_fingerprint: None,
-        service_tier: None,
-        provider: Some(ctx.provider.to_string()),
-    })
+    let finish = finish_reason(native.as_deref());
+    let usage = resp.usage.unwrap_or_default().to_openai();
+    Ok(answer.into_completion(new_completion_id(), finish, native, usage, ctx))
 }
 
 #[derive(Deserialize)]
@@ -160,22 +120,12 @@ impl WireUsage {
     /// OpenAI semantics: `prompt_tokens` = input + cache read + cache write, `cached_tokens` =
     /// cache read, `cache_write_tokens` = cache write.
     pub(super) fn to_openai(self) -> Usage {
-        let read = self.cache_read_input_tokens;
-        let write = self.cache_write_input_tokens;
-        let prompt = self.input_tokens.saturating_add(read).saturating_add(write);
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: self.output_tokens,
-            total_tokens: prompt.saturating_add(self.output_tokens),
-            prompt_tokens_details: Some(PromptTokensDetails {
-                cached_tokens: read,
-                cache_write_tokens: (write > 0).then_some(write),
-                audio_tokens: None,
-            }),
-            completion_tokens_details: Some(CompletionTokensDetails::default()),
-            cost: None,
-            cost_details: None,
-        }
+        claude::usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_input_tokens,
+            self.cache_write_input_tokens,
+        )
     }
 }
 
@@ -189,34 +139,4 @@ pub(super) fn finish_reason(native: Option<&str>) -> FinishReason {
         Some("malformed_model_output" | "malformed_tool_use") => FinishReason::Error,
         Some(other) => FinishReason::from_native(other),
     }
-}
-
-fn serialize_input(input: &Value) -> String {
-    if input.is_null() {
-        return "{}".to_owned();
-    }
-    serde_json::to_string(input).unwrap_or_else(|_| "{}".to_owned())
-}
-
-pub(super) fn text_detail(text: Option<&str>, signature: Option<&str>, index: u32) -> Value {
-    let mut m = Map::with_capacity(5);
-    m.insert("type".into(), Value::from("reasoning.text"));
-    if let Some(t) = text {
-        m.insert("text".into(), Value::from(t));
-    }
-    if let Some(s) = signature {
-        m.insert("signature".into(), Value::from(s));
-    }
-    m.insert("format".into(), Value::from(REASONING_FORMAT));
-    m.insert("index".into(), Value::from(index));
-    Value::Object(m)
-}
-
-pub(super) fn encrypted_detail(data: &str, index: u32) -> Value {
-    let mut m = Map::with_capacity(4);
-    m.insert("type".into(), Value::from("reasoning.encrypted"));
-    m.insert("data".into(), Value::from(data));
-    m.insert("format".into(), Value::from(REASONING_FORMAT));
-    m.insert("index".into(), Value::from(index));
-    Value::Object(m)
 }

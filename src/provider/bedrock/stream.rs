@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::error::stream_exception;
-use super::response::{encrypted_detail, finish_reason, text_detail, WireUsage};
+use super::response::{finish_reason, WireUsage};
 use crate::openai::sse::SseEvent;
-use crate::openai::{
-    new_completion_id, unix_now, ChatCompletionChunk, ChunkChoice, Delta, FunctionCallDelta,
-    ToolCallDelta,
+use crate::openai::{new_completion_id, unix_now, ChatCompletionChunk, ChunkChoice, Delta};
+use crate::provider::claude::{
+    redacted_delta, signature_delta, thinking_delta, tool_call_arguments, tool_call_start,
+    ChunkHead,
 };
-use crate::provider::{DecodeContext, StreamDecode};
+use crate::provider::{stream_complete, DecodeContext, StreamDecode};
 use crate::Error;
 
 /// The most content blocks open at once.
@@ -117,10 +118,7 @@ enum BlockKind {
 /// Stream state for one ConverseStream answer.
 #[derive(Debug)]
 pub(super) struct ConverseStream {
-    ctx: DecodeContext,
-    provider: String,
-    id: String,
-    created: u64,
+    head: ChunkHead,
     started: bool,
     stopped: bool,
     done: bool,
@@ -139,10 +137,7 @@ fn parse<'a, T: Deserialize<'a>>(data: &'a str) -> Result<T, Error> {
 impl ConverseStream {
     pub(super) fn new(ctx: DecodeContext) -> Self {
         Self {
-            provider: ctx.provider.to_string(),
-            ctx,
-            id: String::new(),
-            created: 0,
+            head: ChunkHead::new(ctx),
             started: false,
             stopped: false,
             done: false,
@@ -150,24 +145,6 @@ impl ConverseStream {
             next_tool: 0,
             next_reasoning: 0,
         }
-    }
-
-    fn chunk(&self) -> ChatCompletionChunk {
-        let mut c = ChatCompletionChunk::new(self.id.as_str(), &*self.ctx.model, self.created);
-        c.provider = Some(self.provider.clone());
-        c
-    }
-
-    fn delta(&self, delta: Delta) -> ChatCompletionChunk {
-        let mut c = self.chunk();
-        c.choices.push(ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason: None,
-            native_finish_reason: None,
-            logprobs: None,
-        });
-        c
     }
 
     /// The kind of block `index`, registering it as `new()` if unknown.
@@ -201,18 +178,7 @@ impl ConverseStream {
             BlockKind::Tool(n)
         })?;
         if let BlockKind::Tool(n) = kind {
-            out.push(self.delta(Delta {
-                tool_calls: Some(vec![ToolCallDelta {
-                    index: n,
-                    id: Some(tu.tool_use_id),
-                    kind: Some("function".to_owned()),
-                    function: Some(FunctionCallDelta {
-                        name: Some(tu.name),
-                        arguments: Some(String::new()),
-                    }),
-                }]),
-                ..Delta::default()
-            }));
+            out.push(self.head.delta(tool_call_start(n, tu.tool_use_id, tu.name)));
         }
         Ok(())
     }
@@ -227,7 +193,7 @@ impl ConverseStream {
         if let Some(text) = body.text {
             self.block(index, |_| BlockKind::Text)?;
             if !text.is_empty() {
-                out.push(self.delta(Delta {
+                out.push(self.head.delta(Delta {
                     content: Some(text),
                     ..Delta::default()
                 }));
@@ -235,18 +201,7 @@ impl ConverseStream {
         } else if let Some(tu) = body.tool_use {
             if let Some(BlockKind::Tool(n)) = self.blocks.get(&index).copied() {
                 if !tu.input.is_empty() {
-                    out.push(self.delta(Delta {
-                        tool_calls: Some(vec![ToolCallDelta {
-                            index: n,
-                            id: None,
-                            kind: None,
-                            function: Some(FunctionCallDelta {
-                                name: None,
-                                arguments: Some(tu.input),
-                            }),
-                        }]),
-                        ..Delta::default()
-                    }));
+                    out.push(self.head.delta(tool_call_arguments(n, tu.input)));
                 }
             }
         } else if let Some(r) = body.reasoning_content {
@@ -259,26 +214,15 @@ impl ConverseStream {
                 return Ok(());
             };
             let d = if let Some(text) = r.text.filter(|t| !t.is_empty()) {
-                let detail = text_detail(Some(&text), None, n);
-                Delta {
-                    reasoning: Some(text),
-                    reasoning_details: Some(vec![detail]),
-                    ..Delta::default()
-                }
+                thinking_delta(text, n)
             } else if let Some(sig) = r.signature.filter(|s| !s.is_empty()) {
-                Delta {
-                    reasoning_details: Some(vec![text_detail(None, Some(&sig), n)]),
-                    ..Delta::default()
-                }
+                signature_delta(&sig, n)
             } else if let Some(data) = r.redacted_content {
-                Delta {
-                    reasoning_details: Some(vec![encrypted_detail(&data, n)]),
-                    ..Delta::default()
-                }
+                redacted_delta(&data, n)
             } else {
                 return Ok(());
             };
-            out.push(self.delta(d));
+            out.push(self.head.delta(d));
         }
         Ok(())
     }
@@ -303,9 +247,9 @@ impl StreamDecode for ConverseStream {
                 ));
             }
             self.started = true;
-            self.id = new_completion_id();
-            self.created = unix_now();
-            out.push(self.delta(Delta {
+            self.head.id = new_completion_id();
+            self.head.created = unix_now();
+            out.push(self.head.delta(Delta {
                 role: Some("assistant".to_owned()),
                 content: Some(String::new()),
                 ..Delta::default()
@@ -327,7 +271,7 @@ impl StreamDecode for ConverseStream {
             "messageStop" => {
                 let s: MessageStop = parse(&ev.data)?;
                 self.stopped = true;
-                let mut c = self.chunk();
+                let mut c = self.head.chunk();
                 c.choices.push(ChunkChoice {
                     index: 0,
                     delta: Delta::default(),
@@ -345,7 +289,7 @@ impl StreamDecode for ConverseStream {
                 }
                 let m: Metadata = parse(&ev.data)?;
                 self.done = true;
-                let mut u = self.chunk();
+                let mut u = self.head.chunk();
                 u.usage = Some(Box::new(m.usage.unwrap_or_default().to_openai()));
                 out.push(u);
             }
@@ -359,12 +303,6 @@ impl StreamDecode for ConverseStream {
     }
 
     fn finish(&mut self, _out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(Error::upstream(
-                "the provider's stream ended before it was complete",
-            ))
-        }
+        stream_complete(self.done)
     }
 }

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::error::{invalid, unsupported};
+use super::error::invalid;
 use super::thoughts::{signatures, PLACEHOLDER_SIGNATURE};
 use crate::openai::{ContentPart, Message, MessageContent, Role};
+use crate::provider::unsupported;
 use crate::Error;
 
 #[derive(Debug, Serialize)]

@@ -12,8 +12,9 @@ use serde_json::value::RawValue;
 
 use super::request::model_path;
 use crate::client::UpstreamBody;
-use crate::openai::embeddings::{base64_f32, Embedding};
-use crate::openai::{EmbeddingsRequest, EmbeddingsResponse, EncodingFormat};
+use crate::openai::embeddings::Embedding;
+use crate::openai::{EmbeddingsRequest, EmbeddingsResponse};
+use crate::provider::embeddings::{encode_vector, response, text_inputs};
 use crate::provider::{join_url, DecodeContext, EmbeddingsCodec, EncodeContext};
 use crate::Error;
 
@@ -23,13 +24,7 @@ impl EmbeddingsCodec for super::Gemini {
         req: &EmbeddingsRequest,
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
-        let Some(texts) = req.input.texts() else {
-            return Err(
-                Error::invalid_request("Gemini embedding models take text, not token ids")
-                    .with_param("input")
-                    .with_code("unsupported_value"),
-            );
-        };
+        let texts = text_inputs(req, "Gemini embedding models take text, not token ids")?;
         let model = model_path(ctx.upstream_model)?;
         let requests: Vec<serde_json::Value> = texts
             .iter()
@@ -83,27 +78,12 @@ impl EmbeddingsCodec for super::Gemini {
         let mut data = Vec::with_capacity(w.embeddings.len());
         for (i, v) in w.embeddings.into_iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
-            let raw = match req.format() {
-                EncodingFormat::Float => v.values,
-                EncodingFormat::Base64 => {
-                    let floats: Vec<f32> = serde_json::from_str(v.values.get()).map_err(|e| {
-                        Error::upstream("the provider sent an embedding that is not a vector")
-                            .with_source(e)
-                    })?;
-                    let s = serde_json::to_string(&base64_f32(&floats)).map_err(|e| {
-                        Error::upstream("could not encode the embedding").with_source(e)
-                    })?;
-                    RawValue::from_string(s).map_err(|e| {
-                        Error::upstream("could not encode the embedding").with_source(e)
-                    })?
-                }
-            };
-            data.push(Embedding::new(index, raw));
+            data.push(Embedding::new(
+                index,
+                encode_vector(v.values, req.format())?,
+            ));
         }
-        let mut resp = EmbeddingsResponse::new(data, &*ctx.model, req.input.estimated_tokens());
-        resp.provider = Some(ctx.provider.to_string());
-        resp.check(req)?;
-        Ok(resp)
+        response(data, req.input.estimated_tokens(), req, ctx)
     }
 }
 

@@ -12,12 +12,6 @@ use serde_json::Value;
 use crate::provider::{error_for_status, gateway_message, retry_after, retry_secs};
 use crate::{Error, ErrorKind};
 
-pub(super) fn unsupported(param: &'static str, message: &'static str) -> Error {
-    Error::invalid_request(message)
-        .with_code("unsupported_parameter")
-        .with_param(param)
-}
-
 pub(super) fn invalid(param: &'static str, message: impl Into<Cow<'static, str>>) -> Error {
     Error::invalid_request(message).with_param(param)
 }

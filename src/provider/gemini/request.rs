@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::contents::{Content, Contents, Part};
-use super::error::{invalid, unsupported};
+use super::error::invalid;
 use super::schema::{clean_schema, function_parameters, InlineBudget};
 use crate::client::UpstreamBody;
-use crate::openai::{ChatRequest, Message, ResponseFormat, Stop, Tool, ToolChoice};
-use crate::provider::{join_url, EncodeContext};
+use crate::openai::{ChatRequest, Message, ResponseFormat, Tool, ToolChoice};
+use crate::provider::{join_url, stop_sequences, unsupported, EncodeContext};
 use crate::Error;
 
 /// The upstream request: `:generateContent` (or `:streamGenerateContent?alt=sse`) on the
@@ -326,14 +326,7 @@ fn generation_config<'a>(
         temperature: req.temperature,
         top_p: req.top_p,
         top_k: req.top_k,
-        stop_sequences: req
-            .stop
-            .as_ref()
-            .map(|s| match s {
-                Stop::One(s) => vec![s.as_str()],
-                Stop::Many(v) => v.iter().map(String::as_str).collect(),
-            })
-            .filter(|v| !v.is_empty()),
+        stop_sequences: req.stop.as_ref().and_then(stop_sequences),
         candidate_count: req.n.filter(|&n| n > 1),
         seed: req.seed.map(fold_seed),
         ..GenerationConfig::default()

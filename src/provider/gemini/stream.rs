@@ -12,7 +12,7 @@ use crate::openai::sse::SseEvent;
 use crate::openai::{
     ChatCompletionChunk, ChunkChoice, Delta, FinishReason, FunctionCallDelta, ToolCallDelta, Usage,
 };
-use crate::provider::{DecodeContext, StreamDecode};
+use crate::provider::{stream_complete, DecodeContext, StreamDecode};
 use crate::Error;
 
 /// Stream state: one completion id and timestamp, per-candidate state, the last usage.
@@ -180,12 +180,6 @@ impl StreamDecode for GeminiStream {
     }
 
     fn finish(&mut self, _out: &mut Vec<ChatCompletionChunk>) -> Result<(), Error> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(Error::upstream(
-                "the provider's stream ended before it was complete",
-            ))
-        }
+        stream_complete(self.done)
     }
 }

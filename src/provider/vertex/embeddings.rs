@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::UpstreamBody;
 use crate::openai::embeddings::{base64_f32, Embedding as Vector};
 use crate::openai::{EmbeddingsRequest, EmbeddingsResponse, EncodingFormat};
+use crate::provider::embeddings::{response, text_inputs};
 use crate::provider::{DecodeContext, EmbeddingsCodec, EncodeContext};
 use crate::Error;
 
@@ -152,13 +153,7 @@ impl EmbeddingsCodec for super::Vertex {
         req: &EmbeddingsRequest,
         ctx: &EncodeContext<'_>,
     ) -> Result<http::Request<UpstreamBody>, Error> {
-        let Some(texts) = req.input.texts() else {
-            return Err(Error::invalid_request(
-                "Vertex AI embedding models take text, not token ids",
-            )
-            .with_param("input")
-            .with_code("unsupported_value"));
-        };
+        let texts = text_inputs(req, "Vertex AI embedding models take text, not token ids")?;
         if super::is_anthropic_model(ctx.upstream_model) {
             return Err(Error::invalid_request(
                 "Claude models on Vertex AI are not embedding models",
@@ -202,10 +197,7 @@ impl EmbeddingsCodec for super::Vertex {
         } else {
             req.input.estimated_tokens()
         };
-        let mut resp = EmbeddingsResponse::new(data, &*ctx.model, tokens);
-        resp.provider = Some(ctx.provider.to_string());
-        resp.check(req)?;
-        Ok(resp)
+        response(data, tokens, req, ctx)
     }
 }
 
