@@ -50,19 +50,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::{service_fn, Service};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-use switchboard::bench_support::stack::{self as support, Canned, Mode, Variant, PATH};
+use switchboard::bench_support::stack::{self as support, Canned, Variant};
 
 /// When the upstream handed the first frame of its latest stream to hyper.
 type Stamp = Arc<Mutex<Option<Instant>>>;
@@ -154,13 +152,7 @@ fn targets(rt: &Runtime, stamp: Stamp) -> Vec<Target> {
             name: "direct",
             addr: up_addr,
         }];
-        for (name, mode) in [
-            ("bare_proxy", Mode::BareProxy),
-            ("switchboard", Mode::Switchboard),
-        ] {
-            let l = support::bind(support::loopback()).await;
-            let addr = l.local_addr().expect("a bound listener has an address");
-            tokio::spawn(mode.serve(l, up_addr));
+        for (name, addr) in support::start_proxies(up_addr).await {
             out.push(Target { name, addr });
         }
         out
@@ -170,35 +162,10 @@ fn targets(rt: &Runtime, stamp: Stamp) -> Vec<Target> {
 // ---------------------------------------------------------------------------------------------
 // Client
 
-/// One keep-alive connection to `addr`, its driver spawned on the current runtime.
 async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
-    let tcp = TcpStream::connect(addr)
+    support::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    let _ = tcp.set_nodelay(true);
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap_or_else(|e| panic!("handshake with {addr} failed: {e}"));
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
-}
-
-/// A chat request in origin form, as a client on a connection sends it.
-fn request(host: &HeaderValue, body: &Bytes) -> Request<Full<Bytes>> {
-    let mut req = Request::new(Full::new(body.clone()));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = http::Uri::from_static(PATH);
-    let h = req.headers_mut();
-    h.insert(HOST, host.clone());
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer k"));
-    req
-}
-
-fn host(addr: SocketAddr) -> HeaderValue {
-    HeaderValue::from_str(&addr.to_string()).expect("a socket address is a valid header value")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Timings of one request (nanoseconds).
@@ -267,7 +234,7 @@ async fn phase(
     for_: Duration,
     stamp: Option<&Stamp>,
 ) -> (Vec<SendRequest<Full<Bytes>>>, Vec<Sample>, Duration) {
-    let host = host(addr);
+    let host = support::host_header(addr);
     let start = Instant::now();
     let deadline = start + for_;
     let mut tasks = Vec::with_capacity(conns.len());
@@ -278,7 +245,14 @@ async fn phase(
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::with_capacity(4096);
             while Instant::now() < deadline {
-                samples.push(one(&mut send, request(&host, &body), stamp.as_ref()).await);
+                samples.push(
+                    one(
+                        &mut send,
+                        support::origin_request(&host, &body),
+                        stamp.as_ref(),
+                    )
+                    .await,
+                );
             }
             (send, samples)
         }));

@@ -39,7 +39,7 @@ use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
 use switchboard::bench_support::stack::{
-    self as support, chat_request, chat_uri, round_trip, BenchClient, Mode, Variant,
+    self as support, chat_request, chat_uri, round_trip, BenchClient, Variant,
 };
 
 /// One thing to measure: a name and the address the client calls.
@@ -60,13 +60,7 @@ fn targets(rt: &Runtime) -> Vec<Target> {
             name: "direct",
             addr: up_addr,
         }];
-        for (name, mode) in [
-            ("bare_proxy", Mode::BareProxy),
-            ("switchboard", Mode::Switchboard),
-        ] {
-            let l = support::bind(support::loopback()).await;
-            let addr = l.local_addr().expect("a bound listener has an address");
-            tokio::spawn(mode.serve(l, up_addr));
+        for (name, addr) in support::start_proxies(up_addr).await {
             out.push(Target { name, addr });
         }
         out

@@ -1,34 +1,10 @@
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
-// Client (as in benches/load.rs, with errors counted instead of fatal)
+// Client (the connection and the request are `bench_support::stack`'s, as in benches/load.rs;
+// errors are counted instead of fatal)
 
-/// One keep-alive connection to `addr`, its driver spawned on the current runtime.
-pub(crate) async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(send)
-}
-
-/// A chat request in origin form, as a client on a connection sends it.
-pub(crate) fn request(host: &HeaderValue, body: &Bytes) -> Request<Full<Bytes>> {
-    let mut req = Request::new(Full::new(body.clone()));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = http::Uri::from_static(PATH);
-    let h = req.headers_mut();
-    h.insert(HOST, host.clone());
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer k"));
-    req
-}
+pub(crate) use support::{connect, origin_request as request};
 
 /// Timings of one request (nanoseconds).
 #[derive(Debug, Clone, Copy)]
@@ -121,8 +97,7 @@ pub(crate) async fn phase(
     for_: Duration,
     stamps: Option<&Arc<Stamps>>,
 ) -> (Vec<Option<SendRequest<Full<Bytes>>>>, ConnResult, Duration) {
-    let host =
-        HeaderValue::from_str(&addr.to_string()).expect("a socket address is a valid header value");
+    let host = support::host_header(addr);
     let start = Instant::now();
     let deadline = start + for_;
     let mut tasks = Vec::with_capacity(conns.len());

@@ -85,20 +85,16 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::{service_fn, Service};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use switchboard::bench_support::stack::{
-    self as support, Canned, Mode, Variant, PATH, STREAM_CHUNKS,
-};
+use switchboard::bench_support::stack::{self as support, Canned, Mode, Variant, STREAM_CHUNKS};
 
 mod client;
 mod processes;

@@ -556,6 +556,56 @@ pub async fn check(client: &BenchClient, addr: SocketAddr, variant: Variant) -> 
 // ---------------------------------------------------------------------------------------------
 // Process helpers for the bench_* programs
 
+/// One keep-alive HTTP/1.1 connection to `addr` (no Nagle), its driver spawned on the current
+/// runtime: what the load benches' clients send on.
+///
+/// # Errors
+/// The connection or the handshake failed (the message names `addr`).
+pub async fn connect(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
+/// A chat request in origin form ([`PATH`]), as a client on a connection sends it.
+pub fn origin_request(host: &HeaderValue, body: &Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(body.clone()));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = Uri::from_static(PATH);
+    let h = req.headers_mut();
+    h.insert(HOST, host.clone());
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer k"));
+    req
+}
+
+/// `addr` as a `Host` header value.
+pub fn host_header(addr: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&addr.to_string()).unwrap_or_else(|_| HeaderValue::from_static("x"))
+}
+
+/// Starts the bare proxy and switchboard in front of the upstream at `upstream`, on the
+/// current runtime: `[("bare_proxy", addr), ("switchboard", addr)]`.
+pub async fn start_proxies(upstream: SocketAddr) -> [(&'static str, SocketAddr); 2] {
+    let mut out = [("bare_proxy", upstream), ("switchboard", upstream)];
+    for (slot, mode) in out.iter_mut().zip([Mode::BareProxy, Mode::Switchboard]) {
+        let l = bind(loopback()).await;
+        slot.1 = l.local_addr().expect("a bound listener has an address");
+        tokio::spawn(mode.serve(l, upstream));
+    }
+    out
+}
+
 /// For the `bench_*` programs, which are bench targets (`harness = false`) so that they can use
 /// this module: `cargo bench` and `cargo test --benches` start every bench target, with their
 /// own arguments (`--bench`, a filter, criterion's options) or none. A program goes on only
