@@ -70,6 +70,7 @@ pub(super) trait Edge: Copy + Send + 'static {
     }
 
     /// The key check before the body is read: the presented key, or the edge's 401.
+    #[inline]
     fn authenticate<B>(
         keys: Option<&ClientKeysLayer>,
         refused: &RefusedLog,
@@ -307,6 +308,7 @@ pub(super) use {chat_span, edge_layer, edge_service, traced_call};
 
 /// The key check every edge runs before the body is read: the presented key, or the format's
 /// 401 (`render`) with the request and generation ids, recorded as a refused request.
+#[inline]
 pub(super) fn check_key<B>(
     keys: Option<&ClientKeysLayer>,
     refused: &RefusedLog,
