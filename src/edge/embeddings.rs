@@ -1,24 +1,17 @@
 //! `POST /v1/embeddings`; see [`Embeddings`].
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
 use http::Method;
-use http_body::Body;
 use tower::ServiceExt;
-use tower_service::Service;
 
-use super::{
-    decorate, error_response, json_response, method_not_allowed, read_request_body, request_id,
-    EdgeBody, EdgeConfig, REQUEST_ID,
-};
-use crate::chat::{ChatHttpRequest, ChatHttpResponse};
+use super::refused::{note, Watch};
+use super::service::{self, Answer, Edge, EdgeSettings, Incoming, RequestBody, TypedStack};
+use super::{decorate, error_response, json_response, read_request_body, EdgeBody};
 use crate::embeddings::EmbeddingsAnswer;
-use crate::keys::ClientKeysLayer;
+use crate::ext::GenerationId;
 use crate::openai::embeddings::EmbeddingsLimits;
 use crate::openai::EmbeddingsRequest;
-use crate::{BoxError, Error};
+use crate::Error;
 
 /// The `/v1/embeddings` edge: the chat edge's hardening (key checked before the body, body
 /// size → 413, read deadline → 408), the request parsed and checked against
@@ -27,10 +20,8 @@ use crate::{BoxError, Error};
 #[derive(Clone)]
 pub struct Embeddings<S> {
     inner: S,
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
+    settings: EdgeSettings,
     limits: EmbeddingsLimits,
-    refused: super::refused::RefusedLog,
 }
 
 impl<S> std::fmt::Debug for Embeddings<S> {
@@ -46,130 +37,82 @@ impl<S> Embeddings<S> {
     pub fn new(inner: S, edge: &super::ChatCompletionsLayer, limits: EmbeddingsLimits) -> Self {
         Self {
             inner,
-            config: edge.config,
-            keys: edge.keys.clone(),
+            settings: edge.settings.clone(),
             limits,
-            refused: edge.refused.clone(),
         }
     }
 }
 
-impl<S, B> Service<http::Request<B>> for Embeddings<S>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = http::Response<EdgeBody>;
-    type Error = Infallible;
-    type Future = super::future::ResponseFuture;
+service::edge_service!(Embeddings, |this| this.limits);
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
+/// The embeddings edge's own part is its limits; its errors are the provided OpenAI ones, and
+/// a request other than a POST gets its 405 with the ids.
+impl Edge for EmbeddingsLimits {
+    const ANSWERS_ANY_METHOD: bool = true;
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let id = request_id(req.headers());
-        let generation = super::generation_id(req.extensions());
-        let presented =
-            match super::check_key(self.keys.as_ref(), &self.refused, &req, error_response) {
-                Ok(p) => p,
-                Err(resp) => return super::future::ResponseFuture::ready(*resp),
-            };
-        let this = self.clone();
-        super::future::ResponseFuture::new(Box::pin(async move {
-            let mut watch =
-                this.refused
-                    .watch(req.uri(), req.extensions(), presented.as_ref(), &generation);
-            let mut resp = match this
-                .answer(req, presented, &id, &generation, &mut watch)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    super::refused::note(watch.as_ref(), &e);
-                    error_response(&e)
-                }
-            };
-            resp.headers_mut().insert(REQUEST_ID, id.0);
-            super::stamp_generation(resp.headers_mut(), &generation);
-            Ok(resp)
-        }))
+    async fn answer<S: TypedStack, B: RequestBody>(self, mut req: Incoming<'_, S, B>) -> Answer {
+        let mut watch = req.watch.take();
+        match embed(self, req, &mut watch).await {
+            Ok(r) => r,
+            Err(e) => {
+                note(watch.as_ref(), &e);
+                error_response(&e)
+            }
+        }
     }
 }
 
-impl<S> Embeddings<S>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-{
-    async fn answer<B>(
-        self,
-        req: http::Request<B>,
-        presented: Option<crate::keys::PresentedKey>,
-        id: &super::RequestId,
-        generation: &crate::ext::GenerationId,
-        watch: &mut Option<super::refused::Watch>,
-    ) -> Result<http::Response<EdgeBody>, Error>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        if req.method() != Method::POST {
-            return Ok(method_not_allowed("POST"));
-        }
-        let (mut parts, body) = req.into_parts();
-        let bytes = read_request_body(&parts.headers, body, self.config).await?;
-        let emb = EmbeddingsRequest::from_slice(&bytes, self.limits)?;
-        drop(bytes);
-        let span = tracing::debug_span!(
-            "gen_ai.embeddings",
-            "gen_ai.operation.name" = "embeddings",
-            "gen_ai.request.model" = ?emb.model,
-            "gen_ai.response.id" = &*generation.0,
-            request_id = ?id.0,
-        );
-        let mut typed = crate::embeddings::typed_request(emb);
-        *typed.headers_mut() = std::mem::take(&mut parts.headers);
-        let call = typed
-            .extensions()
-            .get::<crate::embeddings::EmbeddingsCall>()
-            .cloned();
-        *typed.extensions_mut() = std::mem::take(&mut parts.extensions);
-        if let Some(c) = call {
-            typed.extensions_mut().insert(c);
-        }
-        typed.extensions_mut().insert(id.clone());
-        typed.extensions_mut().insert(generation.clone());
-        typed
-            .extensions_mut()
-            .insert(crate::ext::Ingress("embeddings"));
-        if let Some(p) = presented {
-            typed.extensions_mut().insert(p);
-        }
-        if let Some(w) = watch {
-            w.typed(&typed);
-        }
-        let resp = tracing::Instrument::instrument(self.inner.oneshot(typed), span).await?;
-        let (parts, body) = resp.into_parts();
-        let Some(EmbeddingsAnswer(answer)) = parts.extensions.get::<EmbeddingsAnswer>().cloned()
-        else {
-            return Err(Error::upstream(
-                "the embeddings stack returned no embeddings",
-            ));
-        };
-        let mut answer = std::sync::Arc::unwrap_or_clone(answer);
-        if let Some(u) = body.as_complete().and_then(crate::Completion::usage) {
-            answer.usage.cost = u.cost;
-        }
-        let json = serde_json::to_vec(&answer)
-            .map_err(|e| Error::upstream("could not encode the answer").with_source(e))?;
-        let mut out = json_response(Bytes::from(json));
-        decorate(&mut out, parts);
-        Ok(out)
+/// The answer to an embeddings request; an error is the caller's to render.
+async fn embed<S: TypedStack, B: RequestBody>(
+    limits: EmbeddingsLimits,
+    req: Incoming<'_, S, B>,
+    watch: &mut Option<Watch>,
+) -> Result<http::Response<EdgeBody>, Error> {
+    if req.parts.method != Method::POST {
+        return Ok(EmbeddingsLimits::method_not_allowed());
     }
+    let bytes = read_request_body(&req.parts.headers, req.body, req.config).await?;
+    let emb = EmbeddingsRequest::from_slice(&bytes, limits)?;
+    drop(bytes);
+    let span = tracing::debug_span!(
+        "gen_ai.embeddings",
+        "gen_ai.operation.name" = "embeddings",
+        "gen_ai.request.model" = ?emb.model,
+        "gen_ai.response.id" = req.parts.extensions.get::<GenerationId>().map(|g| &*g.0),
+        request_id = ?req.id.0,
+    );
+    let mut typed = crate::embeddings::typed_request(emb);
+    *typed.headers_mut() = std::mem::take(&mut req.parts.headers);
+    let call = typed
+        .extensions()
+        .get::<crate::embeddings::EmbeddingsCall>()
+        .cloned();
+    *typed.extensions_mut() = std::mem::take(&mut req.parts.extensions);
+    if let Some(c) = call {
+        typed.extensions_mut().insert(c);
+    }
+    // The presented key and the generation id came along in `parts.extensions`.
+    typed.extensions_mut().insert(req.id.clone());
+    typed
+        .extensions_mut()
+        .insert(crate::ext::Ingress("embeddings"));
+    if let Some(w) = watch {
+        w.typed(&typed);
+    }
+    let resp = tracing::Instrument::instrument(req.inner.oneshot(typed), span).await?;
+    let (parts, body) = resp.into_parts();
+    let Some(EmbeddingsAnswer(answer)) = parts.extensions.get::<EmbeddingsAnswer>().cloned() else {
+        return Err(Error::upstream(
+            "the embeddings stack returned no embeddings",
+        ));
+    };
+    let mut answer = std::sync::Arc::unwrap_or_clone(answer);
+    if let Some(u) = body.as_complete().and_then(crate::Completion::usage) {
+        answer.usage.cost = u.cost;
+    }
+    let json = serde_json::to_vec(&answer)
+        .map_err(|e| Error::upstream("could not encode the answer").with_source(e))?;
+    let mut out = json_response(Bytes::from(json));
+    decorate(&mut out, parts);
+    Ok(out)
 }

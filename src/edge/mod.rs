@@ -44,19 +44,16 @@ pub mod messages;
 mod models;
 mod refused;
 pub mod responses;
+mod service;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body::Body;
 use tower::ServiceExt;
-use tower_layer::Layer;
-use tower_service::Service;
 
 pub use body::EdgeBody;
 pub use embeddings::Embeddings;
@@ -67,22 +64,20 @@ pub use responses::{Responses, ResponsesLayer};
 use crate::body_util::ReadError;
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::ext::{CacheStatus, Cost, GenerationId, Ingress, ServedBy, UpstreamRequestId};
-use crate::headers::GENERATION_ID;
-use crate::keys::{ClientKeysLayer, PresentedKey};
+use crate::keys::ClientKeysLayer;
 use crate::openai::ChatRequest;
 use crate::{BoxError, Error, ErrorKind};
 use refused::RefusedLog;
+use service::{Answer, Edge, EdgeSettings, Incoming, RequestBody, TypedStack};
 use tracing::Instrument;
 
 /// Default request body limit: 8 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Layer for [`ChatCompletions`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChatCompletionsLayer {
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
-    refused: RefusedLog,
+    settings: EdgeSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,16 +108,18 @@ impl ChatCompletionsLayer {
     /// An edge with an 8 MiB body limit and no read deadline.
     pub const fn new() -> Self {
         Self {
-            config: EdgeConfig {
-                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                body_timeout: None,
-                max_messages: DEFAULT_MAX_MESSAGES,
-                max_tools: DEFAULT_MAX_TOOLS,
-                max_tools_bytes: DEFAULT_MAX_TOOLS_BYTES,
-                keep_alive: None,
+            settings: EdgeSettings {
+                config: EdgeConfig {
+                    max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                    body_timeout: None,
+                    max_messages: DEFAULT_MAX_MESSAGES,
+                    max_tools: DEFAULT_MAX_TOOLS,
+                    max_tools_bytes: DEFAULT_MAX_TOOLS_BYTES,
+                    keep_alive: None,
+                },
+                keys: None,
+                refused: RefusedLog::OFF,
             },
-            keys: None,
-            refused: RefusedLog::OFF,
         }
     }
 
@@ -132,8 +129,9 @@ impl ChatCompletionsLayer {
     /// hashing the key again.
     #[must_use]
     pub fn client_keys(mut self, keys: ClientKeysLayer) -> Self {
-        self.refused = RefusedLog::new(self.refused.sink(), Some(&keys));
-        self.keys = Some(keys);
+        let s = &mut self.settings;
+        s.refused = RefusedLog::new(s.refused.sink(), Some(&keys));
+        s.keys = Some(keys);
         self
     }
 
@@ -146,28 +144,28 @@ impl ChatCompletionsLayer {
     /// go to the sink on the request's task (keep it quick, as for the meter).
     #[must_use]
     pub fn refused_sink(mut self, sink: std::sync::Arc<dyn crate::cost::CostSink>) -> Self {
-        self.refused = RefusedLog::new(Some(sink), self.keys.as_ref());
+        self.settings.refused = RefusedLog::new(Some(sink), self.settings.keys.as_ref());
         self
     }
 
     /// The largest accepted request body (larger → 413).
     #[must_use]
     pub const fn max_body_bytes(mut self, n: usize) -> Self {
-        self.config.max_body_bytes = n;
+        self.settings.config.max_body_bytes = n;
         self
     }
 
     /// The most messages one request may carry (more → 400).
     #[must_use]
     pub const fn max_messages(mut self, n: usize) -> Self {
-        self.config.max_messages = n;
+        self.settings.config.max_messages = n;
         self
     }
 
     /// The most tools one request may declare (more → 400).
     #[must_use]
     pub const fn max_tools(mut self, n: usize) -> Self {
-        self.config.max_tools = n;
+        self.settings.config.max_tools = n;
         self
     }
 
@@ -175,7 +173,7 @@ impl ChatCompletionsLayer {
     /// one request (more → 400).
     #[must_use]
     pub const fn max_tools_bytes(mut self, n: usize) -> Self {
-        self.config.max_tools_bytes = n;
+        self.settings.config.max_tools_bytes = n;
         self
     }
 
@@ -189,193 +187,74 @@ impl ChatCompletionsLayer {
     /// and the `x-switchboard-*` answer headers are not sent.
     #[must_use]
     pub const fn keep_alive(mut self, every: Duration) -> Self {
-        self.config.keep_alive = Some(every);
+        self.settings.config.keep_alive = Some(every);
         self
     }
 
     /// How long the client may take to send its body (slower → 408).
     #[must_use]
     pub const fn body_timeout(mut self, d: Duration) -> Self {
-        self.config.body_timeout = Some(d);
+        self.settings.config.body_timeout = Some(d);
         self
     }
 }
 
-impl<S> Layer<S> for ChatCompletionsLayer {
-    type Service = ChatCompletions<S>;
-    fn layer(&self, inner: S) -> ChatCompletions<S> {
-        ChatCompletions {
-            inner,
-            config: self.config,
-            keys: self.keys.clone(),
-            refused: self.refused.clone(),
-        }
-    }
-}
-
 /// The chat-completions edge service; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChatCompletions<S> {
     inner: S,
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
-    refused: RefusedLog,
+    settings: EdgeSettings,
 }
 
-impl<S> ChatCompletions<S> {
-    /// Wraps the typed stack with default settings.
-    pub fn new(inner: S) -> Self {
-        ChatCompletionsLayer::new().layer(inner)
-    }
-    crate::macros::inner_service_accessors!(inner: S);
-}
+service::edge_layer!(ChatCompletionsLayer => ChatCompletions, ChatEdge);
 
-impl<S, B> Service<http::Request<B>> for ChatCompletions<S>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = http::Response<EdgeBody>;
-    type Error = Infallible;
-    type Future = future::ResponseFuture;
+/// The chat-completions edge's own part (its errors are the provided OpenAI ones).
+#[derive(Clone, Copy)]
+struct ChatEdge;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> future::ResponseFuture {
-        let inner = self.inner.clone();
-        let config = self.config;
-        let presented = match check_key(self.keys.as_ref(), &self.refused, &req, error_response) {
-            Ok(p) => p,
-            Err(resp) => return future::ResponseFuture::ready(*resp),
+impl Edge for ChatEdge {
+    async fn answer<S: TypedStack, B: RequestBody>(self, mut req: Incoming<'_, S, B>) -> Answer {
+        let refuse = |watch: Option<&refused::Watch>, e: &Error| {
+            refused::note(watch, e);
+            error_response(e)
         };
-        let refused = self.refused.clone();
-        future::ResponseFuture::new(Box::pin(async move {
-            Ok(handle(inner, config, req, presented, refused).await)
-        }))
-    }
-}
-
-async fn handle<S, B>(
-    inner: S,
-    config: EdgeConfig,
-    req: http::Request<B>,
-    presented: Option<PresentedKey>,
-    refused: RefusedLog,
-) -> http::Response<EdgeBody>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    if req.method() != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let (mut parts, body) = req.into_parts();
-    let id = request_id(&parts.headers);
-    let generation = generation_id(&parts.extensions);
-    let watch = refused.watch(
-        &parts.uri,
-        &parts.extensions,
-        presented.as_ref(),
-        &generation,
-    );
-    if let Some(p) = presented {
-        parts.extensions.insert(p);
-    }
-    parts.extensions.insert(generation.clone());
-    let mut resp = answer(inner, config, &mut parts, body, &id, watch).await;
-    resp.headers_mut().insert(REQUEST_ID, id.0);
-    stamp_generation(resp.headers_mut(), &generation);
-    resp
-}
-
-async fn answer<S, B>(
-    inner: S,
-    config: EdgeConfig,
-    parts: &mut http::request::Parts,
-    body: B,
-    id: &RequestId,
-    mut watch: Option<refused::Watch>,
-) -> http::Response<EdgeBody>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let refuse = |watch: Option<&refused::Watch>, e: &Error| {
-        refused::note(watch, e);
-        error_response(e)
-    };
-    let bytes = match read_request_body(&parts.headers, body, config).await {
-        Ok(b) => b,
-        Err(e) => return refuse(watch.as_ref(), &e),
-    };
-    let chat = match ChatRequest::from_bytes(bytes) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
-            return refuse(watch.as_ref(), &e);
-        }
-    };
-    if let Err(e) = check_limits(&chat, &config) {
-        return refuse(watch.as_ref(), &e);
-    }
-    let wants_usage = chat.wants_stream_usage();
-    // DEBUG: the `request finished` event (or the access log) carries the same fields at INFO.
-    let span = tracing::debug_span!(
-        "gen_ai.chat",
-        "gen_ai.operation.name" = "chat",
-        "gen_ai.request.model" = ?chat.model,
-        "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
-        "gen_ai.provider.name" = tracing::field::Empty,
-        "gen_ai.response.model" = tracing::field::Empty,
-        "gen_ai.usage.input_tokens" = tracing::field::Empty,
-        "gen_ai.usage.output_tokens" = tracing::field::Empty,
-        cost_usd = tracing::field::Empty,
-        cache = tracing::field::Empty,
-        request_id = ?id.0,
-        stream = chat.is_stream(),
-    );
-    let typed = typed_request(parts, chat, id);
-    if let Some(w) = &mut watch {
-        w.typed(&typed);
-    }
-    if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
-        // The 200 goes out now with SSE comments while nothing has arrived; the stack's
-        // stream (Fallback still working behind the comments) or its failure follows.
-        let pending = refused::watched(inner.oneshot(typed).instrument(span), watch);
-        return sse_response(EdgeBody::sse_waiting(pending, wants_usage, every));
-    }
-    match inner.oneshot(typed).instrument(span.clone()).await {
-        Ok(resp) => {
-            if let Some(served) = resp.extensions().get::<ServedBy>() {
-                span.record("gen_ai.provider.name", &*served.provider);
-                span.record("gen_ai.response.model", &*served.model);
+        let bytes = match read_request_body(&req.parts.headers, req.body, req.config).await {
+            Ok(b) => b,
+            Err(e) => return refuse(req.watch.as_ref(), &e),
+        };
+        let chat = match ChatRequest::from_bytes(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(request_id = ?req.id.0, error = %e, "rejected request");
+                return refuse(req.watch.as_ref(), &e);
             }
-            if let Some(up) = resp.extensions().get::<UpstreamRequestId>() {
-                span.in_scope(|| tracing::debug!(upstream_request_id = ?up.0, "upstream answered"));
-            }
-            render(resp, wants_usage)
+        };
+        if let Err(e) = check_limits(&chat, &req.config) {
+            return refuse(req.watch.as_ref(), &e);
         }
-        Err(e) => {
-            span.in_scope(|| {
-                tracing::debug!(
-                    error.kind = e.kind().as_str(),
-                    error.message = e.message(),
-                    status = e.status().as_u16(),
-                    "request failed"
-                );
-            });
-            refuse(watch.as_ref(), &e)
+        let wants_usage = chat.wants_stream_usage();
+        // DEBUG: the `request finished` event (or the access log) carries the same fields at INFO.
+        let span = service::chat_span!(DEBUG, chat, req.parts, req.id);
+        let typed = typed_request(req.parts, chat, req.id);
+        if let Some(w) = &mut req.watch {
+            w.typed(&typed);
+        }
+        if let (Some(every), true) = (req.config.keep_alive, typed.body().is_stream()) {
+            // The 200 goes out now with SSE comments while nothing has arrived; the stack's
+            // stream (Fallback still working behind the comments) or its failure follows.
+            let pending = refused::watched(req.inner.oneshot(typed).instrument(span), req.watch);
+            return sse_response(EdgeBody::sse_waiting(pending, wants_usage, every));
+        }
+        match service::traced_call!(req.inner, typed, span) {
+            Ok(resp) => {
+                if let Some(up) = resp.extensions().get::<UpstreamRequestId>() {
+                    span.in_scope(
+                        || tracing::debug!(upstream_request_id = ?up.0, "upstream answered"),
+                    );
+                }
+                render(resp, wants_usage)
+            }
+            Err(e) => refuse(req.watch.as_ref(), &e),
         }
     }
 }
@@ -384,60 +263,6 @@ where
 pub use crate::headers::REQUEST_ID;
 
 pub use crate::ext::RequestId;
-
-/// The key check every edge runs before the body is read: the presented key, or the format's
-/// 401 (`render`) with the request and generation ids, recorded as a refused request.
-fn check_key<B>(
-    keys: Option<&ClientKeysLayer>,
-    refused: &RefusedLog,
-    req: &http::Request<B>,
-    render: fn(&Error) -> http::Response<EdgeBody>,
-) -> Result<Option<PresentedKey>, Box<http::Response<EdgeBody>>> {
-    let Some(keys) = keys else {
-        return Ok(None);
-    };
-    match keys.authenticate(req.headers()) {
-        Ok(p) => Ok(Some(p)),
-        Err(e) => {
-            let generation = generation_id(req.extensions());
-            refused.refuse(&e, req.uri(), req.extensions(), &generation);
-            let mut resp = render(&e);
-            resp.headers_mut()
-                .insert(REQUEST_ID, request_id(req.headers()).0);
-            stamp_generation(resp.headers_mut(), &generation);
-            Err(Box::new(resp))
-        }
-    }
-}
-
-/// The request's [`GenerationId`]: the one already in `extensions` (an outer layer's), else a
-/// fresh one.
-fn generation_id(extensions: &http::Extensions) -> GenerationId {
-    extensions
-        .get::<GenerationId>()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Sends the generation id as `x-generation-id`.
-fn stamp_generation(h: &mut HeaderMap, id: &GenerationId) {
-    h.insert(GENERATION_ID, id.header_value());
-}
-
-fn request_id(headers: &HeaderMap) -> RequestId {
-    if let Some(v) = headers
-        .get(&REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-    {
-        return RequestId(v.clone());
-    }
-    // Copied once from the stack into a buffer of its exact size.
-    let id = crate::openai::unique_hex();
-    RequestId(
-        HeaderValue::from_maybe_shared(Bytes::copy_from_slice(id.as_bytes()))
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-    )
-}
 
 async fn read_request_body<B>(
     headers: &HeaderMap,
@@ -714,6 +539,7 @@ mod tests {
     use crate::catalog::{ModelSpec, Provider, ProviderKind};
     use crate::keys::KeyPolicy;
     use crate::ErrorKind;
+    use std::convert::Infallible;
     use tower::ServiceExt;
 
     /// A body that never sends a byte.

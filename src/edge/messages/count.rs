@@ -11,10 +11,11 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{authenticate, error_response, json_response, read_and_parse, with_id};
+use super::{error_response, json_response, read_and_parse, MessagesEdge};
 use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
 use crate::client::{HttpClient, UpstreamBody};
-use crate::edge::{request_id, EdgeBody, EdgeConfig};
+use crate::edge::service::{request_id, Edge};
+use crate::edge::{EdgeBody, EdgeConfig};
 use crate::ext::{Candidate, NativeRequest, Route};
 use crate::keys::ClientKeysLayer;
 use crate::provider::ProviderKind;
@@ -86,8 +87,8 @@ impl CountTokens {
         Self {
             resolver,
             client,
-            config: edge.config,
-            keys: edge.keys,
+            config: edge.settings.config,
+            keys: edge.settings.keys,
         }
     }
 }
@@ -106,18 +107,20 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let presented = match authenticate(self.keys.as_ref(), &req, &super::RefusedLog::OFF) {
-            Ok(p) => p,
-            Err(resp) => return crate::edge::future::ResponseFuture::ready(*resp),
-        };
+        let presented =
+            match MessagesEdge::authenticate(self.keys.as_ref(), &super::RefusedLog::OFF, &req) {
+                Ok(p) => p,
+                Err(resp) => return crate::edge::future::ResponseFuture::ready(*resp),
+            };
         let this = self.clone();
         crate::edge::future::ResponseFuture::new(Box::pin(async move {
             let id = request_id(req.headers());
-            let resp = match this.count(req, presented).await {
+            let mut resp = match this.count(req, presented).await {
                 Ok(resp) => resp,
                 Err(e) => error_response(&e),
             };
-            Ok(with_id(resp, id))
+            MessagesEdge::stamp_id(resp.headers_mut(), id);
+            Ok(resp)
         }))
     }
 }

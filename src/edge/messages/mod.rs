@@ -109,35 +109,29 @@ mod stream;
 mod tests;
 mod tokens;
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::Body;
 use tower::ServiceExt;
-use tower_layer::Layer;
-use tower_service::Service;
 use tracing::Instrument;
 
 pub use count::CountTokens;
 pub(crate) use count::{route_capture, Resolver};
 pub use stream::StreamEncoder;
 
-use super::refused::{note, watched, RefusedLog, Watch};
-use super::{decorate, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
-use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{GenerationId, NativeAnswer, NativeFormat, NativeRequest, ServedBy};
+use super::refused::{note, watched, RefusedLog};
+use super::service::{self, Answer, Edge, EdgeSettings, Incoming, RequestBody, TypedStack};
+use super::{decorate, read_request_body, EdgeBody, EdgeConfig, RequestId, REQUEST_ID};
+use crate::chat::{ChatHttpResponse, ChatResponse};
+use crate::ext::{GenerationId, NativeAnswer, NativeFormat, NativeRequest};
 use crate::keys::{ClientKeysLayer, PresentedKey};
 use crate::{BoxError, Error};
 
 /// Layer for [`Messages`], with the limits of a [`ChatCompletionsLayer`](super::ChatCompletionsLayer).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MessagesLayer {
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
-    refused: RefusedLog,
+    settings: EdgeSettings,
 }
 
 impl Default for MessagesLayer {
@@ -150,134 +144,22 @@ impl From<super::ChatCompletionsLayer> for MessagesLayer {
     /// The same limits and key check as the chat-completions edge.
     fn from(l: super::ChatCompletionsLayer) -> Self {
         Self {
-            config: l.config,
-            keys: l.keys,
-            refused: l.refused,
-        }
-    }
-}
-
-impl<S> Layer<S> for MessagesLayer {
-    type Service = Messages<S>;
-    fn layer(&self, inner: S) -> Messages<S> {
-        Messages {
-            inner,
-            config: self.config,
-            keys: self.keys.clone(),
-            refused: self.refused.clone(),
+            settings: l.settings,
         }
     }
 }
 
 /// The Anthropic Messages edge service; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Messages<S> {
     inner: S,
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
-    refused: RefusedLog,
+    settings: EdgeSettings,
 }
 
-impl<S> Messages<S> {
-    /// Wraps the typed stack with default settings.
-    pub fn new(inner: S) -> Self {
-        MessagesLayer::default().layer(inner)
-    }
-    crate::macros::inner_service_accessors!(inner: S);
-}
+service::edge_layer!(MessagesLayer => Messages, MessagesEdge);
 
 /// The client headers an Anthropic target receives.
 const FORWARDED: [&str; 2] = ["anthropic-version", "anthropic-beta"];
-
-impl<S, B> Service<http::Request<B>> for Messages<S>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = http::Response<EdgeBody>;
-    type Error = Infallible;
-    type Future = super::future::ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> super::future::ResponseFuture {
-        let inner = self.inner.clone();
-        let config = self.config;
-        let presented = match authenticate(self.keys.as_ref(), &req, &self.refused) {
-            Ok(p) => p,
-            Err(resp) => return super::future::ResponseFuture::ready(*resp),
-        };
-        let refused = self.refused.clone();
-        super::future::ResponseFuture::new(Box::pin(async move {
-            Ok(handle(inner, config, req, presented, refused).await)
-        }))
-    }
-}
-
-/// The key check before the body is read: a 401 in Anthropic's shape, with the request id
-/// under Anthropic's name too.
-fn authenticate<B>(
-    keys: Option<&ClientKeysLayer>,
-    req: &http::Request<B>,
-    refused: &RefusedLog,
-) -> Result<Option<PresentedKey>, Box<http::Response<EdgeBody>>> {
-    super::check_key(keys, refused, req, error_response).map_err(|mut resp| {
-        if let Some(id) = resp.headers().get(REQUEST_ID).cloned() {
-            resp.headers_mut().insert("request-id", id);
-        }
-        resp
-    })
-}
-
-fn with_id(mut resp: http::Response<EdgeBody>, id: RequestId) -> http::Response<EdgeBody> {
-    resp.headers_mut().insert("request-id", id.0.clone());
-    resp.headers_mut().insert(REQUEST_ID, id.0);
-    resp
-}
-
-async fn handle<S, B>(
-    inner: S,
-    config: EdgeConfig,
-    req: http::Request<B>,
-    presented: Option<PresentedKey>,
-    refused: RefusedLog,
-) -> http::Response<EdgeBody>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    if req.method() != Method::POST {
-        return method_not_allowed();
-    }
-    let (mut parts, body) = req.into_parts();
-    let id = request_id(&parts.headers);
-    let generation = super::generation_id(&parts.extensions);
-    let watch = refused.watch(
-        &parts.uri,
-        &parts.extensions,
-        presented.as_ref(),
-        &generation,
-    );
-    if let Some(p) = presented {
-        parts.extensions.insert(p);
-    }
-    parts.extensions.insert(generation.clone());
-    let mut resp = with_id(
-        answer(inner, config, &mut parts, body, &id, watch).await,
-        id,
-    );
-    super::stamp_generation(resp.headers_mut(), &generation);
-    resp
-}
 
 /// Reads and converts the body under the edge's limits.
 pub(super) async fn read_and_parse<B>(
@@ -295,92 +177,85 @@ where
     Ok((bytes, parsed))
 }
 
-async fn answer<S, B>(
-    inner: S,
-    config: EdgeConfig,
-    parts: &mut http::request::Parts,
-    body: B,
-    id: &RequestId,
-    mut watch: Option<Watch>,
-) -> http::Response<EdgeBody>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let (bytes, parsed) = match read_and_parse(&parts.headers, body, config, false).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
-            note(watch.as_ref(), &e);
-            return error_response(&e);
-        }
-    };
-    let chat = parsed.chat;
-    if parsed.native_only.is_some() {
-        // The canonical request (the cache key) lacks parts of this one.
-        parts.headers.append(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+/// The Messages edge's own part: Anthropic's errors, the request id under Anthropic's name
+/// too, and the translation.
+#[derive(Clone, Copy)]
+struct MessagesEdge;
+
+impl Edge for MessagesEdge {
+    fn error_response(e: &Error) -> Answer {
+        error_response(e)
     }
-    let span = tracing::info_span!(
-        "gen_ai.chat",
-        "gen_ai.operation.name" = "chat",
-        "gen_ai.request.model" = ?chat.model,
-        "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
-        "gen_ai.provider.name" = tracing::field::Empty,
-        "gen_ai.response.model" = tracing::field::Empty,
-        "gen_ai.usage.input_tokens" = tracing::field::Empty,
-        "gen_ai.usage.output_tokens" = tracing::field::Empty,
-        cost_usd = tracing::field::Empty,
-        cache = tracing::field::Empty,
-        request_id = ?id.0,
-        stream = chat.is_stream(),
-        ingress = "anthropic",
-    );
-    let mut native = NativeRequest {
-        format: NativeFormat::AnthropicMessages,
-        body: bytes,
-        headers: HeaderMap::new(),
-        only_native: parsed.native_only,
-    };
-    for name in FORWARDED {
-        for v in parts.headers.get_all(name) {
-            native.headers.append(name, v.clone());
-        }
+
+    fn method_not_allowed() -> Answer {
+        method_not_allowed()
     }
-    let generation = parts.extensions.get::<GenerationId>().cloned();
-    let mut typed = super::typed_request(parts, chat, id);
-    typed.extensions_mut().insert(native);
-    if let Some(w) = &mut watch {
-        w.typed(&typed);
-    }
-    if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
-        // The response starts now; the stack's answer (or failure) follows in the body.
-        let pending = watched(inner.oneshot(typed).instrument(span), watch);
-        return super::sse_response(EdgeBody::messages_waiting(pending, every));
-    }
-    match inner.oneshot(typed).instrument(span.clone()).await {
-        Ok(resp) => {
-            if let Some(served) = resp.extensions().get::<ServedBy>() {
-                span.record("gen_ai.provider.name", &*served.provider);
-                span.record("gen_ai.response.model", &*served.model);
+
+    fn authenticate<B>(
+        keys: Option<&ClientKeysLayer>,
+        refused: &RefusedLog,
+        req: &http::Request<B>,
+    ) -> Result<Option<PresentedKey>, Box<Answer>> {
+        service::check_key(keys, refused, req, error_response).map_err(|mut resp| {
+            if let Some(id) = resp.headers().get(REQUEST_ID).cloned() {
+                resp.headers_mut().insert("request-id", id);
             }
-            render(resp, generation.as_ref().map(|g| &*g.0))
+            resp
+        })
+    }
+
+    fn stamp_id(h: &mut HeaderMap, id: RequestId) {
+        h.insert("request-id", id.0.clone());
+        h.insert(REQUEST_ID, id.0);
+    }
+
+    async fn answer<S: TypedStack, B: RequestBody>(self, mut req: Incoming<'_, S, B>) -> Answer {
+        let (bytes, parsed) =
+            match read_and_parse(&req.parts.headers, req.body, req.config, false).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(request_id = ?req.id.0, error = %e, "rejected request");
+                    note(req.watch.as_ref(), &e);
+                    return error_response(&e);
+                }
+            };
+        let chat = parsed.chat;
+        if parsed.native_only.is_some() {
+            // The canonical request (the cache key) lacks parts of this one.
+            req.parts.headers.append(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
         }
-        Err(e) => {
-            span.in_scope(|| {
-                tracing::debug!(
-                    error.kind = e.kind().as_str(),
-                    error.message = e.message(),
-                    status = e.status().as_u16(),
-                    "request failed"
-                );
-            });
-            note(watch.as_ref(), &e);
-            error_response(&e)
+        let span = service::chat_span!(INFO, chat, req.parts, req.id, ingress = "anthropic");
+        let mut native = NativeRequest {
+            format: NativeFormat::AnthropicMessages,
+            body: bytes,
+            headers: HeaderMap::new(),
+            only_native: parsed.native_only,
+        };
+        for name in FORWARDED {
+            for v in req.parts.headers.get_all(name) {
+                native.headers.append(name, v.clone());
+            }
+        }
+        let generation = req.parts.extensions.get::<GenerationId>().cloned();
+        let mut typed = super::typed_request(req.parts, chat, req.id);
+        typed.extensions_mut().insert(native);
+        if let Some(w) = &mut req.watch {
+            w.typed(&typed);
+        }
+        if let (Some(every), true) = (req.config.keep_alive, typed.body().is_stream()) {
+            // The response starts now; the stack's answer (or failure) follows in the body.
+            let pending = watched(req.inner.oneshot(typed).instrument(span), req.watch);
+            return super::sse_response(EdgeBody::messages_waiting(pending, every));
+        }
+        match service::traced_call!(req.inner, typed, span) {
+            Ok(resp) => render(resp, generation.as_ref().map(|g| &*g.0)),
+            Err(e) => {
+                note(req.watch.as_ref(), &e);
+                error_response(&e)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::ErrorKind;
 fn convert(body: Value) -> Result<Value, crate::Error> {
     let p = parse(
         body.to_string().as_bytes(),
-        &ChatCompletionsLayer::new().config,
+        &ChatCompletionsLayer::new().settings.config,
         false,
     )?;
     Ok(serde_json::from_slice(&p.chat.to_openai_json("m", false, false)).unwrap())
@@ -77,7 +77,7 @@ fn what_only_anthropic_can_carry_is_left_out_and_kept_as_a_400() {
     let parse_one = |body: &Value| {
         parse(
             body.to_string().as_bytes(),
-            &ChatCompletionsLayer::new().config,
+            &ChatCompletionsLayer::new().settings.config,
             false,
         )
     };

@@ -98,36 +98,26 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue};
 use http_body::Body;
 use tower::ServiceExt;
-use tower_layer::Layer;
-use tower_service::Service;
 use tracing::Instrument;
 
 pub use stream::StreamEncoder;
 
-use super::refused::{note, watched, RefusedLog, Watch};
-use super::{
-    decorate, error_response, read_request_body, request_id, EdgeBody, EdgeConfig, RequestId,
-    REQUEST_ID,
-};
-use crate::chat::{ChatHttpRequest, ChatHttpResponse, ChatResponse};
-use crate::ext::{GenerationId, ServedBy};
-use crate::keys::{ClientKeysLayer, PresentedKey};
+use super::refused::{note, watched};
+use super::service::{self, Answer, Edge, EdgeSettings, Incoming, RequestBody, TypedStack};
+use super::{decorate, error_response, read_request_body, EdgeBody, EdgeConfig};
+use crate::chat::{ChatHttpResponse, ChatResponse};
+use crate::ext::GenerationId;
 use crate::{BoxError, Error};
 
 /// Layer for [`Responses`], with the limits of a [`ChatCompletionsLayer`](super::ChatCompletionsLayer).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResponsesLayer {
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
-    refused: RefusedLog,
+    settings: EdgeSettings,
 }
 
 impl Default for ResponsesLayer {
@@ -140,116 +130,19 @@ impl From<super::ChatCompletionsLayer> for ResponsesLayer {
     /// The same limits, keep-alive and key check as the chat-completions edge.
     fn from(l: super::ChatCompletionsLayer) -> Self {
         Self {
-            config: l.config,
-            keys: l.keys,
-            refused: l.refused,
-        }
-    }
-}
-
-impl<S> Layer<S> for ResponsesLayer {
-    type Service = Responses<S>;
-    fn layer(&self, inner: S) -> Responses<S> {
-        Responses {
-            inner,
-            config: self.config,
-            keys: self.keys.clone(),
-            refused: self.refused.clone(),
+            settings: l.settings,
         }
     }
 }
 
 /// The OpenAI Responses edge service; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Responses<S> {
     inner: S,
-    config: EdgeConfig,
-    keys: Option<ClientKeysLayer>,
-    refused: RefusedLog,
+    settings: EdgeSettings,
 }
 
-impl<S> Responses<S> {
-    /// Wraps the typed stack with default settings.
-    pub fn new(inner: S) -> Self {
-        ResponsesLayer::default().layer(inner)
-    }
-    crate::macros::inner_service_accessors!(inner: S);
-}
-
-impl<S, B> Service<http::Request<B>> for Responses<S>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = http::Response<EdgeBody>;
-    type Error = Infallible;
-    type Future = super::future::ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> super::future::ResponseFuture {
-        let inner = self.inner.clone();
-        let config = self.config;
-        let presented =
-            match super::check_key(self.keys.as_ref(), &self.refused, &req, error_response) {
-                Ok(p) => p,
-                Err(resp) => return super::future::ResponseFuture::ready(*resp),
-            };
-        let refused = self.refused.clone();
-        super::future::ResponseFuture::new(Box::pin(async move {
-            Ok(handle(inner, config, req, presented, refused).await)
-        }))
-    }
-}
-
-fn with_id(mut resp: http::Response<EdgeBody>, id: RequestId) -> http::Response<EdgeBody> {
-    resp.headers_mut().insert(REQUEST_ID, id.0);
-    resp
-}
-
-async fn handle<S, B>(
-    inner: S,
-    config: EdgeConfig,
-    req: http::Request<B>,
-    presented: Option<PresentedKey>,
-    refused: RefusedLog,
-) -> http::Response<EdgeBody>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    if req.method() != Method::POST {
-        return super::method_not_allowed("POST");
-    }
-    let (mut parts, body) = req.into_parts();
-    let id = request_id(&parts.headers);
-    let generation = super::generation_id(&parts.extensions);
-    let watch = refused.watch(
-        &parts.uri,
-        &parts.extensions,
-        presented.as_ref(),
-        &generation,
-    );
-    if let Some(p) = presented {
-        parts.extensions.insert(p);
-    }
-    parts.extensions.insert(generation.clone());
-    let mut resp = with_id(
-        answer(inner, config, &mut parts, body, &id, watch).await,
-        id,
-    );
-    super::stamp_generation(resp.headers_mut(), &generation);
-    resp
-}
+service::edge_layer!(ResponsesLayer => Responses, ResponsesEdge);
 
 async fn read_and_parse<B>(
     headers: &HeaderMap,
@@ -264,79 +157,44 @@ where
     request::parse(&bytes, &config)
 }
 
-async fn answer<S, B>(
-    inner: S,
-    config: EdgeConfig,
-    parts: &mut http::request::Parts,
-    body: B,
-    id: &RequestId,
-    mut watch: Option<Watch>,
-) -> http::Response<EdgeBody>
-where
-    S: Service<ChatHttpRequest, Response = ChatHttpResponse, Error = Error> + Send + 'static,
-    S::Future: Send,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let parsed = match read_and_parse(&parts.headers, body, config).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(request_id = ?id.0, error = %e, "rejected request");
-            note(watch.as_ref(), &e);
-            return error_response(&e);
-        }
-    };
-    let (chat, mut echo) = (parsed.chat, parsed.echo);
-    let span = tracing::debug_span!(
-        "gen_ai.chat",
-        "gen_ai.operation.name" = "chat",
-        "gen_ai.request.model" = ?chat.model,
-        "gen_ai.response.id" = parts.extensions.get::<GenerationId>().map(|g| &*g.0),
-        "gen_ai.provider.name" = tracing::field::Empty,
-        "gen_ai.response.model" = tracing::field::Empty,
-        "gen_ai.usage.input_tokens" = tracing::field::Empty,
-        "gen_ai.usage.output_tokens" = tracing::field::Empty,
-        cost_usd = tracing::field::Empty,
-        cache = tracing::field::Empty,
-        request_id = ?id.0,
-        stream = chat.is_stream(),
-        ingress = "responses",
-    );
-    let typed = super::typed_request(parts, chat, id);
-    if let Some(w) = &mut watch {
-        w.typed(&typed);
-    }
-    if let Some(g) = typed.extensions().get::<GenerationId>() {
-        echo.set_generation(&g.0);
-    }
-    if let (Some(every), true) = (config.keep_alive, typed.body().is_stream()) {
-        // The response starts now; the stack's answer (or failure) follows in the body.
-        let pending = watched(inner.oneshot(typed).instrument(span), watch);
-        return super::sse_response(EdgeBody::responses_waiting(
-            pending,
-            every,
-            StreamEncoder::new(echo),
-        ));
-    }
-    match inner.oneshot(typed).instrument(span.clone()).await {
-        Ok(resp) => {
-            if let Some(served) = resp.extensions().get::<ServedBy>() {
-                span.record("gen_ai.provider.name", &*served.provider);
-                span.record("gen_ai.response.model", &*served.model);
+/// The Responses edge's own part: the translation (its errors are the provided OpenAI ones).
+#[derive(Clone, Copy)]
+struct ResponsesEdge;
+
+impl Edge for ResponsesEdge {
+    async fn answer<S: TypedStack, B: RequestBody>(self, mut req: Incoming<'_, S, B>) -> Answer {
+        let parsed = match read_and_parse(&req.parts.headers, req.body, req.config).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(request_id = ?req.id.0, error = %e, "rejected request");
+                note(req.watch.as_ref(), &e);
+                return error_response(&e);
             }
-            render(resp, echo)
+        };
+        let (chat, mut echo) = (parsed.chat, parsed.echo);
+        let span = service::chat_span!(DEBUG, chat, req.parts, req.id, ingress = "responses");
+        let typed = super::typed_request(req.parts, chat, req.id);
+        if let Some(w) = &mut req.watch {
+            w.typed(&typed);
         }
-        Err(e) => {
-            span.in_scope(|| {
-                tracing::debug!(
-                    error.kind = e.kind().as_str(),
-                    error.message = e.message(),
-                    status = e.status().as_u16(),
-                    "request failed"
-                );
-            });
-            note(watch.as_ref(), &e);
-            error_response(&e)
+        if let Some(g) = typed.extensions().get::<GenerationId>() {
+            echo.set_generation(&g.0);
+        }
+        if let (Some(every), true) = (req.config.keep_alive, typed.body().is_stream()) {
+            // The response starts now; the stack's answer (or failure) follows in the body.
+            let pending = watched(req.inner.oneshot(typed).instrument(span), req.watch);
+            return super::sse_response(EdgeBody::responses_waiting(
+                pending,
+                every,
+                StreamEncoder::new(echo),
+            ));
+        }
+        match service::traced_call!(req.inner, typed, span) {
+            Ok(resp) => render(resp, echo),
+            Err(e) => {
+                note(req.watch.as_ref(), &e);
+                error_response(&e)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::openai::{ChatCompletion, ChatCompletionChunk};
 fn convert(body: Value) -> Result<(Value, super::response::Echo), crate::Error> {
     let p = parse(
         body.to_string().as_bytes(),
-        &ChatCompletionsLayer::new().config,
+        &ChatCompletionsLayer::new().settings.config,
     )?;
     let json = serde_json::from_slice(&p.chat.to_openai_json("m", false, false)).unwrap();
     Ok((json, p.echo))
