@@ -231,16 +231,16 @@ impl CacheStatus {
 pub struct GenerationId(pub Arc<str>);
 
 impl GenerationId {
-    /// A fresh id: `gen-`, the Unix time in seconds, `-` and 28 hex digits
-    /// (`gen-1733419200-00000000002a9f3c2b1d7e6a5f40`): unique per process run, seeded by
-    /// the clock and the process id, so distinct across runs and instances in practice. Ids
-    /// sort by the second they were made in, and within a process by the order they were
-    /// made in, so the request log's index on them grows at its end.
+    /// A fresh id: `gen-`, the Unix time in seconds, `-`, the nanoseconds within it (eight hex
+    /// digits) and 16 hex digits of a keyed hash of a process-wide counter
+    /// (`gen-1733419200-1a2b3c4d9f3c2b1d7e6a5f40`): unique in practice across runs and
+    /// instances, telling nothing but the time it was made. Ids sort by that time, so the
+    /// request log's index on them grows at its end.
     pub fn new() -> Self {
         let id = crate::openai::sortable_unique();
-        let mut buf = [0u8; 4 + 39];
+        let mut buf = [0u8; 4 + 40];
         buf[..4].copy_from_slice(b"gen-");
-        let len = 4 + id.as_bytes().len().min(39);
+        let len = 4 + id.as_bytes().len().min(40);
         buf[4..len].copy_from_slice(&id.as_bytes()[..len - 4]);
         // One allocation: the `Arc<str>` itself.
         Self(Arc::from(

@@ -65,27 +65,29 @@ pub(crate) fn push_unique_hex(out: &mut String) {
     out.push_str(unique_hex().as_str());
 }
 
-/// A fresh id in lowercase hex (16 scrambled digits, then a process-wide counter): unique per
-/// process run, cheap, not cryptographic. Kept on the stack (at most 32 digits).
+/// A fresh id in lowercase hex: 32 digits from a keyed hash of a process-wide counter. Unique
+/// per process run (and across runs and instances in practice), cheap, and telling nothing:
+/// the key is random per process, so ids do not reveal how many requests came between two of
+/// them (a client must not learn other tenants' traffic from its own ids). Not a secret
+/// either. Kept on the stack.
 pub(crate) fn unique_hex() -> UniqueHex {
-    let (n, z) = next_unique();
+    let (a, b) = next_unique();
     let mut id = UniqueHex::new();
-    id.push_hex(z, 16);
-    id.push_hex(n, (64 - n.leading_zeros()).div_ceil(4).max(1));
+    id.push_hex(a, 16);
+    id.push_hex(b, 16);
     id
 }
 
-/// A fresh id that sorts by creation: the Unix time in seconds (ten digits), `-`, the
-/// process-wide counter (twelve hex digits), then the 16 scrambled digits of
-/// [`unique_hex`]. Within a process ids sort in creation order; across processes by the
-/// second. A database index over them grows at its end instead of splitting pages at random
-/// places.
+/// A fresh id that sorts by creation time: the Unix time in seconds (ten digits), `-`, the
+/// nanoseconds within that second (eight hex digits), then 16 digits of [`unique_hex`]'s
+/// keyed hash. A database index over them grows at its end instead of splitting pages at
+/// random places; the time is the request's own, which its record shows anyway.
 pub(crate) fn sortable_unique() -> UniqueHex {
-    let (n, z) = next_unique();
-    let secs = std::time::SystemTime::now()
+    let (a, _) = next_unique();
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .min(9_999_999_999);
+        .unwrap_or_default();
+    let secs = now.as_secs().min(9_999_999_999);
     let mut id = UniqueHex::new();
     let mut digits = [b'0'; 10];
     let mut rest = secs;
@@ -97,28 +99,21 @@ pub(crate) fn sortable_unique() -> UniqueHex {
         id.push(d);
     }
     id.push(b'-');
-    id.push_hex(n, 12);
-    id.push_hex(z, 16);
+    id.push_hex(u64::from(now.subsec_nanos()), 8);
+    id.push_hex(a, 16);
     id
 }
 
-/// The next value of the process-wide counter, and that value scrambled (splitmix64 over a
-/// seed from the clock and the process id, so consecutive ids do not look sequential and
-/// processes differ).
+/// Two 64-bit values from the next value of a process-wide counter, hashed with SipHash under
+/// a key drawn at random once per process (std's `RandomState`): distinct counters give
+/// values that look independent and cannot be traced back to the counter.
 fn next_unique() -> (u64, u64) {
+    use std::hash::BuildHasher;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        t ^ (u64::from(std::process::id()) << 32)
-    });
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(std::hash::RandomState::new);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (n, z ^ (z >> 31))
+    (key.hash_one(n), key.hash_one(!n))
 }
 
 /// An id made by [`unique_hex`].
@@ -182,23 +177,42 @@ mod tests {
     }
 
     #[test]
-    fn sortable_ids_sort_in_creation_order() {
+    fn sortable_ids_sort_by_time_and_differ() {
         let ids: Vec<String> = (0..2000)
             .map(|_| sortable_unique().as_str().to_owned())
             .collect();
         for id in &ids {
-            assert_eq!(id.len(), 10 + 1 + 12 + 16, "{id}");
+            assert_eq!(id.len(), 10 + 1 + 8 + 16, "{id}");
             let (secs, hex) = id.split_once('-').unwrap();
             assert!(secs.bytes().all(|b| b.is_ascii_digit()), "{id}");
             assert!(secs.parse::<u64>().unwrap() > 1_700_000_000, "{id}");
             assert!(hex
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            let nanos = u64::from_str_radix(&hex[..8], 16).unwrap();
+            assert!(nanos < 1_000_000_000, "{id}");
         }
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(sorted, ids);
-        sorted.dedup();
-        assert_eq!(sorted.len(), ids.len());
+        // The time part (seconds, then nanoseconds) never goes back between two ids.
+        for w in ids.windows(2) {
+            assert!(w[0][..19] <= w[1][..19], "{} then {}", w[0], w[1]);
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn ids_do_not_show_the_counter() {
+        // Consecutive ids share no leading or trailing digits beyond chance: no counter shows.
+        let a = unique_hex().as_str().to_owned();
+        let b = unique_hex().as_str().to_owned();
+        assert_eq!((a.len(), b.len()), (32, 32));
+        let same_tail = a
+            .bytes()
+            .rev()
+            .zip(b.bytes().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        let same_head = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        assert!(same_tail < 8 && same_head < 8, "{a} {b}");
     }
 }
