@@ -71,10 +71,11 @@ pub(crate) fn push_unique_hex(out: &mut String) {
 /// them (a client must not learn other tenants' traffic from its own ids). Not a secret
 /// either. Kept on the stack.
 pub(crate) fn unique_hex() -> UniqueHex {
-    let (a, b) = next_unique();
+    use std::hash::BuildHasher;
+    let (key, n) = next_unique();
     let mut id = UniqueHex::new();
-    id.push_hex(a, 16);
-    id.push_hex(b, 16);
+    id.push_hex(key.hash_one(n), 16);
+    id.push_hex(key.hash_one(!n), 16);
     id
 }
 
@@ -83,7 +84,8 @@ pub(crate) fn unique_hex() -> UniqueHex {
 /// keyed hash. A database index over them grows at its end instead of splitting pages at
 /// random places; the time is the request's own, which its record shows anyway.
 pub(crate) fn sortable_unique() -> UniqueHex {
-    let (a, _) = next_unique();
+    use std::hash::BuildHasher;
+    let (key, n) = next_unique();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -100,20 +102,18 @@ pub(crate) fn sortable_unique() -> UniqueHex {
     }
     id.push(b'-');
     id.push_hex(u64::from(now.subsec_nanos()), 8);
-    id.push_hex(a, 16);
+    id.push_hex(key.hash_one(n), 16);
     id
 }
 
-/// Two 64-bit values from the next value of a process-wide counter, hashed with SipHash under
-/// a key drawn at random once per process (std's `RandomState`): distinct counters give
-/// values that look independent and cannot be traced back to the counter.
-fn next_unique() -> (u64, u64) {
-    use std::hash::BuildHasher;
+/// The next value of a process-wide counter, and the key to hash it with: SipHash under a key
+/// drawn at random once per process (std's `RandomState`), so distinct counters give values
+/// that look independent and cannot be traced back to the counter.
+fn next_unique() -> (&'static std::hash::RandomState, u64) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
     let key = KEY.get_or_init(std::hash::RandomState::new);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    (key.hash_one(n), key.hash_one(!n))
+    (key, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// An id made by [`unique_hex`].
