@@ -3,11 +3,11 @@
 //!
 //! The request's task only fills an `Entry` (numbers, `Arc` clones) and offers it to a
 //! bounded channel; it never formats, allocates a line or waits on the output. A dedicated
-//! writer thread formats the entries into one reused buffer (integers with `itoa`, floats with
-//! `ryu`) and writes each batch with one `write` call. When the channel is full (the output
-//! cannot keep up) the entry is dropped and counted ([`AccessLog::dropped`] and the
-//! `switchboard_access_log_dropped_total` counter), so a slow terminal or pipe never slows the
-//! gateway.
+//! writer thread formats the entries into one reused buffer (integers with `itoa`, the cost as
+//! the exact decimal of its integer picodollars) and writes each batch with one `write` call.
+//! When the channel is full (the output cannot keep up) the entry is dropped and counted
+//! ([`AccessLog::dropped`] and the `switchboard_access_log_dropped_total` counter), so a slow
+//! terminal or pipe never slows the gateway.
 //!
 //! The line carries the fields of the `gen_ai.chat` span, under the same (OpenTelemetry GenAI)
 //! names, plus the timings. Strings that come from clients (`gen_ai.request.model`, a
