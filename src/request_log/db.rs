@@ -213,17 +213,9 @@ impl Db {
     /// [`CHUNKS`] rows (few statements, each prepared once).
     async fn insert_any(&self, rows: &[CostRecord]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let n = CHUNKS
-                .iter()
-                .copied()
-                .find(|&n| n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
+        for chunk in chunks(rows) {
             let values: Vec<Values<'_>> = chunk.iter().map(Values::of).collect();
-            let mut q = sqlx::query(insert_sql(self.kind, n));
+            let mut q = sqlx::query(insert_sql(self.kind, chunk.len()));
             for v in &values {
                 for col in v.columns() {
                     q = match col {
@@ -267,6 +259,17 @@ const PER_ROW: usize = 31;
 /// these sizes. Small enough that preparing one stays cheap (each connection prepares each
 /// size once).
 const CHUNKS: [usize; 3] = [16, 4, 1];
+
+/// `rows` cut into chunks of [`CHUNKS`] sizes, largest first.
+fn chunks(rows: &[CostRecord]) -> impl Iterator<Item = &[CostRecord]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let n = CHUNKS.iter().copied().find(|&n| n <= rest.len())?;
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 /// The insert statement for `n` rows (one of [`CHUNKS`]) in `kind`'s placeholders, built once.
 /// SQLite gets anonymous `?` (sqlx looks a `$n` name up per parameter, which is linear in the
@@ -507,16 +510,8 @@ fn open_writer(path: &str) -> rusqlite::Result<rusqlite::Connection> {
 /// per chunk), each value bound by a direct call.
 fn insert_sqlite(conn: &mut rusqlite::Connection, rows: &[CostRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = CHUNKS
-            .iter()
-            .copied()
-            .find(|&n| n <= rest.len())
-            .unwrap_or(1);
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        let mut stmt = tx.prepare_cached(insert_sql(Kind::Sqlite, n))?;
+    for chunk in chunks(rows) {
+        let mut stmt = tx.prepare_cached(insert_sql(Kind::Sqlite, chunk.len()))?;
         for (i, r) in chunk.iter().enumerate() {
             bind_row(&mut stmt, i * PER_ROW, &Values::of(r))?;
         }
